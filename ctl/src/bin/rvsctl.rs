@@ -1,0 +1,2 @@
+//! rvsctl (being written).
+fn main() {}

@@ -1,0 +1,2 @@
+//! rvs control protocol types and client (being written).
+#![deny(unsafe_code)]

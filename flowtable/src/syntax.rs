@@ -1,0 +1,1 @@
+//! OVS flow syntax parser and printer (being written).

@@ -1,0 +1,4 @@
+//! rvsd (being written).
+fn main() {
+    println!("rvsd {}", env!("CARGO_PKG_VERSION"));
+}
