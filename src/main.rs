@@ -1,4 +1,11 @@
 //! rvsd (being written).
+#![allow(dead_code)]
+
+mod bridge;
+mod datapath;
+mod packet;
+mod port;
+
 fn main() {
     println!("rvsd {}", env!("CARGO_PKG_VERSION"));
 }

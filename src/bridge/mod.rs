@@ -1,0 +1,1 @@
+//! Bridge state: VLAN port configuration, MAC learning, NORMAL (being written).

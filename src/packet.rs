@@ -1,0 +1,103 @@
+//! Packet buffers: one frame with headroom, owned by a datapath worker's pool.
+//!
+//! # Design
+//! A buffer is a fixed `BUF_SIZE` byte array; the frame occupies
+//! `data[start..start + len]`. Ports receive at `start = HEADROOM`, which
+//! leaves room to push VLAN tags (or, later, a tunnel header) in place by
+//! moving `start` back, without copying the payload. Buffers are allocated
+//! once when a worker starts and reused; nothing on the packet path
+//! allocates.
+//!
+//! # Invariants
+//! `start + len <= BUF_SIZE`, `start <= HEADROOM + 8`.
+
+/// Bytes reserved in front of a received frame.
+pub const HEADROOM: usize = 64;
+/// Largest frame a buffer holds (64 KiB of offloaded TCP plus headroom).
+pub const MAX_FRAME: usize = 65536;
+/// Total buffer size.
+pub const BUF_SIZE: usize = HEADROOM + MAX_FRAME;
+
+/// One packet buffer.
+pub struct PacketBuf {
+    /// Backing storage, `BUF_SIZE` bytes.
+    data: Box<[u8]>,
+    /// Offset of the first frame byte.
+    pub start: usize,
+    /// Frame length in bytes.
+    pub len: usize,
+}
+
+impl std::fmt::Debug for PacketBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PacketBuf")
+            .field("start", &self.start)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl Default for PacketBuf {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PacketBuf {
+    /// A zeroed buffer with an empty frame at `HEADROOM`.
+    pub fn new() -> PacketBuf {
+        PacketBuf {
+            data: vec![0u8; BUF_SIZE].into_boxed_slice(),
+            start: HEADROOM,
+            len: 0,
+        }
+    }
+
+    /// Resets to an empty frame at `HEADROOM`.
+    #[inline]
+    pub fn reset(&mut self) {
+        self.start = HEADROOM;
+        self.len = 0;
+    }
+
+    /// The frame bytes.
+    #[inline]
+    pub fn frame(&self) -> &[u8] {
+        &self.data[self.start..self.start + self.len]
+    }
+
+    /// The frame bytes, mutable.
+    #[inline]
+    pub fn frame_mut(&mut self) -> &mut [u8] {
+        &mut self.data[self.start..self.start + self.len]
+    }
+
+    /// Space to receive into: everything from `HEADROOM` on. After a
+    /// receive of `n` bytes call `set_received(n)`.
+    #[inline]
+    pub fn rx_space(&mut self) -> &mut [u8] {
+        &mut self.data[HEADROOM..]
+    }
+
+    /// Marks `n` bytes received at `HEADROOM`.
+    #[inline]
+    pub fn set_received(&mut self, n: usize) {
+        self.start = HEADROOM;
+        self.len = n.min(MAX_FRAME);
+    }
+
+    /// The whole backing storage and the frame's current start, for edits
+    /// that move the frame start (VLAN push/pop).
+    #[inline]
+    pub fn raw_mut(&mut self) -> (&mut [u8], &mut usize, &mut usize) {
+        (&mut self.data, &mut self.start, &mut self.len)
+    }
+
+    /// Copies another buffer's frame into this one (for fan-out).
+    pub fn copy_from(&mut self, other: &PacketBuf) {
+        self.start = other.start;
+        self.len = other.len;
+        let r = other.start..other.start + other.len;
+        self.data[r.clone()].copy_from_slice(&other.data[r]);
+    }
+}

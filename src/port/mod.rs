@@ -1,0 +1,1 @@
+//! Ports: the only place that touches file descriptors (being written).
