@@ -1,2 +1,12 @@
-//! rvs control protocol types and client (being written).
+//! rvs control: the protocol spoken between `rvsctl` and `rvsd`, and a client.
+//!
+//! The daemon depends on this crate too, so both ends share one set of
+//! types ([`proto`]); the `rvsctl` binary is a thin layer of argument
+//! parsing and output formatting over [`client::Client`].
 #![deny(unsafe_code)]
+
+pub mod client;
+pub mod proto;
+
+pub use client::{Client, ClientError};
+pub use proto::{Reply, Request, Response};

@@ -1,1 +1,119 @@
-//! Datapath workers (being written).
+//! The datapath: worker threads that move frames between ports.
+//!
+//! # What?
+//! [`worker`] owns ports and bridges and runs the receive → extract →
+//! pipeline → transmit loop; [`xlate`] executes flow tables and actions
+//! (including NORMAL) for one packet; [`pipeline`] holds the published flow
+//! tables; [`counters`] the per-port counters the control plane reads.
+//!
+//! # Thread-safety
+//! The control plane talks to workers only through [`Command`]s (plus the
+//! lock-free `ArcSwap` of each bridge's pipeline and the atomic counters).
+
+pub mod counters;
+pub mod pipeline;
+pub mod worker;
+pub mod xlate;
+
+use std::sync::Arc;
+
+use flowtable::{FlowKey, PortNo};
+use rvs_ctl::proto::{FdbEntry, TraceResult};
+
+use crate::bridge::VlanConfig;
+use crate::port::PortIo;
+use counters::PortShared;
+
+/// A one-shot reply channel.
+pub type Reply<T> = crossbeam_channel::Sender<T>;
+
+/// Requests from the control plane to a worker.
+pub enum Command {
+    /// Stop the worker thread.
+    Shutdown,
+    /// Start serving a bridge.
+    AddBridge {
+        /// Bridge id.
+        id: u32,
+        /// Its runtime state.
+        rt: Box<xlate::BridgeRt>,
+    },
+    /// Stop serving a bridge; its ports are closed.
+    DelBridge {
+        /// Bridge id.
+        id: u32,
+    },
+    /// Attach a port. `io` is `None` for patch ports and ports whose netdev
+    /// is missing (then `shared` says why it is down).
+    AddPort {
+        /// Bridge id.
+        bridge: u32,
+        /// OpenFlow port number.
+        ofport: PortNo,
+        /// Port name.
+        name: String,
+        /// The fd owner.
+        io: Option<PortIo>,
+        /// Counters and state.
+        shared: Arc<PortShared>,
+        /// VLAN configuration for NORMAL.
+        vlan: VlanConfig,
+    },
+    /// Detach a port (its fd is closed).
+    DelPort {
+        /// Bridge id.
+        bridge: u32,
+        /// OpenFlow port number.
+        ofport: PortNo,
+    },
+    /// Change a port's VLAN configuration (flushes its MAC entries).
+    SetPortVlan {
+        /// Bridge id.
+        bridge: u32,
+        /// OpenFlow port number.
+        ofport: PortNo,
+        /// New configuration.
+        vlan: VlanConfig,
+    },
+    /// Link a patch port to its peer (or unlink with `None`).
+    SetPatchPeer {
+        /// Bridge id.
+        bridge: u32,
+        /// OpenFlow port number.
+        ofport: PortNo,
+        /// Peer (bridge id, ofport).
+        peer: Option<(u32, PortNo)>,
+    },
+    /// MAC learning knobs.
+    SetBridgeKnobs {
+        /// Bridge id.
+        bridge: u32,
+        /// Aging time, seconds.
+        aging_s: u32,
+        /// Table capacity.
+        table_size: u32,
+    },
+    /// Snapshot the MAC table.
+    FdbShow {
+        /// Bridge id.
+        bridge: u32,
+        /// Where to send it.
+        reply: Reply<Vec<FdbEntry>>,
+    },
+    /// Empty the MAC table; replies with the number of entries removed.
+    FdbFlush {
+        /// Bridge id.
+        bridge: u32,
+        /// Where to send the count.
+        reply: Reply<usize>,
+    },
+    /// Trace a synthetic packet.
+    Trace {
+        /// Bridge id.
+        bridge: u32,
+        /// The packet's key.
+        key: FlowKey,
+        /// Where to send the result.
+        reply: Reply<TraceResult>,
+    },
+}

@@ -1,2 +1,463 @@
-//! rvsctl (being written).
-fn main() {}
+//! rvsctl: the command line for rvsd, with ovs-vsctl / ovs-ofctl / ovs-appctl
+//! verbs.
+//!
+//! Exit codes: 0 success, 1 request rejected (message on stderr), 2 usage
+//! error, 3 daemon unreachable.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use rvs_ctl::proto::{FdbEntry, FlowInfo, PortStats, Reply, Request, TraceResult};
+use rvs_ctl::{Client, ClientError};
+
+#[derive(Parser, Debug)]
+#[command(name = "rvsctl", version, about = "Control the rvs software switch")]
+struct Cli {
+    /// Control socket of rvsd (default: $RVS_SOCKET or /run/rvs/rvsd.sock).
+    #[arg(long, global = true)]
+    socket: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// Seconds to wait for the daemon's answer.
+    #[arg(long, global = true, default_value_t = 30)]
+    timeout: u64,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Print a flow normalized as `dump-flows --no-stats` would (no daemon needed).
+    ParseFlow { flow: String },
+    /// Parse a flow file (or - for stdin) and print the normalized flows.
+    ParseFlows { file: String },
+    /// Create a bridge.
+    AddBr {
+        bridge: String,
+        #[arg(long)]
+        may_exist: bool,
+    },
+    /// Delete a bridge.
+    DelBr {
+        bridge: String,
+        #[arg(long)]
+        if_exists: bool,
+    },
+    /// List bridges.
+    ListBr,
+    /// Show bridges and ports.
+    Show,
+    /// Add a port: add-port BR PORT [type=tap|system|internal|patch] [tag=VID]
+    /// [trunks=V1,V2] [vlan_mode=MODE] [ofport_request=N] [peer=PORT].
+    AddPort {
+        bridge: String,
+        port: String,
+        /// key=value settings.
+        settings: Vec<String>,
+        #[arg(long)]
+        may_exist: bool,
+    },
+    /// Delete a port: del-port [BR] PORT.
+    DelPort {
+        #[arg(num_args = 1..=2, required = true)]
+        names: Vec<String>,
+        #[arg(long)]
+        if_exists: bool,
+    },
+    /// List the ports of a bridge.
+    ListPorts { bridge: String },
+    /// Change settings: set port PORT key=value... | set bridge BR key=value...
+    Set {
+        #[command(subcommand)]
+        what: SetCmd,
+    },
+    /// Add one flow.
+    AddFlow { bridge: String, flow: String },
+    /// Add flows from a file (or - for stdin); all or nothing.
+    AddFlows { bridge: String, file: String },
+    /// Modify the actions of matching flows.
+    ModFlows {
+        bridge: String,
+        flow: String,
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Delete flows matching MATCH (all flows if omitted).
+    DelFlows {
+        bridge: String,
+        filter: Option<String>,
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Replace all flows with those in a file, atomically.
+    ReplaceFlows { bridge: String, file: String },
+    /// Print flows, optionally those matching MATCH.
+    DumpFlows {
+        bridge: String,
+        filter: Option<String>,
+        #[arg(long)]
+        no_stats: bool,
+    },
+    /// Port counters.
+    DumpPorts { bridge: String, port: Option<String> },
+    /// MAC learning table.
+    FdbShow { bridge: String },
+    /// Empty the MAC learning table.
+    FdbFlush { bridge: String },
+    /// Trace a synthetic packet through the pipeline.
+    Trace { bridge: String, flow: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum SetCmd {
+    /// set port PORT key=value...
+    Port {
+        port: String,
+        #[arg(required = true)]
+        settings: Vec<String>,
+    },
+    /// set bridge BR key=value...
+    Bridge {
+        bridge: String,
+        #[arg(required = true)]
+        settings: Vec<String>,
+    },
+}
+
+/// A failure with its exit code.
+struct Fail {
+    code: u8,
+    msg: String,
+}
+
+fn fail(code: u8, msg: impl Into<String>) -> Fail {
+    Fail {
+        code,
+        msg: msg.into(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("rvsctl: {}", f.msg);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn read_file_arg(file: &str) -> Result<String, Fail> {
+    if file == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| fail(1, format!("reading standard input: {e}")))?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(file).map_err(|e| fail(1, format!("{file}: {e}")))
+    }
+}
+
+fn split_settings(verb: &str, items: &[String]) -> Result<Vec<(String, String)>, Fail> {
+    items
+        .iter()
+        .map(|s| match s.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(fail(2, format!("{verb}: expected key=value, got \"{s}\""))),
+        })
+        .collect()
+}
+
+fn run(cli: &Cli) -> Result<(), Fail> {
+    let no_port = |_: &str| None;
+    let req = match &cli.cmd {
+        Cmd::ParseFlow { flow } => {
+            let f = flowtable::syntax::parse_flow(flow, &no_port)
+                .map_err(|e| fail(1, format!("parse-flow: {e}")))?;
+            return print_parsed(cli.format, &[f]);
+        }
+        Cmd::ParseFlows { file } => {
+            let text = read_file_arg(file)?;
+            let flows = flowtable::syntax::parse_flows(&text, &no_port)
+                .map_err(|e| fail(1, format!("parse-flows: {file}: {e}")))?;
+            return print_parsed(cli.format, &flows);
+        }
+        Cmd::AddBr { bridge, may_exist } => Request::AddBr {
+            name: bridge.clone(),
+            may_exist: *may_exist,
+        },
+        Cmd::DelBr { bridge, if_exists } => Request::DelBr {
+            name: bridge.clone(),
+            if_exists: *if_exists,
+        },
+        Cmd::ListBr => Request::ListBr {},
+        Cmd::Show => Request::Show {},
+        Cmd::AddPort {
+            bridge,
+            port,
+            settings,
+            may_exist,
+        } => Request::AddPort {
+            bridge: bridge.clone(),
+            name: port.clone(),
+            settings: split_settings("add-port", settings)?,
+            may_exist: *may_exist,
+        },
+        Cmd::DelPort { names, if_exists } => {
+            let (bridge, name) = match names.as_slice() {
+                [p] => (None, p.clone()),
+                [b, p] => (Some(b.clone()), p.clone()),
+                _ => return Err(fail(2, "del-port: expected [BRIDGE] PORT")),
+            };
+            Request::DelPort {
+                bridge,
+                name,
+                if_exists: *if_exists,
+            }
+        }
+        Cmd::ListPorts { bridge } => Request::ListPorts {
+            bridge: bridge.clone(),
+        },
+        Cmd::Set { what } => match what {
+            SetCmd::Port { port, settings } => Request::SetPort {
+                name: port.clone(),
+                settings: split_settings("set port", settings)?,
+            },
+            SetCmd::Bridge { bridge, settings } => Request::SetBridge {
+                name: bridge.clone(),
+                settings: split_settings("set bridge", settings)?,
+            },
+        },
+        Cmd::AddFlow { bridge, flow } => Request::AddFlows {
+            bridge: bridge.clone(),
+            text: flow.clone(),
+        },
+        Cmd::AddFlows { bridge, file } => Request::AddFlows {
+            bridge: bridge.clone(),
+            text: read_file_arg(file)?,
+        },
+        Cmd::ModFlows {
+            bridge,
+            flow,
+            strict,
+        } => Request::ModFlows {
+            bridge: bridge.clone(),
+            flow: flow.clone(),
+            strict: *strict,
+        },
+        Cmd::DelFlows {
+            bridge,
+            filter,
+            strict,
+        } => Request::DelFlows {
+            bridge: bridge.clone(),
+            filter: filter.clone().unwrap_or_default(),
+            strict: *strict,
+        },
+        Cmd::ReplaceFlows { bridge, file } => Request::ReplaceFlows {
+            bridge: bridge.clone(),
+            text: read_file_arg(file)?,
+        },
+        Cmd::DumpFlows { bridge, filter, .. } => Request::DumpFlows {
+            bridge: bridge.clone(),
+            filter: filter.clone().unwrap_or_default(),
+        },
+        Cmd::DumpPorts { bridge, port } => Request::DumpPorts {
+            bridge: bridge.clone(),
+            port: port.clone(),
+        },
+        Cmd::FdbShow { bridge } => Request::FdbShow {
+            bridge: bridge.clone(),
+        },
+        Cmd::FdbFlush { bridge } => Request::FdbFlush {
+            bridge: bridge.clone(),
+        },
+        Cmd::Trace { bridge, flow } => Request::Trace {
+            bridge: bridge.clone(),
+            flow: flow.clone(),
+        },
+    };
+    let socket = cli
+        .socket
+        .clone()
+        .unwrap_or_else(rvs_ctl::client::default_socket);
+    let timeout = (cli.timeout > 0).then(|| Duration::from_secs(cli.timeout));
+    let mut client = Client::connect(&socket, timeout).map_err(|e| fail(3, e.to_string()))?;
+    let reply = client.call(&req).map_err(|e| match e {
+        ClientError::Rejected(body) => fail(1, body.message),
+        other => fail(3, other.to_string()),
+    })?;
+    if cli.format == Format::Json {
+        let s = serde_json::to_string_pretty(&reply).map_err(|e| fail(1, e.to_string()))?;
+        println!("{s}");
+        return Ok(());
+    }
+    print_table(&cli.cmd, &reply);
+    Ok(())
+}
+
+fn print_parsed(format: Format, flows: &[flowtable::syntax::Flow]) -> Result<(), Fail> {
+    if format == Format::Json {
+        let v: Vec<String> = flows.iter().map(|f| f.to_string()).collect();
+        let s = serde_json::to_string_pretty(&serde_json::json!({ "flows": v }))
+            .map_err(|e| fail(1, e.to_string()))?;
+        println!("{s}");
+    } else {
+        for f in flows {
+            println!("{f}");
+        }
+    }
+    Ok(())
+}
+
+fn print_table(cmd: &Cmd, reply: &Reply) {
+    match reply {
+        Reply::Done { message, .. } => {
+            if !message.is_empty() {
+                println!("{message}");
+            }
+        }
+        Reply::Bridges { bridges } => match cmd {
+            Cmd::ListBr => bridges.iter().for_each(|b| println!("{}", b.name)),
+            Cmd::ListPorts { .. } => bridges
+                .iter()
+                .flat_map(|b| b.ports.iter().filter(|p| p.name != b.name))
+                .for_each(|p| println!("{}", p.name)),
+            _ => {
+                for b in bridges {
+                    println!("Bridge {}", b.name);
+                    println!(
+                        "    mac_aging_time: {}s, mac_table_size: {}",
+                        b.mac_aging_time, b.mac_table_size
+                    );
+                    for p in &b.ports {
+                        let ofport = flowtable::PortNo(p.ofport);
+                        let state = if p.up {
+                            "up".to_string()
+                        } else {
+                            format!(
+                                "down: {}",
+                                p.down_reason.as_deref().unwrap_or("unknown reason")
+                            )
+                        };
+                        println!("    Port {} (ofport {ofport}, {}, {state})", p.name, p.kind);
+                        if let Some(t) = p.tag {
+                            println!("        tag: {t}");
+                        }
+                        if !p.trunks.is_empty() {
+                            let t: Vec<String> = p.trunks.iter().map(u16::to_string).collect();
+                            println!("        trunks: [{}]", t.join(", "));
+                        }
+                        println!("        vlan_mode: {}", p.vlan_mode);
+                        if let Some(peer) = &p.peer {
+                            println!("        peer: {peer}");
+                        }
+                    }
+                }
+            }
+        },
+        Reply::Flows { flows } => {
+            let no_stats = matches!(cmd, Cmd::DumpFlows { no_stats: true, .. });
+            print_flows(flows, no_stats)
+        }
+        Reply::Ports { ports } => print_ports(ports),
+        Reply::Fdb { fdb } => print_fdb(fdb),
+        Reply::Trace { trace } => print_trace(trace),
+    }
+}
+
+fn print_flows(flows: &[FlowInfo], no_stats: bool) {
+    for f in flows {
+        if no_stats {
+            println!("{}", f.flow);
+        } else {
+            println!(" {}", f.text);
+        }
+    }
+}
+
+fn print_ports(ports: &[PortStats]) {
+    for p in ports {
+        let no = flowtable::PortNo(p.ofport);
+        println!(
+            "port {no:>5} {:<15} {}: rx pkts={}, bytes={} tx pkts={}, bytes={}",
+            p.name,
+            if p.up { "up" } else { "DOWN" },
+            p.rx_packets,
+            p.rx_bytes,
+            p.tx_packets,
+            p.tx_bytes
+        );
+        let fmt = |m: &std::collections::BTreeMap<String, u64>| {
+            let v: Vec<String> = m.iter().map(|(k, n)| format!("{k}={n}")).collect();
+            if v.is_empty() {
+                "0".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        println!(
+            "      rx dropped: {}   tx dropped: {}",
+            fmt(&p.rx_dropped),
+            fmt(&p.tx_dropped)
+        );
+    }
+}
+
+fn print_fdb(fdb: &[FdbEntry]) {
+    println!(" port  VLAN  MAC                Age");
+    for e in fdb {
+        let port = if e.port_name.is_empty() {
+            flowtable::PortNo(e.port).to_string()
+        } else {
+            e.port_name.clone()
+        };
+        println!("{port:>5}  {:>4}  {}  {:>3}", e.vlan, e.mac, e.age);
+    }
+}
+
+fn print_trace(t: &TraceResult) {
+    println!("Flow: {}", t.packet);
+    for s in &t.steps {
+        let indent = "    ".repeat(s.depth as usize);
+        match (s.table, &s.rule) {
+            (Some(table), Some(rule)) => {
+                println!("{indent}{table}. {rule}");
+                if !s.detail.is_empty() {
+                    println!("{indent}    {}", s.detail);
+                }
+            }
+            (Some(table), None) => println!("{indent}{table}. No match. {}", s.detail),
+            _ => println!("{indent}    {}", s.detail),
+        }
+    }
+    println!();
+    if t.outputs.is_empty() {
+        println!(
+            "Datapath actions: drop ({})",
+            t.drop_reason.as_deref().unwrap_or("no output")
+        );
+    } else {
+        let v: Vec<String> = t
+            .outputs
+            .iter()
+            .map(|o| match o.vlan {
+                Some(v) => format!("{} (vlan {v})", o.name),
+                None => format!("{} (untagged)", o.name),
+            })
+            .collect();
+        println!("Outputs: {}", v.join(", "));
+    }
+}

@@ -1,0 +1,151 @@
+//! Declarative configuration: the TOML schema of DESIGN §3.
+//!
+//! # What?
+//! [`Config`] is the whole desired state of a switch: bridges with their
+//! knobs, ports with VLAN settings, and flows in OVS syntax. It is what
+//! `--config FILE` seeds and what the embedded default (`config/default.toml`)
+//! holds.
+//!
+//! # Invariants
+//! Unknown keys are errors (`deny_unknown_fields`); TOML errors carry the
+//! line and column. Semantic checks (VLAN ranges, duplicate names, flows
+//! that don't parse) happen when the config is applied, with the same
+//! messages the CLI gets.
+
+use serde::{Deserialize, Serialize};
+
+/// The embedded default configuration.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// A whole switch configuration.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Bridges, in order of creation.
+    #[serde(default)]
+    pub bridge: Vec<BridgeConfig>,
+}
+
+/// One bridge.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeConfig {
+    /// Bridge name (≤ 15 bytes; also its LOCAL netdev).
+    pub name: String,
+    /// MAC learning aging time, seconds (15–3600, default 300).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_aging_time: Option<u32>,
+    /// MAC learning table size, entries (10–1,000,000, default 8192).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_table_size: Option<u32>,
+    /// Ports other than LOCAL.
+    #[serde(default)]
+    pub port: Vec<PortConfig>,
+    /// Flows; when absent, the bridge has `priority=0,actions=NORMAL`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow: Option<Vec<FlowConfig>>,
+}
+
+/// One port.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortConfig {
+    /// Port and netdev name.
+    pub name: String,
+    /// `tap`, `system`, `internal` or `patch`; default: `system` if the
+    /// netdev exists, else `tap`.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Access VLAN (or native VLAN for native-* modes), 1–4094.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<u16>,
+    /// VLANs a trunk carries; empty = all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trunks: Vec<u16>,
+    /// `access`, `trunk`, `native-tagged` or `native-untagged`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan_mode: Option<String>,
+    /// Requested OpenFlow port number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ofport: Option<u32>,
+    /// Peer port of a patch port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+}
+
+/// One flow.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowConfig {
+    /// The flow in OVS syntax, e.g. `priority=100,dl_type=0x88cc,actions=drop`.
+    pub flow: String,
+}
+
+/// A configuration file that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{origin}: {message}")]
+pub struct ConfigError {
+    /// File name (or `<embedded default>`).
+    pub origin: String,
+    /// What is wrong, with line and column where known.
+    pub message: String,
+}
+
+impl Config {
+    /// Parses TOML text; `origin` names the file in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            let message = match e.span() {
+                Some(span) => {
+                    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                    format!("line {line}: {}", e.message())
+                }
+                None => e.message().to_string(),
+            };
+            ConfigError {
+                origin: origin.to_string(),
+                message,
+            }
+        })
+    }
+
+    /// The embedded default.
+    pub fn embedded_default() -> Result<Config, ConfigError> {
+        Config::parse(DEFAULT_TOML, "<embedded default config/default.toml>")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_parses() {
+        let c = Config::embedded_default().expect("default config");
+        assert!(!c.bridge.is_empty());
+    }
+
+    #[test]
+    fn unknown_key_names_line() {
+        let err = Config::parse("[[bridge]]\nname = \"br0\"\nmac_agin_time = 5\n", "x.toml")
+            .expect_err("unknown key");
+        let s = err.to_string();
+        assert!(s.starts_with("x.toml: line 3:"), "{s}");
+        assert!(s.contains("mac_agin_time"), "{s}");
+    }
+
+    #[test]
+    fn every_example_parses() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
+        let mut n = 0;
+        for e in std::fs::read_dir(dir).expect("config dir") {
+            let p = e.expect("entry").path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                let text = std::fs::read_to_string(&p).expect("read");
+                Config::parse(&text, &p.display().to_string()).expect("example parses");
+                n += 1;
+            }
+        }
+        assert!(n >= 1);
+    }
+}

@@ -1,0 +1,236 @@
+//! Per-port counters and state shared between a datapath worker (the only
+//! writer) and the control plane (readers).
+//!
+//! # Design
+//! Each counter is an `AtomicU64` written by exactly one worker thread with
+//! relaxed load+store (no locked read-modify-write on the packet path) and
+//! read by the control plane with relaxed loads. Totals may be momentarily
+//! inconsistent with each other (rx vs tx), never torn.
+//!
+//! # JSON format
+//! `dump-ports --format json` reports these as [`rvs_ctl::proto::PortStats`]:
+//! `rx_packets`, `rx_bytes`, `tx_packets`, `tx_bytes`, and `rx_dropped` /
+//! `tx_dropped` maps from reason name to count (zero reasons omitted).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Why a received frame was not forwarded anywhere (counted on the input port).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum RxDrop {
+    /// The frame could not be parsed (runt, truncated header, bad IHL…).
+    Malformed,
+    /// No flow matched in some table.
+    NoMatch,
+    /// The flow's actions output nothing (explicit drop).
+    Action,
+    /// NORMAL: the VLAN is not allowed on the input port.
+    VlanNotAllowed,
+    /// NORMAL: reserved multicast (01:80:c2:00:00:0x) is not forwarded.
+    Reserved,
+    /// NORMAL: destination learned on the input port.
+    LearnedOnInput,
+    /// NORMAL: no port carries the VLAN.
+    NoOutput,
+    /// resubmit depth or patch-port hop limit exceeded.
+    ResubmitLimit,
+    /// `dec_ttl` reached zero.
+    TtlExpired,
+    /// CONTROLLER action with no controller connected.
+    NoController,
+    /// The frame was larger than the receive buffer.
+    TooBig,
+}
+
+impl RxDrop {
+    /// Number of reasons.
+    pub const COUNT: usize = 11;
+    /// All reasons, in index order.
+    pub const ALL: [RxDrop; RxDrop::COUNT] = [
+        RxDrop::Malformed,
+        RxDrop::NoMatch,
+        RxDrop::Action,
+        RxDrop::VlanNotAllowed,
+        RxDrop::Reserved,
+        RxDrop::LearnedOnInput,
+        RxDrop::NoOutput,
+        RxDrop::ResubmitLimit,
+        RxDrop::TtlExpired,
+        RxDrop::NoController,
+        RxDrop::TooBig,
+    ];
+
+    /// Name used in `dump-ports`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RxDrop::Malformed => "malformed",
+            RxDrop::NoMatch => "no_match",
+            RxDrop::Action => "action_drop",
+            RxDrop::VlanNotAllowed => "vlan_not_allowed",
+            RxDrop::Reserved => "reserved_multicast",
+            RxDrop::LearnedOnInput => "learned_on_input",
+            RxDrop::NoOutput => "no_output",
+            RxDrop::ResubmitLimit => "resubmit_limit",
+            RxDrop::TtlExpired => "ttl_expired",
+            RxDrop::NoController => "no_controller",
+            RxDrop::TooBig => "too_big",
+        }
+    }
+}
+
+/// Why a frame could not be sent (counted on the output port).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum TxDrop {
+    /// The kernel refused the write.
+    TxError,
+    /// The transmit queue was full.
+    QueueFull,
+    /// The port is down (netdev gone).
+    PortDown,
+    /// No headroom for a VLAN push, or a tag to pop was missing.
+    VlanEdit,
+}
+
+impl TxDrop {
+    /// Number of reasons.
+    pub const COUNT: usize = 4;
+    /// All reasons, in index order.
+    pub const ALL: [TxDrop; TxDrop::COUNT] = [
+        TxDrop::TxError,
+        TxDrop::QueueFull,
+        TxDrop::PortDown,
+        TxDrop::VlanEdit,
+    ];
+
+    /// Name used in `dump-ports`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TxDrop::TxError => "tx_error",
+            TxDrop::QueueFull => "queue_full",
+            TxDrop::PortDown => "port_down",
+            TxDrop::VlanEdit => "vlan_edit",
+        }
+    }
+}
+
+/// A single-writer counter.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`. Only the owning worker calls this.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        let v = self.0.load(Ordering::Relaxed);
+        self.0.store(v.wrapping_add(n), Ordering::Relaxed);
+    }
+
+    /// Current value.
+    #[inline]
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Counters and liveness of one port.
+#[derive(Debug, Default)]
+pub struct PortShared {
+    /// Frames received.
+    pub rx_packets: Counter,
+    /// Bytes received.
+    pub rx_bytes: Counter,
+    /// Frames sent.
+    pub tx_packets: Counter,
+    /// Bytes sent.
+    pub tx_bytes: Counter,
+    /// Received-frame drops by [`RxDrop`] index.
+    pub rx_dropped: [Counter; RxDrop::COUNT],
+    /// Send failures by [`TxDrop`] index.
+    pub tx_dropped: [Counter; TxDrop::COUNT],
+    /// False once the netdev vanished.
+    up: AtomicBool,
+    /// Why the port is down.
+    down_reason: Mutex<Option<String>>,
+}
+
+impl PortShared {
+    /// A port that starts up (or down with `reason`).
+    pub fn new(down: Option<String>) -> PortShared {
+        let s = PortShared::default();
+        s.up.store(down.is_none(), Ordering::Relaxed);
+        if let Ok(mut r) = s.down_reason.lock() {
+            *r = down;
+        }
+        s
+    }
+
+    /// Counts a dropped received frame.
+    #[inline]
+    pub fn rx_drop(&self, why: RxDrop) {
+        self.rx_dropped[why as usize].add(1);
+    }
+
+    /// Counts a failed send.
+    #[inline]
+    pub fn tx_drop(&self, why: TxDrop) {
+        self.tx_dropped[why as usize].add(1);
+    }
+
+    /// True while the port can carry traffic.
+    #[inline]
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// Marks the port down with a reason (not on the fast path: once).
+    pub fn set_down(&self, reason: String) {
+        self.up.store(false, Ordering::Relaxed);
+        if let Ok(mut r) = self.down_reason.lock() {
+            *r = Some(reason);
+        }
+    }
+
+    /// Marks the port up.
+    pub fn set_up(&self) {
+        self.up.store(true, Ordering::Relaxed);
+        if let Ok(mut r) = self.down_reason.lock() {
+            *r = None;
+        }
+    }
+
+    /// Why the port is down, if it is.
+    pub fn down_reason(&self) -> Option<String> {
+        if self.is_up() {
+            return None;
+        }
+        self.down_reason.lock().ok().and_then(|r| r.clone())
+    }
+
+    /// Snapshot for `dump-ports`.
+    pub fn stats(&self, name: &str, ofport: u32) -> rvs_ctl::proto::PortStats {
+        let map = |names: &mut dyn Iterator<Item = (&'static str, u64)>| {
+            names
+                .filter(|(_, n)| *n > 0)
+                .map(|(k, n)| (k.to_string(), n))
+                .collect::<BTreeMap<_, _>>()
+        };
+        rvs_ctl::proto::PortStats {
+            name: name.to_string(),
+            ofport,
+            up: self.is_up(),
+            rx_packets: self.rx_packets.get(),
+            rx_bytes: self.rx_bytes.get(),
+            tx_packets: self.tx_packets.get(),
+            tx_bytes: self.tx_bytes.get(),
+            rx_dropped: map(&mut RxDrop::ALL
+                .iter()
+                .map(|r| (r.name(), self.rx_dropped[*r as usize].get()))),
+            tx_dropped: map(&mut TxDrop::ALL
+                .iter()
+                .map(|r| (r.name(), self.tx_dropped[*r as usize].get()))),
+        }
+    }
+}
