@@ -1,0 +1,431 @@
+//! System ports: an `AF_PACKET` socket bound to an existing netdev.
+//!
+//! # What?
+//! [`AfPacketPort::open`] attaches to a netdev the switch does not own (a
+//! veth end, a TAP that QEMU created, a NIC): it receives every frame the
+//! device receives (promiscuous) and transmits frames out of it.
+//!
+//! # Design
+//! - `socket(AF_PACKET, SOCK_RAW, 0)` (protocol 0: nothing is queued until
+//!   the `bind` to the device with `ETH_P_ALL`, so no frame of another
+//!   device slips in), non-blocking, close-on-exec.
+//! - `PACKET_ADD_MEMBERSHIP`/`PACKET_MR_PROMISC`: promiscuous while the
+//!   socket lives; the kernel drops the membership when it is closed.
+//! - `PACKET_AUXDATA`: the kernel hands frames over with the outer VLAN tag
+//!   stripped into `tpacket_auxdata` (`tp_vlan_tci` with
+//!   `TP_STATUS_VLAN_VALID`, `tp_vlan_tpid` with `TP_STATUS_VLAN_TPID_VALID`,
+//!   default 0x8100). The port puts it back: the 12 MAC bytes move 4 bytes
+//!   into the headroom and the tag goes in between, so the frame is what was
+//!   on the wire.
+//! - `PACKET_IGNORE_OUTGOING` (Linux ≥ 4.20) so our own transmissions are
+//!   not read back; without it, frames with `sll_pkttype == PACKET_OUTGOING`
+//!   are skipped (they are also what other local senders, e.g. a `tcpdump
+//!   -w -` replay, transmit — those are not "received" by the device either).
+//! - 4 MiB socket buffers (`SO_RCVBUFFORCE`/`SO_SNDBUFFORCE` when allowed,
+//!   else `SO_RCVBUF`/`SO_SNDBUF`, capped by `net.core.[rw]mem_max`).
+//! - Batches with `recvmmsg` straight into the caller's buffers; the
+//!   `mmsghdr`/`iovec`/control arrays live on the stack of the call (≈ 5 KiB
+//!   for 32 frames), so the port holds no raw pointers and is `Send`.
+//!
+//! # Invariants
+//! The socket only ever sees the device it was bound to. `getsockname`
+//! reports that device's ifindex until the device is unregistered from our
+//! namespace (deleted, or moved away), after which the kernel resets it to
+//! -1: that is [`AfPacketPort::check_alive`].
+//!
+//! # Thread-safety
+//! Owned by one worker; I/O takes `&mut self`.
+//!
+//! # Limits
+//! At most [`MAX_BATCH`] frames per `recv_batch` (longer slices are filled
+//! up to that). Only the outer tag is in auxdata; an inner (QinQ) tag stays
+//! in the frame as received. Frames larger than the buffer are dropped
+//! ([`PortError::FrameTooBig`]). A socket never re-binds: if the device is
+//! re-created, open a new port.
+
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use super::{classify, PortError};
+use crate::netdev;
+use crate::packet::{PacketBuf, HEADROOM};
+
+/// Largest batch `recv_batch` reads with one `recvmmsg`.
+pub const MAX_BATCH: usize = 32;
+/// Requested socket buffer size, each direction.
+const SOCK_BUF_LEN: libc::c_int = 4 << 20;
+/// Default TPID when the kernel does not report one.
+const TPID_8021Q: u16 = 0x8100;
+/// Control buffer per message, enough for one `tpacket_auxdata` cmsg.
+type CmsgBuf = [u64; 8];
+
+/// An `AF_PACKET` socket on an existing netdev.
+#[derive(Debug)]
+pub struct AfPacketPort {
+    /// The bound packet socket.
+    fd: OwnedFd,
+    /// The device name at open time.
+    name: String,
+    /// The device's ifindex at open time.
+    ifindex: u32,
+    /// Whether `PACKET_IGNORE_OUTGOING` is active (else we filter).
+    ignore_outgoing: bool,
+    /// An error held back from the end of a batch, returned next call.
+    pending: Option<PortError>,
+}
+
+/// `setsockopt` with an integer-like value.
+fn setsockopt<T>(fd: RawFd, level: libc::c_int, opt: libc::c_int, val: &T) -> io::Result<()> {
+    // SAFETY: `val` points at a live `T` of `size_of::<T>()` bytes, which is
+    // the option's expected type for every caller in this file.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            opt,
+            (val as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+impl AfPacketPort {
+    /// Attaches to the existing netdev `name` and brings it up if it is
+    /// down. Needs `CAP_NET_RAW` (and `CAP_NET_ADMIN` to set it up).
+    pub fn open(name: &str) -> Result<AfPacketPort, PortError> {
+        let ifindex = netdev::ifindex(name)?;
+        netdev::set_up(name)?;
+        let open_err = |op, source| PortError::Open {
+            name: name.to_owned(),
+            op,
+            source,
+        };
+
+        // SAFETY: socket() has no memory-safety preconditions.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            )
+        };
+        if raw < 0 {
+            return Err(open_err("socket(AF_PACKET)", io::Error::last_os_error()));
+        }
+        // SAFETY: `raw` is a fresh fd that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let s = fd.as_raw_fd();
+
+        let one: libc::c_int = 1;
+        setsockopt(s, libc::SOL_PACKET, libc::PACKET_AUXDATA, &one)
+            .map_err(|e| open_err("PACKET_AUXDATA", e))?;
+        let ignore_outgoing =
+            setsockopt(s, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &one).is_ok();
+        for (force, plain) in [
+            (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+            (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+        ] {
+            if setsockopt(s, libc::SOL_SOCKET, force, &SOCK_BUF_LEN).is_err() {
+                setsockopt(s, libc::SOL_SOCKET, plain, &SOCK_BUF_LEN)
+                    .map_err(|e| open_err("SO_RCVBUF/SO_SNDBUF", e))?;
+            }
+        }
+
+        // SAFETY: sockaddr_ll is a plain C struct; all-zero is valid.
+        let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+        sll.sll_ifindex = ifindex as libc::c_int;
+        // SAFETY: `sll` is a valid sockaddr_ll and the length passed is its
+        // size.
+        let rc = unsafe {
+            libc::bind(
+                s,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            return Err(match err.raw_os_error() {
+                Some(libc::ENODEV | libc::ENXIO) => PortError::Gone(err),
+                _ => open_err("bind", err),
+            });
+        }
+
+        // SAFETY: packet_mreq is a plain C struct; all-zero is valid.
+        let mut mreq: libc::packet_mreq = unsafe { zeroed() };
+        mreq.mr_ifindex = ifindex as libc::c_int;
+        mreq.mr_type = libc::PACKET_MR_PROMISC as u16;
+        setsockopt(s, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq)
+            .map_err(|e| open_err("PACKET_ADD_MEMBERSHIP", e))?;
+
+        Ok(AfPacketPort {
+            fd,
+            name: name.to_owned(),
+            ifindex,
+            ignore_outgoing,
+            pending: None,
+        })
+    }
+
+    /// The fd to poll.
+    pub fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// The device name at open time.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The device's ifindex at open time.
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// Whether `PACKET_IGNORE_OUTGOING` is in effect.
+    pub fn ignores_outgoing(&self) -> bool {
+        self.ignore_outgoing
+    }
+
+    /// The ifindex the socket is bound to now (-1 after the device was
+    /// unregistered from our namespace).
+    fn bound_ifindex(&self) -> io::Result<i32> {
+        // SAFETY: sockaddr_ll is a plain C struct; all-zero is valid.
+        let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
+        let mut len = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        // SAFETY: `sll` is writable for `len` bytes and `len` is a valid
+        // in/out length; the fd is open.
+        let rc = unsafe {
+            libc::getsockname(
+                self.fd.as_raw_fd(),
+                (&mut sll as *mut libc::sockaddr_ll).cast(),
+                &mut len,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(sll.sll_ifindex)
+    }
+
+    /// Whether the device the socket was bound to still exists in our
+    /// namespace.
+    pub fn check_alive(&self) -> bool {
+        matches!(self.bound_ifindex(), Ok(i) if i == self.ifindex as i32)
+    }
+
+    /// Classifies an I/O error; `ENETDOWN` becomes `Gone` when the device
+    /// was unregistered (the kernel reports both with `ENETDOWN`).
+    fn refine(&self, err: io::Error, len: usize) -> PortError {
+        match classify(err, len) {
+            PortError::LinkDown if !self.check_alive() => {
+                PortError::Gone(io::Error::from_raw_os_error(libc::ENETDOWN))
+            }
+            other => other,
+        }
+    }
+
+    /// Receives one frame; `Ok(false)` when none is waiting.
+    pub fn recv(&mut self, buf: &mut PacketBuf) -> Result<bool, PortError> {
+        Ok(self.recv_batch(std::slice::from_mut(buf))? == 1)
+    }
+
+    /// Receives up to `min(bufs.len(), MAX_BATCH)` frames into `bufs[0..n]`.
+    pub fn recv_batch(&mut self, bufs: &mut [PacketBuf]) -> Result<usize, PortError> {
+        if let Some(e) = self.pending.take() {
+            return Err(e);
+        }
+        let want = bufs.len().min(MAX_BATCH);
+        if want == 0 {
+            return Ok(0);
+        }
+        // SAFETY (all four): plain C structs / integer arrays; all-zero
+        // bytes are valid values.
+        let mut iov: [libc::iovec; MAX_BATCH] = unsafe { zeroed() };
+        let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { zeroed() };
+        let mut addrs: [libc::sockaddr_ll; MAX_BATCH] = unsafe { zeroed() };
+        let mut cmsgs: [CmsgBuf; MAX_BATCH] = [[0; 8]; MAX_BATCH];
+        for i in 0..want {
+            let space = bufs[i].rx_space();
+            iov[i].iov_base = space.as_mut_ptr().cast();
+            iov[i].iov_len = space.len();
+            let h = &mut msgs[i].msg_hdr;
+            h.msg_iov = &mut iov[i];
+            h.msg_iovlen = 1;
+            h.msg_name = (&mut addrs[i] as *mut libc::sockaddr_ll).cast();
+            h.msg_namelen = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+            h.msg_control = cmsgs[i].as_mut_ptr().cast();
+            h.msg_controllen = size_of::<CmsgBuf>();
+        }
+        let got = loop {
+            // SAFETY: msgs[..want] point at iovecs, addresses and control
+            // buffers that live on this stack frame, and the iovecs at the
+            // callers' buffers (borrowed mutably for this call); every length
+            // matches its buffer. The fd is open.
+            let rc = unsafe {
+                libc::recvmmsg(
+                    self.fd.as_raw_fd(),
+                    msgs.as_mut_ptr(),
+                    want as libc::c_uint,
+                    libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+                    std::ptr::null_mut(),
+                )
+            };
+            if rc >= 0 {
+                break rc as usize;
+            }
+            let err = io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::EAGAIN) => return Ok(0),
+                Some(libc::EINTR) => continue,
+                _ => return Err(self.refine(err, 0)),
+            }
+        };
+
+        // Post-process: drop outgoing and oversized frames, re-insert VLAN
+        // tags, and compact the survivors to bufs[0..n].
+        let mut n = 0;
+        for i in 0..got {
+            let len = msgs[i].msg_len as usize;
+            let h = &msgs[i].msg_hdr;
+            if !self.ignore_outgoing && addrs[i].sll_pkttype == libc::PACKET_OUTGOING {
+                continue;
+            }
+            if h.msg_flags & libc::MSG_TRUNC != 0 || len > crate::packet::MAX_FRAME {
+                if self.pending.is_none() {
+                    self.pending = Some(PortError::FrameTooBig { len });
+                }
+                continue;
+            }
+            let tag = vlan_from_cmsgs(h);
+            bufs[i].set_received(len);
+            if let Some((tpid, tci)) = tag {
+                reinsert_vlan(&mut bufs[i], tpid, tci);
+            }
+            if n != i {
+                bufs.swap(n, i);
+            }
+            n += 1;
+        }
+        if n == 0 {
+            if let Some(e) = self.pending.take() {
+                return Err(e);
+            }
+        }
+        Ok(n)
+    }
+
+    /// Sends one frame out of the device without blocking.
+    pub fn send(&mut self, frame: &[u8]) -> Result<(), PortError> {
+        loop {
+            // SAFETY: `frame` is readable for its whole length; the fd is
+            // open and bound, so no address is needed.
+            let rc = unsafe {
+                libc::send(
+                    self.fd.as_raw_fd(),
+                    frame.as_ptr().cast(),
+                    frame.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if rc >= 0 {
+                return Ok(());
+            }
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(self.refine(err, frame.len()));
+        }
+    }
+}
+
+/// The (TPID, TCI) of the VLAN tag the kernel stripped, from a received
+/// message's `PACKET_AUXDATA` control message.
+fn vlan_from_cmsgs(h: &libc::msghdr) -> Option<(u16, u16)> {
+    // SAFETY: `h` was filled by recvmmsg; msg_control/msg_controllen
+    // describe our control buffer and the kernel-written cmsg chain in it,
+    // which CMSG_FIRSTHDR/CMSG_NXTHDR walk within those bounds.
+    let mut c = unsafe { libc::CMSG_FIRSTHDR(h) };
+    while !c.is_null() {
+        // SAFETY: `c` is non-null and points at a cmsghdr inside the buffer.
+        let cm = unsafe { &*c };
+        if cm.cmsg_level == libc::SOL_PACKET
+            && cm.cmsg_type == libc::PACKET_AUXDATA
+            && cm.cmsg_len as usize
+                // SAFETY: CMSG_LEN is a pure size computation.
+                >= unsafe { libc::CMSG_LEN(size_of::<libc::tpacket_auxdata>() as u32) } as usize
+        {
+            // SAFETY: the cmsg carries a whole tpacket_auxdata (length checked
+            // above); CMSG_DATA may be unaligned for it, hence read_unaligned.
+            let aux: libc::tpacket_auxdata = unsafe {
+                std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::tpacket_auxdata>())
+            };
+            if aux.tp_status & libc::TP_STATUS_VLAN_VALID == 0 {
+                return None;
+            }
+            let tpid = if aux.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
+                aux.tp_vlan_tpid
+            } else {
+                TPID_8021Q
+            };
+            return Some((tpid, aux.tp_vlan_tci));
+        }
+        // SAFETY: `c` is a valid cmsg of chain `h`.
+        c = unsafe { libc::CMSG_NXTHDR(h, c) };
+    }
+    None
+}
+
+/// Puts a VLAN tag back into a frame received at `HEADROOM`: the MAC
+/// addresses move 4 bytes into the headroom and the tag goes after them.
+fn reinsert_vlan(buf: &mut PacketBuf, tpid: u16, tci: u16) {
+    let (data, start, len) = buf.raw_mut();
+    if *start != HEADROOM || *len < 12 {
+        return;
+    }
+    let s = HEADROOM;
+    data.copy_within(s..s + 12, s - 4);
+    data[s + 8..s + 10].copy_from_slice(&tpid.to_be_bytes());
+    data[s + 10..s + 12].copy_from_slice(&tci.to_be_bytes());
+    *start = s - 4;
+    *len += 4;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::port::testutil::*;
+    use crate::port::PortIo;
+
+    #[test]
+    fn reinsert_vlan_golden() {
+        let untagged = eth([1; 6], [2; 6], None, ETH_P_IP, &[0x45, 0, 0, 20]);
+        let mut b = PacketBuf::new();
+        b.rx_space()[..untagged.len()].copy_from_slice(&untagged);
+        b.set_received(untagged.len());
+        reinsert_vlan(&mut b, 0x8100, 0x200a);
+        assert_eq!(
+            b.frame(),
+            eth([1; 6], [2; 6], Some(0x200a), ETH_P_IP, &[0x45, 0, 0, 20]).as_slice()
+        );
+        assert_eq!(b.start, HEADROOM - 4);
+    }
+
+    #[test]
+    fn open_missing_device_is_not_found() {
+        let err = AfPacketPort::open("rvsnosuchdev1").unwrap_err();
+        assert!(
+            matches!(err, PortError::Netdev(netdev::NetdevError::NotFound { .. })),
+            "{err:?}"
+        );
+    }
+}
