@@ -405,6 +405,7 @@ mod tests {
     use super::*;
     use crate::port::testutil::*;
     use crate::port::PortIo;
+    use std::time::Duration;
 
     #[test]
     fn reinsert_vlan_golden() {
@@ -427,5 +428,18 @@ mod tests {
             matches!(err, PortError::Netdev(netdev::NetdevError::NotFound { .. })),
             "{err:?}"
         );
+    }
+
+    /// A veth pair: `uniq(tag)` here, `eth0` in namespace `uniq(tag)`.
+    fn veth_to_netns(tag: &str) -> (NetGuard, String) {
+        let mut g = NetGuard::default();
+        let name = uniq(tag);
+        g.add_netns(&name);
+        run(&[
+            "ip", "link", "add", &name, "type", "veth", "peer", "name", "eth0", "netns", &name,
+        ]);
+        g.links.push(name.clone());
+        run(&["ip", "-n", &name, "link", "set", "eth0", "up"]);
+        (g, name)
     }
 }

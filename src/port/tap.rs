@@ -251,8 +251,13 @@ impl TapPort {
     /// Classifies an I/O error, telling a dead device from a down one.
     fn refine(&self, err: io::Error, len: usize) -> PortError {
         match classify(err, len) {
-            PortError::Other(e) if e.raw_os_error() == Some(libc::EIO) && !self.check_alive() => {
-                PortError::Gone(e)
+            // A TAP whose link is down refuses writes with EIO.
+            PortError::Other(e) if e.raw_os_error() == Some(libc::EIO) => {
+                if self.check_alive() {
+                    PortError::LinkDown
+                } else {
+                    PortError::Gone(e)
+                }
             }
             other => other,
         }
@@ -262,6 +267,7 @@ impl TapPort {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::packet::PacketBuf;
     use crate::port::testutil::*;
     use crate::port::PortIo;
     use std::time::Duration;
@@ -329,5 +335,169 @@ mod tests {
             Some(true),
             "ping in the namespace got replies"
         );
+    }
+
+    #[test]
+    fn tap_link_down_then_deleted() {
+        if !require_root() {
+            return;
+        }
+        let (_g, ns, mut port) = tap_in_netns("d", "10.99.4.1/24");
+        let frame = arp_reply(HOST_MAC, [10, 99, 4, 2], [0xff; 6], [10, 99, 4, 1], None);
+        port.send(&frame).unwrap();
+
+        // Link down (in the other namespace): writes fail with EIO, which we
+        // report as LinkDown; the fd stays attached; nothing is readable.
+        run(&["ip", "-n", &ns, "link", "set", &ns, "down"]);
+        assert!(matches!(port.send(&frame), Err(PortError::LinkDown)));
+        assert!(port.check_alive());
+        // Frames queued before the link went down may still be read; then
+        // nothing more arrives.
+        let mut b = PacketBuf::new();
+        let mut left = 0;
+        while port.recv(&mut b).unwrap() {
+            left += 1;
+            assert!(left < 100, "frames keep arriving on a down TAP");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!port.recv(&mut b).unwrap());
+        assert_eq!(revents(port.fd()) & (libc::POLLERR | libc::POLLOUT), 0);
+        run(&["ip", "-n", &ns, "link", "set", &ns, "up"]);
+        port.send(&frame).unwrap();
+
+        // Deleted: every call fails with EBADFD (Gone), and poll reports
+        // POLLERR for good — the worker must drop the fd.
+        run(&["ip", "-n", &ns, "link", "del", &ns]);
+        for _ in 0..2 {
+            let e = port.recv(&mut PacketBuf::new()).unwrap_err();
+            assert!(e.is_gone(), "{e:?}");
+            let e = port.send(&frame).unwrap_err();
+            assert!(e.is_gone(), "{e:?}");
+            let mut bufs = [PacketBuf::new(), PacketBuf::new()];
+            assert!(port.recv_batch(&mut bufs).unwrap_err().is_gone());
+            assert!(!port.check_alive());
+            assert_ne!(revents(port.fd()) & libc::POLLERR, 0);
+        }
+    }
+
+    #[test]
+    fn tap_netns_deleted_is_gone() {
+        if !require_root() {
+            return;
+        }
+        let (g, _ns, mut port) = tap_in_netns("n", "10.99.5.1/24");
+        drop(g); // ip netns del: the TAP is destroyed with it (asynchronously)
+        let e = recv_until_error(&mut port, Duration::from_secs(5))
+            .expect("an error after netns deletion");
+        assert!(e.is_gone(), "{e:?}");
+        assert!(!port.check_alive());
+        let frame = arp_reply(HOST_MAC, [10, 99, 5, 2], [0xff; 6], [10, 99, 5, 1], None);
+        assert!(port.send(&frame).unwrap_err().is_gone());
+    }
+
+    #[test]
+    fn tap_is_deleted_when_port_dropped() {
+        if !require_root() {
+            return;
+        }
+        let name = uniq("r");
+        let mut g = NetGuard::default();
+        g.links.push(name.clone());
+        let port = TapPort::create(&name).unwrap();
+        assert!(netdev::exists(&name));
+        assert_eq!(netdev::mtu(&name).unwrap(), 1500);
+        let mac = netdev::mac(&name).unwrap();
+        assert_ne!(mac.0, [0; 6], "kernel assigns a random MAC");
+        assert_eq!(mac.0[0] & 0x03, 0x02, "locally administered unicast");
+        // A second create with the same name while the first fd holds it.
+        assert!(TapPort::create(&name).is_err());
+        drop(port);
+        // Immediate when run alone; other test threads forking `ip` can hold
+        // a copy of the fd for a moment (until their exec closes it).
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while netdev::exists(&name) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!netdev::exists(&name));
+    }
+
+    #[test]
+    fn tap_vnet_hdr_flag() {
+        if !require_root() {
+            return;
+        }
+        let name = uniq("v");
+        let mut g = NetGuard::default();
+        g.links.push(name.clone());
+        let cfg = TapConfig { vnet_hdr: true };
+        let port = TapPort::create_with(&name, &cfg).unwrap();
+        assert_eq!(port.config(), cfg);
+        let flags = port.attached_flags().unwrap();
+        assert_ne!(flags & libc::IFF_VNET_HDR as libc::c_short, 0);
+    }
+
+    #[test]
+    fn tap_largest_frame_fits_the_buffer() {
+        if !require_root() {
+            return;
+        }
+        // A TAP's max MTU is 65535 - 14, so its largest frame (65535 bytes)
+        // fits MAX_FRAME; FrameTooBig cannot happen without a vnet header.
+        let (_g, ns, mut port) = tap_in_netns("o", "10.99.6.1/24");
+        assert!(std::process::Command::new("ip")
+            .args(["-n", &ns, "link", "set", &ns, "mtu", "65522"])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .map(|s| !s.success())
+            .unwrap());
+        run(&["ip", "-n", &ns, "link", "set", &ns, "mtu", "65521"]);
+        run(&[
+            "ip",
+            "-n",
+            &ns,
+            "neigh",
+            "replace",
+            "10.99.6.2",
+            "lladdr",
+            "02:52:56:00:00:02",
+            "dev",
+            &ns,
+        ]);
+        // 65493 bytes of ICMP payload: a 65521-byte IP packet in a
+        // 65535-byte frame.
+        let _ping = ChildGuard(
+            std::process::Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &ns,
+                    "ping",
+                    "-n",
+                    "-c",
+                    "1",
+                    "-s",
+                    "65493",
+                    "10.99.6.2",
+                ])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let f = recv_until(&mut port, Duration::from_secs(5), |f| {
+            l3(f).is_some_and(|(_, et, _)| et == ETH_P_IP)
+        })
+        .expect("the big echo request");
+        assert_eq!(f.len(), 65535);
+        assert_eq!(&f[14 + 2..14 + 4], &65521u16.to_be_bytes());
+        assert_eq!(f[14 + 20], 8, "ICMP echo request");
+        // ping fills payload byte i (after a 16-byte timestamp) with i as u8:
+        // the tail arrived intact.
+        let payload = &f[14 + 28..];
+        assert_eq!(payload.len(), 65493);
+        assert!(payload[16..]
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == (i + 16) as u8));
     }
 }

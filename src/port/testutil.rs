@@ -309,3 +309,31 @@ fn checksum_golden() {
     ];
     assert_eq!(csum(&h), 0xb861);
 }
+
+/// The `poll` events pending on `fd` right now (POLLIN/POLLOUT/POLLERR).
+pub fn revents(fd: std::os::fd::RawFd) -> libc::c_short {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN | libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout.
+    let rc = unsafe { libc::poll(&mut pfd, 1, 0) };
+    assert!(rc >= 0, "poll: {}", std::io::Error::last_os_error());
+    pfd.revents
+}
+
+/// Receives on `port` (discarding frames) until it reports an error or
+/// `timeout` passes; returns the error.
+pub fn recv_until_error(port: &mut PortIo, timeout: Duration) -> Option<super::PortError> {
+    let mut bufs: Vec<PacketBuf> = (0..4).map(|_| PacketBuf::new()).collect();
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        match port.recv_batch(&mut bufs) {
+            Err(e) => return Some(e),
+            Ok(0) => std::thread::sleep(Duration::from_millis(5)),
+            Ok(_) => {}
+        }
+    }
+    None
+}
