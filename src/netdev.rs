@@ -267,6 +267,7 @@ pub fn mac(name: &str) -> Result<Mac, NetdevError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

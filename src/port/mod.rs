@@ -34,7 +34,47 @@
 //!
 //! # Linux behaviour (observed on 6.18; see the tests in `tap.rs` and
 //! `afpacket.rs`, which assert each of these)
-//! OBSERVED
+//!
+//! TAP (we own the `/dev/net/tun` fd):
+//! - Moved into another namespace: the fd keeps working (read, write,
+//!   `TUNGETIFF`); the name just disappears from ours.
+//! - Link down (wherever it lives): `read` → `EAGAIN` (frames queued before
+//!   may still come out), `write` → `EIO` → `LinkDown`; `poll` reports
+//!   neither `POLLIN` nor `POLLOUT`. Back up: writes work again.
+//! - `ip link del`: `read`, `write` and `TUNGETIFF` → `EBADFD` → `Gone`, on
+//!   every call; `poll` reports `POLLERR` for good, so a level-triggered
+//!   epoll spins until the fd is removed — act on the first `Gone`.
+//! - Namespace deleted: the TAP is destroyed with it (tun devices are not
+//!   moved back to the initial namespace), asynchronously: frames may still
+//!   be read for a moment, then `EBADFD` as above.
+//! - Dropping the port deletes a non-persistent TAP at once — unless a
+//!   `fork()`ed child that has not yet `exec`ed holds a copy of the fd
+//!   (`O_CLOEXEC` closes it at `exec`), which delays it briefly.
+//! - A TAP's maximum MTU is 65521 (65535 − 14), so its largest frame
+//!   (65535 bytes) fits `MAX_FRAME`; without a vnet header `FrameTooBig`
+//!   cannot happen on TAP rx.
+//!
+//! AF_PACKET (bound to an existing netdev):
+//! - Link down: the socket gets a pending `ENETDOWN`: one `recv` returns it
+//!   (`poll` shows `POLLERR` until then), later ones `EAGAIN`; every `send`
+//!   → `ENETDOWN`. → `LinkDown`. Back up: rx and tx resume on the same
+//!   socket.
+//! - veth peer down: sends still succeed; the veth drops them silently.
+//! - Deleted (`ip link del`), deleted with a namespace (deleting the
+//!   namespace of a veth peer deletes both ends), or moved into another
+//!   namespace: the kernel unbinds the socket (`getsockname` no longer
+//!   reports the ifindex), one `recv` → `ENETDOWN` (→ `Gone`, because the
+//!   binding is lost), then `EAGAIN` forever; `send` → `ENXIO` → `Gone`.
+//!   `POLLERR` shows only until the error is read, after which the fd is
+//!   merely silent: act on the first `Gone`, or poll `check_alive`.
+//! - A veth end that comes up before its peer gets a real qdisc only when
+//!   linkwatch runs (up to ~1 s later); frames sent before that are dropped
+//!   while `send` reports success.
+//! - The core strips the outer 802.1Q/802.1ad tag into skb metadata on rx
+//!   (also without the `8021q` module); auxdata gives it back and the port
+//!   re-inserts it byte for byte (QinQ included).
+//! - `send` of a frame over MTU + 14 (+ 4 when it carries a VLAN tag) →
+//!   `EMSGSIZE` → `FrameTooBig`.
 //!
 //! # Invariants
 //! After `recv`/`recv_batch` returns frames, each buffer's frame is a whole
@@ -266,8 +306,16 @@ impl From<AfPacketPort> for PortIo {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ports_are_send() {
+        fn send<T: Send>() {}
+        send::<PortIo>();
+        send::<PortError>();
+    }
 
     #[test]
     fn port_kind_round_trip() {

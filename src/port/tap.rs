@@ -265,6 +265,7 @@ impl TapPort {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::packet::PacketBuf;
