@@ -836,4 +836,35 @@ mod tests {
         }
         assert_eq!(n_seen, 40);
     }
+
+    #[test]
+    fn afpacket_oversized_rx_is_dropped_and_reported_after_the_batch() {
+        if !require_root() {
+            return;
+        }
+        let (_g, a, b) = quiet_veth_pair("s", "t");
+        for n in [&a, &b] {
+            run(&["ip", "link", "set", n, "mtu", "65535"]);
+        }
+        let mut pa = PortIo::AfPacket(AfPacketPort::open(&a).unwrap());
+        let mut pb = PortIo::AfPacket(AfPacketPort::open(&b).unwrap());
+        wait_oper_up(&a);
+        wait_oper_up(&b);
+        let src = [0x02, 0x52, 0x56, 0x44, 0x55, 0x66];
+        let small1 = eth([0xff; 6], src, None, 0x88b5, &[1; 50]);
+        let big = eth([0xff; 6], src, None, 0x88b5, &vec![2; 65535]);
+        let small2 = eth([0xff; 6], src, None, 0x88b5, &[3; 50]);
+        for f in [&small1, &big, &small2] {
+            pb.send(f).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let mut bufs: Vec<PacketBuf> = (0..8).map(|_| PacketBuf::new()).collect();
+        // The frames that fit come first; the drop is reported next call.
+        let n = pa.recv_batch(&mut bufs).unwrap();
+        let got: Vec<&[u8]> = bufs[..n].iter().map(|b| b.frame()).collect();
+        assert_eq!(got, vec![small1.as_slice(), small2.as_slice()]);
+        let e = pa.recv_batch(&mut bufs).unwrap_err();
+        assert!(matches!(e, PortError::FrameTooBig { len: 65549 }), "{e:?}");
+        assert_eq!(pa.recv_batch(&mut bufs).unwrap(), 0);
+    }
 }
