@@ -3,6 +3,7 @@
 
 mod bridge;
 mod datapath;
+mod netdev;
 mod packet;
 mod port;
 
