@@ -257,3 +257,135 @@ impl Bridge {
         self.mac.snapshot(now_ms)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use flowtable::key::VLAN_PRESENT;
+    use flowtable::{FlowKey, Mac};
+
+    fn key(in_port: u32, src: u8, dst: u8, vid: Option<u16>) -> FlowKey {
+        FlowKey {
+            in_port,
+            dl_src: [2, 0, 0, 0, 0, src],
+            dl_dst: [2, 0, 0, 0, 0, dst],
+            vlan_tci: vid.map_or(0, |v| VLAN_PRESENT | v),
+            ..FlowKey::ZERO
+        }
+    }
+
+    /// The module doc's example.
+    #[test]
+    fn doc_example() {
+        let mut br = Bridge::new();
+        br.add_port(PortNo(1), VlanConfig::access(Vid(10)).unwrap())
+            .unwrap();
+        br.add_port(
+            PortNo(2),
+            VlanConfig::trunk(vec![Vid(10), Vid(20)]).unwrap(),
+        )
+        .unwrap();
+        let mut out = NormalOutcome::default();
+        br.normal(&key(1, 0xa, 0xb, None), 0, &mut out);
+        assert_eq!(
+            out.outputs.as_slice(),
+            &[NormalOutput {
+                port: PortNo(2),
+                vlan: EgressVlan::Tagged(Vid(10))
+            }]
+        );
+    }
+
+    #[test]
+    fn port_management_errors() {
+        let mut br = Bridge::new();
+        br.add_port(PortNo(1), VlanConfig::default()).unwrap();
+        assert_eq!(
+            br.add_port(PortNo(1), VlanConfig::default()),
+            Err(BridgeError::PortExists(PortNo(1)))
+        );
+        for bad in [PortNo(0), PortNo::NORMAL, PortNo(0xff01)] {
+            assert_eq!(
+                br.add_port(bad, VlanConfig::default()),
+                Err(BridgeError::InvalidPortNo(bad))
+            );
+        }
+        br.add_port(PortNo::LOCAL, VlanConfig::default()).unwrap();
+        let bad = VlanConfig {
+            mode: VlanMode::Access,
+            tag: None,
+            trunks: vec![],
+        };
+        assert_eq!(
+            br.add_port(PortNo(2), bad.clone()),
+            Err(BridgeError::Vlan(VlanError::MissingTag(VlanMode::Access)))
+        );
+        assert!(br.set_port_vlan(PortNo(1), bad).is_err());
+        assert_eq!(
+            br.remove_port(PortNo(7)),
+            Err(BridgeError::NoSuchPort(PortNo(7)))
+        );
+        assert_eq!(
+            br.set_mac_aging_time(5).unwrap_err().to_string(),
+            "mac-aging-time 5 s is out of range (15-3600)"
+        );
+        assert!(br.set_mac_table_size(5).is_err());
+        let ports: Vec<_> = br.ports().map(|(p, _, up)| (p, up)).collect();
+        assert_eq!(ports, vec![(PortNo(1), true), (PortNo::LOCAL, true)]);
+    }
+
+    /// bundle_destroy / bundle_set → bundle_flush_macs: removing a port or
+    /// changing its VLAN settings forgets its MACs; other ports keep theirs.
+    #[test]
+    fn flush_port_on_remove_and_vlan_change() {
+        let mut br = Bridge::with_mac_table(MacTable::with_seed(3));
+        for p in 1..=3 {
+            br.add_port(PortNo(p), VlanConfig::access(Vid(10)).unwrap())
+                .unwrap();
+        }
+        let mut out = NormalOutcome::default();
+        for (p, src) in [(1, 0xa), (2, 0xb), (2, 0xc), (3, 0xd)] {
+            br.normal(&key(p, src, 0xff, None), 0, &mut out);
+        }
+        assert_eq!(br.mac_table().len(), 4);
+        // Same settings again: nothing forgotten.
+        br.set_port_vlan(PortNo(2), VlanConfig::access(Vid(10)).unwrap())
+            .unwrap();
+        assert_eq!(br.mac_table().port_count(PortNo(2)), 2);
+        // New settings: port 2's MACs go.
+        br.set_port_vlan(PortNo(2), VlanConfig::access(Vid(20)).unwrap())
+            .unwrap();
+        assert_eq!(br.mac_table().port_count(PortNo(2)), 0);
+        assert_eq!(br.mac_table().len(), 2);
+        assert_eq!(br.port_vlan(PortNo(2)).unwrap().tag, Some(Vid(20)));
+        // Removing port 3 forgets 0xd; traffic to it floods again.
+        assert_eq!(
+            br.remove_port(PortNo(3)).unwrap(),
+            VlanConfig::access(Vid(10)).unwrap()
+        );
+        let fdb = br.fdb_show(0);
+        assert_eq!(fdb.len(), 1);
+        assert_eq!(fdb[0].mac, Mac([2, 0, 0, 0, 0, 0xa]));
+        assert_eq!(fdb[0].port, PortNo(1));
+        assert_eq!(br.fdb_flush_port(PortNo(1)), 1);
+        assert!(br.mac_table().is_empty());
+    }
+
+    #[test]
+    fn fdb_flush_and_flush_vlan() {
+        let mut br = Bridge::new();
+        br.add_port(PortNo(1), VlanConfig::default()).unwrap();
+        br.add_port(PortNo(2), VlanConfig::default()).unwrap();
+        let mut out = NormalOutcome::default();
+        br.normal(&key(1, 0xa, 0xff, Some(10)), 0, &mut out);
+        br.normal(&key(1, 0xb, 0xff, Some(20)), 0, &mut out);
+        br.normal(&key(2, 0xc, 0xff, None), 0, &mut out);
+        let fdb = br.fdb_show(2500);
+        let vlans: Vec<_> = fdb.iter().map(|e| (e.vlan.0, e.age_s)).collect();
+        assert_eq!(vlans, vec![(10, 2), (20, 2), (0, 2)]);
+        assert_eq!(br.fdb_flush_vlan(Vid(20)), 1);
+        assert_eq!(br.fdb_flush(), 2);
+        assert!(br.fdb_show(2500).is_empty());
+    }
+}

@@ -488,3 +488,430 @@ impl Bridge {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::bridge::{MacTable, VlanConfig};
+
+    const fn mac(n: u8) -> Mac {
+        Mac([0x02, 0, 0, 0, 0, n])
+    }
+    const A: Mac = mac(0xa);
+    const B: Mac = mac(0xb);
+    const C: Mac = mac(0xc);
+
+    fn key(in_port: u32, src: Mac, dst: Mac, vid: Option<u16>) -> FlowKey {
+        FlowKey {
+            in_port,
+            dl_src: src.0,
+            dl_dst: dst.0,
+            vlan_tci: vid.map_or(0, |v| VLAN_PRESENT | v),
+            dl_type: 0x0800,
+            ..FlowKey::ZERO
+        }
+    }
+
+    fn vids(v: &[u16]) -> Vec<Vid> {
+        v.iter().map(|&v| Vid(v)).collect()
+    }
+
+    fn access(tag: u16) -> VlanConfig {
+        VlanConfig::access(Vid(tag)).unwrap()
+    }
+
+    fn trunk(v: &[u16]) -> VlanConfig {
+        VlanConfig::trunk(vids(v)).unwrap()
+    }
+
+    fn native(mode: VlanMode, tag: u16, v: &[u16]) -> VlanConfig {
+        VlanConfig::new(Some(mode), Some(Vid(tag)), vids(v)).unwrap()
+    }
+
+    fn bridge(ports: &[(u32, VlanConfig)]) -> Bridge {
+        let mut br = Bridge::with_mac_table(MacTable::with_seed(42));
+        for (p, c) in ports {
+            br.add_port(PortNo(*p), c.clone()).unwrap();
+        }
+        br
+    }
+
+    fn run(br: &mut Bridge, k: &FlowKey, now_ms: u64) -> NormalOutcome {
+        let mut out = NormalOutcome::default();
+        br.normal(k, now_ms, &mut out);
+        assert_eq!(out.outputs.is_empty(), out.drop_reason.is_some());
+        out
+    }
+
+    fn outs(o: &NormalOutcome) -> Vec<(u32, EgressVlan)> {
+        o.outputs.iter().map(|o| (o.port.0, o.vlan)).collect()
+    }
+
+    use EgressVlan::{Tagged, Untagged};
+
+    fn t(v: u16) -> EgressVlan {
+        Tagged(Vid(v))
+    }
+
+    /// input_vid_is_valid (PORT_VLAN_ACCESS): tagged frames are dropped,
+    /// even with the port's own VID, and nothing is learned from them.
+    #[test]
+    fn access_ingress_drops_tagged() {
+        let mut br = bridge(&[(1, access(10)), (2, access(10)), (3, trunk(&[]))]);
+        for vid in [10, 20] {
+            let o = run(&mut br, &key(1, A, B, Some(vid)), 0);
+            assert_eq!(o.drop_reason, Some(NormalDrop::VlanNotAllowed));
+            assert_eq!(o.vlan, None);
+            assert_eq!(o.learn, Learn::Off);
+        }
+        assert!(br.mac_table().is_empty());
+        // A priority tag (VID 0) counts as untagged (vid == 0 is valid).
+        let o = run(&mut br, &key(1, A, B, Some(0)), 0);
+        assert_eq!(o.vlan, Some(Vid(10)));
+        assert_eq!(outs(&o), vec![(2, Untagged), (3, t(10))]);
+        // Untagged: VLAN 10.
+        let o = run(&mut br, &key(1, A, B, None), 0);
+        assert_eq!(o.vlan, Some(Vid(10)));
+        assert_eq!(outs(&o), vec![(2, Untagged), (3, t(10))]);
+    }
+
+    /// input_vid_is_valid (PORT_VLAN_TRUNK) via xbundle_trunks_vlan.
+    #[test]
+    fn trunk_filters_vids() {
+        let mut br = bridge(&[(1, trunk(&[10, 20])), (2, trunk(&[])), (3, access(20))]);
+        let o = run(&mut br, &key(1, A, B, Some(30)), 0);
+        assert_eq!(o.drop_reason, Some(NormalDrop::VlanNotAllowed));
+        // Untagged is VLAN 0, not in the trunks.
+        let o = run(&mut br, &key(1, A, B, None), 0);
+        assert_eq!(o.drop_reason, Some(NormalDrop::VlanNotAllowed));
+        let o = run(&mut br, &key(1, A, B, Some(20)), 0);
+        assert_eq!(o.vlan, Some(Vid(20)));
+        assert_eq!(outs(&o), vec![(2, t(20)), (3, Untagged)]);
+        // The all-VLAN trunk takes untagged frames as VLAN 0; port 1 does
+        // not carry VLAN 0, access port 3 neither: nowhere to flood.
+        let o = run(&mut br, &key(2, A, B, None), 0);
+        assert_eq!(o.vlan, Some(Vid(0)));
+        assert_eq!(o.drop_reason, Some(NormalDrop::NoFloodPorts));
+        assert!(o.flooded);
+    }
+
+    /// xvlan_input_translate / xvlan_output_translate for native modes.
+    #[test]
+    fn native_untagged_ingress_and_egress() {
+        let nu = native(VlanMode::NativeUntagged, 5, &[10]);
+        let mut br = bridge(&[(1, nu.clone()), (2, nu), (3, trunk(&[]))]);
+        // Untagged in → native VLAN 5 → untagged on the other native port.
+        let o = run(&mut br, &key(1, A, B, None), 0);
+        assert_eq!(o.vlan, Some(Vid(5)));
+        assert_eq!(outs(&o), vec![(2, Untagged), (3, t(5))]);
+        // Tagged with the native VID is accepted, same VLAN.
+        let o = run(&mut br, &key(1, A, B, Some(5)), 0);
+        assert_eq!(o.vlan, Some(Vid(5)));
+        assert_eq!(outs(&o), vec![(2, Untagged), (3, t(5))]);
+        // A trunked VLAN stays tagged.
+        let o = run(&mut br, &key(3, C, B, Some(10)), 0);
+        assert_eq!(outs(&o), vec![(1, t(10)), (2, t(10))]);
+        // Not trunked: dropped.
+        let o = run(&mut br, &key(1, A, B, Some(11)), 0);
+        assert_eq!(o.drop_reason, Some(NormalDrop::VlanNotAllowed));
+        // VLAN 0 (trunk's untagged) is never carried by native ports.
+        let o = run(&mut br, &key(3, C, B, None), 0);
+        assert_eq!(o.drop_reason, Some(NormalDrop::NoFloodPorts));
+    }
+
+    #[test]
+    fn native_tagged_ingress_and_egress() {
+        let mut br = bridge(&[
+            (1, native(VlanMode::NativeTagged, 5, &[10])),
+            (2, native(VlanMode::NativeTagged, 5, &[])),
+            (3, access(5)),
+        ]);
+        // Untagged in → native VLAN 5 → native-tagged sends it tagged.
+        let o = run(&mut br, &key(1, A, B, None), 0);
+        assert_eq!(o.vlan, Some(Vid(5)));
+        assert_eq!(outs(&o), vec![(2, t(5)), (3, Untagged)]);
+        // From the access port: tagged 5 on both native-tagged ports.
+        let o = run(&mut br, &key(3, C, B, None), 0);
+        assert_eq!(outs(&o), vec![(1, t(5)), (2, t(5))]);
+        let o = run(&mut br, &key(2, C, B, Some(10)), 0);
+        assert_eq!(outs(&o), vec![(1, t(10))]);
+        let o = run(&mut br, &key(1, A, B, Some(20)), 0);
+        assert_eq!(o.drop_reason, Some(NormalDrop::VlanNotAllowed));
+    }
+
+    /// xlate_normal_flood: not the input port, not ports without the
+    /// VLAN (xbundle_includes_vlan), and (rvs) not ports that are down.
+    #[test]
+    fn flood_excludes_input_vlan_and_down_ports() {
+        let mut br = bridge(&[
+            (1, access(10)),
+            (2, access(10)),
+            (3, access(20)),
+            (4, trunk(&[20])),
+            (5, trunk(&[])),
+            (6, access(10)),
+        ]);
+        br.set_port_up(PortNo(6), false).unwrap();
+        let k = key(1, A, Mac::BROADCAST, None);
+        let mut out = NormalOutcome::default();
+        let mut trace = NormalTrace::default();
+        br.trace_normal(&k, 0, &mut out, &mut trace);
+        assert!(out.flooded);
+        assert_eq!(outs(&out), vec![(2, Untagged), (5, t(10))]);
+        let excluded: Vec<_> = trace
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                TraceEvent::Excluded { port, reason } => Some((port.0, *reason)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            excluded,
+            vec![
+                (1, Exclusion::InputPort),
+                (3, Exclusion::VlanNotCarried),
+                (4, Exclusion::VlanNotCarried),
+                (6, Exclusion::PortDown),
+            ]
+        );
+        assert!(trace.events.contains(&TraceEvent::Destination {
+            mac: Mac::BROADCAST,
+            lookup: DstLookup::Multicast
+        }));
+        // The packet path decides the same.
+        let o = run(&mut br, &k, 0);
+        assert_eq!(o.outputs, out.outputs);
+        br.set_port_up(PortNo(6), true).unwrap();
+        let o = run(&mut br, &k, 0);
+        assert_eq!(outs(&o), vec![(2, Untagged), (5, t(10)), (6, Untagged)]);
+    }
+
+    /// xlate_normal: a destination learned in the VLAN goes to its port
+    /// only, tagged per output_normal.
+    #[test]
+    fn learned_unicast_goes_to_one_port_with_egress_vlan() {
+        let mut br = bridge(&[(1, access(10)), (2, trunk(&[])), (3, access(10))]);
+        // B speaks from the trunk in VLAN 10: learned on port 2.
+        let o = run(&mut br, &key(2, B, A, Some(10)), 0);
+        assert_eq!(o.learn, Learn::New);
+        assert!(o.flooded);
+        let o = run(&mut br, &key(1, A, B, None), 1);
+        assert!(!o.flooded);
+        assert_eq!(o.learn, Learn::New);
+        assert_eq!(outs(&o), vec![(2, t(10))]);
+        // And back: A was learned on access port 1.
+        let o = run(&mut br, &key(2, B, A, Some(10)), 2);
+        assert_eq!(o.learn, Learn::Known);
+        assert_eq!(outs(&o), vec![(1, Untagged)]);
+        // Learning is per VLAN: in VLAN 20, B is unknown, so flood (only the
+        // trunk carries 20, and it is the input port).
+        let o = run(&mut br, &key(2, C, B, Some(20)), 3);
+        assert!(o.flooded);
+        assert_eq!(o.drop_reason, Some(NormalDrop::NoFloodPorts));
+    }
+
+    #[test]
+    fn learned_on_input_port_or_down_port_is_dropped() {
+        let mut br = bridge(&[(1, access(10)), (2, access(10)), (3, access(10))]);
+        run(&mut br, &key(1, A, C, None), 0);
+        run(&mut br, &key(1, B, C, None), 0);
+        let o = run(&mut br, &key(1, A, B, None), 0);
+        assert_eq!(o.drop_reason, Some(NormalDrop::LearnedOnInputPort));
+        run(&mut br, &key(2, C, A, None), 0);
+        br.set_port_up(PortNo(2), false).unwrap();
+        let o = run(&mut br, &key(1, A, C, None), 0);
+        assert_eq!(o.drop_reason, Some(NormalDrop::LearnedPortDown));
+    }
+
+    #[test]
+    fn unknown_input_port_is_dropped() {
+        let mut br = bridge(&[(1, access(10))]);
+        let o = run(&mut br, &key(9, A, B, None), 0);
+        assert_eq!(o.drop_reason, Some(NormalDrop::NoInputPort));
+        assert!(br.mac_table().is_empty());
+    }
+
+    /// mac_learning_may_learn: multicast sources are never learned, and the
+    /// frame is still forwarded.
+    #[test]
+    fn no_learning_from_multicast_source() {
+        let mut br = bridge(&[(1, access(10)), (2, access(10))]);
+        let mcast = Mac([0x01, 0x00, 0x5e, 0x00, 0x00, 0x01]);
+        let o = run(&mut br, &key(1, mcast, B, None), 0);
+        assert_eq!(o.learn, Learn::MulticastSource);
+        assert_eq!(outs(&o), vec![(2, Untagged)]);
+        assert!(br.mac_table().is_empty());
+        // Traffic to that address still floods (lookup ignores multicast).
+        let o = run(&mut br, &key(2, B, mcast, None), 0);
+        assert!(o.flooded);
+        assert_eq!(outs(&o), vec![(1, Untagged)]);
+    }
+
+    /// is_admissible / eth_addr_is_reserved: not forwarded, not learned,
+    /// unless forward-bpdu is on.
+    #[test]
+    fn reserved_multicast_not_forwarded() {
+        let mut br = bridge(&[(1, access(10)), (2, access(10))]);
+        for last in [0x00, 0x02, 0x0e, 0x0f] {
+            let dst = Mac([0x01, 0x80, 0xc2, 0, 0, last]);
+            let o = run(&mut br, &key(1, A, dst, None), 0);
+            assert_eq!(o.drop_reason, Some(NormalDrop::ReservedMulticast));
+            assert_eq!(o.learn, Learn::Off);
+        }
+        assert!(br.mac_table().is_empty());
+        for dst in [
+            Mac([0x01, 0x00, 0x0c, 0xcc, 0xcc, 0xcc]),
+            Mac([0x01, 0x00, 0x0c, 0xcc, 0xcc, 0xc7]),
+            Mac([0x00, 0xe0, 0x2b, 0x00, 0x00, 0x00]),
+        ] {
+            assert!(is_reserved_mac(dst), "{dst}");
+        }
+        // 01:80:c2:00:00:10 and 01:00:0c:cc:cc:c8 are ordinary multicast.
+        for dst in [
+            Mac([0x01, 0x80, 0xc2, 0, 0, 0x10]),
+            Mac([0x01, 0x00, 0x0c, 0xcc, 0xcc, 0xc8]),
+        ] {
+            assert!(!is_reserved_mac(dst), "{dst}");
+            let o = run(&mut br, &key(1, A, dst, None), 0);
+            assert_eq!(outs(&o), vec![(2, Untagged)]);
+        }
+        br.set_forward_bpdu(true);
+        let o = run(
+            &mut br,
+            &key(1, A, Mac([0x01, 0x80, 0xc2, 0, 0, 0]), None),
+            0,
+        );
+        assert_eq!(outs(&o), vec![(2, Untagged)]);
+    }
+
+    /// mac_learning_run: once aged out, the destination floods again.
+    #[test]
+    fn aging_removes_entries() {
+        let mut br = bridge(&[(1, access(10)), (2, access(10)), (3, access(10))]);
+        br.set_mac_aging_time(15).unwrap();
+        run(&mut br, &key(2, B, A, None), 1_000);
+        let o = run(&mut br, &key(1, A, B, None), 2_000);
+        assert_eq!(outs(&o), vec![(2, Untagged)]);
+        assert_eq!(br.expire(15_999), 0);
+        assert_eq!(br.expire(16_000), 1); // B, learned at 1 s
+        let o = run(&mut br, &key(1, A, B, None), 16_000);
+        assert!(o.flooded);
+        assert_eq!(outs(&o), vec![(2, Untagged), (3, Untagged)]);
+    }
+
+    /// evict_mac_entry_fairly through the bridge: a port spraying source
+    /// MACs loses its own entries first.
+    #[test]
+    fn full_table_evicts_from_busiest_port() {
+        let mut br = bridge(&[(1, access(10)), (2, access(10))]);
+        br.set_mac_table_size(10).unwrap();
+        run(&mut br, &key(2, B, Mac::BROADCAST, None), 0);
+        for i in 0x20..0x52u8 {
+            run(&mut br, &key(1, mac(i), Mac::BROADCAST, None), u64::from(i));
+        }
+        assert_eq!(br.mac_table().len(), 10);
+        assert_eq!(br.mac_table().port_count(PortNo(2)), 1);
+        assert_eq!(br.mac_table().stats().evicted, 41);
+        let o = run(&mut br, &key(1, mac(0x51), B, None), 100);
+        assert_eq!(outs(&o), vec![(2, Untagged)]);
+        // Port 1 keeps its 9 most recent MACs.
+        let fdb = br.fdb_show(100);
+        let p1: Vec<_> = fdb
+            .iter()
+            .filter(|e| e.port == PortNo(1))
+            .map(|e| e.mac)
+            .collect();
+        assert_eq!(p1, (0x49..0x52).map(mac).collect::<Vec<_>>());
+    }
+
+    /// update_learning_table__: a host that moves is followed.
+    #[test]
+    fn mac_move() {
+        let mut br = bridge(&[(1, access(10)), (2, access(10)), (3, access(10))]);
+        run(&mut br, &key(2, B, A, None), 0);
+        let o = run(&mut br, &key(1, A, B, None), 0);
+        assert_eq!(outs(&o), vec![(2, Untagged)]);
+        let o = run(&mut br, &key(3, B, A, None), 10);
+        assert_eq!(o.learn, Learn::Moved { from: PortNo(2) });
+        let o = run(&mut br, &key(1, A, B, None), 20);
+        assert_eq!(outs(&o), vec![(3, Untagged)]);
+    }
+
+    /// Access ports carry only single-tagged traffic
+    /// (xbundle_includes_vlan checks v[1].vid == 0).
+    #[test]
+    fn double_tagged_frames_do_not_flood_to_access_ports() {
+        let mut br = bridge(&[(1, trunk(&[])), (2, access(10)), (3, trunk(&[10]))]);
+        let mut k = key(1, A, Mac::BROADCAST, Some(10));
+        k.inner_vlan_tci = VLAN_PRESENT | 20;
+        let o = run(&mut br, &k, 0);
+        assert_eq!(outs(&o), vec![(3, t(10))]);
+    }
+
+    /// xvlan_put: a priority-tagged VLAN 0 frame with a PCP keeps a VID 0
+    /// tag on trunks; without PCP it leaves untagged.
+    #[test]
+    fn priority_tag_on_trunk_vlan_zero() {
+        let mut br = bridge(&[(1, trunk(&[])), (2, trunk(&[])), (3, trunk(&[0, 7]))]);
+        let mut k = key(1, A, Mac::BROADCAST, Some(0));
+        k.vlan_tci |= 5 << VLAN_PCP_SHIFT;
+        let o = run(&mut br, &k, 0);
+        assert_eq!(o.vlan, Some(Vid(0)));
+        assert_eq!(outs(&o), vec![(2, t(0)), (3, t(0))]);
+        let o = run(&mut br, &key(1, A, Mac::BROADCAST, Some(0)), 0);
+        assert_eq!(outs(&o), vec![(2, Untagged), (3, Untagged)]);
+    }
+
+    /// ofproto/trace has no side effects: tracing does not learn, and the
+    /// trace reads like OVS's.
+    #[test]
+    fn trace_does_not_learn_and_explains() {
+        let mut br = bridge(&[(1, access(10)), (2, trunk(&[10]))]);
+        let mut out = NormalOutcome::default();
+        let mut trace = NormalTrace::default();
+        br.trace_normal(&key(1, A, B, None), 0, &mut out, &mut trace);
+        assert!(br.mac_table().is_empty());
+        assert_eq!(out.learn, Learn::Off);
+        assert_eq!(
+            trace.to_string(),
+            "untagged packet received on port 1 (access)\n\
+             bridge VLAN 10\n\
+             not learning 02:00:00:00:00:0a (trace)\n\
+             no learned MAC for destination 02:00:00:00:00:0b, flooding\n\
+             skipping port 1: input port\n\
+             output to port 2 (VLAN 10)\n"
+        );
+        let mut trace = NormalTrace::default();
+        br.trace_normal(&key(1, A, B, Some(10)), 0, &mut out, &mut trace);
+        assert_eq!(
+            trace.to_string(),
+            "VLAN 10 tagged packet received on port 1 (access)\n\
+             disallowed VLAN VID for this input port, dropping\n"
+        );
+        assert_eq!(
+            out.drop_reason.map(NormalDrop::as_str),
+            Some("vlan_not_allowed")
+        );
+    }
+
+    /// The outcome is reused: up to INLINE_OUTPUTS outputs stay inline, and
+    /// a buffer that spilled once keeps its capacity.
+    #[test]
+    fn outcome_reuse_does_not_reallocate() {
+        let ports: Vec<_> = (1..=12).map(|p| (p, access(10))).collect();
+        let mut br = bridge(&ports[..9]);
+        let mut out = NormalOutcome::default();
+        br.normal(&key(1, A, Mac::BROADCAST, None), 0, &mut out);
+        assert_eq!(out.outputs.len(), 8);
+        assert!(!out.outputs.spilled());
+        let mut br = bridge(&ports);
+        br.normal(&key(1, A, Mac::BROADCAST, None), 0, &mut out);
+        assert_eq!(out.outputs.len(), 11);
+        let (ptr, cap) = (out.outputs.as_ptr(), out.outputs.capacity());
+        br.normal(&key(2, B, Mac::BROADCAST, None), 0, &mut out);
+        assert_eq!(out.outputs.len(), 11);
+        assert_eq!((out.outputs.as_ptr(), out.outputs.capacity()), (ptr, cap));
+    }
+}
