@@ -1,12 +1,105 @@
-//! rvsd (being written).
-#![allow(dead_code)]
+//! rvsd: the rvs switch daemon.
+//!
+//! Starts the datapath worker and the control socket, creates the
+//! configured bridges and ports (from `--config FILE`, or the embedded
+//! default), and serves `rvsctl` until SIGTERM/SIGINT.
 
 mod bridge;
+mod config;
+mod control;
 mod datapath;
+mod logging;
 mod netdev;
 mod packet;
 mod port;
 
-fn main() {
-    println!("rvsd {}", env!("CARGO_PKG_VERSION"));
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+
+/// Command line of rvsd.
+#[derive(Parser, Debug)]
+#[command(name = "rvsd", version, about = "rvs userspace software switch daemon")]
+struct Args {
+    /// Configuration to start from (TOML); default: the embedded config/default.toml.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// State directory (default: $RVS_STATE_DIR or /var/lib/rvs).
+    #[arg(long, env = "RVS_STATE_DIR", default_value = "/var/lib/rvs")]
+    state_dir: PathBuf,
+    /// Control socket (default: $RVS_SOCKET or /run/rvs/rvsd.sock).
+    #[arg(long, env = "RVS_SOCKET", default_value = rvs_ctl::client::DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// error, warn, info, debug or trace.
+    #[arg(long, default_value = "info")]
+    log_level: log::LevelFilter,
+    /// Stay in the foreground (rvsd never daemonizes; accepted for compatibility).
+    #[arg(long)]
+    foreground: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    logging::init(args.log_level);
+    let cfg = match &args.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            config::Config::parse(&text, &p.display().to_string())?
+        }
+        None => config::Config::embedded_default()?,
+    };
+    std::fs::create_dir_all(&args.state_dir)
+        .with_context(|| format!("creating state directory {}", args.state_dir.display()))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .thread_name("rvs-ctl")
+        .build()?;
+    let epoch = Instant::now();
+    let switch = Arc::new(Mutex::new(control::switch::Switch::new(epoch)?));
+    {
+        let mut sw = switch.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        if let Err(e) = sw.load(&cfg) {
+            sw.shutdown();
+            anyhow::bail!("applying configuration: {e}");
+        }
+    }
+    let result = rt.block_on(async {
+        let listener = control::server::bind(&args.socket)?;
+        log::info!("rvsd {} listening on {}", env!("CARGO_PKG_VERSION"), args.socket.display());
+        let handler = Arc::new(control::SwitchHandler {
+            switch: switch.clone(),
+        });
+        let server = tokio::spawn(control::server::serve(listener, handler));
+        let sw = switch.clone();
+        let expiry = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let sw = sw.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    if let Ok(mut s) = sw.lock() {
+                        s.expire_flows();
+                    }
+                })
+                .await;
+            }
+        });
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = term.recv() => log::info!("SIGTERM: stopping"),
+            _ = tokio::signal::ctrl_c() => log::info!("SIGINT: stopping"),
+        }
+        server.abort();
+        expiry.abort();
+        anyhow::Ok(())
+    });
+    let _ = std::fs::remove_file(&args.socket);
+    if let Ok(mut s) = switch.lock() {
+        s.shutdown();
+    }
+    result
 }

@@ -53,6 +53,15 @@ impl PacketBuf {
         }
     }
 
+    /// A placeholder with no storage (does not allocate); holds no frame.
+    pub fn empty() -> PacketBuf {
+        PacketBuf {
+            data: Box::new([]),
+            start: 0,
+            len: 0,
+        }
+    }
+
     /// Resets to an empty frame at `HEADROOM`.
     #[inline]
     pub fn reset(&mut self) {

@@ -35,7 +35,7 @@ use super::counters::{PortShared, RxDrop};
 use super::xlate::{self, BridgeRt, Slot, XlateCtx};
 use super::Command;
 use crate::packet::PacketBuf;
-use crate::port::{PortError, PortIo};
+use crate::port::PortError;
 
 /// Frames read from one port per turn.
 pub const BATCH: usize = 32;
@@ -243,7 +243,12 @@ impl Worker {
                 table_size,
             } => {
                 if let Some(b) = self.bridges.get_mut(bridge as usize).and_then(Option::as_mut) {
-                    b.normal.set_knobs(aging_s, table_size, now_ms);
+                    if let Err(e) = b.normal.set_mac_aging_time(aging_s) {
+                        log::error!("bridge {}: {e}", b.name);
+                    }
+                    if let Err(e) = b.normal.set_mac_table_size(table_size) {
+                        log::error!("bridge {}: {e}", b.name);
+                    }
                 }
             }
             Command::FdbShow { bridge, reply } => {
@@ -260,7 +265,7 @@ impl Worker {
                     .bridges
                     .get_mut(bridge as usize)
                     .and_then(Option::as_mut)
-                    .map(|b| b.normal.flush())
+                    .map(|b| b.normal.fdb_flush())
                     .unwrap_or(0);
                 let _ = reply.send(n);
             }
@@ -360,6 +365,13 @@ impl Worker {
         if let Some(Some(sl)) = self.slots.get_mut(slot) {
             log::warn!("port {}: {reason}; marking it down", sl.name);
             sl.shared.set_down(reason);
+            let (bridge, ofport) = (sl.bridge, sl.ofport);
+            if let Some(b) = self.bridges.get_mut(bridge as usize).and_then(Option::as_mut) {
+                let _ = b.normal.set_port_up(ofport, false);
+            }
+            let Some(Some(sl)) = self.slots.get_mut(slot) else {
+                return;
+            };
             if let Some(io) = sl.io.take() {
                 let fd = io.fd();
                 let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
@@ -421,12 +433,5 @@ impl WorkerHandle {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-    }
-}
-
-impl PortIo {
-    /// Convenience for logging.
-    pub fn describe(&self) -> &str {
-        self.name()
     }
 }

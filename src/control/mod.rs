@@ -1,0 +1,27 @@
+//! The control plane: the socket server and the switch model it drives.
+
+pub mod server;
+pub mod switch;
+
+use std::sync::{Arc, Mutex};
+
+use rvs_ctl::proto::{ErrorKind, Request, Response};
+
+/// Serves requests by running them on the blocking pool against the model.
+#[derive(Debug, Clone)]
+pub struct SwitchHandler {
+    /// The switch.
+    pub switch: Arc<Mutex<switch::Switch>>,
+}
+
+impl server::Handler for SwitchHandler {
+    async fn handle(&self, req: Request) -> Response {
+        let sw = self.switch.clone();
+        let r = tokio::task::spawn_blocking(move || match sw.lock() {
+            Ok(mut s) => s.handle(req),
+            Err(_) => Response::err(ErrorKind::Internal, "switch state is poisoned"),
+        })
+        .await;
+        r.unwrap_or_else(|e| Response::err(ErrorKind::Internal, format!("request failed: {e}")))
+    }
+}

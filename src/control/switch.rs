@@ -1,0 +1,1071 @@
+//! The switch model: bridges, ports and flows as the control plane keeps
+//! them, and the requests that change them.
+//!
+//! # What?
+//! [`Switch`] validates every request completely before changing anything
+//! (a rejected request leaves the configuration as it was), then applies it:
+//! it creates TAPs and AF_PACKET sockets, hands their fds to the datapath
+//! worker, edits and publishes flow tables.
+//!
+//! # Design
+//! Each bridge keeps its authoritative [`Pipeline`]; a flow change clones
+//! it, edits the clone and stores it in the bridge's `ArcSwap`, from where
+//! workers load it. MAC tables live in the worker; `fdb-show`, `fdb-flush`
+//! and `trace` are answered by the worker over a reply channel.
+//!
+//! # Thread-safety
+//! One `Switch` behind a mutex: requests are applied one at a time.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use flowtable::classifier::{CounterPolicy, Rule, RuleId};
+use flowtable::syntax::{self, Flow, FlowFilter, FlowStats};
+use flowtable::{PortNo, Vid};
+use rvs_ctl::proto::{
+    BridgeInfo, ErrorKind, FlowInfo, PortInfo, Reply, Request, Response,
+};
+
+use crate::bridge::{Bridge, VlanConfig, VlanMode};
+use crate::config::{BridgeConfig, Config, FlowConfig, PortConfig};
+use crate::datapath::counters::PortShared;
+use crate::datapath::pipeline::{FlowEntry, Pipeline};
+use crate::datapath::worker::WorkerHandle;
+use crate::datapath::xlate::BridgeRt;
+use crate::datapath::Command;
+use crate::netdev;
+use crate::port::{AfPacketPort, PortIo, PortKind, TapPort};
+
+/// Default MAC aging time, seconds.
+pub const DEFAULT_AGING_S: u32 = 300;
+/// Default MAC table size, entries.
+pub const DEFAULT_TABLE_SIZE: u32 = 8192;
+
+/// A rejected request: category and message.
+#[derive(Debug, Clone)]
+pub struct Reject {
+    /// Category.
+    pub kind: ErrorKind,
+    /// Message for the user.
+    pub message: String,
+}
+
+fn reject(kind: ErrorKind, message: impl Into<String>) -> Reject {
+    Reject {
+        kind,
+        message: message.into(),
+    }
+}
+
+fn invalid(message: impl Into<String>) -> Reject {
+    reject(ErrorKind::Invalid, message)
+}
+
+type Result<T> = std::result::Result<T, Reject>;
+
+/// One port as configured.
+#[derive(Debug)]
+struct PortState {
+    name: String,
+    ofport: PortNo,
+    kind: PortKind,
+    vlan: VlanConfig,
+    /// Whether `vlan_mode` was given explicitly (for show/export).
+    vlan_mode_set: bool,
+    peer: Option<String>,
+    shared: Arc<PortShared>,
+}
+
+/// One bridge as configured.
+#[derive(Debug)]
+struct BridgeState {
+    id: u32,
+    name: String,
+    aging_s: u32,
+    table_size: u32,
+    ports: BTreeMap<PortNo, PortState>,
+    pipeline: Pipeline,
+    published: Arc<ArcSwap<Pipeline>>,
+}
+
+impl BridgeState {
+    fn port_by_name(&self, name: &str) -> Option<&PortState> {
+        self.ports.values().find(|p| p.name == name)
+    }
+
+    fn port_no(&self, name: &str) -> Option<PortNo> {
+        self.port_by_name(name).map(|p| p.ofport)
+    }
+
+    fn port_name(&self, no: PortNo) -> Option<String> {
+        self.ports.get(&no).map(|p| p.name.clone())
+    }
+}
+
+/// The whole switch.
+pub struct Switch {
+    bridges: BTreeMap<String, BridgeState>,
+    /// Port name → bridge name (LOCAL ports included).
+    owner: HashMap<String, String>,
+    worker: WorkerHandle,
+    next_bridge_id: u32,
+    epoch: Instant,
+}
+
+impl std::fmt::Debug for Switch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Switch")
+            .field("bridges", &self.bridges.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Port settings given to `add-port` / `set port`.
+#[derive(Debug, Default)]
+struct PortSettings {
+    kind: Option<PortKind>,
+    tag: Option<Option<Vid>>,
+    trunks: Option<Vec<Vid>>,
+    vlan_mode: Option<Option<VlanMode>>,
+    ofport: Option<PortNo>,
+    peer: Option<String>,
+}
+
+fn parse_vid(key: &str, v: &str) -> Result<Vid> {
+    let n: u16 = v
+        .trim()
+        .parse()
+        .map_err(|_| invalid(format!("{key}={v}: expected a VLAN id (1-4094)")))?;
+    Ok(Vid(n))
+}
+
+fn parse_settings(verb: &str, items: &[(String, String)], allow_create: bool) -> Result<PortSettings> {
+    let mut s = PortSettings::default();
+    for (k, v) in items {
+        let key = k.replace('-', "_");
+        match key.as_str() {
+            "type" if allow_create => {
+                s.kind = Some(v.parse::<PortKind>().map_err(|_| {
+                    invalid(format!(
+                        "{verb}: type={v}: expected tap, system, internal or patch"
+                    ))
+                })?)
+            }
+            "tag" => {
+                s.tag = Some(if v.is_empty() || v == "[]" {
+                    None
+                } else {
+                    Some(parse_vid("tag", v)?)
+                })
+            }
+            "trunks" => {
+                let v = v.trim_start_matches('[').trim_end_matches(']');
+                s.trunks = Some(
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|x| !x.is_empty())
+                        .map(|x| parse_vid("trunks", x))
+                        .collect::<Result<_>>()?,
+                )
+            }
+            "vlan_mode" => {
+                s.vlan_mode = Some(if v.is_empty() || v == "[]" {
+                    None
+                } else {
+                    Some(v.parse::<VlanMode>().map_err(|_| {
+                        invalid(format!(
+                            "{verb}: vlan_mode={v}: expected access, trunk, native-tagged or native-untagged"
+                        ))
+                    })?)
+                })
+            }
+            "ofport_request" | "ofport" if allow_create => {
+                let n: u32 = v.parse().map_err(|_| {
+                    invalid(format!("{verb}: ofport_request={v}: expected a port number"))
+                })?;
+                if n == 0 || n > PortNo::MAX.0 {
+                    return Err(invalid(format!(
+                        "{verb}: ofport_request={v}: must be between 1 and {}",
+                        PortNo::MAX.0
+                    )));
+                }
+                s.ofport = Some(PortNo(n));
+            }
+            "peer" | "options:peer" => s.peer = Some(v.clone()),
+            _ => {
+                return Err(invalid(format!(
+                    "{verb}: unknown setting \"{k}\" (expected {})",
+                    if allow_create {
+                        "type, tag, trunks, vlan_mode, ofport_request or peer"
+                    } else {
+                        "tag, trunks, vlan_mode or peer"
+                    }
+                )))
+            }
+        }
+    }
+    Ok(s)
+}
+
+fn vlan_from(mode: Option<VlanMode>, tag: Option<Vid>, trunks: Vec<Vid>, who: &str) -> Result<VlanConfig> {
+    VlanConfig::new(mode, tag, trunks).map_err(|e| invalid(format!("{who}: {e}")))
+}
+
+impl Switch {
+    /// A switch with no bridges, with its datapath worker running.
+    pub fn new(epoch: Instant) -> std::io::Result<Switch> {
+        Ok(Switch {
+            bridges: BTreeMap::new(),
+            owner: HashMap::new(),
+            worker: WorkerHandle::spawn(epoch)?,
+            next_bridge_id: 0,
+            epoch,
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Stops the datapath; switch-owned TAPs go away with their fds.
+    pub fn shutdown(&mut self) {
+        let names: Vec<String> = self.bridges.keys().cloned().collect();
+        for b in names {
+            let _ = self.del_br(&b, true);
+        }
+        self.worker.shutdown();
+    }
+
+    /// Answers one request.
+    pub fn handle(&mut self, req: Request) -> Response {
+        match self.dispatch(req) {
+            Ok(r) => Response::ok(r),
+            Err(e) => Response::err(e.kind, e.message),
+        }
+    }
+
+    fn bridge(&self, name: &str) -> Result<&BridgeState> {
+        self.bridges
+            .get(name)
+            .ok_or_else(|| reject(ErrorKind::NotFound, format!("no bridge named {name}")))
+    }
+
+    fn bridge_mut(&mut self, name: &str) -> Result<&mut BridgeState> {
+        self.bridges
+            .get_mut(name)
+            .ok_or_else(|| reject(ErrorKind::NotFound, format!("no bridge named {name}")))
+    }
+
+    fn done(message: impl Into<String>, count: u64) -> Reply {
+        Reply::Done {
+            message: message.into(),
+            count,
+        }
+    }
+
+    fn dispatch(&mut self, req: Request) -> Result<Reply> {
+        match req {
+            Request::Ping {} => Ok(Self::done(format!("rvsd {}", env!("CARGO_PKG_VERSION")), 0)),
+            Request::AddBr { name, may_exist } => self.add_br(&name, may_exist),
+            Request::DelBr { name, if_exists } => self.del_br(&name, if_exists),
+            Request::ListBr {} | Request::Show {} => Ok(self.show(None)),
+            Request::ListPorts { bridge } => {
+                self.bridge(&bridge)?;
+                Ok(self.show(Some(&bridge)))
+            }
+            Request::AddPort {
+                bridge,
+                name,
+                settings,
+                may_exist,
+            } => self.add_port(&bridge, &name, &settings, may_exist),
+            Request::DelPort {
+                bridge,
+                name,
+                if_exists,
+            } => self.del_port(bridge.as_deref(), &name, if_exists),
+            Request::SetPort { name, settings } => self.set_port(&name, &settings),
+            Request::SetBridge { name, settings } => self.set_bridge(&name, &settings),
+            Request::AddFlows { bridge, text } => self.add_flows(&bridge, &text),
+            Request::ModFlows {
+                bridge,
+                flow,
+                strict,
+            } => self.mod_flows(&bridge, &flow, strict),
+            Request::DelFlows {
+                bridge,
+                filter,
+                strict,
+            } => self.del_flows(&bridge, &filter, strict),
+            Request::ReplaceFlows { bridge, text } => self.replace_flows(&bridge, &text),
+            Request::DumpFlows { bridge, filter } => self.dump_flows(&bridge, &filter),
+            Request::DumpPorts { bridge, port } => self.dump_ports(&bridge, port.as_deref()),
+            Request::FdbShow { bridge } => {
+                let id = self.bridge(&bridge)?.id;
+                let (tx, rx) = crossbeam_channel::bounded(1);
+                self.worker.send(Command::FdbShow { bridge: id, reply: tx });
+                let fdb = rx
+                    .recv_timeout(Duration::from_secs(5))
+                    .map_err(|_| reject(ErrorKind::Internal, "datapath did not answer"))?;
+                Ok(Reply::Fdb { fdb })
+            }
+            Request::FdbFlush { bridge } => {
+                let id = self.bridge(&bridge)?.id;
+                let (tx, rx) = crossbeam_channel::bounded(1);
+                self.worker.send(Command::FdbFlush { bridge: id, reply: tx });
+                let n = rx
+                    .recv_timeout(Duration::from_secs(5))
+                    .map_err(|_| reject(ErrorKind::Internal, "datapath did not answer"))?;
+                Ok(Self::done(format!("flushed {n} MAC entries"), n as u64))
+            }
+            Request::Trace { bridge, flow } => self.trace(&bridge, &flow),
+        }
+    }
+
+    // ---- bridges -------------------------------------------------------
+
+    fn check_new_netdev_name(&self, name: &str, what: &str) -> Result<()> {
+        netdev::validate_name(name).map_err(|e| invalid(format!("{what}: {e}")))?;
+        if let Some(b) = self.owner.get(name) {
+            return Err(reject(
+                ErrorKind::Exists,
+                if b == name {
+                    format!("{what}: {name} is a bridge")
+                } else {
+                    format!("{what}: {name} is already a port of {b}")
+                },
+            ));
+        }
+        Ok(())
+    }
+
+    fn add_br(&mut self, name: &str, may_exist: bool) -> Result<Reply> {
+        if self.bridges.contains_key(name) {
+            if may_exist {
+                return Ok(Self::done("", 0));
+            }
+            return Err(reject(ErrorKind::Exists, format!("add-br {name}: bridge {name} already exists")));
+        }
+        self.check_new_netdev_name(name, &format!("add-br {name}"))?;
+        if netdev::exists(name) {
+            return Err(reject(
+                ErrorKind::Exists,
+                format!("add-br {name}: a network device named {name} already exists"),
+            ));
+        }
+        let local = TapPort::create(name)
+            .map_err(|e| reject(ErrorKind::System, format!("add-br {name}: creating its LOCAL tap: {e}")))?;
+        let id = self.next_bridge_id;
+        self.next_bridge_id += 1;
+        let now = self.now_ms();
+        let mut pipeline = Pipeline::new();
+        let normal_flow = syntax::parse_flow("priority=0,actions=NORMAL", &|_| None)
+            .map_err(|e| reject(ErrorKind::Internal, e.to_string()))?;
+        insert_flow(&mut pipeline, normal_flow, now);
+        let published = Arc::new(ArcSwap::from_pointee(pipeline.clone()));
+        let normal = Bridge::new();
+        self.worker.send(Command::AddBridge {
+            id,
+            rt: Box::new(BridgeRt::new(name.to_string(), published.clone(), normal)),
+        });
+        let shared = Arc::new(PortShared::new(None));
+        let vlan = VlanConfig::default();
+        self.worker.send(Command::AddPort {
+            bridge: id,
+            ofport: PortNo::LOCAL,
+            name: name.to_string(),
+            io: Some(PortIo::Tap(local)),
+            shared: shared.clone(),
+            vlan: vlan.clone(),
+        });
+        let mut ports = BTreeMap::new();
+        ports.insert(
+            PortNo::LOCAL,
+            PortState {
+                name: name.to_string(),
+                ofport: PortNo::LOCAL,
+                kind: PortKind::Internal,
+                vlan,
+                vlan_mode_set: false,
+                peer: None,
+                shared,
+            },
+        );
+        self.bridges.insert(
+            name.to_string(),
+            BridgeState {
+                id,
+                name: name.to_string(),
+                aging_s: DEFAULT_AGING_S,
+                table_size: DEFAULT_TABLE_SIZE,
+                ports,
+                pipeline,
+                published,
+            },
+        );
+        self.owner.insert(name.to_string(), name.to_string());
+        log::info!("added bridge {name}");
+        Ok(Self::done("", 1))
+    }
+
+    fn del_br(&mut self, name: &str, if_exists: bool) -> Result<Reply> {
+        let Some(b) = self.bridges.remove(name) else {
+            if if_exists {
+                return Ok(Self::done("", 0));
+            }
+            return Err(reject(ErrorKind::NotFound, format!("del-br {name}: no bridge named {name}")));
+        };
+        for p in b.ports.values() {
+            self.owner.remove(&p.name);
+        }
+        self.worker.send(Command::DelBridge { id: b.id });
+        // Re-link patch peers on other bridges now that this side is gone.
+        for p in b.ports.values() {
+            if let Some(peer) = &p.peer {
+                self.link_patch(peer);
+            }
+        }
+        log::info!("deleted bridge {name}");
+        Ok(Self::done("", 1))
+    }
+
+    fn show(&self, only: Option<&str>) -> Reply {
+        let bridges = self
+            .bridges
+            .values()
+            .filter(|b| only.is_none_or(|o| o == b.name))
+            .map(|b| BridgeInfo {
+                name: b.name.clone(),
+                mac_aging_time: b.aging_s,
+                mac_table_size: b.table_size,
+                ports: {
+                    let mut v: Vec<PortInfo> = b.ports.values().map(port_info).collect();
+                    v.sort_by_key(|p| if p.ofport == PortNo::LOCAL.0 { 0 } else { p.ofport });
+                    v
+                },
+            })
+            .collect();
+        Reply::Bridges { bridges }
+    }
+
+    fn set_bridge(&mut self, name: &str, settings: &[(String, String)]) -> Result<Reply> {
+        let b = self.bridge(name)?;
+        let (mut aging, mut size) = (b.aging_s, b.table_size);
+        for (k, v) in settings {
+            let key = k.replace('_', "-");
+            let key = key.strip_prefix("other-config:").unwrap_or(&key);
+            let n: u32 = v
+                .parse()
+                .map_err(|_| invalid(format!("set bridge {name}: {k}={v}: expected a number")))?;
+            match key {
+                "mac-aging-time" => {
+                    if !(15..=3600).contains(&n) {
+                        return Err(invalid(format!(
+                            "set bridge {name}: mac-aging-time={n}: must be 15-3600 seconds"
+                        )));
+                    }
+                    aging = n;
+                }
+                "mac-table-size" => {
+                    if !(10..=1_000_000).contains(&n) {
+                        return Err(invalid(format!(
+                            "set bridge {name}: mac-table-size={n}: must be 10-1000000 entries"
+                        )));
+                    }
+                    size = n;
+                }
+                _ => {
+                    return Err(invalid(format!(
+                        "set bridge {name}: unknown setting \"{k}\" (expected mac-aging-time or mac-table-size)"
+                    )))
+                }
+            }
+        }
+        let id = b.id;
+        let b = self.bridge_mut(name)?;
+        b.aging_s = aging;
+        b.table_size = size;
+        self.worker.send(Command::SetBridgeKnobs {
+            bridge: id,
+            aging_s: aging,
+            table_size: size,
+        });
+        Ok(Self::done("", 1))
+    }
+
+    // ---- ports ---------------------------------------------------------
+
+    fn add_port(
+        &mut self,
+        bridge: &str,
+        name: &str,
+        settings: &[(String, String)],
+        may_exist: bool,
+    ) -> Result<Reply> {
+        let verb = format!("add-port {bridge} {name}");
+        self.bridge(bridge)?;
+        if let Some(owner) = self.owner.get(name) {
+            if owner == bridge && may_exist && owner != name {
+                return Ok(Self::done("", 0));
+            }
+        }
+        self.check_new_netdev_name(name, &verb)?;
+        let s = parse_settings(&verb, settings, true)?;
+        let vlan_mode_set = matches!(s.vlan_mode, Some(Some(_)));
+        let vlan = vlan_from(
+            s.vlan_mode.flatten(),
+            s.tag.flatten(),
+            s.trunks.clone().unwrap_or_default(),
+            &verb,
+        )?;
+        let b = self.bridge(bridge)?;
+        let ofport = match s.ofport {
+            Some(p) => {
+                if b.ports.contains_key(&p) {
+                    return Err(reject(
+                        ErrorKind::Exists,
+                        format!("{verb}: ofport {p} is already used by {}", b.ports[&p].name),
+                    ));
+                }
+                p
+            }
+            None => (1..=PortNo::MAX.0)
+                .map(PortNo)
+                .find(|p| !b.ports.contains_key(p))
+                .ok_or_else(|| invalid(format!("{verb}: no free port number")))?,
+        };
+        let kind = match s.kind {
+            Some(k) => k,
+            None if s.peer.is_some() => PortKind::Patch,
+            None if netdev::exists(name) => PortKind::System,
+            None => PortKind::Tap,
+        };
+        if kind == PortKind::Patch && s.peer.is_none() {
+            return Err(invalid(format!("{verb}: a patch port needs peer=PORT")));
+        }
+        if kind != PortKind::Patch && s.peer.is_some() {
+            return Err(invalid(format!("{verb}: peer= is only for type=patch")));
+        }
+        if let Some(peer) = &s.peer {
+            if peer == name {
+                return Err(invalid(format!("{verb}: a patch port cannot be its own peer")));
+            }
+        }
+        let io = match kind {
+            PortKind::Tap | PortKind::Internal => {
+                if netdev::exists(name) {
+                    return Err(reject(
+                        ErrorKind::Exists,
+                        format!("{verb}: a network device named {name} already exists (omit type= to attach it as a system port)"),
+                    ));
+                }
+                Some(PortIo::Tap(TapPort::create(name).map_err(|e| {
+                    reject(ErrorKind::System, format!("{verb}: creating tap: {e}"))
+                })?))
+            }
+            PortKind::System => {
+                if !netdev::exists(name) {
+                    return Err(reject(
+                        ErrorKind::NotFound,
+                        format!("{verb}: no network device named {name} to attach (use type=tap to create one)"),
+                    ));
+                }
+                Some(PortIo::AfPacket(AfPacketPort::open(name).map_err(|e| {
+                    reject(ErrorKind::System, format!("{verb}: attaching: {e}"))
+                })?))
+            }
+            PortKind::Patch => None,
+        };
+        let b = self.bridge_mut(bridge)?;
+        let id = b.id;
+        let shared = Arc::new(PortShared::new(None));
+        b.ports.insert(
+            ofport,
+            PortState {
+                name: name.to_string(),
+                ofport,
+                kind,
+                vlan: vlan.clone(),
+                vlan_mode_set,
+                peer: s.peer.clone(),
+                shared: shared.clone(),
+            },
+        );
+        self.owner.insert(name.to_string(), bridge.to_string());
+        self.worker.send(Command::AddPort {
+            bridge: id,
+            ofport,
+            name: name.to_string(),
+            io,
+            shared,
+            vlan,
+        });
+        if kind == PortKind::Patch {
+            self.link_patch(name);
+            if let Some(peer) = &s.peer {
+                self.link_patch(peer);
+            }
+        }
+        log::info!("{verb}: added as {kind} port {ofport}");
+        Ok(Self::done("", 1))
+    }
+
+    /// Where a port lives: (bridge name, ofport).
+    fn locate(&self, port: &str) -> Option<(String, PortNo)> {
+        let b = self.owner.get(port)?;
+        let no = self.bridges.get(b)?.port_no(port)?;
+        Some((b.clone(), no))
+    }
+
+    /// Tells the worker where patch port `name` leads (if both ends exist
+    /// and name each other).
+    fn link_patch(&self, name: &str) {
+        let Some((b, no)) = self.locate(name) else {
+            return;
+        };
+        let Some(bs) = self.bridges.get(&b) else {
+            return;
+        };
+        let Some(p) = bs.ports.get(&no) else { return };
+        let peer = p.peer.as_deref().and_then(|peer| {
+            let (pb, pno) = self.locate(peer)?;
+            let pbs = self.bridges.get(&pb)?;
+            let pp = pbs.ports.get(&pno)?;
+            (pp.kind == PortKind::Patch && pp.peer.as_deref() == Some(name)).then_some((pbs.id, pno))
+        });
+        if peer.is_none() {
+            p.shared.set_down("patch peer missing".to_string());
+        } else {
+            p.shared.set_up();
+        }
+        self.worker.send(Command::SetPatchPeer {
+            bridge: bs.id,
+            ofport: no,
+            peer,
+        });
+    }
+
+    fn del_port(&mut self, bridge: Option<&str>, name: &str, if_exists: bool) -> Result<Reply> {
+        let verb = match bridge {
+            Some(b) => format!("del-port {b} {name}"),
+            None => format!("del-port {name}"),
+        };
+        let Some((b, no)) = self.locate(name) else {
+            if if_exists {
+                return Ok(Self::done("", 0));
+            }
+            return Err(reject(ErrorKind::NotFound, format!("{verb}: no port named {name}")));
+        };
+        if let Some(want) = bridge {
+            self.bridge(want)?;
+            if want != b {
+                return Err(reject(
+                    ErrorKind::NotFound,
+                    format!("{verb}: {name} is a port of {b}, not {want}"),
+                ));
+            }
+        }
+        if no == PortNo::LOCAL {
+            return Err(invalid(format!("{verb}: {name} is the bridge's LOCAL port; use del-br")));
+        }
+        let bs = self.bridge_mut(&b)?;
+        let id = bs.id;
+        let p = bs.ports.remove(&no);
+        self.owner.remove(name);
+        self.worker.send(Command::DelPort { bridge: id, ofport: no });
+        if let Some(peer) = p.and_then(|p| p.peer) {
+            self.link_patch(&peer);
+        }
+        Ok(Self::done("", 1))
+    }
+
+    fn set_port(&mut self, name: &str, settings: &[(String, String)]) -> Result<Reply> {
+        let verb = format!("set port {name}");
+        let (b, no) = self
+            .locate(name)
+            .ok_or_else(|| reject(ErrorKind::NotFound, format!("{verb}: no port named {name}")))?;
+        let s = parse_settings(&verb, settings, false)?;
+        let bs = self.bridge(&b)?;
+        let p = &bs.ports[&no];
+        let cur = &p.vlan;
+        let mut mode = if p.vlan_mode_set { Some(cur.mode) } else { None };
+        if let Some(m) = s.vlan_mode {
+            mode = m;
+        }
+        let tag = s.tag.unwrap_or(cur.tag);
+        let trunks = s.trunks.clone().unwrap_or_else(|| cur.trunks.clone());
+        let vlan = vlan_from(mode, tag, trunks, &verb)?;
+        if s.peer.is_some() && p.kind != PortKind::Patch {
+            return Err(invalid(format!("{verb}: peer= is only for patch ports")));
+        }
+        let id = bs.id;
+        let bs = self.bridge_mut(&b)?;
+        let Some(p) = bs.ports.get_mut(&no) else {
+            return Err(reject(ErrorKind::Internal, "port vanished"));
+        };
+        p.vlan = vlan.clone();
+        p.vlan_mode_set = mode.is_some();
+        let old_peer = if s.peer.is_some() {
+            std::mem::replace(&mut p.peer, s.peer.clone())
+        } else {
+            None
+        };
+        self.worker.send(Command::SetPortVlan {
+            bridge: id,
+            ofport: no,
+            vlan,
+        });
+        if s.peer.is_some() {
+            self.link_patch(name);
+            for n in old_peer.iter().chain(s.peer.iter()) {
+                self.link_patch(n);
+            }
+        }
+        Ok(Self::done("", 1))
+    }
+
+    fn dump_ports(&self, bridge: &str, port: Option<&str>) -> Result<Reply> {
+        let b = self.bridge(bridge)?;
+        if let Some(p) = port {
+            if b.port_by_name(p).is_none() {
+                return Err(reject(
+                    ErrorKind::NotFound,
+                    format!("dump-ports {bridge} {p}: no port named {p} on {bridge}"),
+                ));
+            }
+        }
+        let mut ports: Vec<_> = b
+            .ports
+            .values()
+            .filter(|p| port.is_none_or(|n| n == p.name))
+            .map(|p| p.shared.stats(&p.name, p.ofport.0))
+            .collect();
+        ports.sort_by_key(|p| if p.ofport == PortNo::LOCAL.0 { 0 } else { p.ofport });
+        Ok(Reply::Ports { ports })
+    }
+
+    // ---- flows ---------------------------------------------------------
+
+    fn publish(&mut self, bridge: &str) {
+        if let Some(b) = self.bridges.get_mut(bridge) {
+            b.pipeline.version += 1;
+            b.published.store(Arc::new(b.pipeline.clone()));
+        }
+    }
+
+    fn add_flows(&mut self, bridge: &str, text: &str) -> Result<Reply> {
+        let b = self.bridge(bridge)?;
+        let lookup = |n: &str| b.port_no(n);
+        let single = text.lines().filter(|l| !l.trim().is_empty()).count() <= 1;
+        let flows = syntax::parse_flows(text, &lookup).map_err(|e| {
+            if single {
+                invalid(format!("add-flow: {}", e.source))
+            } else {
+                invalid(format!("add-flows: {e}; no flows were added"))
+            }
+        })?;
+        let now = self.now_ms();
+        let b = self.bridge_mut(bridge)?;
+        let n = flows.len();
+        for f in flows {
+            insert_flow(&mut b.pipeline, f, now);
+        }
+        self.publish(bridge);
+        Ok(Self::done("", n as u64))
+    }
+
+    fn select(b: &BridgeState, filter: &FlowFilter, strict: bool) -> Vec<(u8, RuleId)> {
+        let mut out = Vec::new();
+        for (t, table) in b.pipeline.tables.iter().enumerate() {
+            for (id, r) in table.iter() {
+                if filter.selects(&r.data.flow, strict) {
+                    out.push((t as u8, id));
+                }
+            }
+        }
+        out
+    }
+
+    fn mod_flows(&mut self, bridge: &str, text: &str, strict: bool) -> Result<Reply> {
+        let b = self.bridge(bridge)?;
+        let lookup = |n: &str| b.port_no(n);
+        let (filter, new) = syntax::parse_flow_mod(text, &lookup)
+            .map_err(|e| invalid(format!("mod-flows: {e}")))?;
+        let keep_cookie = filter.cookie_mask != 0;
+        let sel = Self::select(b, &filter, strict);
+        let b = self.bridge_mut(bridge)?;
+        for (t, id) in &sel {
+            let table = b.pipeline.table_mut(*t);
+            table.modify(*id, |r| {
+                let mut f = r.data.flow.clone();
+                f.actions = new.actions.clone();
+                if !keep_cookie && new.cookie != 0 {
+                    f.cookie = new.cookie;
+                    r.cookie = new.cookie;
+                }
+                r.data = Arc::new(r.data.replaced(f));
+            });
+        }
+        self.publish(bridge);
+        Ok(Self::done(format!("modified {} flows", sel.len()), sel.len() as u64))
+    }
+
+    fn del_flows(&mut self, bridge: &str, text: &str, strict: bool) -> Result<Reply> {
+        let b = self.bridge(bridge)?;
+        let lookup = |n: &str| b.port_no(n);
+        let filter = syntax::parse_match_filter(text, &lookup)
+            .map_err(|e| invalid(format!("del-flows: {e}")))?;
+        let sel = Self::select(b, &filter, strict);
+        let b = self.bridge_mut(bridge)?;
+        for (t, id) in &sel {
+            b.pipeline.table_mut(*t).remove(*id);
+        }
+        self.publish(bridge);
+        Ok(Self::done(format!("deleted {} flows", sel.len()), sel.len() as u64))
+    }
+
+    fn replace_flows(&mut self, bridge: &str, text: &str) -> Result<Reply> {
+        let b = self.bridge(bridge)?;
+        let lookup = |n: &str| b.port_no(n);
+        let flows = syntax::parse_flows(text, &lookup)
+            .map_err(|e| invalid(format!("replace-flows: {e}; no flows were changed")))?;
+        // Unchanged flows keep their entries (and counters).
+        let mut old: HashMap<Flow, Arc<FlowEntry>> = HashMap::new();
+        for t in &b.pipeline.tables {
+            for (_, r) in t.iter() {
+                old.insert(r.data.flow.clone(), r.data.clone());
+            }
+        }
+        let now = self.now_ms();
+        let mut p = Pipeline {
+            tables: Vec::new(),
+            version: b.pipeline.version,
+            stats: b.pipeline.stats.clone(),
+        };
+        let n = flows.len();
+        for f in flows {
+            match old.get(&f) {
+                Some(e) => insert_entry(&mut p, e.clone(), now),
+                None => insert_flow(&mut p, f, now),
+            }
+        }
+        self.bridge_mut(bridge)?.pipeline = p;
+        self.publish(bridge);
+        Ok(Self::done("", n as u64))
+    }
+
+    fn dump_flows(&self, bridge: &str, text: &str) -> Result<Reply> {
+        let b = self.bridge(bridge)?;
+        let lookup = |n: &str| b.port_no(n);
+        let filter = syntax::parse_match_filter(text, &lookup)
+            .map_err(|e| invalid(format!("dump-flows: {e}")))?;
+        let now = self.now_ms();
+        let mut flows = Vec::new();
+        for table in &b.pipeline.tables {
+            for (_, r) in table.iter() {
+                let e = &r.data;
+                if !filter.selects(&e.flow, false) {
+                    continue;
+                }
+                let n_packets = e.n_packets.load(std::sync::atomic::Ordering::Relaxed);
+                let n_bytes = e.n_bytes.load(std::sync::atomic::Ordering::Relaxed);
+                let last = e.last_used_ms.load(std::sync::atomic::Ordering::Relaxed);
+                let stats = FlowStats {
+                    duration_ms: now.saturating_sub(e.created_ms),
+                    n_packets,
+                    n_bytes,
+                    idle_age_s: now.saturating_sub(last) / 1000,
+                };
+                flows.push(FlowInfo {
+                    table: e.flow.table.0,
+                    priority: e.flow.priority.0,
+                    cookie: e.flow.cookie,
+                    n_packets,
+                    n_bytes,
+                    duration_ms: stats.duration_ms,
+                    idle_age: stats.idle_age_s,
+                    flow: syntax::fmt_flow(&e.flow, None),
+                    text: syntax::fmt_with_stats(&e.flow, &stats, None),
+                });
+            }
+        }
+        Ok(Reply::Flows { flows })
+    }
+
+    /// Removes flows whose idle or hard timeout has passed.
+    pub fn expire_flows(&mut self) {
+        let now = self.now_ms();
+        let names: Vec<String> = self.bridges.keys().cloned().collect();
+        for name in names {
+            let Some(b) = self.bridges.get_mut(&name) else { continue };
+            let mut dead = Vec::new();
+            for (t, table) in b.pipeline.tables.iter().enumerate() {
+                for (id, r) in table.iter() {
+                    let f = &r.data.flow;
+                    if f.idle_timeout == 0 && f.hard_timeout == 0 {
+                        continue;
+                    }
+                    let last = r.data.last_used_ms.load(std::sync::atomic::Ordering::Relaxed);
+                    let hard = f.hard_timeout != 0
+                        && now.saturating_sub(r.data.created_ms) >= u64::from(f.hard_timeout) * 1000;
+                    let idle = f.idle_timeout != 0
+                        && now.saturating_sub(last) >= u64::from(f.idle_timeout) * 1000;
+                    if hard || idle {
+                        dead.push((t as u8, id));
+                    }
+                }
+            }
+            if dead.is_empty() {
+                continue;
+            }
+            for (t, id) in dead {
+                b.pipeline.table_mut(t).remove(id);
+            }
+            self.publish(&name);
+        }
+    }
+
+    fn trace(&mut self, bridge: &str, text: &str) -> Result<Reply> {
+        let b = self.bridge(bridge)?;
+        let lookup = |n: &str| b.port_no(n);
+        let filter = syntax::parse_match_filter(text, &lookup)
+            .map_err(|e| invalid(format!("trace: {e}")))?;
+        let key = *filter.m.key();
+        if filter.m.mask().in_port == 0 {
+            return Err(invalid("trace: the packet needs an input port (in_port=N or in_port=NAME)"));
+        }
+        if !b.ports.contains_key(&PortNo(key.in_port)) {
+            return Err(invalid(format!("trace: in_port={} is not a port of {bridge}", key.in_port)));
+        }
+        let id = b.id;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.worker.send(Command::Trace { bridge: id, key, reply: tx });
+        let trace = rx
+            .recv_timeout(Duration::from_secs(5))
+            .map_err(|_| reject(ErrorKind::Internal, "datapath did not answer"))?;
+        Ok(Reply::Trace { trace })
+    }
+
+    // ---- config --------------------------------------------------------
+
+    /// Creates what `cfg` describes on an empty switch; stops at the first
+    /// error.
+    pub fn load(&mut self, cfg: &Config) -> std::result::Result<(), String> {
+        let err = |e: Reject| e.message;
+        for b in &cfg.bridge {
+            self.add_br(&b.name, false).map_err(err)?;
+            let mut knobs = Vec::new();
+            if let Some(a) = b.mac_aging_time {
+                knobs.push(("mac-aging-time".to_string(), a.to_string()));
+            }
+            if let Some(s) = b.mac_table_size {
+                knobs.push(("mac-table-size".to_string(), s.to_string()));
+            }
+            if !knobs.is_empty() {
+                self.set_bridge(&b.name, &knobs).map_err(err)?;
+            }
+            for p in &b.port {
+                self.add_port(&b.name, &p.name, &port_settings(p), false)
+                    .map_err(err)?;
+            }
+            if let Some(flows) = &b.flow {
+                let text: Vec<&str> = flows.iter().map(|f| f.flow.as_str()).collect();
+                self.replace_flows(&b.name, &text.join("\n")).map_err(err)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The running configuration.
+    pub fn export(&self) -> Config {
+        Config {
+            bridge: self
+                .bridges
+                .values()
+                .map(|b| BridgeConfig {
+                    name: b.name.clone(),
+                    mac_aging_time: Some(b.aging_s),
+                    mac_table_size: Some(b.table_size),
+                    port: b
+                        .ports
+                        .values()
+                        .filter(|p| p.ofport != PortNo::LOCAL)
+                        .map(|p| PortConfig {
+                            name: p.name.clone(),
+                            kind: Some(p.kind.to_string()),
+                            tag: p.vlan.tag.map(|v| v.0),
+                            trunks: p.vlan.trunks.iter().map(|v| v.0).collect(),
+                            vlan_mode: p.vlan_mode_set.then(|| p.vlan.mode.to_string()),
+                            ofport: Some(p.ofport.0),
+                            peer: p.peer.clone(),
+                        })
+                        .collect(),
+                    flow: Some(
+                        b.pipeline
+                            .tables
+                            .iter()
+                            .flat_map(|t| t.iter())
+                            .map(|(_, r)| FlowConfig {
+                                flow: syntax::fmt_flow(&r.data.flow, None),
+                            })
+                            .collect(),
+                    ),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn port_settings(p: &PortConfig) -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    if let Some(k) = &p.kind {
+        v.push(("type".into(), k.clone()));
+    }
+    if let Some(t) = p.tag {
+        v.push(("tag".into(), t.to_string()));
+    }
+    if !p.trunks.is_empty() {
+        let t: Vec<String> = p.trunks.iter().map(u16::to_string).collect();
+        v.push(("trunks".into(), t.join(",")));
+    }
+    if let Some(m) = &p.vlan_mode {
+        v.push(("vlan_mode".into(), m.clone()));
+    }
+    if let Some(o) = p.ofport {
+        v.push(("ofport_request".into(), o.to_string()));
+    }
+    if let Some(peer) = &p.peer {
+        v.push(("peer".into(), peer.clone()));
+    }
+    v
+}
+
+fn port_info(p: &PortState) -> PortInfo {
+    PortInfo {
+        name: p.name.clone(),
+        ofport: p.ofport.0,
+        kind: p.kind.to_string(),
+        tag: p.vlan.tag.map(|v| v.0),
+        trunks: p.vlan.trunks.iter().map(|v| v.0).collect(),
+        vlan_mode: p.vlan.mode.to_string(),
+        peer: p.peer.clone(),
+        up: p.shared.is_up(),
+        down_reason: p.shared.down_reason(),
+    }
+}
+
+fn insert_entry(p: &mut Pipeline, e: Arc<FlowEntry>, now: u64) {
+    let f = &e.flow;
+    let rule = Rule::new(f.m, f.priority, e.clone())
+        .with_cookie(f.cookie)
+        .with_idle_timeout(f.idle_timeout)
+        .with_hard_timeout(f.hard_timeout);
+    p.table_mut(f.table.0).insert(rule, now, CounterPolicy::Reset);
+}
+
+/// OpenFlow ADD: replaces a flow with the same match and priority.
+fn insert_flow(p: &mut Pipeline, f: Flow, now: u64) {
+    insert_entry(p, Arc::new(FlowEntry::new(f, now)), now);
+}

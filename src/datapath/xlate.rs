@@ -1,0 +1,736 @@
+//! Translation: run one packet through a bridge's flow tables and actions.
+//!
+//! # What?
+//! [`receive`] takes a frame read from a port, extracts its key, looks it
+//! up table by table and executes the matched flow's actions in order:
+//! outputs (to ports, patch peers, FLOOD/ALL/IN_PORT/LOCAL), header
+//! rewrites, VLAN push/pop, `resubmit`, `goto_table`, and NORMAL (the
+//! learning switch in [`crate::bridge`]). [`trace`] runs the same code on a
+//! synthetic key without sending or learning, recording each step.
+//!
+//! # Design
+//! Rewrites edit the frame in place (headroom absorbs VLAN pushes) and keep
+//! the key in step, so later tables match the rewritten packet. An output
+//! whose egress VLAN differs from the frame's (NORMAL to an access port,
+//! say) is sent from a scratch copy; everything else is sent from the
+//! receive buffer. A patch port hands a copy of the frame to the peer
+//! bridge's pipeline.
+//!
+//! # Invariants
+//! - Every failure becomes a counted drop on the input port
+//!   ([`RxDrop`]) or the output port ([`TxDrop`]); nothing panics.
+//! - OpenFlow: output to the input port is skipped unless `IN_PORT`;
+//!   `goto_table` only moves forward (the parser rejects the rest).
+//!
+//! # Limits
+//! `resubmit` nests at most [`MAX_RESUBMIT`] deep; patch ports chain at
+//! most [`MAX_PATCH_HOPS`] bridges; a bridge entered twice through patch
+//! ports (a loop) drops the packet.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use flowtable::extract::{extract_layout, Layout};
+use flowtable::key::{VLAN_PCP_MASK, VLAN_PRESENT, VLAN_VID_MASK};
+use flowtable::{rewrite, Action, Field, FlowKey, Mac, PortNo};
+use rvs_ctl::proto::{FdbEntry, TraceOutput, TraceResult, TraceStep};
+
+use super::counters::{PortShared, RxDrop, TxDrop};
+use super::pipeline::Pipeline;
+use crate::bridge::{Bridge, EgressVlan, NormalOutcome, NormalTrace, VlanConfig};
+use crate::packet::PacketBuf;
+use crate::port::{PortError, PortIo};
+
+/// Deepest `resubmit` nesting.
+pub const MAX_RESUBMIT: u32 = 64;
+/// Most bridges a packet crosses through patch ports.
+pub const MAX_PATCH_HOPS: usize = 4;
+/// Scratch buffers per worker: one per patch hop plus one for VLAN edits.
+pub const SCRATCH: usize = MAX_PATCH_HOPS + 1;
+/// Index of the scratch buffer used for egress VLAN edits.
+const EDIT: usize = MAX_PATCH_HOPS;
+
+/// A port as the worker holds it.
+pub struct Slot {
+    /// Bridge id.
+    pub bridge: u32,
+    /// OpenFlow port number.
+    pub ofport: PortNo,
+    /// Port name.
+    pub name: String,
+    /// The fd owner; `None` for patch ports and ports that are down.
+    pub io: Option<PortIo>,
+    /// Counters and state.
+    pub shared: Arc<PortShared>,
+    /// Peer of a patch port: (bridge id, ofport).
+    pub patch_peer: Option<(u32, PortNo)>,
+}
+
+/// A bridge as the worker holds it.
+pub struct BridgeRt {
+    /// Bridge name.
+    pub name: String,
+    /// Published flow tables.
+    pub pipeline: Arc<ArcSwap<Pipeline>>,
+    /// VLAN rules and MAC learning.
+    pub normal: Bridge,
+    /// Ports: (ofport, slot), sorted by ofport.
+    ports: Vec<(PortNo, usize)>,
+    /// Reused NORMAL decision.
+    outcome: NormalOutcome,
+}
+
+impl BridgeRt {
+    /// A bridge with no ports.
+    pub fn new(name: String, pipeline: Arc<ArcSwap<Pipeline>>, normal: Bridge) -> BridgeRt {
+        BridgeRt {
+            name,
+            pipeline,
+            normal,
+            ports: Vec::new(),
+            outcome: NormalOutcome::default(),
+        }
+    }
+
+    /// Registers a port.
+    pub fn add_port(&mut self, ofport: PortNo, slot: usize, vlan: VlanConfig, _now_ms: u64) {
+        self.ports.retain(|(p, _)| *p != ofport);
+        let at = self.ports.partition_point(|(p, _)| *p < ofport);
+        self.ports.insert(at, (ofport, slot));
+        let _ = self.normal.remove_port(ofport);
+        if let Err(e) = self.normal.add_port(ofport, vlan) {
+            log::error!("bridge {}: port {ofport}: {e}", self.name);
+        }
+    }
+
+    /// Forgets a port (and its learned MACs).
+    pub fn del_port(&mut self, ofport: PortNo) {
+        self.ports.retain(|(p, _)| *p != ofport);
+        let _ = self.normal.remove_port(ofport);
+    }
+
+    /// Changes a port's VLAN rules.
+    pub fn set_port_vlan(&mut self, ofport: PortNo, vlan: VlanConfig) {
+        if let Err(e) = self.normal.set_port_vlan(ofport, vlan) {
+            log::error!("bridge {}: port {ofport}: {e}", self.name);
+        }
+    }
+
+    /// Slot of `ofport`.
+    #[inline]
+    fn slot_of(&self, ofport: PortNo) -> Option<usize> {
+        self.ports
+            .binary_search_by_key(&ofport, |(p, _)| *p)
+            .ok()
+            .map(|i| self.ports[i].1)
+    }
+
+    /// The MAC table for `fdb-show`.
+    pub fn fdb(&self, slots: &[Option<Slot>], now_ms: u64) -> Vec<FdbEntry> {
+        self.normal
+            .fdb_show(now_ms)
+            .into_iter()
+            .map(|e| FdbEntry {
+                port: e.port.0,
+                port_name: self
+                    .slot_of(e.port)
+                    .and_then(|s| slots.get(s).and_then(Option::as_ref))
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default(),
+                vlan: e.vlan.0,
+                mac: e.mac.to_string(),
+                age: e.age_s,
+            })
+            .collect()
+    }
+}
+
+/// What translation may touch besides the packet.
+pub struct XlateCtx<'a> {
+    /// Ports by slot.
+    pub slots: &'a mut [Option<Slot>],
+    /// Bridges by id (taken out while a bridge runs).
+    pub bridges: &'a mut [Option<BridgeRt>],
+    /// Scratch buffers (`SCRATCH` of them).
+    pub scratch: &'a mut [PacketBuf],
+    /// Current time, ms.
+    pub now_ms: u64,
+}
+
+/// Forwards one frame received on `in_slot` of `bridge`.
+pub fn receive(ctx: &mut XlateCtx<'_>, bridge: u32, in_slot: usize, buf: &mut PacketBuf) {
+    let Some(Some(slot)) = ctx.slots.get(in_slot) else {
+        return;
+    };
+    let in_port = slot.ofport;
+    let shared = slot.shared.clone();
+    let (key, layout) = extract_layout(buf.frame(), in_port);
+    if layout.malformed.is_some() {
+        shared.rx_drop(RxDrop::Malformed);
+        return;
+    }
+    let verdict = run_bridge(ctx, bridge, Some(buf), key, layout, 0, None);
+    if let Some(why) = verdict {
+        shared.rx_drop(why);
+    }
+}
+
+/// Traces a synthetic packet with `key` through `bridge`.
+pub fn trace(ctx: &mut XlateCtx<'_>, bridge: u32, key: FlowKey) -> TraceResult {
+    let mut t = TraceResult {
+        packet: flowtable::syntax::format_key(&key),
+        ..TraceResult::default()
+    };
+    let verdict = run_bridge(ctx, bridge, None, key, Layout::NONE, 0, Some(&mut t));
+    if t.outputs.is_empty() {
+        t.drop_reason = Some(verdict.unwrap_or(RxDrop::Action).name().to_string());
+    }
+    t
+}
+
+/// Runs `bridge`'s pipeline; returns the drop reason if nothing was output.
+fn run_bridge(
+    ctx: &mut XlateCtx<'_>,
+    bridge: u32,
+    buf: Option<&mut PacketBuf>,
+    key: FlowKey,
+    layout: Layout,
+    hops: usize,
+    trace: Option<&mut TraceResult>,
+) -> Option<RxDrop> {
+    let Some(mut rt) = ctx.bridges.get_mut(bridge as usize).and_then(Option::take) else {
+        return Some(RxDrop::ResubmitLimit);
+    };
+    let pipe = rt.pipeline.load_full();
+    let mut x = Exec {
+        ctx,
+        rt: &mut rt,
+        pipe: &pipe,
+        buf,
+        key,
+        layout,
+        hops,
+        n_out: 0,
+        drop: None,
+        abort: false,
+        trace,
+        depth: 0,
+    };
+    x.run_tables(0);
+    let verdict = if x.n_out == 0 {
+        Some(x.drop.unwrap_or(RxDrop::Action))
+    } else {
+        None
+    };
+    if let Some(b) = ctx.bridges.get_mut(bridge as usize) {
+        *b = Some(rt);
+    }
+    verdict
+}
+
+/// Execution state of one packet in one bridge.
+struct Exec<'a, 'c, 'b> {
+    ctx: &'a mut XlateCtx<'c>,
+    rt: &'a mut BridgeRt,
+    pipe: &'a Pipeline,
+    /// The frame; `None` when tracing.
+    buf: Option<&'b mut PacketBuf>,
+    key: FlowKey,
+    layout: Layout,
+    hops: usize,
+    /// Outputs performed.
+    n_out: u32,
+    /// Last reason to drop, if nothing gets output.
+    drop: Option<RxDrop>,
+    /// Stop executing actions (dec_ttl expiry, limits).
+    abort: bool,
+    trace: Option<&'a mut TraceResult>,
+    /// resubmit depth.
+    depth: u32,
+}
+
+impl Exec<'_, '_, '_> {
+    fn step(&mut self, table: Option<u8>, rule: Option<String>, detail: String) {
+        let depth = self.depth + self.hops as u32;
+        if let Some(t) = self.trace.as_deref_mut() {
+            t.steps.push(TraceStep {
+                table,
+                rule,
+                detail,
+                depth,
+            });
+        }
+    }
+
+    fn tracing(&self) -> bool {
+        self.trace.is_some()
+    }
+
+    /// Looks up `table` and runs the matched flow, following goto_table.
+    fn run_tables(&mut self, mut table: u8) {
+        loop {
+            if self.abort {
+                return;
+            }
+            let pipe = self.pipe;
+            let Some(entry) = pipe.lookup(table, &self.key) else {
+                self.drop = Some(RxDrop::NoMatch);
+                if self.tracing() {
+                    self.step(Some(table), None, "no flow matched: drop".into());
+                }
+                return;
+            };
+            if let Some(b) = self.buf.as_deref() {
+                entry.hit(b.len, self.ctx.now_ms);
+            }
+            if self.tracing() {
+                let text = entry.flow.to_string();
+                self.step(Some(table), Some(text), String::new());
+            }
+            let mut goto = None;
+            if entry.flow.actions.is_empty() {
+                self.drop = Some(RxDrop::Action);
+            }
+            for a in &entry.flow.actions {
+                if self.abort {
+                    return;
+                }
+                match a {
+                    Action::GotoTable(t) => goto = Some(t.0),
+                    a => self.action(a, table),
+                }
+            }
+            match goto {
+                Some(t) if t > table => table = t,
+                _ => return,
+            }
+        }
+    }
+
+    fn action(&mut self, a: &Action, table: u8) {
+        let in_port = PortNo(self.key.in_port);
+        match a {
+            Action::Output(p) => {
+                if *p == in_port {
+                    if self.tracing() {
+                        self.step(None, None, format!("output:{p}: skipped, it is the input port"));
+                    }
+                } else {
+                    self.output(*p, None);
+                }
+            }
+            Action::Normal => self.normal(),
+            Action::Flood | Action::All => {
+                let ports: smallvec::SmallVec<[PortNo; 16]> = self
+                    .rt
+                    .ports
+                    .iter()
+                    .map(|(p, _)| *p)
+                    .filter(|p| *p != in_port)
+                    .collect();
+                for p in ports {
+                    self.output(p, None);
+                }
+            }
+            Action::InPort => self.output(in_port, None),
+            Action::Local => {
+                if in_port != PortNo::LOCAL {
+                    self.output(PortNo::LOCAL, None);
+                }
+            }
+            Action::Controller { .. } => {
+                self.drop = Some(RxDrop::NoController);
+                if self.tracing() {
+                    self.step(None, None, "CONTROLLER: no controller connected, dropped".into());
+                }
+            }
+            Action::SetVlanVid(vid) => self.set_vlan(Some(*vid), None),
+            Action::SetVlanPcp(pcp) => self.set_vlan(None, Some(*pcp)),
+            Action::StripVlan => self.pop_vlan(),
+            Action::PushVlan(tpid) => self.push_vlan(*tpid),
+            Action::SetField { field, value } => self.set_field(*field, *value),
+            Action::DecTtl => self.dec_ttl(),
+            Action::Resubmit { port, table: t } => self.resubmit(*port, t.map(|t| t.0).unwrap_or(table)),
+            Action::GotoTable(_) | Action::Note(_) => {}
+        }
+    }
+
+    fn resubmit(&mut self, port: Option<PortNo>, table: u8) {
+        if self.depth >= MAX_RESUBMIT {
+            self.drop = Some(RxDrop::ResubmitLimit);
+            self.abort = true;
+            self.step(None, None, "resubmit depth limit reached: drop".into());
+            return;
+        }
+        let saved = self.key.in_port;
+        if let Some(p) = port {
+            self.key.in_port = p.0;
+        }
+        self.step(None, None, format!("resubmit(,{table})"));
+        self.depth += 1;
+        self.run_tables(table);
+        self.depth -= 1;
+        self.key.in_port = saved;
+    }
+
+    fn normal(&mut self) {
+        let now = self.ctx.now_ms;
+        let key = self.key;
+        if self.tracing() {
+            let mut nt = NormalTrace::default();
+            self.rt.normal.trace_normal(&key, now, &mut self.rt.outcome, &mut nt);
+            self.step(None, None, format!("NORMAL: {}", nt.to_string().trim_end().replace('\n', "; ")));
+        } else {
+            self.rt.normal.normal(&key, now, &mut self.rt.outcome);
+        }
+        if let Some(d) = self.rt.outcome.drop_reason {
+            self.drop = Some(match d {
+                crate::bridge::NormalDrop::VlanNotAllowed => RxDrop::VlanNotAllowed,
+                crate::bridge::NormalDrop::ReservedMulticast => RxDrop::Reserved,
+                crate::bridge::NormalDrop::LearnedOnInputPort => RxDrop::LearnedOnInput,
+                _ => RxDrop::NoOutput,
+            });
+            return;
+        }
+        for i in 0..self.rt.outcome.outputs.len() {
+            let o = self.rt.outcome.outputs[i];
+            self.output(o.port, Some(o.vlan));
+        }
+    }
+
+    /// Sends the current frame to `port`, first retagging it for `egress`.
+    fn output(&mut self, port: PortNo, egress: Option<EgressVlan>) {
+        let Some(slot_i) = self.rt.slot_of(port) else {
+            self.step(None, None, format!("output:{port}: no such port, skipped"));
+            return;
+        };
+        let cur_tci = self.key.vlan_tci;
+        let tagged = cur_tci & VLAN_PRESENT != 0;
+        // The VLAN the frame will carry there: None = untagged.
+        let want: Option<u16> = match egress {
+            None => tagged.then_some(cur_tci & VLAN_VID_MASK),
+            Some(EgressVlan::Untagged) => None,
+            Some(EgressVlan::Tagged(v)) => Some(v.0),
+        };
+        let needs_edit = match (want, tagged) {
+            (None, false) => false,
+            (None, true) => true,
+            (Some(_), false) => true,
+            (Some(v), true) => v != cur_tci & VLAN_VID_MASK,
+        };
+        let (peer, name) = match self.ctx.slots.get(slot_i).and_then(Option::as_ref) {
+            Some(s) => (s.patch_peer, s.name.clone()),
+            None => return,
+        };
+        self.n_out += 1;
+        if let Some(t) = self.trace.as_deref_mut() {
+            t.outputs.push(TraceOutput {
+                port: port.0,
+                name: name.clone(),
+                vlan: want,
+            });
+        }
+        if let Some((pb, pport)) = peer {
+            self.patch(slot_i, pb, pport, want, needs_edit);
+            return;
+        }
+        let Some(buf) = self.buf.as_deref() else {
+            return;
+        };
+        if !needs_edit {
+            send(self.ctx.slots, slot_i, buf.frame());
+            return;
+        }
+        let pcp = cur_tci & VLAN_PCP_MASK;
+        let (scratch, _) = match self.ctx.scratch.get_mut(EDIT) {
+            Some(s) => (s, ()),
+            None => return,
+        };
+        scratch.copy_from(buf);
+        if retag(scratch, want, tagged, pcp) {
+            send(self.ctx.slots, slot_i, scratch.frame());
+        } else if let Some(Some(s)) = self.ctx.slots.get(slot_i) {
+            s.shared.tx_drop(TxDrop::VlanEdit);
+        }
+    }
+
+    /// Hands a copy of the frame to the peer of a patch port.
+    fn patch(&mut self, slot_i: usize, pb: u32, pport: PortNo, want: Option<u16>, edit: bool) {
+        let hop = self.hops;
+        if hop + 1 >= MAX_PATCH_HOPS {
+            self.drop = Some(RxDrop::ResubmitLimit);
+            return;
+        }
+        if let Some(Some(s)) = self.ctx.slots.get(slot_i) {
+            s.shared.tx_packets.add(1);
+            if let Some(b) = self.buf.as_deref() {
+                s.shared.tx_bytes.add(b.len as u64);
+            }
+        }
+        if let Some(t) = self.trace.as_deref_mut() {
+            t.steps.push(TraceStep {
+                table: None,
+                rule: None,
+                detail: format!("patch port: continuing in bridge id {pb} as in_port={pport}"),
+                depth: (hop + 1) as u32,
+            });
+        }
+        // Swap the hop's scratch buffer out so the peer can borrow ctx.
+        let mut tmp = match self.ctx.scratch.get_mut(hop) {
+            Some(s) => std::mem::replace(s, PacketBuf::empty()),
+            None => return,
+        };
+        let (key, layout, buf) = match self.buf.as_deref() {
+            Some(b) => {
+                tmp.copy_from(b);
+                let tagged = self.key.vlan_tci & VLAN_PRESENT != 0;
+                if edit && !retag(&mut tmp, want, tagged, self.key.vlan_tci & VLAN_PCP_MASK) {
+                    restore(self.ctx.scratch, hop, tmp);
+                    return;
+                }
+                let (k, l) = extract_layout(tmp.frame(), pport);
+                (k, l, Some(&mut tmp))
+            }
+            None => {
+                let mut k = self.key;
+                k.in_port = pport.0;
+                k.vlan_tci = match want {
+                    Some(v) => v | VLAN_PRESENT | (self.key.vlan_tci & VLAN_PCP_MASK),
+                    None => 0,
+                };
+                (k, Layout::NONE, None)
+            }
+        };
+        let trace = self.trace.as_deref_mut();
+        // Patch drops are counted on the peer port's rx side.
+        let verdict = run_bridge(self.ctx, pb, buf, key, layout, hop + 1, trace);
+        if let Some(why) = verdict {
+            let peer_slot = self
+                .ctx
+                .slots
+                .iter()
+                .flatten()
+                .find(|s| s.bridge == pb && s.ofport == pport);
+            if let Some(s) = peer_slot {
+                s.shared.rx_drop(why);
+            }
+        }
+        restore(self.ctx.scratch, hop, tmp);
+    }
+
+    fn set_vlan(&mut self, vid: Option<u16>, pcp: Option<u8>) {
+        let tagged = self.key.vlan_tci & VLAN_PRESENT != 0;
+        if !tagged {
+            self.push_vlan(0x8100);
+        }
+        let mut tci = self.key.vlan_tci;
+        if let Some(v) = vid {
+            tci = (tci & !VLAN_VID_MASK) | (v & VLAN_VID_MASK);
+            if let Some(b) = self.buf.as_deref_mut() {
+                rewrite::set_vlan_vid(b.frame_mut(), v);
+            }
+        }
+        if let Some(p) = pcp {
+            tci = (tci & !VLAN_PCP_MASK) | ((u16::from(p) << 13) & VLAN_PCP_MASK);
+            if let Some(b) = self.buf.as_deref_mut() {
+                rewrite::set_vlan_pcp(b.frame_mut(), p);
+            }
+        }
+        self.key.vlan_tci = tci | VLAN_PRESENT;
+    }
+
+    fn push_vlan(&mut self, tpid: u16) {
+        // OpenFlow 1.3: the new tag copies the VID/PCP of an existing one.
+        let tci = self.key.vlan_tci;
+        if let Some(b) = self.buf.as_deref_mut() {
+            let (data, start, len) = b.raw_mut();
+            if !rewrite::push_vlan(data, start, len, tpid, tci & !VLAN_PRESENT) {
+                self.abort = true;
+                self.drop = Some(RxDrop::Action);
+                return;
+            }
+            self.layout = self.layout.pushed_vlan();
+        }
+        self.key.inner_vlan_tci = tci;
+        self.key.vlan_tci = tci | VLAN_PRESENT;
+    }
+
+    fn pop_vlan(&mut self) {
+        if self.key.vlan_tci & VLAN_PRESENT == 0 {
+            return;
+        }
+        if let Some(b) = self.buf.as_deref_mut() {
+            let (data, start, len) = b.raw_mut();
+            if rewrite::pop_vlan(data, start, len) {
+                self.layout = self.layout.popped_vlan();
+            }
+        }
+        self.key.vlan_tci = self.key.inner_vlan_tci;
+        self.key.inner_vlan_tci = 0;
+    }
+
+    fn dec_ttl(&mut self) {
+        let ok = match self.buf.as_deref_mut() {
+            Some(b) => rewrite::dec_ttl(b.frame_mut(), &self.layout),
+            None => self.key.nw_ttl > 1,
+        };
+        if ok {
+            self.key.nw_ttl = self.key.nw_ttl.saturating_sub(1);
+        } else {
+            self.drop = Some(RxDrop::TtlExpired);
+            self.abort = true;
+            self.step(None, None, "dec_ttl: TTL expired, dropping".into());
+        }
+    }
+
+    fn set_field(&mut self, field: Field, value: u128) {
+        let layout = self.layout;
+        let k = &mut self.key;
+        let mac = || {
+            let b = (value as u64).to_be_bytes();
+            Mac([b[2], b[3], b[4], b[5], b[6], b[7]])
+        };
+        let ip6 = value.to_be_bytes();
+        let mut frame = self.buf.as_deref_mut().map(|b| b.frame_mut());
+        let f = frame.as_deref_mut();
+        match field {
+            Field::InPort => k.in_port = value as u32,
+            Field::Metadata => k.metadata = value as u64,
+            Field::DlSrc => {
+                k.dl_src = mac().0;
+                f.map(|f| rewrite::set_dl_src(f, mac()));
+            }
+            Field::DlDst => {
+                k.dl_dst = mac().0;
+                f.map(|f| rewrite::set_dl_dst(f, mac()));
+            }
+            Field::NwSrc | Field::ArpSpa => {
+                k.nw_src = value as u32;
+                f.map(|f| rewrite::set_nw_src(f, &layout, value as u32));
+            }
+            Field::NwDst | Field::ArpTpa => {
+                k.nw_dst = value as u32;
+                f.map(|f| rewrite::set_nw_dst(f, &layout, value as u32));
+            }
+            Field::NwTos => {
+                k.nw_tos = (k.nw_tos & 0x03) | (value as u8 & 0xfc);
+                f.map(|f| rewrite::set_nw_tos(f, &layout, value as u8));
+            }
+            Field::IpDscp => {
+                let tos = (value as u8) << 2;
+                k.nw_tos = (k.nw_tos & 0x03) | tos;
+                f.map(|f| rewrite::set_nw_tos(f, &layout, tos));
+            }
+            Field::NwEcn => {
+                k.nw_tos = (k.nw_tos & 0xfc) | (value as u8 & 0x03);
+                f.map(|f| rewrite::set_nw_ecn(f, &layout, value as u8));
+            }
+            Field::NwTtl => {
+                k.nw_ttl = value as u8;
+                f.map(|f| rewrite::set_nw_ttl(f, &layout, value as u8));
+            }
+            Field::ArpOp => {
+                k.nw_proto = value as u8;
+                f.map(|f| rewrite::set_arp_op(f, &layout, value as u16));
+            }
+            Field::ArpSha => {
+                k.arp_sha = mac().0;
+                f.map(|f| rewrite::set_arp_sha(f, &layout, mac()));
+            }
+            Field::ArpTha => {
+                k.arp_tha = mac().0;
+                f.map(|f| rewrite::set_arp_tha(f, &layout, mac()));
+            }
+            Field::Ipv6Src => {
+                k.ipv6_src = ip6;
+                f.map(|f| rewrite::set_ipv6_src(f, &layout, ip6));
+            }
+            Field::Ipv6Dst => {
+                k.ipv6_dst = ip6;
+                f.map(|f| rewrite::set_ipv6_dst(f, &layout, ip6));
+            }
+            Field::Ipv6Label => {
+                k.ipv6_label = value as u32 & 0xfffff;
+                f.map(|f| rewrite::set_ipv6_label(f, &layout, value as u32));
+            }
+            Field::TpSrc => {
+                k.tp_src = value as u16;
+                f.map(|f| rewrite::set_tp_src(f, &layout, value as u16));
+            }
+            Field::TpDst => {
+                k.tp_dst = value as u16;
+                f.map(|f| rewrite::set_tp_dst(f, &layout, value as u16));
+            }
+            Field::IcmpType => {
+                k.tp_src = value as u16;
+                f.map(|f| rewrite::set_icmp_type(f, &layout, value as u8));
+            }
+            Field::IcmpCode => {
+                k.tp_dst = value as u16;
+                f.map(|f| rewrite::set_icmp_code(f, &layout, value as u8));
+            }
+            Field::DlVlan | Field::VlanVid => {
+                self.set_vlan(Some(value as u16 & VLAN_VID_MASK), None);
+            }
+            Field::DlVlanPcp | Field::VlanPcp => self.set_vlan(None, Some(value as u8)),
+            Field::VlanTci => {
+                let v = value as u16;
+                if v & VLAN_PRESENT == 0 {
+                    self.pop_vlan();
+                } else {
+                    self.set_vlan(Some(v & VLAN_VID_MASK), Some((v >> 13) as u8));
+                }
+            }
+            Field::DlType | Field::NwProto | Field::IpFrag | Field::TcpFlags => {
+                // Not writable; the parser rejects these.
+            }
+        }
+    }
+}
+
+fn restore(scratch: &mut [PacketBuf], i: usize, buf: PacketBuf) {
+    if let Some(s) = scratch.get_mut(i) {
+        *s = buf;
+    }
+}
+
+/// Gives `buf` the outer tag `want` (None = untagged); false on failure.
+fn retag(buf: &mut PacketBuf, want: Option<u16>, tagged: bool, pcp: u16) -> bool {
+    match (want, tagged) {
+        (None, true) => {
+            let (d, s, l) = buf.raw_mut();
+            rewrite::pop_vlan(d, s, l)
+        }
+        (Some(v), false) => {
+            let (d, s, l) = buf.raw_mut();
+            rewrite::push_vlan(d, s, l, 0x8100, v | pcp)
+        }
+        (Some(v), true) => rewrite::set_vlan_vid(buf.frame_mut(), v),
+        (None, false) => true,
+    }
+}
+
+/// Sends `frame` on `slot`, counting the outcome there.
+#[inline]
+fn send(slots: &mut [Option<Slot>], slot: usize, frame: &[u8]) {
+    let Some(Some(s)) = slots.get_mut(slot) else {
+        return;
+    };
+    let Some(io) = s.io.as_mut() else {
+        s.shared.tx_drop(TxDrop::PortDown);
+        return;
+    };
+    match io.send(frame) {
+        Ok(()) => {
+            s.shared.tx_packets.add(1);
+            s.shared.tx_bytes.add(frame.len() as u64);
+        }
+        Err(PortError::TxFull) => s.shared.tx_drop(TxDrop::QueueFull),
+        Err(PortError::LinkDown) => s.shared.tx_drop(TxDrop::PortDown),
+        Err(e) if e.is_gone() => {
+            s.shared.tx_drop(TxDrop::PortDown);
+            s.shared.set_down(format!("netdev vanished: {e}"));
+        }
+        Err(_) => s.shared.tx_drop(TxDrop::TxError),
+    }
+}
