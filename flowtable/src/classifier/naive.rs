@@ -178,6 +178,16 @@ impl<T> NaiveClassifier<T> {
         v.into_iter().map(|(id, r)| (*id, r))
     }
 
+    /// Same contract as [`Classifier::modify`](super::Classifier::modify).
+    pub fn modify<R>(&mut self, id: RuleId, f: impl FnOnce(&mut Rule<T>) -> R) -> Option<R> {
+        let (_, r) = self.rules.iter_mut().find(|(i, _)| *i == id)?;
+        let (m, priority) = (r.m, r.priority);
+        let out = f(r);
+        r.m = m;
+        r.priority = priority;
+        Some(out)
+    }
+
     /// Same contract as
     /// [`Classifier::record_hit`](super::Classifier::record_hit).
     pub fn record_hit(&mut self, id: RuleId, packets: u64, bytes: u64, now_ms: u64) -> bool {
