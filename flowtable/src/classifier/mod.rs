@@ -93,6 +93,7 @@ pub use naive::NaiveClassifier;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::Hasher;
 use std::sync::Arc;
 
 use rustc_hash::{FxBuildHasher, FxHashMap};
@@ -319,6 +320,8 @@ struct Subtable {
     word_idx: [u8; FlowKey::WORDS],
     /// The mask's touched words, in the same order.
     mask_words: [u64; FlowKey::WORDS],
+    /// Which compact keys may be present: checked before the hash table.
+    filter: KeyFilter,
     /// Masked compact key → rules with exactly that match.
     buckets: HashMap<CompactKey, Bucket, FxBuildHasher>,
     /// The full mask.
@@ -345,6 +348,7 @@ impl Subtable {
             n_words: n as u8,
             word_idx,
             mask_words,
+            filter: KeyFilter::with_capacity(0),
             buckets: HashMap::default(),
             mask,
             prio_counts: BTreeMap::new(),
@@ -371,7 +375,51 @@ impl Subtable {
     fn find(&self, key: &FlowKey) -> Option<&Bucket> {
         let mut buf = [0u64; FlowKey::WORDS];
         let ck = self.compact(key, &mut buf);
+        if !self.filter.may_contain(key_hash(ck)) {
+            return None;
+        }
         self.buckets.get(ck)
+    }
+
+    /// Adds `e` to the bucket of `key` (a rule's masked key), creating it.
+    fn insert_entry(&mut self, key: &FlowKey, e: Entry) {
+        let mut buf = [0u64; FlowKey::WORDS];
+        let ck = self.compact(key, &mut buf);
+        if !self.buckets.contains_key(ck) {
+            self.filter.insert(key_hash(ck));
+            self.buckets
+                .insert(CompactKey::from_slice(ck), Bucket::new());
+            if self.filter.is_crowded(self.buckets.len()) {
+                self.filter = KeyFilter::build(&self.buckets);
+            }
+        }
+        if let Some(bucket) = self.buckets.get_mut(ck) {
+            let pos = bucket.partition_point(|x| x.priority > e.priority);
+            bucket.insert(pos, e);
+            *self.prio_counts.entry(e.priority).or_default() += 1;
+        }
+    }
+
+    /// Removes rule `id` (priority `priority`) from the bucket of `key`.
+    fn remove_entry(&mut self, key: &FlowKey, id: RuleId, priority: u16) {
+        let mut buf = [0u64; FlowKey::WORDS];
+        let ck = self.compact(key, &mut buf);
+        if let Some(bucket) = self.buckets.get_mut(ck) {
+            bucket.retain(|e| e.id != id);
+            if bucket.is_empty() {
+                self.buckets.remove(ck);
+                self.filter.stale += 1;
+                if self.filter.is_stale(self.buckets.len()) {
+                    self.filter = KeyFilter::build(&self.buckets);
+                }
+            }
+        }
+        if let Some(c) = self.prio_counts.get_mut(&priority) {
+            *c -= 1;
+            if *c == 0 {
+                self.prio_counts.remove(&priority);
+            }
+        }
     }
 
     fn find_mut(&mut self, key: &FlowKey) -> Option<&mut Bucket> {
@@ -383,6 +431,84 @@ impl Subtable {
     #[cfg(test)]
     fn n_rules(&self) -> usize {
         self.prio_counts.values().map(|&c| c as usize).sum()
+    }
+}
+
+/// Hash of a compact key: FxHash over the words, then a folded multiply so
+/// that every output bit depends on every input bit (the filter uses bits
+/// FxHash alone leaves weak).
+#[inline(always)]
+fn key_hash(words: &[u64]) -> u64 {
+    let mut h = rustc_hash::FxHasher::default();
+    for &w in words {
+        h.write_u64(w);
+    }
+    let p = u128::from(h.finish()) * 0x9e37_79b9_7f4a_7c15_u128;
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+/// A blocked Bloom filter over a subtable's bucket keys: each key sets two
+/// bits of one 64-bit word. It answers "certainly absent" for most keys that
+/// miss the subtable from a few hundred bytes that stay in cache, so a miss
+/// rarely touches the (much larger) hash table.
+///
+/// Sized at 16 to 32 bits per key (about 2% false positives); rebuilt when
+/// it gets more crowded than that, and when removed keys (whose bits cannot
+/// be cleared) outnumber live ones. Both rebuilds are amortized `O(1)` per
+/// insert or remove.
+#[derive(Clone, Debug)]
+struct KeyFilter {
+    /// The bits; length a power of two.
+    words: Vec<u64>,
+    /// Keys removed since the last rebuild (their bits are still set).
+    stale: usize,
+}
+
+impl KeyFilter {
+    /// An empty filter sized for `n` keys at 32 bits each.
+    fn with_capacity(n: usize) -> KeyFilter {
+        KeyFilter {
+            words: vec![0; (n / 2).max(1).next_power_of_two()],
+            stale: 0,
+        }
+    }
+
+    /// A filter holding exactly the keys of `buckets`.
+    fn build(buckets: &HashMap<CompactKey, Bucket, FxBuildHasher>) -> KeyFilter {
+        let mut f = KeyFilter::with_capacity(buckets.len());
+        for k in buckets.keys() {
+            f.insert(key_hash(k));
+        }
+        f
+    }
+
+    #[inline(always)]
+    fn slot(&self, h: u64) -> (usize, u64) {
+        let word = (h >> 12) as usize & (self.words.len() - 1);
+        let bits = (1u64 << (h & 63)) | (1u64 << ((h >> 6) & 63));
+        (word, bits)
+    }
+
+    fn insert(&mut self, h: u64) {
+        let (w, bits) = self.slot(h);
+        self.words[w] |= bits;
+    }
+
+    #[inline(always)]
+    fn may_contain(&self, h: u64) -> bool {
+        let (w, bits) = self.slot(h);
+        self.words.get(w).is_some_and(|x| x & bits == bits)
+    }
+
+    /// True when `n_keys` live keys (plus stale ones) leave fewer than 16
+    /// bits per key.
+    fn is_crowded(&self, n_keys: usize) -> bool {
+        (n_keys + self.stale) * 16 > self.words.len() * 64
+    }
+
+    /// True when stale keys outnumber live ones (and are more than a few).
+    fn is_stale(&self, n_keys: usize) -> bool {
+        self.stale > n_keys.max(32)
     }
 }
 
@@ -671,6 +797,7 @@ impl<T> Classifier<T> {
                     assert_eq!(s.rule.m.mask(), &st.mask, "rule in wrong subtable");
                     let mut buf = [0u64; FlowKey::WORDS];
                     assert_eq!(st.compact(s.rule.m.key(), &mut buf), &k[..], "bucket key");
+                    assert!(st.filter.may_contain(key_hash(k)), "filter lost a key");
                     assert!(e.id.0 < self.next_id, "id from the future");
                     assert_eq!(
                         self.timed.contains(&e.id),
@@ -789,19 +916,14 @@ impl<T: Clone> Classifier<T> {
             }
         };
         let st = &mut self.subtables[si];
-        let mut buf = [0u64; FlowKey::WORDS];
-        let ck = CompactKey::from_slice(st.compact(&key, &mut buf));
-        let bucket = st.buckets.entry(ck).or_default();
-        let pos = bucket.partition_point(|e| e.priority > priority);
-        bucket.insert(
-            pos,
+        st.insert_entry(
+            &key,
             Entry {
                 priority,
                 slot: slot_idx,
                 id,
             },
         );
-        *st.prio_counts.entry(priority).or_default() += 1;
         if priority > st.max_priority {
             st.max_priority = priority;
             self.reposition(si);
@@ -821,20 +943,7 @@ impl<T: Clone> Classifier<T> {
 
         if let Some(&si) = self.by_mask.get(rule.m.mask()) {
             let st = &mut self.subtables[si];
-            let mut buf = [0u64; FlowKey::WORDS];
-            let ck = st.compact(rule.m.key(), &mut buf);
-            if let Some(bucket) = st.buckets.get_mut(ck) {
-                bucket.retain(|e| e.id != id);
-                if bucket.is_empty() {
-                    st.buckets.remove(ck);
-                }
-            }
-            if let Some(c) = st.prio_counts.get_mut(&priority) {
-                *c -= 1;
-                if *c == 0 {
-                    st.prio_counts.remove(&priority);
-                }
-            }
+            st.remove_entry(rule.m.key(), id, priority);
             match st.prio_counts.keys().next_back() {
                 None => {
                     self.by_mask.remove(rule.m.mask());
@@ -1390,6 +1499,36 @@ mod tests {
         assert_eq!(next, RuleId(2));
         snapshot.assert_invariants();
         c.assert_invariants();
+    }
+
+    #[test]
+    fn filter_grows_and_forgets_removed_keys() {
+        let mut c = Classifier::new();
+        let ids: Vec<RuleId> = (0..2000).map(|p| add(&mut c, in_port(p), 1, p)).collect();
+        c.assert_invariants();
+        let words_full = c.subtables[0].filter.words.len();
+        assert!(words_full >= 2000 * 16 / 64, "filter grew with the keys");
+        for p in 0..2000 {
+            assert_eq!(hit(&c, &pkt(p, 0)), Some(ids[p as usize]));
+        }
+        c.remove_many(ids[..1900].iter().copied());
+        c.assert_invariants();
+        let st = &c.subtables[0];
+        assert!(st.filter.words.len() < words_full, "rebuilt smaller");
+        assert!(st.filter.stale <= 100);
+        for p in 0..2000 {
+            let want = (p >= 1900).then(|| ids[p as usize]);
+            assert_eq!(hit(&c, &pkt(p, 0)), want);
+        }
+        // Most removed keys are now rejected by the filter alone.
+        let mut buf = [0u64; FlowKey::WORDS];
+        let passed = (0..1900)
+            .filter(|&p| {
+                st.filter
+                    .may_contain(key_hash(st.compact(&pkt(p, 0), &mut buf)))
+            })
+            .count();
+        assert!(passed < 1900 / 10, "{passed} of 1900 removed keys pass");
     }
 
     #[test]
