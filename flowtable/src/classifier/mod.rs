@@ -1,0 +1,1565 @@
+//! Flow classifier: the rules of one OpenFlow table, and the lookup that
+//! picks the rule a packet hits.
+//!
+//! # What?
+//! A [`Classifier<T>`] holds [`Rule<T>`]s: a [`Match`], a [`Priority`], a
+//! cookie, idle/hard timeouts, counters and caller data `T` (the actions).
+//! [`Classifier::lookup`] returns the rule with the highest priority whose
+//! match covers the packet's [`FlowKey`]. Among matching rules of equal
+//! priority the one with the smallest [`RuleId`] wins: ids grow with every
+//! insert, so the rule inserted earliest wins, deterministically (OpenFlow
+//! leaves this case undefined; we only promise it is repeatable).
+//!
+//! Besides lookup the classifier offers what `ovs-ofctl` flow management
+//! needs: OpenFlow ADD ([`Classifier::insert`], which replaces a rule with an
+//! identical match and priority), strict and loose selection
+//! ([`Classifier::select_strict`], [`Classifier::select_loose`]) with a
+//! cookie mask and a caller predicate over `T` (for `out_port`),
+//! [`Classifier::modify`], [`Classifier::remove_many`], a deterministic
+//! [`Classifier::iter`] for `dump-flows`, counters folded in from the
+//! datapath ([`Classifier::record_hits`]) and timeouts
+//! ([`Classifier::expire`]). Time is always passed in as milliseconds.
+//!
+//! # Design
+//! Tuple-space search, as in Open vSwitch's `lib/classifier.c`: rules are
+//! grouped by mask into *subtables*; each subtable is a hash table keyed by
+//! the masked packet key. A lookup probes each subtable once (mask the key,
+//! hash, compare), so its cost is linear in the number of distinct masks and
+//! independent of the number of rules.
+//!
+//! - Only the 64-bit words of [`FlowKey::words`] that a subtable's mask
+//!   touches are masked, hashed (FxHash) and compared; their indices are
+//!   computed once when the subtable is created. A mask on `dl_type` and
+//!   `nw_src` costs two words, not twelve.
+//! - A hash bucket holds every rule with that exact match, sorted by
+//!   priority (descending; at most one rule per priority, since an ADD with
+//!   the same match and priority replaces). The first entry is the bucket's
+//!   winner.
+//! - Subtables live in a `Vec` sorted by the highest priority they hold.
+//!   Lookup stops as soon as the best priority found exceeds the next
+//!   subtable's maximum: rules at high priority with few masks make lookups
+//!   cheap. Keeping the order costs an `O(masks)` move when a subtable's
+//!   maximum changes, and a `BTreeMap` of priority counts per subtable.
+//! - Rules are stored once, in a slab (`Vec` of slots with a free list) of
+//!   `Arc<Rule<T>>`; buckets hold `(priority, RuleId, slot)`, so a lookup
+//!   touches the rule itself only for the winner. A `RuleId → slot` map
+//!   serves [`Classifier::get`] and friends.
+//!
+//! Cloning ([`Clone`]) copies the subtables' hash tables and the slab but
+//! not the rules: each rule is an `Arc` whose count is bumped, and `T` is
+//! never cloned (and need not be `Clone` for the classifier to be). A clone
+//! of a 100k-rule table costs a few milliseconds. Mutating a rule that is
+//! still shared with another clone (e.g. [`Classifier::record_hit`] right
+//! after publishing a copy) clones that one rule, `T` included
+//! (copy-on-write), which is why the mutating methods need `T: Clone`.
+//!
+//! # Invariants
+//! - `RuleId`s are unique over the classifier's lifetime and strictly
+//!   increasing in insertion order (a replacing ADD gets a fresh id); clones
+//!   continue from the same counter.
+//! - No two rules have an identical match and priority.
+//! - [`Classifier::lookup`] returns the matching rule with the greatest
+//!   `(priority, Reverse(id))`; [`NaiveClassifier`] implements exactly the
+//!   same rule by a linear scan, and a property test holds them equal.
+//! - [`Classifier::iter`] and every selection return rules sorted by
+//!   priority descending, then `RuleId` ascending.
+//! - [`Classifier::version`] changes whenever the outcome of a lookup may
+//!   change (insert, remove, modify, expire), not when counters change:
+//!   caches of lookup results may be keyed on it.
+//!
+//! # Thread-safety
+//! `Classifier<T>` is `Send + Sync` when `T` is. Lookups take `&self` and
+//! may run concurrently from any number of threads; every mutation takes
+//! `&mut self`. The intended use is copy-on-write: the control plane clones
+//! the table, edits the clone and publishes it; datapath workers keep
+//! per-worker counters keyed by [`RuleId`] and the control plane folds them
+//! back with [`Classifier::record_hits`].
+//!
+//! # Limits
+//! - Lookup work is bounded by the number of distinct masks (one hash probe
+//!   each) — there is no staged lookup or prefix tree yet, so a table with
+//!   hundreds of masks gets proportionally slower lookups.
+//! - Loose selection scans every subtable whose mask the filter does not
+//!   wildcard beyond ([`Classifier::select_loose`] is `O(rules)` at worst);
+//!   [`Classifier::iter`] sorts, `O(n log n)`.
+//! - [`Classifier::expire`] and [`Classifier::next_expiry_ms`] are linear in
+//!   the number of rules that have a timeout.
+//! - The slab uses `u32` slots: at most `u32::MAX` rules at once.
+
+mod naive;
+
+#[doc(hidden)]
+pub use naive::NaiveClassifier;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::Hasher;
+use std::sync::Arc;
+
+use rustc_hash::{FxBuildHasher, FxHashMap};
+use smallvec::SmallVec;
+
+use crate::flowmatch::Match;
+use crate::key::FlowKey;
+use crate::types::Priority;
+
+/// Stable identity of a rule, assigned at insert, strictly increasing.
+///
+/// The datapath keys its per-worker counters by `RuleId`; smaller ids win
+/// priority ties.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RuleId(pub u64);
+
+impl std::fmt::Display for RuleId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// One flow rule of a table.
+///
+/// ```
+/// use flowtable::classifier::{Classifier, CounterPolicy, Rule};
+/// use flowtable::{FlowKey, Match, Priority};
+///
+/// let mut cls = Classifier::new();
+/// let m = Match::new(
+///     FlowKey { in_port: 1, ..FlowKey::ZERO },
+///     FlowKey { in_port: u32::MAX, ..FlowKey::ZERO },
+/// );
+/// let rule = Rule::new(m, Priority(100), "output:2").with_idle_timeout(10);
+/// let (id, replaced) = cls.insert(rule, 0, CounterPolicy::Reset);
+/// assert!(replaced.is_none());
+/// let pkt = FlowKey { in_port: 1, ..FlowKey::ZERO };
+/// assert_eq!(cls.lookup(&pkt).map(|(i, r)| (i, r.data)), Some((id, "output:2")));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule<T> {
+    /// Which packets the rule matches.
+    pub m: Match,
+    /// Higher wins.
+    pub priority: Priority,
+    /// Opaque controller cookie, used to select rules with a cookie mask.
+    pub cookie: u64,
+    /// Seconds without a hit before the rule expires; 0 = never.
+    pub idle_timeout: u16,
+    /// Seconds after insertion before the rule expires; 0 = never.
+    pub hard_timeout: u16,
+    /// When the rule was inserted (set by [`Classifier::insert`]).
+    pub created_ms: u64,
+    /// Last hit, or insertion if never hit (drives the idle timeout).
+    pub last_used_ms: u64,
+    /// Packets that hit the rule.
+    pub n_packets: u64,
+    /// Bytes of the packets that hit the rule.
+    pub n_bytes: u64,
+    /// Caller data, typically the action list.
+    pub data: T,
+}
+
+impl<T> Rule<T> {
+    /// A rule with cookie 0, no timeouts and zero counters.
+    pub fn new(m: Match, priority: Priority, data: T) -> Rule<T> {
+        Rule {
+            m,
+            priority,
+            cookie: 0,
+            idle_timeout: 0,
+            hard_timeout: 0,
+            created_ms: 0,
+            last_used_ms: 0,
+            n_packets: 0,
+            n_bytes: 0,
+            data,
+        }
+    }
+
+    /// Sets the cookie.
+    pub fn with_cookie(mut self, cookie: u64) -> Rule<T> {
+        self.cookie = cookie;
+        self
+    }
+
+    /// Sets the idle timeout, in seconds (0 = never).
+    pub fn with_idle_timeout(mut self, secs: u16) -> Rule<T> {
+        self.idle_timeout = secs;
+        self
+    }
+
+    /// Sets the hard timeout, in seconds (0 = never).
+    pub fn with_hard_timeout(mut self, secs: u16) -> Rule<T> {
+        self.hard_timeout = secs;
+        self
+    }
+
+    /// True if the rule has an idle or a hard timeout.
+    pub fn has_timeout(&self) -> bool {
+        self.idle_timeout != 0 || self.hard_timeout != 0
+    }
+
+    /// The earliest time at which the rule expires (if it is not hit
+    /// before), and why. `None` for rules without timeouts.
+    pub fn expiry_ms(&self) -> Option<u64> {
+        let hard = (self.hard_timeout != 0).then(|| {
+            self.created_ms
+                .saturating_add(u64::from(self.hard_timeout) * 1000)
+        });
+        let idle = (self.idle_timeout != 0).then(|| {
+            self.last_used_ms
+                .saturating_add(u64::from(self.idle_timeout) * 1000)
+        });
+        match (hard, idle) {
+            (Some(h), Some(i)) => Some(h.min(i)),
+            (h, i) => h.or(i),
+        }
+    }
+
+    /// Whether the rule has expired at `now_ms`, and why. The hard timeout
+    /// is checked first (as OVS does).
+    pub fn expired(&self, now_ms: u64) -> Option<ExpireReason> {
+        if self.hard_timeout != 0
+            && now_ms.saturating_sub(self.created_ms) >= u64::from(self.hard_timeout) * 1000
+        {
+            Some(ExpireReason::Hard)
+        } else if self.idle_timeout != 0
+            && now_ms.saturating_sub(self.last_used_ms) >= u64::from(self.idle_timeout) * 1000
+        {
+            Some(ExpireReason::Idle)
+        } else {
+            None
+        }
+    }
+}
+
+/// Why [`Classifier::expire`] removed a rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ExpireReason {
+    /// No hit for `idle_timeout` seconds.
+    Idle,
+    /// `hard_timeout` seconds since insertion.
+    Hard,
+}
+
+/// What an insert that replaces a rule (same match and priority) does with
+/// the old rule's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum CounterPolicy {
+    /// Start from zero (OpenFlow's `OFPFF_RESET_COUNTS`).
+    #[default]
+    Reset,
+    /// Carry `n_packets` and `n_bytes` over from the replaced rule (OpenFlow
+    /// 1.3's default for ADD). Times restart at `now_ms` either way.
+    Keep,
+}
+
+/// A cookie filter: a rule is selected if
+/// `rule.cookie & mask == value & mask`. [`CookieMatch::ANY`] selects all.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CookieMatch {
+    /// Cookie bits to compare.
+    pub value: u64,
+    /// Which bits of `value` matter.
+    pub mask: u64,
+}
+
+impl CookieMatch {
+    /// Selects every cookie.
+    pub const ANY: CookieMatch = CookieMatch { value: 0, mask: 0 };
+
+    /// Selects exactly `cookie`.
+    pub fn exact(cookie: u64) -> CookieMatch {
+        CookieMatch {
+            value: cookie,
+            mask: u64::MAX,
+        }
+    }
+
+    /// True if `cookie` agrees with `value` on every bit of `mask`.
+    #[inline]
+    pub fn matches(&self, cookie: u64) -> bool {
+        (cookie & self.mask) == (self.value & self.mask)
+    }
+}
+
+/// Compact key of a subtable: the masked words its mask touches. Three
+/// words inline covers most masks (e.g. `dl_type` + `nw_src` + `tp_dst`).
+type CompactKey = SmallVec<[u64; 3]>;
+
+/// One rule in a bucket. Buckets are sorted by `priority` descending, with
+/// at most one entry per priority.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Entry {
+    /// The rule's priority.
+    priority: u16,
+    /// Index into [`Classifier::slots`].
+    slot: u32,
+    /// The rule's id.
+    id: RuleId,
+}
+
+impl Entry {
+    /// True if `self` beats `other` at lookup: higher priority, then
+    /// smaller id.
+    #[inline]
+    fn beats(&self, other: &Entry) -> bool {
+        (self.priority, Reverse(self.id)) > (other.priority, Reverse(other.id))
+    }
+}
+
+/// The rules of one bucket (one exact masked key).
+type Bucket = SmallVec<[Entry; 1]>;
+
+/// All rules that share one mask.
+#[derive(Clone, Debug)]
+struct Subtable {
+    /// Highest priority of any rule here (hot: read first by lookup).
+    max_priority: u16,
+    /// Number of words the mask touches.
+    n_words: u8,
+    /// Indices (into `FlowKey::words()`) of the touched words, first `n_words`.
+    word_idx: [u8; FlowKey::WORDS],
+    /// The mask's touched words, in the same order.
+    mask_words: [u64; FlowKey::WORDS],
+    /// Which compact keys may be present: checked before the hash table.
+    filter: KeyFilter,
+    /// Masked compact key → rules with exactly that match.
+    buckets: HashMap<CompactKey, Bucket, FxBuildHasher>,
+    /// The full mask.
+    mask: FlowKey,
+    /// Priority → number of rules here with it (to maintain `max_priority`).
+    prio_counts: BTreeMap<u16, u32>,
+}
+
+impl Subtable {
+    fn new(mask: FlowKey) -> Subtable {
+        let mut word_idx = [0u8; FlowKey::WORDS];
+        let mut mask_words = [0u64; FlowKey::WORDS];
+        let mut n = 0usize;
+        for (i, &w) in mask.words().iter().enumerate() {
+            if w != 0 {
+                // FlowKey::WORDS is 12, so `i` fits in a u8.
+                word_idx[n] = i as u8;
+                mask_words[n] = w;
+                n += 1;
+            }
+        }
+        Subtable {
+            max_priority: 0,
+            n_words: n as u8,
+            word_idx,
+            mask_words,
+            filter: KeyFilter::with_capacity(0),
+            buckets: HashMap::default(),
+            mask,
+            prio_counts: BTreeMap::new(),
+        }
+    }
+
+    /// Writes the masked touched words of `key` to `buf`; returns how many.
+    #[inline(always)]
+    fn compact<'b>(&self, key: &FlowKey, buf: &'b mut [u64; FlowKey::WORDS]) -> &'b [u64] {
+        let w = key.words();
+        let n = usize::from(self.n_words);
+        for ((b, &i), &m) in buf[..n]
+            .iter_mut()
+            .zip(&self.word_idx[..n])
+            .zip(&self.mask_words[..n])
+        {
+            *b = w[usize::from(i)] & m;
+        }
+        &buf[..n]
+    }
+
+    /// The bucket whose rules match `key`, if any.
+    #[inline(always)]
+    fn find(&self, key: &FlowKey) -> Option<&Bucket> {
+        let mut buf = [0u64; FlowKey::WORDS];
+        let ck = self.compact(key, &mut buf);
+        if !self.filter.may_contain(key_hash(ck)) {
+            return None;
+        }
+        self.buckets.get(ck)
+    }
+
+    /// Adds `e` to the bucket of `key` (a rule's masked key), creating it.
+    fn insert_entry(&mut self, key: &FlowKey, e: Entry) {
+        let mut buf = [0u64; FlowKey::WORDS];
+        let ck = self.compact(key, &mut buf);
+        if !self.buckets.contains_key(ck) {
+            self.filter.insert(key_hash(ck));
+            self.buckets
+                .insert(CompactKey::from_slice(ck), Bucket::new());
+            if self.filter.is_crowded(self.buckets.len()) {
+                self.filter = KeyFilter::build(&self.buckets);
+            }
+        }
+        if let Some(bucket) = self.buckets.get_mut(ck) {
+            let pos = bucket.partition_point(|x| x.priority > e.priority);
+            bucket.insert(pos, e);
+            *self.prio_counts.entry(e.priority).or_default() += 1;
+        }
+    }
+
+    /// Removes rule `id` (priority `priority`) from the bucket of `key`.
+    fn remove_entry(&mut self, key: &FlowKey, id: RuleId, priority: u16) {
+        let mut buf = [0u64; FlowKey::WORDS];
+        let ck = self.compact(key, &mut buf);
+        if let Some(bucket) = self.buckets.get_mut(ck) {
+            bucket.retain(|e| e.id != id);
+            if bucket.is_empty() {
+                self.buckets.remove(ck);
+                self.filter.stale += 1;
+                if self.filter.is_stale(self.buckets.len()) {
+                    self.filter = KeyFilter::build(&self.buckets);
+                }
+            }
+        }
+        if let Some(c) = self.prio_counts.get_mut(&priority) {
+            *c -= 1;
+            if *c == 0 {
+                self.prio_counts.remove(&priority);
+            }
+        }
+    }
+
+    fn find_mut(&mut self, key: &FlowKey) -> Option<&mut Bucket> {
+        let mut buf = [0u64; FlowKey::WORDS];
+        let ck = self.compact(key, &mut buf);
+        self.buckets.get_mut(ck)
+    }
+
+    #[cfg(test)]
+    fn n_rules(&self) -> usize {
+        self.prio_counts.values().map(|&c| c as usize).sum()
+    }
+}
+
+/// Hash of a compact key: FxHash over the words, then a folded multiply so
+/// that every output bit depends on every input bit (the filter uses bits
+/// FxHash alone leaves weak).
+#[inline(always)]
+fn key_hash(words: &[u64]) -> u64 {
+    let mut h = rustc_hash::FxHasher::default();
+    for &w in words {
+        h.write_u64(w);
+    }
+    let p = u128::from(h.finish()) * 0x9e37_79b9_7f4a_7c15_u128;
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+/// A blocked Bloom filter over a subtable's bucket keys: each key sets two
+/// bits of one 64-bit word. It answers "certainly absent" for most keys that
+/// miss the subtable from a few hundred bytes that stay in cache, so a miss
+/// rarely touches the (much larger) hash table.
+///
+/// Sized at 16 to 32 bits per key (about 2% false positives); rebuilt when
+/// it gets more crowded than that, and when removed keys (whose bits cannot
+/// be cleared) outnumber live ones. Both rebuilds are amortized `O(1)` per
+/// insert or remove.
+#[derive(Clone, Debug)]
+struct KeyFilter {
+    /// The bits; length a power of two.
+    words: Vec<u64>,
+    /// Keys removed since the last rebuild (their bits are still set).
+    stale: usize,
+}
+
+impl KeyFilter {
+    /// An empty filter sized for `n` keys at 32 bits each.
+    fn with_capacity(n: usize) -> KeyFilter {
+        KeyFilter {
+            words: vec![0; (n / 2).max(1).next_power_of_two()],
+            stale: 0,
+        }
+    }
+
+    /// A filter holding exactly the keys of `buckets`.
+    fn build(buckets: &HashMap<CompactKey, Bucket, FxBuildHasher>) -> KeyFilter {
+        let mut f = KeyFilter::with_capacity(buckets.len());
+        for k in buckets.keys() {
+            f.insert(key_hash(k));
+        }
+        f
+    }
+
+    #[inline(always)]
+    fn slot(&self, h: u64) -> (usize, u64) {
+        let word = (h >> 12) as usize & (self.words.len() - 1);
+        let bits = (1u64 << (h & 63)) | (1u64 << ((h >> 6) & 63));
+        (word, bits)
+    }
+
+    fn insert(&mut self, h: u64) {
+        let (w, bits) = self.slot(h);
+        self.words[w] |= bits;
+    }
+
+    #[inline(always)]
+    fn may_contain(&self, h: u64) -> bool {
+        let (w, bits) = self.slot(h);
+        self.words.get(w).is_some_and(|x| x & bits == bits)
+    }
+
+    /// True when `n_keys` live keys (plus stale ones) leave fewer than 16
+    /// bits per key.
+    fn is_crowded(&self, n_keys: usize) -> bool {
+        (n_keys + self.stale) * 16 > self.words.len() * 64
+    }
+
+    /// True when stale keys outnumber live ones (and are more than a few).
+    fn is_stale(&self, n_keys: usize) -> bool {
+        self.stale > n_keys.max(32)
+    }
+}
+
+/// A rule in the slab.
+#[derive(Debug)]
+struct Slot<T> {
+    /// Its id.
+    id: RuleId,
+    /// The rule, shared with clones of the classifier until mutated.
+    rule: Arc<Rule<T>>,
+}
+
+impl<T> Clone for Slot<T> {
+    fn clone(&self) -> Self {
+        Slot {
+            id: self.id,
+            rule: Arc::clone(&self.rule),
+        }
+    }
+}
+
+/// Tuple-space search classifier for one OpenFlow table. See the
+/// [module docs](self) for semantics and costs.
+///
+/// ```
+/// use flowtable::classifier::{Classifier, CookieMatch, CounterPolicy, Rule};
+/// use flowtable::{FlowKey, Match, Priority};
+///
+/// let mut cls: Classifier<&str> = Classifier::new();
+/// let ip = Match::new(
+///     FlowKey { dl_type: 0x0800, ..FlowKey::ZERO },
+///     FlowKey { dl_type: 0xffff, ..FlowKey::ZERO },
+/// );
+/// let (low, _) = cls.insert(Rule::new(Match::CATCHALL, Priority(0), "NORMAL"), 0, CounterPolicy::Reset);
+/// let (high, _) = cls.insert(Rule::new(ip, Priority(10), "drop"), 0, CounterPolicy::Reset);
+///
+/// let pkt = FlowKey { dl_type: 0x0800, ..FlowKey::ZERO };
+/// assert_eq!(cls.lookup(&pkt).map(|(id, _)| id), Some(high));
+/// let arp = FlowKey { dl_type: 0x0806, ..FlowKey::ZERO };
+/// assert_eq!(cls.lookup(&arp).map(|(id, _)| id), Some(low));
+///
+/// // del-flows ip: loose selection covers the ip rule only.
+/// let ids = cls.select_loose(&ip, CookieMatch::ANY, |_| true);
+/// assert_eq!(ids, vec![high]);
+/// ```
+#[derive(Debug)]
+pub struct Classifier<T> {
+    /// Sorted by `max_priority` descending.
+    subtables: Vec<Subtable>,
+    /// Mask → index into `subtables`.
+    by_mask: FxHashMap<FlowKey, usize>,
+    /// Rule storage; `None` slots are on `free`.
+    slots: Vec<Option<Slot<T>>>,
+    /// Free slot indices.
+    free: Vec<u32>,
+    /// Id → slot index.
+    ids: FxHashMap<RuleId, u32>,
+    /// Ids of rules that have a timeout.
+    timed: BTreeSet<RuleId>,
+    /// Next id to assign.
+    next_id: u64,
+    /// Bumped on every change that can alter a lookup.
+    version: u64,
+}
+
+impl<T> Clone for Classifier<T> {
+    fn clone(&self) -> Self {
+        Classifier {
+            subtables: self.subtables.clone(),
+            by_mask: self.by_mask.clone(),
+            slots: self.slots.clone(),
+            free: self.free.clone(),
+            ids: self.ids.clone(),
+            timed: self.timed.clone(),
+            next_id: self.next_id,
+            version: self.version,
+        }
+    }
+}
+
+impl<T> Default for Classifier<T> {
+    fn default() -> Self {
+        Classifier {
+            subtables: Vec::new(),
+            by_mask: FxHashMap::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            ids: FxHashMap::default(),
+            timed: BTreeSet::new(),
+            next_id: 1,
+            version: 0,
+        }
+    }
+}
+
+/// True if every bit `inner` compares is compared by `outer` too.
+#[inline]
+fn mask_subset(inner: &FlowKey, outer: &FlowKey) -> bool {
+    inner
+        .words()
+        .iter()
+        .zip(outer.words())
+        .all(|(i, o)| i & !o == 0)
+}
+
+// Read-only operations: no bound on `T`.
+impl<T> Classifier<T> {
+    /// An empty classifier. The first rule gets `RuleId(1)`.
+    pub fn new() -> Classifier<T> {
+        Classifier::default()
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// True if there are no rules.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Number of subtables (distinct masks).
+    pub fn n_subtables(&self) -> usize {
+        self.subtables.len()
+    }
+
+    /// A number that changes whenever a lookup result may change.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The highest-priority rule matching `key` (ties: smallest id).
+    #[inline]
+    pub fn lookup(&self, key: &FlowKey) -> Option<(RuleId, &Rule<T>)> {
+        let mut best: Option<Entry> = None;
+        for st in &self.subtables {
+            if let Some(b) = &best {
+                if st.max_priority < b.priority {
+                    break;
+                }
+            }
+            if let Some(e) = st.find(key).and_then(|bucket| bucket.first()) {
+                if best.as_ref().is_none_or(|b| e.beats(b)) {
+                    best = Some(*e);
+                }
+            }
+        }
+        let e = best?;
+        let slot = self.slots.get(e.slot as usize)?.as_ref()?;
+        Some((e.id, &*slot.rule))
+    }
+
+    /// The rule with id `id`.
+    pub fn get(&self, id: RuleId) -> Option<&Rule<T>> {
+        let slot = *self.ids.get(&id)?;
+        self.slots.get(slot as usize)?.as_ref().map(|s| &*s.rule)
+    }
+
+    /// True if a rule with id `id` exists.
+    pub fn contains(&self, id: RuleId) -> bool {
+        self.ids.contains_key(&id)
+    }
+
+    /// The rule with exactly match `m` and `priority` (OpenFlow "strict").
+    pub fn find_strict(&self, m: &Match, priority: Priority) -> Option<RuleId> {
+        let st = &self.subtables[*self.by_mask.get(m.mask())?];
+        st.find(m.key())?
+            .iter()
+            .find(|e| e.priority == priority.0)
+            .map(|e| e.id)
+    }
+
+    /// Rules selected the way `ovs-ofctl del-flows/mod-flows/dump-flows`
+    /// select without `--strict`: the rule's match is covered by `filter`
+    /// (see [`Match::is_covered_by`]), its cookie agrees with `cookie`, and
+    /// `pred(&rule.data)` holds (use it for `out_port`; `|_| true` for none).
+    /// Priority is ignored. Sorted as [`Classifier::iter`].
+    pub fn select_loose(
+        &self,
+        filter: &Match,
+        cookie: CookieMatch,
+        mut pred: impl FnMut(&T) -> bool,
+    ) -> Vec<RuleId> {
+        let mut out: Vec<(Reverse<u16>, RuleId)> = Vec::new();
+        let mut consider = |e: &Entry, out: &mut Vec<(Reverse<u16>, RuleId)>| {
+            if let Some(Some(s)) = self.slots.get(e.slot as usize) {
+                let r = &s.rule;
+                if r.m.is_covered_by(filter) && cookie.matches(r.cookie) && pred(&r.data) {
+                    out.push((Reverse(e.priority), e.id));
+                }
+            }
+        };
+        for st in &self.subtables {
+            // A rule is covered only if it compares every bit the filter does.
+            if !mask_subset(filter.mask(), &st.mask) {
+                continue;
+            }
+            if st.mask == *filter.mask() {
+                for e in st.find(filter.key()).into_iter().flatten() {
+                    consider(e, &mut out);
+                }
+            } else {
+                for e in st.buckets.values().flatten() {
+                    consider(e, &mut out);
+                }
+            }
+        }
+        out.sort_unstable();
+        out.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// Rules selected with `--strict`: identical match and priority, cookie
+    /// agreeing with `cookie`, and `pred(&rule.data)`. At most one rule.
+    pub fn select_strict(
+        &self,
+        m: &Match,
+        priority: Priority,
+        cookie: CookieMatch,
+        mut pred: impl FnMut(&T) -> bool,
+    ) -> Vec<RuleId> {
+        self.find_strict(m, priority)
+            .filter(|&id| {
+                self.get(id)
+                    .is_some_and(|r| cookie.matches(r.cookie) && pred(&r.data))
+            })
+            .into_iter()
+            .collect()
+    }
+
+    /// Every rule, by priority descending, then id ascending (the order of
+    /// `dump-flows`). Sorts: `O(n log n)`.
+    pub fn iter(&self) -> impl Iterator<Item = (RuleId, &Rule<T>)> + '_ {
+        let mut all: Vec<(Reverse<Priority>, RuleId, &Rule<T>)> = self
+            .slots
+            .iter()
+            .flatten()
+            .map(|s| (Reverse(s.rule.priority), s.id, &*s.rule))
+            .collect();
+        all.sort_unstable_by_key(|&(p, id, _)| (p, id));
+        all.into_iter().map(|(_, id, r)| (id, r))
+    }
+
+    /// The earliest time at which [`Classifier::expire`] would remove a rule
+    /// (if nothing is hit before), or `None` if no rule has a timeout.
+    pub fn next_expiry_ms(&self) -> Option<u64> {
+        self.timed
+            .iter()
+            .filter_map(|id| self.get(*id)?.expiry_ms())
+            .min()
+    }
+
+    /// Checks the internal invariants, panicking with a description on the
+    /// first violation. Test aid; `O(n log n)`.
+    #[doc(hidden)]
+    pub fn assert_invariants(&self) {
+        let mut seen = 0usize;
+        let mut seen_timed = 0usize;
+        for (i, st) in self.subtables.iter().enumerate() {
+            assert_eq!(self.by_mask.get(&st.mask), Some(&i), "by_mask index");
+            assert!(!st.prio_counts.is_empty(), "empty subtable kept");
+            assert_eq!(
+                st.prio_counts.keys().next_back().copied(),
+                Some(st.max_priority),
+                "max_priority"
+            );
+            if i > 0 {
+                assert!(
+                    self.subtables[i - 1].max_priority >= st.max_priority,
+                    "subtable order"
+                );
+            }
+            let mut counts: BTreeMap<u16, u32> = BTreeMap::new();
+            for (k, bucket) in &st.buckets {
+                assert!(!bucket.is_empty(), "empty bucket kept");
+                for w in bucket.windows(2) {
+                    assert!(w[0].priority > w[1].priority, "bucket order");
+                }
+                for e in bucket {
+                    *counts.entry(e.priority).or_default() += 1;
+                    let s = self.slots[e.slot as usize].as_ref();
+                    let s = s.unwrap_or_else(|| panic!("entry points at a free slot"));
+                    assert_eq!(s.id, e.id, "slot id");
+                    assert_eq!(self.ids.get(&e.id), Some(&e.slot), "ids map");
+                    assert_eq!(s.rule.priority.0, e.priority, "entry priority");
+                    assert_eq!(s.rule.m.mask(), &st.mask, "rule in wrong subtable");
+                    let mut buf = [0u64; FlowKey::WORDS];
+                    assert_eq!(st.compact(s.rule.m.key(), &mut buf), &k[..], "bucket key");
+                    assert!(st.filter.may_contain(key_hash(k)), "filter lost a key");
+                    assert!(e.id.0 < self.next_id, "id from the future");
+                    assert_eq!(
+                        self.timed.contains(&e.id),
+                        s.rule.has_timeout(),
+                        "timed set"
+                    );
+                    seen_timed += usize::from(s.rule.has_timeout());
+                    seen += 1;
+                }
+            }
+            assert_eq!(counts, st.prio_counts, "prio_counts");
+        }
+        assert_eq!(self.by_mask.len(), self.subtables.len(), "by_mask size");
+        assert_eq!(seen, self.ids.len(), "rule count");
+        assert_eq!(seen_timed, self.timed.len(), "timed count");
+        assert_eq!(
+            self.slots.iter().flatten().count() + self.free.len(),
+            self.slots.len(),
+            "slab accounting"
+        );
+    }
+}
+
+// Mutations: may copy a rule shared with a clone, so `T: Clone`.
+impl<T: Clone> Classifier<T> {
+    /// OpenFlow ADD. Inserts `rule` with a fresh id, setting `created_ms`
+    /// and `last_used_ms` to `now_ms` and its counters to zero. If a rule
+    /// with the identical match and priority exists it is replaced (its
+    /// slot is reused, the new rule still gets a new id) and returned with
+    /// its id; `counters` says whether its packet and byte counts carry
+    /// over.
+    pub fn insert(
+        &mut self,
+        mut rule: Rule<T>,
+        now_ms: u64,
+        counters: CounterPolicy,
+    ) -> (RuleId, Option<(RuleId, Rule<T>)>) {
+        let id = RuleId(self.next_id);
+        self.next_id += 1;
+        self.version += 1;
+        rule.created_ms = now_ms;
+        rule.last_used_ms = now_ms;
+        rule.n_packets = 0;
+        rule.n_bytes = 0;
+        let timed = rule.has_timeout();
+        let priority = rule.priority.0;
+
+        if let Some(&si) = self.by_mask.get(rule.m.mask()) {
+            let st = &mut self.subtables[si];
+            let key = *rule.m.key();
+            if let Some(e) = st
+                .find_mut(&key)
+                .and_then(|b| b.iter_mut().find(|e| e.priority == priority))
+            {
+                // Replace in place: same bucket position, same slot.
+                let old_id = e.id;
+                e.id = id;
+                let slot_idx = e.slot;
+                let slot = self.slots[slot_idx as usize].replace(Slot {
+                    id,
+                    rule: Arc::new(rule),
+                });
+                self.ids.remove(&old_id);
+                self.ids.insert(id, slot_idx);
+                self.timed.remove(&old_id);
+                if timed {
+                    self.timed.insert(id);
+                }
+                let old = slot.map(|s| Arc::unwrap_or_clone(s.rule));
+                if let (Some(old), CounterPolicy::Keep) = (&old, counters) {
+                    if let Some(Some(s)) = self.slots.get_mut(slot_idx as usize) {
+                        let r = Arc::make_mut(&mut s.rule);
+                        r.n_packets = old.n_packets;
+                        r.n_bytes = old.n_bytes;
+                    }
+                }
+                return (id, old.map(|o| (old_id, o)));
+            }
+        }
+
+        // A new rule.
+        let mask = *rule.m.mask();
+        let key = *rule.m.key();
+        let slot = Slot {
+            id,
+            rule: Arc::new(rule),
+        };
+        let slot_idx = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = Some(slot);
+                i
+            }
+            None => {
+                self.slots.push(Some(slot));
+                // Limits: at most u32::MAX slots.
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.ids.insert(id, slot_idx);
+        if timed {
+            self.timed.insert(id);
+        }
+
+        let si = match self.by_mask.get(&mask) {
+            Some(&si) => si,
+            None => {
+                let mut st = Subtable::new(mask);
+                st.max_priority = priority;
+                // Append after every subtable with max >= ours: stays sorted.
+                let pos = self
+                    .subtables
+                    .partition_point(|s| s.max_priority >= priority);
+                self.subtables.insert(pos, st);
+                self.reindex(pos, self.subtables.len());
+                pos
+            }
+        };
+        let st = &mut self.subtables[si];
+        st.insert_entry(
+            &key,
+            Entry {
+                priority,
+                slot: slot_idx,
+                id,
+            },
+        );
+        if priority > st.max_priority {
+            st.max_priority = priority;
+            self.reposition(si);
+        }
+        (id, None)
+    }
+
+    /// Removes rule `id`, returning it.
+    pub fn remove(&mut self, id: RuleId) -> Option<Rule<T>> {
+        let slot_idx = self.ids.remove(&id)?;
+        let slot = self.slots.get_mut(slot_idx as usize)?.take()?;
+        self.free.push(slot_idx);
+        self.timed.remove(&id);
+        self.version += 1;
+        let rule = Arc::unwrap_or_clone(slot.rule);
+        let priority = rule.priority.0;
+
+        if let Some(&si) = self.by_mask.get(rule.m.mask()) {
+            let st = &mut self.subtables[si];
+            st.remove_entry(rule.m.key(), id, priority);
+            match st.prio_counts.keys().next_back() {
+                None => {
+                    self.by_mask.remove(rule.m.mask());
+                    self.subtables.remove(si);
+                    self.reindex(si, self.subtables.len());
+                }
+                Some(&max) if max != st.max_priority => {
+                    st.max_priority = max;
+                    self.reposition(si);
+                }
+                Some(_) => {}
+            }
+        }
+        Some(rule)
+    }
+
+    /// Removes every rule in `ids` that exists, returning them in the order
+    /// given.
+    pub fn remove_many(&mut self, ids: impl IntoIterator<Item = RuleId>) -> Vec<(RuleId, Rule<T>)> {
+        ids.into_iter()
+            .filter_map(|id| self.remove(id).map(|r| (id, r)))
+            .collect()
+    }
+
+    /// Edits rule `id` in place (`mod-flows`: new actions, cookie, timeouts,
+    /// counter reset). The match and priority cannot change this way — any
+    /// change the closure makes to `m` or `priority` is undone; remove and
+    /// insert to move a rule. Returns `None` if there is no such rule.
+    pub fn modify<R>(&mut self, id: RuleId, f: impl FnOnce(&mut Rule<T>) -> R) -> Option<R> {
+        let slot_idx = *self.ids.get(&id)?;
+        let slot = self.slots.get_mut(slot_idx as usize)?.as_mut()?;
+        let rule = Arc::make_mut(&mut slot.rule);
+        let (m, priority) = (rule.m, rule.priority);
+        let out = f(rule);
+        rule.m = m;
+        rule.priority = priority;
+        if rule.has_timeout() {
+            self.timed.insert(id);
+        } else {
+            self.timed.remove(&id);
+        }
+        self.version += 1;
+        Some(out)
+    }
+
+    /// Adds a hit of `packets` packets and `bytes` bytes to rule `id`,
+    /// marking it used at `now_ms` if `packets > 0`. Returns false (and does
+    /// nothing) for an unknown id, e.g. one removed since the datapath
+    /// counted it.
+    pub fn record_hit(&mut self, id: RuleId, packets: u64, bytes: u64, now_ms: u64) -> bool {
+        let Some(&slot_idx) = self.ids.get(&id) else {
+            return false;
+        };
+        let Some(Some(slot)) = self.slots.get_mut(slot_idx as usize) else {
+            return false;
+        };
+        let rule = Arc::make_mut(&mut slot.rule);
+        rule.n_packets = rule.n_packets.wrapping_add(packets);
+        rule.n_bytes = rule.n_bytes.wrapping_add(bytes);
+        if packets > 0 {
+            rule.last_used_ms = rule.last_used_ms.max(now_ms);
+        }
+        true
+    }
+
+    /// [`Classifier::record_hit`] for each `(id, packets, bytes)`; returns
+    /// how many ids were known.
+    pub fn record_hits(
+        &mut self,
+        hits: impl IntoIterator<Item = (RuleId, u64, u64)>,
+        now_ms: u64,
+    ) -> usize {
+        hits.into_iter()
+            .filter(|&(id, p, b)| self.record_hit(id, p, b, now_ms))
+            .count()
+    }
+
+    /// Removes and returns every rule whose timeout has passed at `now_ms`
+    /// (idle: `now - last_used >= idle_timeout * 1000`; hard:
+    /// `now - created >= hard_timeout * 1000`; hard wins when both hold), in
+    /// id order.
+    pub fn expire(&mut self, now_ms: u64) -> Vec<(RuleId, Rule<T>, ExpireReason)> {
+        let due: Vec<(RuleId, ExpireReason)> = self
+            .timed
+            .iter()
+            .filter_map(|&id| Some((id, self.get(id)?.expired(now_ms)?)))
+            .collect();
+        due.into_iter()
+            .filter_map(|(id, why)| Some((id, self.remove(id)?, why)))
+            .collect()
+    }
+}
+
+impl<T> Classifier<T> {
+    /// Moves subtable `si` (whose `max_priority` changed) to keep the order.
+    fn reposition(&mut self, si: usize) {
+        let st = self.subtables.remove(si);
+        let p = st.max_priority;
+        let pos = self.subtables.partition_point(|s| s.max_priority >= p);
+        self.subtables.insert(pos, st);
+        self.reindex(si.min(pos), si.max(pos) + 1);
+    }
+
+    /// Refreshes `by_mask` for subtables `from..to` (clamped).
+    fn reindex(&mut self, from: usize, to: usize) {
+        let to = to.min(self.subtables.len());
+        for (i, st) in self.subtables.iter().enumerate().take(to).skip(from) {
+            self.by_mask.insert(st.mask, i);
+        }
+    }
+
+    #[cfg(test)]
+    fn subtable_sizes(&self) -> Vec<(u16, usize)> {
+        self.subtables
+            .iter()
+            .map(|s| (s.max_priority, s.n_rules()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may panic on None.
+mod tests {
+    use super::*;
+
+    fn in_port(p: u32) -> Match {
+        Match::new(
+            FlowKey {
+                in_port: p,
+                ..FlowKey::ZERO
+            },
+            FlowKey {
+                in_port: u32::MAX,
+                ..FlowKey::ZERO
+            },
+        )
+    }
+
+    fn ip_src(addr: u32, plen: u32) -> Match {
+        let mask = if plen == 0 {
+            0
+        } else {
+            u32::MAX << (32 - plen)
+        };
+        Match::new(
+            FlowKey {
+                dl_type: 0x0800,
+                nw_src: addr,
+                ..FlowKey::ZERO
+            },
+            FlowKey {
+                dl_type: 0xffff,
+                nw_src: mask,
+                ..FlowKey::ZERO
+            },
+        )
+    }
+
+    fn pkt(port: u32, src: u32) -> FlowKey {
+        FlowKey {
+            in_port: port,
+            dl_type: 0x0800,
+            nw_src: src,
+            ..FlowKey::ZERO
+        }
+    }
+
+    fn add<T: Clone>(c: &mut Classifier<T>, m: Match, p: u16, data: T) -> RuleId {
+        c.insert(Rule::new(m, Priority(p), data), 0, CounterPolicy::Reset)
+            .0
+    }
+
+    fn hit<T>(c: &Classifier<T>, k: &FlowKey) -> Option<RuleId> {
+        c.lookup(k).map(|(id, _)| id)
+    }
+
+    #[test]
+    fn empty_lookup_misses() {
+        let c: Classifier<()> = Classifier::new();
+        assert!(c.is_empty());
+        assert_eq!(c.len(), 0);
+        assert_eq!(hit(&c, &FlowKey::ZERO), None);
+        c.assert_invariants();
+    }
+
+    #[test]
+    fn highest_priority_wins_across_subtables() {
+        let mut c = Classifier::new();
+        let any = add(&mut c, Match::CATCHALL, 0, "normal");
+        let port = add(&mut c, in_port(1), 100, "port1");
+        let net = add(&mut c, ip_src(0x0a00_0000, 8), 200, "net10");
+        c.assert_invariants();
+        assert_eq!(c.n_subtables(), 3);
+        assert_eq!(hit(&c, &pkt(1, 0x0a01_0203)), Some(net));
+        assert_eq!(hit(&c, &pkt(1, 0x0b01_0203)), Some(port));
+        assert_eq!(hit(&c, &pkt(2, 0x0b01_0203)), Some(any));
+        let (_, r) = c.lookup(&pkt(2, 0x0a00_0001)).unwrap();
+        assert_eq!(r.data, "net10");
+        // Subtables sorted by max priority.
+        assert_eq!(c.subtable_sizes(), vec![(200, 1), (100, 1), (0, 1)],);
+    }
+
+    #[test]
+    fn equal_priority_tie_goes_to_smallest_id() {
+        let mut c = Classifier::new();
+        // Insert the narrower one second: it still loses the tie.
+        let first = add(&mut c, ip_src(0x0a00_0000, 8), 50, 1);
+        let second = add(&mut c, in_port(3), 50, 2);
+        assert!(first < second);
+        assert_eq!(hit(&c, &pkt(3, 0x0a00_0001)), Some(first));
+        // Same in the other subtable order.
+        let mut c = Classifier::new();
+        let first = add(&mut c, in_port(3), 50, 1);
+        let second = add(&mut c, ip_src(0x0a00_0000, 8), 50, 2);
+        assert!(first < second);
+        assert_eq!(hit(&c, &pkt(3, 0x0a00_0001)), Some(first));
+        // Remove the winner: the other takes over.
+        c.remove(first);
+        assert_eq!(hit(&c, &pkt(3, 0x0a00_0001)), Some(second));
+        c.assert_invariants();
+    }
+
+    #[test]
+    fn same_match_different_priorities_share_a_bucket() {
+        let mut c = Classifier::new();
+        let lo = add(&mut c, in_port(1), 10, "lo");
+        let hi = add(&mut c, in_port(1), 20, "hi");
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.n_subtables(), 1);
+        assert_eq!(hit(&c, &pkt(1, 0)), Some(hi));
+        c.remove(hi).unwrap();
+        assert_eq!(hit(&c, &pkt(1, 0)), Some(lo));
+        assert_eq!(c.subtable_sizes(), vec![(10, 1)]);
+        c.assert_invariants();
+    }
+
+    #[test]
+    fn add_replaces_identical_match_and_priority() {
+        let mut c = Classifier::new();
+        let (old, none) = c.insert(
+            Rule::new(in_port(1), Priority(5), "a").with_cookie(7),
+            1000,
+            CounterPolicy::Reset,
+        );
+        assert!(none.is_none());
+        assert!(c.record_hit(old, 3, 300, 1500));
+        let (new, replaced) = c.insert(
+            Rule::new(in_port(1), Priority(5), "b"),
+            2000,
+            CounterPolicy::Keep,
+        );
+        let (rid, r) = replaced.unwrap();
+        assert_eq!(rid, old);
+        assert_eq!((r.data, r.cookie, r.n_packets, r.n_bytes), ("a", 7, 3, 300));
+        assert!(new > old);
+        assert_eq!(c.len(), 1);
+        assert!(c.get(old).is_none());
+        let n = c.get(new).unwrap();
+        assert_eq!(
+            (n.data, n.n_packets, n.n_bytes, n.created_ms),
+            ("b", 3, 300, 2000)
+        );
+        // Reset policy zeroes the counters.
+        let (newer, _) = c.insert(
+            Rule::new(in_port(1), Priority(5), "c"),
+            3000,
+            CounterPolicy::Reset,
+        );
+        assert_eq!(c.get(newer).unwrap().n_packets, 0);
+        assert_eq!(hit(&c, &pkt(1, 0)), Some(newer));
+        // Same match, other priority: no replacement.
+        let (_, none) = c.insert(
+            Rule::new(in_port(1), Priority(6), "d"),
+            3000,
+            CounterPolicy::Reset,
+        );
+        assert!(none.is_none());
+        assert_eq!(c.len(), 2);
+        c.assert_invariants();
+    }
+
+    #[test]
+    fn ids_increase_and_slots_are_reused() {
+        let mut c = Classifier::new();
+        let a = add(&mut c, in_port(1), 1, ());
+        let b = add(&mut c, in_port(2), 1, ());
+        assert_eq!((a, b), (RuleId(1), RuleId(2)));
+        c.remove(a).unwrap();
+        assert!(c.remove(a).is_none());
+        let d = add(&mut c, in_port(1), 1, ());
+        assert_eq!(d, RuleId(3));
+        assert_eq!(c.slots.len(), 2);
+        c.assert_invariants();
+    }
+
+    #[test]
+    fn removing_last_rule_drops_subtable_and_reorders() {
+        let mut c = Classifier::new();
+        let a = add(&mut c, in_port(1), 300, ());
+        let _b = add(&mut c, ip_src(1, 32), 200, ());
+        let c3 = add(&mut c, Match::CATCHALL, 250, ());
+        assert_eq!(c.subtable_sizes(), vec![(300, 1), (250, 1), (200, 1)]);
+        c.remove(a).unwrap();
+        assert_eq!(c.subtable_sizes(), vec![(250, 1), (200, 1)]);
+        // Lower the catchall subtable's max: it moves below.
+        add(&mut c, Match::CATCHALL, 10, ());
+        c.remove(c3).unwrap();
+        assert_eq!(c.subtable_sizes(), vec![(200, 1), (10, 1)]);
+        c.assert_invariants();
+    }
+
+    #[test]
+    fn early_exit_does_not_skip_better_rules() {
+        let mut c = Classifier::new();
+        // Subtable A: max 100 (rule for port 9), but a port-1 rule at 1.
+        add(&mut c, in_port(9), 100, "a9");
+        let a1 = add(&mut c, in_port(1), 1, "a1");
+        // Subtable B (catchall): 50.
+        let b = add(&mut c, Match::CATCHALL, 50, "b");
+        assert_eq!(hit(&c, &pkt(1, 0)), Some(b));
+        c.remove(b).unwrap();
+        assert_eq!(hit(&c, &pkt(1, 0)), Some(a1));
+    }
+
+    #[test]
+    fn find_strict_and_select_strict() {
+        let mut c = Classifier::new();
+        let a = add(&mut c, in_port(1), 10, 1);
+        c.modify(a, |r| r.cookie = 0xab).unwrap();
+        assert_eq!(c.find_strict(&in_port(1), Priority(10)), Some(a));
+        assert_eq!(c.find_strict(&in_port(1), Priority(11)), None);
+        assert_eq!(c.find_strict(&in_port(2), Priority(10)), None);
+        assert_eq!(c.find_strict(&Match::CATCHALL, Priority(10)), None);
+        let sel = |cm: CookieMatch, want: i32| {
+            c.select_strict(&in_port(1), Priority(10), cm, |d| *d == want)
+        };
+        assert_eq!(sel(CookieMatch::ANY, 1), vec![a]);
+        assert_eq!(sel(CookieMatch::exact(0xab), 1), vec![a]);
+        assert_eq!(sel(CookieMatch::exact(0xac), 1), vec![]);
+        assert_eq!(
+            sel(
+                CookieMatch {
+                    value: 0xa0,
+                    mask: 0xf0
+                },
+                1
+            ),
+            vec![a]
+        );
+        assert_eq!(sel(CookieMatch::ANY, 2), vec![]);
+    }
+
+    #[test]
+    fn select_loose_covers_narrower_rules_only() {
+        let mut c = Classifier::new();
+        let net8 = add(&mut c, ip_src(0x0a00_0000, 8), 10, 1);
+        let net16 = add(&mut c, ip_src(0x0a01_0000, 16), 20, 2);
+        let other16 = add(&mut c, ip_src(0x0b01_0000, 16), 30, 3);
+        let host = add(&mut c, ip_src(0x0a01_0203, 32), 5, 4);
+        let port = add(&mut c, in_port(1), 40, 5);
+        let all = add(&mut c, Match::CATCHALL, 0, 6);
+        let any = CookieMatch::ANY;
+        // The catchall filter selects everything, in dump order.
+        assert_eq!(
+            c.select_loose(&Match::CATCHALL, any, |_| true),
+            vec![port, other16, net16, net8, host, all]
+        );
+        // nw_src=10.0.0.0/8 covers /8, /16 and /32 inside 10/8.
+        assert_eq!(
+            c.select_loose(&ip_src(0x0a00_0000, 8), any, |_| true),
+            vec![net16, net8, host]
+        );
+        // /16 filter: the /8 rule is wider than the filter, not covered.
+        assert_eq!(
+            c.select_loose(&ip_src(0x0a01_0000, 16), any, |_| true),
+            vec![net16, host]
+        );
+        // ip (dl_type only).
+        let ip = Match::new(
+            FlowKey {
+                dl_type: 0x0800,
+                ..FlowKey::ZERO
+            },
+            FlowKey {
+                dl_type: 0xffff,
+                ..FlowKey::ZERO
+            },
+        );
+        assert_eq!(
+            c.select_loose(&ip, any, |_| true),
+            vec![other16, net16, net8, host]
+        );
+        // Predicate over data (out_port stand-in).
+        assert_eq!(c.select_loose(&ip, any, |d| d % 2 == 0), vec![net16, host]);
+        // Cookie mask.
+        c.modify(net8, |r| r.cookie = 0x1234).unwrap();
+        c.modify(host, |r| r.cookie = 0x1299).unwrap();
+        let cm = CookieMatch {
+            value: 0x1200,
+            mask: 0xff00,
+        };
+        assert_eq!(c.select_loose(&ip, cm, |_| true), vec![net8, host]);
+        assert_eq!(
+            c.select_loose(&ip, CookieMatch::exact(0x1234), |_| true),
+            vec![net8]
+        );
+    }
+
+    #[test]
+    fn remove_many_and_version() {
+        let mut c = Classifier::new();
+        let v0 = c.version();
+        let a = add(&mut c, in_port(1), 1, ());
+        let b = add(&mut c, in_port(2), 1, ());
+        let d = add(&mut c, in_port(3), 1, ());
+        assert!(c.version() > v0);
+        let v1 = c.version();
+        assert!(c.record_hit(a, 1, 1, 5));
+        assert_eq!(c.version(), v1, "counters do not change the version");
+        let gone = c.remove_many([b, RuleId(999), a]);
+        assert_eq!(
+            gone.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            vec![b, a]
+        );
+        assert!(c.version() > v1);
+        assert_eq!(c.len(), 1);
+        assert!(c.contains(d));
+        c.assert_invariants();
+    }
+
+    #[test]
+    fn modify_keeps_match_and_counters() {
+        let mut c = Classifier::new();
+        let a = add(&mut c, in_port(1), 10, "old");
+        c.record_hit(a, 2, 200, 10);
+        let out = c.modify(a, |r| {
+            r.data = "new";
+            r.priority = Priority(99); // ignored
+            r.m = Match::CATCHALL; // ignored
+            r.idle_timeout = 5;
+            7
+        });
+        assert_eq!(out, Some(7));
+        let r = c.get(a).unwrap();
+        assert_eq!(
+            (r.data, r.priority, r.n_packets, r.n_bytes),
+            ("new", Priority(10), 2, 200)
+        );
+        assert_eq!(r.m, in_port(1));
+        assert_eq!(hit(&c, &pkt(2, 0)), None);
+        assert_eq!(c.modify(RuleId(42), |_| ()), None);
+        c.assert_invariants();
+    }
+
+    #[test]
+    fn iter_is_priority_then_id() {
+        let mut c = Classifier::new();
+        let a = add(&mut c, in_port(1), 5, ());
+        let b = add(&mut c, in_port(2), 9, ());
+        let d = add(&mut c, ip_src(1, 32), 5, ());
+        let e = add(&mut c, Match::CATCHALL, 9, ());
+        let order: Vec<RuleId> = c.iter().map(|(id, _)| id).collect();
+        assert_eq!(order, vec![b, e, a, d]);
+    }
+
+    #[test]
+    fn record_hits_counts_and_marks_used() {
+        let mut c = Classifier::new();
+        let (a, _) = c.insert(
+            Rule::new(in_port(1), Priority(1), ()).with_idle_timeout(10),
+            1_000,
+            CounterPolicy::Reset,
+        );
+        let known = c.record_hits([(a, 2, 128), (RuleId(77), 1, 1), (a, 1, 64)], 4_000);
+        assert_eq!(known, 2);
+        let r = c.get(a).unwrap();
+        assert_eq!((r.n_packets, r.n_bytes, r.last_used_ms), (3, 192, 4_000));
+        // Zero packets does not refresh the idle timer; time never goes back.
+        c.record_hit(a, 0, 0, 9_000);
+        c.record_hit(a, 1, 1, 2_000);
+        assert_eq!(c.get(a).unwrap().last_used_ms, 4_000);
+    }
+
+    #[test]
+    fn idle_and_hard_timeouts() {
+        let mut c = Classifier::new();
+        let ins = |c: &mut Classifier<u8>, port, idle, hard, d| {
+            c.insert(
+                Rule::new(in_port(port), Priority(1), d)
+                    .with_idle_timeout(idle)
+                    .with_hard_timeout(hard),
+                1_000,
+                CounterPolicy::Reset,
+            )
+            .0
+        };
+        let idle = ins(&mut c, 1, 10, 0, 1);
+        let hard = ins(&mut c, 2, 0, 5, 2);
+        let both = ins(&mut c, 3, 2, 3, 3);
+        let never = ins(&mut c, 4, 0, 0, 4);
+        c.assert_invariants();
+        assert_eq!(c.next_expiry_ms(), Some(3_000));
+        assert!(c.expire(2_999).is_empty());
+        // 'both' hit at 2_500: idle deadline moves to 4_500, hard stays 4_000.
+        c.record_hit(both, 1, 60, 2_500);
+        assert!(c.expire(3_999).is_empty());
+        let gone = c.expire(4_000);
+        assert_eq!(
+            gone.iter()
+                .map(|(id, _, why)| (*id, *why))
+                .collect::<Vec<_>>(),
+            vec![(both, ExpireReason::Hard)]
+        );
+        assert_eq!(c.next_expiry_ms(), Some(6_000));
+        c.record_hit(idle, 1, 60, 5_000);
+        let gone = c.expire(6_000);
+        assert_eq!(
+            gone.iter()
+                .map(|(id, r, why)| (*id, r.data, *why))
+                .collect::<Vec<_>>(),
+            vec![(hard, 2, ExpireReason::Hard)]
+        );
+        assert!(c.expire(14_999).is_empty());
+        let gone = c.expire(15_000);
+        assert_eq!(gone.len(), 1);
+        assert_eq!((gone[0].0, gone[0].2), (idle, ExpireReason::Idle));
+        assert_eq!(c.next_expiry_ms(), None);
+        assert!(c.expire(u64::MAX).is_empty());
+        assert!(c.contains(never));
+        // Removing a timeout via modify takes the rule off the timed set.
+        let t = ins(&mut c, 5, 1, 0, 5);
+        assert_eq!(c.next_expiry_ms(), Some(2_000));
+        c.modify(t, |r| r.idle_timeout = 0);
+        assert_eq!(c.next_expiry_ms(), None);
+        c.assert_invariants();
+    }
+
+    #[test]
+    fn clone_is_independent_and_shares_rules() {
+        let mut c = Classifier::new();
+        let a = add(&mut c, in_port(1), 1, vec![1u8]);
+        let snapshot = c.clone();
+        c.modify(a, |r| r.data.push(2));
+        c.record_hit(a, 1, 1, 1);
+        add(&mut c, in_port(2), 1, vec![3]);
+        assert_eq!(snapshot.get(a).unwrap().data, vec![1]);
+        assert_eq!(snapshot.get(a).unwrap().n_packets, 0);
+        assert_eq!(snapshot.len(), 1);
+        assert_eq!(c.get(a).unwrap().data, vec![1, 2]);
+        // The clone keeps assigning ids from the same counter.
+        let mut s2 = snapshot.clone();
+        let next = add(&mut s2, in_port(9), 1, vec![]);
+        assert_eq!(next, RuleId(2));
+        snapshot.assert_invariants();
+        c.assert_invariants();
+    }
+
+    #[test]
+    fn filter_grows_and_forgets_removed_keys() {
+        let mut c = Classifier::new();
+        let ids: Vec<RuleId> = (0..2000).map(|p| add(&mut c, in_port(p), 1, p)).collect();
+        c.assert_invariants();
+        let words_full = c.subtables[0].filter.words.len();
+        assert!(words_full >= 2000 * 16 / 64, "filter grew with the keys");
+        for p in 0..2000 {
+            assert_eq!(hit(&c, &pkt(p, 0)), Some(ids[p as usize]));
+        }
+        c.remove_many(ids[..1900].iter().copied());
+        c.assert_invariants();
+        let st = &c.subtables[0];
+        assert!(st.filter.words.len() < words_full, "rebuilt smaller");
+        assert!(st.filter.stale <= 100);
+        for p in 0..2000 {
+            let want = (p >= 1900).then(|| ids[p as usize]);
+            assert_eq!(hit(&c, &pkt(p, 0)), want);
+        }
+        // Most removed keys are now rejected by the filter alone.
+        let mut buf = [0u64; FlowKey::WORDS];
+        let passed = (0..1900)
+            .filter(|&p| {
+                st.filter
+                    .may_contain(key_hash(st.compact(&pkt(p, 0), &mut buf)))
+            })
+            .count();
+        assert!(passed < 1900 / 10, "{passed} of 1900 removed keys pass");
+    }
+
+    #[test]
+    fn arbitrary_bit_masks_and_words() {
+        // A mask touching several words, with odd bits.
+        let mask = FlowKey {
+            metadata: 0x8000_0000_0000_0001,
+            dl_dst: [0x01, 0, 0, 0, 0, 0],
+            tp_dst: 0x00f0,
+            arp_tha: [0, 0, 0, 0, 0, 0x80],
+            ..FlowKey::ZERO
+        };
+        let key = FlowKey {
+            metadata: 1,
+            dl_dst: [0x01, 0xaa, 0, 0, 0, 0],
+            tp_dst: 0x0050,
+            ..FlowKey::ZERO
+        };
+        let m = Match::new(key, mask);
+        let mut c = Classifier::new();
+        let id = add(&mut c, m, 7, ());
+        let mut p = FlowKey {
+            metadata: 0x0fff_0000_0000_0001,
+            dl_dst: [0xff, 1, 2, 3, 4, 5],
+            tp_dst: 0xff5f,
+            arp_tha: [0xff, 0xff, 0xff, 0xff, 0xff, 0x7f],
+            ..FlowKey::ZERO
+        };
+        assert!(m.matches(&p));
+        assert_eq!(hit(&c, &p), Some(id));
+        p.arp_tha[5] = 0x80;
+        assert_eq!(hit(&c, &p), None);
+    }
+}
