@@ -1,1 +1,0 @@
-//! OVS flow syntax parser and printer (being written).
