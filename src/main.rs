@@ -4,14 +4,7 @@
 //! configured bridges and ports (from `--config FILE`, or the embedded
 //! default), and serves `rvsctl` until SIGTERM/SIGINT.
 
-mod bridge;
-mod config;
-mod control;
-mod datapath;
-mod logging;
-mod netdev;
-mod packet;
-mod port;
+use rvs::{config, control, logging};
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -34,11 +27,16 @@ struct Args {
     #[arg(long, env = "RVS_SOCKET", default_value = rvs_ctl::client::DEFAULT_SOCKET)]
     socket: PathBuf,
     /// error, warn, info, debug or trace.
-    #[arg(long, default_value = "info")]
+    #[arg(long, default_value = "info", value_parser = parse_level)]
     log_level: log::LevelFilter,
     /// Stay in the foreground (rvsd never daemonizes; accepted for compatibility).
     #[arg(long)]
     foreground: bool,
+}
+
+fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
+    s.parse()
+        .map_err(|_| format!("unknown log level {s:?} (error, warn, info, debug, trace)"))
 }
 
 fn main() -> anyhow::Result<()> {

@@ -98,10 +98,6 @@ impl BridgeState {
     fn port_no(&self, name: &str) -> Option<PortNo> {
         self.port_by_name(name).map(|p| p.ofport)
     }
-
-    fn port_name(&self, no: PortNo) -> Option<String> {
-        self.ports.get(&no).map(|p| p.name.clone())
-    }
 }
 
 /// The whole switch.
@@ -942,9 +938,10 @@ impl Switch {
         let id = b.id;
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.worker.send(Command::Trace { bridge: id, key, reply: tx });
-        let trace = rx
+        let mut trace = rx
             .recv_timeout(Duration::from_secs(5))
             .map_err(|_| reject(ErrorKind::Internal, "datapath did not answer"))?;
+        trace.packet = syntax::fmt_match(&filter.m, flowtable::Priority::DEFAULT, None);
         Ok(Reply::Trace { trace })
     }
 

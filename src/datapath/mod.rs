@@ -117,3 +117,21 @@ pub enum Command {
         reply: Reply<TraceResult>,
     },
 }
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Command::Shutdown => "Shutdown",
+            Command::AddBridge { .. } => "AddBridge",
+            Command::DelBridge { .. } => "DelBridge",
+            Command::AddPort { .. } => "AddPort",
+            Command::DelPort { .. } => "DelPort",
+            Command::SetPortVlan { .. } => "SetPortVlan",
+            Command::SetPatchPeer { .. } => "SetPatchPeer",
+            Command::SetBridgeKnobs { .. } => "SetBridgeKnobs",
+            Command::FdbShow { .. } => "FdbShow",
+            Command::FdbFlush { .. } => "FdbFlush",
+            Command::Trace { .. } => "Trace",
+        })
+    }
+}

@@ -177,10 +177,7 @@ pub fn receive(ctx: &mut XlateCtx<'_>, bridge: u32, in_slot: usize, buf: &mut Pa
 
 /// Traces a synthetic packet with `key` through `bridge`.
 pub fn trace(ctx: &mut XlateCtx<'_>, bridge: u32, key: FlowKey) -> TraceResult {
-    let mut t = TraceResult {
-        packet: flowtable::syntax::format_key(&key),
-        ..TraceResult::default()
-    };
+    let mut t = TraceResult::default();
     let verdict = run_bridge(ctx, bridge, None, key, Layout::NONE, 0, Some(&mut t));
     if t.outputs.is_empty() {
         t.drop_reason = Some(verdict.unwrap_or(RxDrop::Action).name().to_string());
@@ -734,3 +731,14 @@ fn send(slots: &mut [Option<Slot>], slot: usize, frame: &[u8]) {
         Err(_) => s.shared.tx_drop(TxDrop::TxError),
     }
 }
+
+macro_rules! opaque_debug {
+    ($($t:ty),*) => {$(
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($t)).finish_non_exhaustive()
+            }
+        }
+    )*};
+}
+opaque_debug!(Slot, BridgeRt, XlateCtx<'_>);
