@@ -44,7 +44,8 @@ fn main() -> anyhow::Result<()> {
     logging::init(args.log_level);
     let cfg = match &args.config {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
             config::Config::parse(&text, &p.display().to_string())?
         }
         None => config::Config::embedded_default()?,
@@ -67,7 +68,11 @@ fn main() -> anyhow::Result<()> {
     }
     let result = rt.block_on(async {
         let listener = control::server::bind(&args.socket)?;
-        log::info!("rvsd {} listening on {}", env!("CARGO_PKG_VERSION"), args.socket.display());
+        log::info!(
+            "rvsd {} listening on {}",
+            env!("CARGO_PKG_VERSION"),
+            args.socket.display()
+        );
         let handler = Arc::new(control::SwitchHandler {
             switch: switch.clone(),
         });

@@ -75,7 +75,9 @@ impl Client {
         let mut line =
             serde_json::to_string(req).map_err(|e| ClientError::BadResponse(e.to_string()))?;
         line.push('\n');
-        self.writer.write_all(line.as_bytes()).map_err(unreachable)?;
+        self.writer
+            .write_all(line.as_bytes())
+            .map_err(unreachable)?;
         let mut resp = String::new();
         let n = Read::by_ref(&mut self.reader)
             .take(MAX_LINE as u64 + 1)
@@ -90,7 +92,10 @@ impl Client {
         match serde_json::from_str::<Response>(&resp) {
             Ok(Response::Ok { result, .. }) => Ok(result),
             Ok(Response::Err { error, .. }) => Err(ClientError::Rejected(error)),
-            Err(e) => Err(ClientError::BadResponse(format!("{e}: {}", resp.trim_end()))),
+            Err(e) => Err(ClientError::BadResponse(format!(
+                "{e}: {}",
+                resp.trim_end()
+            ))),
         }
     }
 }

@@ -407,7 +407,8 @@ mod tests {
         };
         let s = serde_json::to_string(&r).expect("serialize");
         assert_eq!(s, r#"{"type":"add_br","name":"br0","may_exist":false}"#);
-        let back: Request = serde_json::from_str(r#"{"type":"add_br","name":"br0"}"#).expect("parse");
+        let back: Request =
+            serde_json::from_str(r#"{"type":"add_br","name":"br0"}"#).expect("parse");
         assert_eq!(
             back,
             Request::AddBr {

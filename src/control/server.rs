@@ -27,10 +27,7 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Processes one request.
 pub trait Handler: Send + Sync + 'static {
     /// Answers `req`.
-    fn handle(
-        &self,
-        req: Request,
-    ) -> impl std::future::Future<Output = Response> + Send;
+    fn handle(&self, req: Request) -> impl std::future::Future<Output = Response> + Send;
 }
 
 /// Socket setup failures.

@@ -24,9 +24,7 @@ use arc_swap::ArcSwap;
 use flowtable::classifier::{CounterPolicy, Rule, RuleId};
 use flowtable::syntax::{self, Flow, FlowFilter, FlowStats};
 use flowtable::{PortNo, Vid};
-use rvs_ctl::proto::{
-    BridgeInfo, ErrorKind, FlowInfo, PortInfo, Reply, Request, Response,
-};
+use rvs_ctl::proto::{BridgeInfo, ErrorKind, FlowInfo, PortInfo, Reply, Request, Response};
 
 use crate::bridge::{Bridge, VlanConfig, VlanMode};
 use crate::config::{BridgeConfig, Config, FlowConfig, PortConfig};
@@ -137,7 +135,11 @@ fn parse_vid(key: &str, v: &str) -> Result<Vid> {
     Ok(Vid(n))
 }
 
-fn parse_settings(verb: &str, items: &[(String, String)], allow_create: bool) -> Result<PortSettings> {
+fn parse_settings(
+    verb: &str,
+    items: &[(String, String)],
+    allow_create: bool,
+) -> Result<PortSettings> {
     let mut s = PortSettings::default();
     for (k, v) in items {
         let key = k.replace('-', "_");
@@ -179,7 +181,9 @@ fn parse_settings(verb: &str, items: &[(String, String)], allow_create: bool) ->
             }
             "ofport_request" | "ofport" if allow_create => {
                 let n: u32 = v.parse().map_err(|_| {
-                    invalid(format!("{verb}: ofport_request={v}: expected a port number"))
+                    invalid(format!(
+                        "{verb}: ofport_request={v}: expected a port number"
+                    ))
                 })?;
                 if n == 0 || n > PortNo::MAX.0 {
                     return Err(invalid(format!(
@@ -205,7 +209,12 @@ fn parse_settings(verb: &str, items: &[(String, String)], allow_create: bool) ->
     Ok(s)
 }
 
-fn vlan_from(mode: Option<VlanMode>, tag: Option<Vid>, trunks: Vec<Vid>, who: &str) -> Result<VlanConfig> {
+fn vlan_from(
+    mode: Option<VlanMode>,
+    tag: Option<Vid>,
+    trunks: Vec<Vid>,
+    who: &str,
+) -> Result<VlanConfig> {
     VlanConfig::new(mode, tag, trunks).map_err(|e| invalid(format!("{who}: {e}")))
 }
 
@@ -301,7 +310,10 @@ impl Switch {
             Request::FdbShow { bridge } => {
                 let id = self.bridge(&bridge)?.id;
                 let (tx, rx) = crossbeam_channel::bounded(1);
-                self.worker.send(Command::FdbShow { bridge: id, reply: tx });
+                self.worker.send(Command::FdbShow {
+                    bridge: id,
+                    reply: tx,
+                });
                 let fdb = rx
                     .recv_timeout(Duration::from_secs(5))
                     .map_err(|_| reject(ErrorKind::Internal, "datapath did not answer"))?;
@@ -310,7 +322,10 @@ impl Switch {
             Request::FdbFlush { bridge } => {
                 let id = self.bridge(&bridge)?.id;
                 let (tx, rx) = crossbeam_channel::bounded(1);
-                self.worker.send(Command::FdbFlush { bridge: id, reply: tx });
+                self.worker.send(Command::FdbFlush {
+                    bridge: id,
+                    reply: tx,
+                });
                 let n = rx
                     .recv_timeout(Duration::from_secs(5))
                     .map_err(|_| reject(ErrorKind::Internal, "datapath did not answer"))?;
@@ -342,7 +357,10 @@ impl Switch {
             if may_exist {
                 return Ok(Self::done("", 0));
             }
-            return Err(reject(ErrorKind::Exists, format!("add-br {name}: bridge {name} already exists")));
+            return Err(reject(
+                ErrorKind::Exists,
+                format!("add-br {name}: bridge {name} already exists"),
+            ));
         }
         self.check_new_netdev_name(name, &format!("add-br {name}"))?;
         if netdev::exists(name) {
@@ -351,8 +369,12 @@ impl Switch {
                 format!("add-br {name}: a network device named {name} already exists"),
             ));
         }
-        let local = TapPort::create(name)
-            .map_err(|e| reject(ErrorKind::System, format!("add-br {name}: creating its LOCAL tap: {e}")))?;
+        let local = TapPort::create(name).map_err(|e| {
+            reject(
+                ErrorKind::System,
+                format!("add-br {name}: creating its LOCAL tap: {e}"),
+            )
+        })?;
         let id = self.next_bridge_id;
         self.next_bridge_id += 1;
         let now = self.now_ms();
@@ -411,7 +433,10 @@ impl Switch {
             if if_exists {
                 return Ok(Self::done("", 0));
             }
-            return Err(reject(ErrorKind::NotFound, format!("del-br {name}: no bridge named {name}")));
+            return Err(reject(
+                ErrorKind::NotFound,
+                format!("del-br {name}: no bridge named {name}"),
+            ));
         };
         for p in b.ports.values() {
             self.owner.remove(&p.name);
@@ -438,7 +463,13 @@ impl Switch {
                 mac_table_size: b.table_size,
                 ports: {
                     let mut v: Vec<PortInfo> = b.ports.values().map(port_info).collect();
-                    v.sort_by_key(|p| if p.ofport == PortNo::LOCAL.0 { 0 } else { p.ofport });
+                    v.sort_by_key(|p| {
+                        if p.ofport == PortNo::LOCAL.0 {
+                            0
+                        } else {
+                            p.ofport
+                        }
+                    });
                     v
                 },
             })
@@ -546,7 +577,9 @@ impl Switch {
         }
         if let Some(peer) = &s.peer {
             if peer == name {
-                return Err(invalid(format!("{verb}: a patch port cannot be its own peer")));
+                return Err(invalid(format!(
+                    "{verb}: a patch port cannot be its own peer"
+                )));
             }
         }
         let io = match kind {
@@ -629,7 +662,8 @@ impl Switch {
             let (pb, pno) = self.locate(peer)?;
             let pbs = self.bridges.get(&pb)?;
             let pp = pbs.ports.get(&pno)?;
-            (pp.kind == PortKind::Patch && pp.peer.as_deref() == Some(name)).then_some((pbs.id, pno))
+            (pp.kind == PortKind::Patch && pp.peer.as_deref() == Some(name))
+                .then_some((pbs.id, pno))
         });
         if peer.is_none() {
             p.shared.set_down("patch peer missing".to_string());
@@ -652,7 +686,10 @@ impl Switch {
             if if_exists {
                 return Ok(Self::done("", 0));
             }
-            return Err(reject(ErrorKind::NotFound, format!("{verb}: no port named {name}")));
+            return Err(reject(
+                ErrorKind::NotFound,
+                format!("{verb}: no port named {name}"),
+            ));
         };
         if let Some(want) = bridge {
             self.bridge(want)?;
@@ -664,13 +701,18 @@ impl Switch {
             }
         }
         if no == PortNo::LOCAL {
-            return Err(invalid(format!("{verb}: {name} is the bridge's LOCAL port; use del-br")));
+            return Err(invalid(format!(
+                "{verb}: {name} is the bridge's LOCAL port; use del-br"
+            )));
         }
         let bs = self.bridge_mut(&b)?;
         let id = bs.id;
         let p = bs.ports.remove(&no);
         self.owner.remove(name);
-        self.worker.send(Command::DelPort { bridge: id, ofport: no });
+        self.worker.send(Command::DelPort {
+            bridge: id,
+            ofport: no,
+        });
         if let Some(peer) = p.and_then(|p| p.peer) {
             self.link_patch(&peer);
         }
@@ -686,7 +728,11 @@ impl Switch {
         let bs = self.bridge(&b)?;
         let p = &bs.ports[&no];
         let cur = &p.vlan;
-        let mut mode = if p.vlan_mode_set { Some(cur.mode) } else { None };
+        let mut mode = if p.vlan_mode_set {
+            Some(cur.mode)
+        } else {
+            None
+        };
         if let Some(m) = s.vlan_mode {
             mode = m;
         }
@@ -738,7 +784,13 @@ impl Switch {
             .filter(|p| port.is_none_or(|n| n == p.name))
             .map(|p| p.shared.stats(&p.name, p.ofport.0))
             .collect();
-        ports.sort_by_key(|p| if p.ofport == PortNo::LOCAL.0 { 0 } else { p.ofport });
+        ports.sort_by_key(|p| {
+            if p.ofport == PortNo::LOCAL.0 {
+                0
+            } else {
+                p.ofport
+            }
+        });
         Ok(Reply::Ports { ports })
     }
 
@@ -805,7 +857,10 @@ impl Switch {
             });
         }
         self.publish(bridge);
-        Ok(Self::done(format!("modified {} flows", sel.len()), sel.len() as u64))
+        Ok(Self::done(
+            format!("modified {} flows", sel.len()),
+            sel.len() as u64,
+        ))
     }
 
     fn del_flows(&mut self, bridge: &str, text: &str, strict: bool) -> Result<Reply> {
@@ -819,7 +874,10 @@ impl Switch {
             b.pipeline.table_mut(*t).remove(*id);
         }
         self.publish(bridge);
-        Ok(Self::done(format!("deleted {} flows", sel.len()), sel.len() as u64))
+        Ok(Self::done(
+            format!("deleted {} flows", sel.len()),
+            sel.len() as u64,
+        ))
     }
 
     fn replace_flows(&mut self, bridge: &str, text: &str) -> Result<Reply> {
@@ -895,7 +953,9 @@ impl Switch {
         let now = self.now_ms();
         let names: Vec<String> = self.bridges.keys().cloned().collect();
         for name in names {
-            let Some(b) = self.bridges.get_mut(&name) else { continue };
+            let Some(b) = self.bridges.get_mut(&name) else {
+                continue;
+            };
             let mut dead = Vec::new();
             for (t, table) in b.pipeline.tables.iter().enumerate() {
                 for (id, r) in table.iter() {
@@ -903,9 +963,13 @@ impl Switch {
                     if f.idle_timeout == 0 && f.hard_timeout == 0 {
                         continue;
                     }
-                    let last = r.data.last_used_ms.load(std::sync::atomic::Ordering::Relaxed);
+                    let last = r
+                        .data
+                        .last_used_ms
+                        .load(std::sync::atomic::Ordering::Relaxed);
                     let hard = f.hard_timeout != 0
-                        && now.saturating_sub(r.data.created_ms) >= u64::from(f.hard_timeout) * 1000;
+                        && now.saturating_sub(r.data.created_ms)
+                            >= u64::from(f.hard_timeout) * 1000;
                     let idle = f.idle_timeout != 0
                         && now.saturating_sub(last) >= u64::from(f.idle_timeout) * 1000;
                     if hard || idle {
@@ -930,14 +994,23 @@ impl Switch {
             .map_err(|e| invalid(format!("trace: {e}")))?;
         let key = *filter.m.key();
         if filter.m.mask().in_port == 0 {
-            return Err(invalid("trace: the packet needs an input port (in_port=N or in_port=NAME)"));
+            return Err(invalid(
+                "trace: the packet needs an input port (in_port=N or in_port=NAME)",
+            ));
         }
         if !b.ports.contains_key(&PortNo(key.in_port)) {
-            return Err(invalid(format!("trace: in_port={} is not a port of {bridge}", key.in_port)));
+            return Err(invalid(format!(
+                "trace: in_port={} is not a port of {bridge}",
+                key.in_port
+            )));
         }
         let id = b.id;
         let (tx, rx) = crossbeam_channel::bounded(1);
-        self.worker.send(Command::Trace { bridge: id, key, reply: tx });
+        self.worker.send(Command::Trace {
+            bridge: id,
+            key,
+            reply: tx,
+        });
         let mut trace = rx
             .recv_timeout(Duration::from_secs(5))
             .map_err(|_| reject(ErrorKind::Internal, "datapath did not answer"))?;
@@ -1059,7 +1132,8 @@ fn insert_entry(p: &mut Pipeline, e: Arc<FlowEntry>, now: u64) {
         .with_cookie(f.cookie)
         .with_idle_timeout(f.idle_timeout)
         .with_hard_timeout(f.hard_timeout);
-    p.table_mut(f.table.0).insert(rule, now, CounterPolicy::Reset);
+    p.table_mut(f.table.0)
+        .insert(rule, now, CounterPolicy::Reset);
 }
 
 /// OpenFlow ADD: replaces a flow with the same match and priority.

@@ -196,7 +196,11 @@ impl Worker {
                         shared.set_down(format!("cannot poll netdev: {e}"));
                     }
                 }
-                if let Some(b) = self.bridges.get_mut(bridge as usize).and_then(Option::as_mut) {
+                if let Some(b) = self
+                    .bridges
+                    .get_mut(bridge as usize)
+                    .and_then(Option::as_mut)
+                {
                     b.add_port(ofport, slot, vlan, now_ms);
                 }
                 self.slots[slot] = Some(Slot {
@@ -221,7 +225,11 @@ impl Worker {
                 ofport,
                 vlan,
             } => {
-                if let Some(b) = self.bridges.get_mut(bridge as usize).and_then(Option::as_mut) {
+                if let Some(b) = self
+                    .bridges
+                    .get_mut(bridge as usize)
+                    .and_then(Option::as_mut)
+                {
                     b.set_port_vlan(ofport, vlan);
                 }
             }
@@ -242,7 +250,11 @@ impl Worker {
                 aging_s,
                 table_size,
             } => {
-                if let Some(b) = self.bridges.get_mut(bridge as usize).and_then(Option::as_mut) {
+                if let Some(b) = self
+                    .bridges
+                    .get_mut(bridge as usize)
+                    .and_then(Option::as_mut)
+                {
                     if let Err(e) = b.normal.set_mac_aging_time(aging_s) {
                         log::error!("bridge {}: {e}", b.name);
                     }
@@ -366,7 +378,11 @@ impl Worker {
             log::warn!("port {}: {reason}; marking it down", sl.name);
             sl.shared.set_down(reason);
             let (bridge, ofport) = (sl.bridge, sl.ofport);
-            if let Some(b) = self.bridges.get_mut(bridge as usize).and_then(Option::as_mut) {
+            if let Some(b) = self
+                .bridges
+                .get_mut(bridge as usize)
+                .and_then(Option::as_mut)
+            {
                 let _ = b.normal.set_port_up(ofport, false);
             }
             let Some(Some(sl)) = self.slots.get_mut(slot) else {

@@ -310,7 +310,11 @@ impl Exec<'_, '_, '_> {
             Action::Output(p) => {
                 if *p == in_port {
                     if self.tracing() {
-                        self.step(None, None, format!("output:{p}: skipped, it is the input port"));
+                        self.step(
+                            None,
+                            None,
+                            format!("output:{p}: skipped, it is the input port"),
+                        );
                     }
                 } else {
                     self.output(*p, None);
@@ -338,7 +342,11 @@ impl Exec<'_, '_, '_> {
             Action::Controller { .. } => {
                 self.drop = Some(RxDrop::NoController);
                 if self.tracing() {
-                    self.step(None, None, "CONTROLLER: no controller connected, dropped".into());
+                    self.step(
+                        None,
+                        None,
+                        "CONTROLLER: no controller connected, dropped".into(),
+                    );
                 }
             }
             Action::SetVlanVid(vid) => self.set_vlan(Some(*vid), None),
@@ -347,7 +355,9 @@ impl Exec<'_, '_, '_> {
             Action::PushVlan(tpid) => self.push_vlan(*tpid),
             Action::SetField { field, value } => self.set_field(*field, *value),
             Action::DecTtl => self.dec_ttl(),
-            Action::Resubmit { port, table: t } => self.resubmit(*port, t.map(|t| t.0).unwrap_or(table)),
+            Action::Resubmit { port, table: t } => {
+                self.resubmit(*port, t.map(|t| t.0).unwrap_or(table))
+            }
             Action::GotoTable(_) | Action::Note(_) => {}
         }
     }
@@ -375,8 +385,14 @@ impl Exec<'_, '_, '_> {
         let key = self.key;
         if self.tracing() {
             let mut nt = NormalTrace::default();
-            self.rt.normal.trace_normal(&key, now, &mut self.rt.outcome, &mut nt);
-            self.step(None, None, format!("NORMAL: {}", nt.to_string().trim_end().replace('\n', "; ")));
+            self.rt
+                .normal
+                .trace_normal(&key, now, &mut self.rt.outcome, &mut nt);
+            self.step(
+                None,
+                None,
+                format!("NORMAL: {}", nt.to_string().trim_end().replace('\n', "; ")),
+            );
         } else {
             self.rt.normal.normal(&key, now, &mut self.rt.outcome);
         }
@@ -588,8 +604,8 @@ impl Exec<'_, '_, '_> {
             Mac([b[2], b[3], b[4], b[5], b[6], b[7]])
         };
         let ip6 = value.to_be_bytes();
-        let mut frame = self.buf.as_deref_mut().map(|b| b.frame_mut());
-        let f = frame.as_deref_mut();
+        let frame = self.buf.as_deref_mut().map(|b| b.frame_mut());
+        let f = frame;
         match field {
             Field::InPort => k.in_port = value as u32,
             Field::Metadata => k.metadata = value as u64,

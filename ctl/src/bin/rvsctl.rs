@@ -109,7 +109,10 @@ enum Cmd {
         no_stats: bool,
     },
     /// Port counters.
-    DumpPorts { bridge: String, port: Option<String> },
+    DumpPorts {
+        bridge: String,
+        port: Option<String>,
+    },
     /// MAC learning table.
     FdbShow { bridge: String },
     /// Empty the MAC learning table.
