@@ -119,18 +119,31 @@ const META_KEYS: &[&str] = &[
 /// so that `dump-flows` output can be fed back (as OVS allows).
 const STATS_KEYS: &[&str] = &["duration", "n_packets", "n_bytes", "idle_age", "hard_age"];
 
-fn levenshtein(a: &str, b: &str) -> usize {
+/// Edit distance counting a swap of two neighbours as one edit (optimal
+/// string alignment), so `nw_scr` is closest to `nw_src`.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
     }
-    prev[b.len()]
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 /// Close keywords for an unknown one, for "did you mean".
@@ -138,7 +151,7 @@ fn suggest(word: &str, candidates: &[&str]) -> String {
     let lower = word.to_ascii_lowercase();
     let mut best: Vec<(usize, &str)> = candidates
         .iter()
-        .map(|c| (levenshtein(&lower, c), *c))
+        .map(|c| (edit_distance(&lower, c), *c))
         .filter(|(d, c)| *d <= 2.max(lower.len() / 4) || c.starts_with(&lower) && lower.len() >= 3)
         .collect();
     best.sort();
@@ -721,11 +734,12 @@ fn parse_all(s: &str, ports: Ports, mode: Mode) -> Result<Parsed, ParseError> {
     let actions = match actions_at {
         None if mode == Mode::Filter => None,
         None => {
+            let start = s.len() - s.trim_start().len();
             return Err(err(
-                s.len(),
+                start,
                 s.trim(),
                 "missing actions= (e.g. \"...,actions=drop\")",
-            ))
+            ));
         }
         Some((a, apos)) => {
             let t = table.unwrap_or_default();
