@@ -125,12 +125,30 @@ impl Worker {
                 self.service(slot);
             }
             if Instant::now() >= next_aging {
-                let now_ms = self.now_ms();
-                for b in self.bridges.iter_mut().flatten() {
-                    b.normal.expire(now_ms);
-                }
+                self.housekeeping();
                 next_aging = Instant::now() + AGING_PERIOD;
             }
+        }
+    }
+
+    /// Once a second: ages MAC entries and notices netdevs that vanished
+    /// without an error on their fd (AF_PACKET reports it only once).
+    fn housekeeping(&mut self) {
+        let now_ms = self.now_ms();
+        for b in self.bridges.iter_mut().flatten() {
+            b.normal.expire(now_ms);
+        }
+        let dead: Vec<usize> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let io = s.as_ref()?.io.as_ref()?;
+                (!io.check_alive()).then_some(i)
+            })
+            .collect();
+        for slot in dead {
+            self.port_gone(slot, "netdev vanished (deleted or moved out of rvsd's namespace)".into());
         }
     }
 
@@ -327,36 +345,37 @@ impl Worker {
             return;
         };
         let shared: Arc<PortShared> = sl.shared.clone();
-        let mut n = 0;
         let mut gone: Option<String> = None;
-        while n < BATCH {
-            match io.recv(&mut self.rx[n]) {
-                Ok(true) => {
-                    let len = self.rx[n].len as u64;
-                    shared.rx_packets.add(1);
-                    shared.rx_bytes.add(len);
-                    n += 1;
-                }
-                Ok(false) => break,
-                Err(PortError::FrameTooBig { len }) => {
-                    shared.rx_packets.add(1);
-                    shared.rx_bytes.add(len as u64);
-                    shared.rx_drop(RxDrop::TooBig);
-                }
-                Err(e) if e.is_gone() => {
-                    gone = Some(format!("netdev vanished: {e}"));
-                    break;
-                }
-                Err(PortError::LinkDown) => break,
-                Err(e) => {
-                    log::debug!("port {} receive error: {e}", sl.name);
-                    break;
-                }
+        let mut more = false;
+        let n = match io.recv_batch(&mut self.rx) {
+            Ok(n) => {
+                more = n == BATCH;
+                n
             }
+            Err(PortError::FrameTooBig { len }) => {
+                shared.rx_packets.add(1);
+                shared.rx_bytes.add(len as u64);
+                shared.rx_drop(RxDrop::TooBig);
+                more = true;
+                0
+            }
+            Err(e) if e.is_gone() => {
+                gone = Some(format!("netdev vanished: {e}"));
+                0
+            }
+            Err(PortError::LinkDown) => 0,
+            Err(e) => {
+                log::debug!("port {} receive error: {e}", sl.name);
+                0
+            }
+        };
+        for b in &self.rx[..n] {
+            shared.rx_packets.add(1);
+            shared.rx_bytes.add(b.len as u64);
         }
         if let Some(reason) = gone {
             self.port_gone(slot, reason);
-        } else if n == BATCH {
+        } else if more {
             self.pending.push(slot);
         }
         let bridge = sl_bridge(&self.slots, slot);
