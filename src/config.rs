@@ -21,6 +21,10 @@ pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// State file format version (written by rvsd into its state file;
+    /// optional in config files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format_version: Option<u32>,
     /// Bridges, in order of creation.
     #[serde(default)]
     pub bridge: Vec<BridgeConfig>,
@@ -107,6 +111,11 @@ impl Config {
                 message,
             }
         })
+    }
+
+    /// TOML text of this configuration.
+    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string(self)
     }
 
     /// The embedded default.

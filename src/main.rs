@@ -39,31 +39,60 @@ fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
         .map_err(|_| format!("unknown log level {s:?} (error, warn, info, debug, trace)"))
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    logging::init(args.log_level);
-    let cfg = match &args.config {
-        Some(p) => {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            config::Config::parse(&text, &p.display().to_string())?
+    match run(args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rvsd: {e:#}");
+            std::process::ExitCode::FAILURE
         }
-        None => config::Config::embedded_default()?,
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    logging::init(args.log_level);
+    let store = control::state::StateStore::open(&args.state_dir)?;
+    // Saved state wins; a fresh state dir is seeded from --config or the
+    // embedded default. An unreadable state file stops us (and is kept).
+    let (cfg, restoring) = match store.load()? {
+        Some(saved) => {
+            if args.config.is_some() {
+                log::warn!(
+                    "{} exists: restoring it and ignoring --config (use rvsctl apply to change it)",
+                    store.path().display()
+                );
+            }
+            (saved, true)
+        }
+        None => match &args.config {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", p.display()))?;
+                (config::Config::parse(&text, &p.display().to_string())?, false)
+            }
+            None => (config::Config::embedded_default()?, false),
+        },
     };
-    std::fs::create_dir_all(&args.state_dir)
-        .with_context(|| format!("creating state directory {}", args.state_dir.display()))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .thread_name("rvs-ctl")
         .build()?;
     let epoch = Instant::now();
-    let switch = Arc::new(Mutex::new(control::switch::Switch::new(epoch)?));
+    let switch = Arc::new(Mutex::new(control::switch::Switch::new(epoch, Some(store.clone()))?));
     {
         let mut sw = switch.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-        if let Err(e) = sw.load(&cfg) {
+        if let Err(e) = sw.load(&cfg, restoring) {
             sw.shutdown();
+            if restoring {
+                anyhow::bail!("restoring {}: {e}", store.path().display());
+            }
             anyhow::bail!("applying configuration: {e}");
+        }
+        if let Err(e) = sw.save() {
+            sw.shutdown();
+            anyhow::bail!("saving state: {e}");
         }
     }
     let result = rt.block_on(async {
@@ -85,7 +114,12 @@ fn main() -> anyhow::Result<()> {
                 let sw = sw.clone();
                 let _ = tokio::task::spawn_blocking(move || {
                     if let Ok(mut s) = sw.lock() {
-                        s.expire_flows();
+                        if s.expire_flows() {
+                            if let Err(e) = s.save() {
+                                log::error!("saving state after flow expiry: {e}");
+                            }
+                        }
+                        s.reattach();
                     }
                 })
                 .await;

@@ -148,6 +148,19 @@ pub enum Request {
         /// Bridge name.
         bridge: String,
     },
+    /// Make the running state equal to a whole TOML configuration.
+    Apply {
+        /// The TOML text.
+        text: String,
+        /// File name, for error messages.
+        #[serde(default)]
+        origin: String,
+        /// Only compute and report the difference.
+        #[serde(default)]
+        dry_run: bool,
+    },
+    /// The running state as TOML.
+    Export {},
     /// Run a synthetic packet through the pipeline.
     Trace {
         /// Bridge name.
@@ -250,6 +263,18 @@ pub enum Reply {
     Trace {
         /// The trace.
         trace: TraceResult,
+    },
+    /// The difference `apply` computed (and applied unless dry-run).
+    Apply {
+        /// One line per change, e.g. `+ add-port br0 vm3 tag=20`.
+        changes: Vec<String>,
+        /// Whether the changes were applied.
+        applied: bool,
+    },
+    /// Running configuration (`export`).
+    Config {
+        /// TOML text that `apply` accepts.
+        toml: String,
     },
     /// A count of affected things plus a message (`add-flow`, `del-flows`…).
     Done {

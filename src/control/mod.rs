@@ -1,6 +1,7 @@
 //! The control plane: the socket server and the switch model it drives.
 
 pub mod server;
+pub mod state;
 pub mod switch;
 
 use std::sync::{Arc, Mutex};

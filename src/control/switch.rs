@@ -28,6 +28,7 @@ use rvs_ctl::proto::{BridgeInfo, ErrorKind, FlowInfo, PortInfo, Reply, Request, 
 
 use crate::bridge::{Bridge, VlanConfig, VlanMode};
 use crate::config::{BridgeConfig, Config, FlowConfig, PortConfig};
+use crate::control::state::StateStore;
 use crate::datapath::counters::PortShared;
 use crate::datapath::pipeline::{FlowEntry, Pipeline};
 use crate::datapath::worker::WorkerHandle;
@@ -106,6 +107,11 @@ pub struct Switch {
     worker: WorkerHandle,
     next_bridge_id: u32,
     epoch: Instant,
+    /// Where accepted changes are persisted (`None` in unit tests).
+    store: Option<StateStore>,
+    /// True while restoring saved state: a missing system netdev then
+    /// leaves its port configured and down instead of failing.
+    restoring: bool,
 }
 
 impl std::fmt::Debug for Switch {
@@ -220,14 +226,24 @@ fn vlan_from(
 
 impl Switch {
     /// A switch with no bridges, with its datapath worker running.
-    pub fn new(epoch: Instant) -> std::io::Result<Switch> {
+    pub fn new(epoch: Instant, store: Option<StateStore>) -> std::io::Result<Switch> {
         Ok(Switch {
             bridges: BTreeMap::new(),
             owner: HashMap::new(),
             worker: WorkerHandle::spawn(epoch)?,
             next_bridge_id: 0,
             epoch,
+            store,
+            restoring: false,
         })
+    }
+
+    /// Persists the running configuration, if there is a store.
+    pub fn save(&self) -> std::result::Result<(), String> {
+        match &self.store {
+            Some(st) => st.save(&self.export()).map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
     }
 
     fn now_ms(&self) -> u64 {
@@ -245,8 +261,33 @@ impl Switch {
 
     /// Answers one request.
     pub fn handle(&mut self, req: Request) -> Response {
+        let mutating = !matches!(
+            req,
+            Request::Ping {}
+                | Request::ListBr {}
+                | Request::Show {}
+                | Request::ListPorts { .. }
+                | Request::DumpFlows { .. }
+                | Request::DumpPorts { .. }
+                | Request::FdbShow { .. }
+                | Request::FdbFlush { .. }
+                | Request::Trace { .. }
+                | Request::Export {}
+                | Request::Apply { dry_run: true, .. }
+        );
         match self.dispatch(req) {
-            Ok(r) => Response::ok(r),
+            Ok(r) => {
+                if mutating {
+                    if let Err(e) = self.save() {
+                        log::error!("saving state: {e}");
+                        return Response::err(
+                            ErrorKind::System,
+                            format!("the change was applied but could not be saved: {e}"),
+                        );
+                    }
+                }
+                Response::ok(r)
+            }
             Err(e) => Response::err(e.kind, e.message),
         }
     }
@@ -332,6 +373,22 @@ impl Switch {
                 Ok(Self::done(format!("flushed {n} MAC entries"), n as u64))
             }
             Request::Trace { bridge, flow } => self.trace(&bridge, &flow),
+            Request::Export {} => {
+                let toml = self
+                    .export()
+                    .to_toml()
+                    .map_err(|e| reject(ErrorKind::Internal, e.to_string()))?;
+                Ok(Reply::Config { toml })
+            }
+            Request::Apply {
+                text,
+                origin,
+                dry_run,
+            } => {
+                let origin = if origin.is_empty() { "<apply>".to_string() } else { origin };
+                let cfg = Config::parse(&text, &origin).map_err(|e| invalid(e.to_string()))?;
+                self.apply_text(&cfg, &text, &origin, dry_run)
+            }
         }
     }
 
@@ -594,6 +651,7 @@ impl Switch {
                     reject(ErrorKind::System, format!("{verb}: creating tap: {e}"))
                 })?))
             }
+            PortKind::System if self.restoring && !netdev::exists(name) => None,
             PortKind::System => {
                 if !netdev::exists(name) {
                     return Err(reject(
@@ -607,9 +665,11 @@ impl Switch {
             }
             PortKind::Patch => None,
         };
+        let down = (kind == PortKind::System && io.is_none())
+            .then(|| format!("netdev {name} not found; it is attached when it appears"));
         let b = self.bridge_mut(bridge)?;
         let id = b.id;
-        let shared = Arc::new(PortShared::new(None));
+        let shared = Arc::new(PortShared::new(down));
         b.ports.insert(
             ofport,
             PortState {
@@ -949,7 +1009,8 @@ impl Switch {
     }
 
     /// Removes flows whose idle or hard timeout has passed.
-    pub fn expire_flows(&mut self) {
+    pub fn expire_flows(&mut self) -> bool {
+        let mut changed = false;
         let now = self.now_ms();
         let names: Vec<String> = self.bridges.keys().cloned().collect();
         for name in names {
@@ -984,7 +1045,9 @@ impl Switch {
                 b.pipeline.table_mut(t).remove(id);
             }
             self.publish(&name);
+            changed = true;
         }
+        changed
     }
 
     fn trace(&mut self, bridge: &str, text: &str) -> Result<Reply> {
@@ -1022,7 +1085,14 @@ impl Switch {
 
     /// Creates what `cfg` describes on an empty switch; stops at the first
     /// error.
-    pub fn load(&mut self, cfg: &Config) -> std::result::Result<(), String> {
+    pub fn load(&mut self, cfg: &Config, restoring: bool) -> std::result::Result<(), String> {
+        self.restoring = restoring;
+        let r = self.load_inner(cfg);
+        self.restoring = false;
+        r
+    }
+
+    fn load_inner(&mut self, cfg: &Config) -> std::result::Result<(), String> {
         let err = |e: Reject| e.message;
         for b in &cfg.bridge {
             self.add_br(&b.name, false).map_err(err)?;
@@ -1051,6 +1121,7 @@ impl Switch {
     /// The running configuration.
     pub fn export(&self) -> Config {
         Config {
+            format_version: None,
             bridge: self
                 .bridges
                 .values()
@@ -1139,4 +1210,454 @@ fn insert_entry(p: &mut Pipeline, e: Arc<FlowEntry>, now: u64) {
 /// OpenFlow ADD: replaces a flow with the same match and priority.
 fn insert_flow(p: &mut Pipeline, f: Flow, now: u64) {
     insert_entry(p, Arc::new(FlowEntry::new(f, now)), now);
+}
+
+/// One step of an `apply`.
+#[derive(Debug, Clone, PartialEq)]
+enum Change {
+    DelPort { bridge: String, name: String },
+    DelBr(String),
+    AddBr(String),
+    SetBridge { bridge: String, settings: Vec<(String, String)> },
+    AddPort { bridge: String, name: String, settings: Vec<(String, String)> },
+    SetPort { name: String, settings: Vec<(String, String)> },
+    ReplaceFlows { bridge: String, flows: Vec<String>, added: Vec<String>, removed: Vec<String> },
+}
+
+fn kv_text(settings: &[(String, String)]) -> String {
+    settings
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl Change {
+    /// The change as diff lines.
+    fn describe(&self) -> Vec<String> {
+        match self {
+            Change::DelPort { bridge, name } => vec![format!("- del-port {bridge} {name}")],
+            Change::DelBr(b) => vec![format!("- del-br {b}")],
+            Change::AddBr(b) => vec![format!("+ add-br {b}")],
+            Change::SetBridge { bridge, settings } => {
+                vec![format!("~ set bridge {bridge} {}", kv_text(settings))]
+            }
+            Change::AddPort { bridge, name, settings } => {
+                vec![format!("+ add-port {bridge} {name} {}", kv_text(settings))
+                    .trim_end()
+                    .to_string()]
+            }
+            Change::SetPort { name, settings } => {
+                vec![format!("~ set port {name} {}", kv_text(settings))]
+            }
+            Change::ReplaceFlows {
+                bridge,
+                added,
+                removed,
+                ..
+            } => removed
+                .iter()
+                .map(|f| format!("- flow {bridge}: {f}"))
+                .chain(added.iter().map(|f| format!("+ flow {bridge}: {f}")))
+                .collect(),
+        }
+    }
+}
+
+/// Line (1-based) of the first occurrence of `needle` in `text`.
+fn line_of(text: &str, needle: &str) -> Option<usize> {
+    text.find(needle)
+        .map(|i| text[..i].matches('\n').count() + 1)
+}
+
+/// A desired port with its resolved settings.
+struct WantPort<'a> {
+    cfg: &'a PortConfig,
+    kind: Option<PortKind>,
+    vlan: VlanConfig,
+    ofport: PortNo,
+}
+
+impl Switch {
+    /// Re-attaches system ports whose netdev was missing or vanished and
+    /// exists again.
+    pub fn reattach(&mut self) {
+        for b in self.bridges.values() {
+            for p in b.ports.values() {
+                if p.kind != PortKind::System || p.shared.is_up() || !netdev::exists(&p.name) {
+                    continue;
+                }
+                match AfPacketPort::open(&p.name) {
+                    Ok(io) => {
+                        p.shared.set_up();
+                        self.worker.send(Command::AttachIo {
+                            bridge: b.id,
+                            ofport: p.ofport,
+                            io: PortIo::AfPacket(io),
+                        });
+                    }
+                    Err(e) => log::debug!("port {}: not attached yet: {e}", p.name),
+                }
+            }
+        }
+    }
+
+    /// Checks `want` completely and resolves port numbers; errors name the
+    /// file, line and key.
+    fn resolve<'a>(
+        &self,
+        want: &'a Config,
+        text: &str,
+        origin: &str,
+    ) -> Result<Vec<(String, Vec<WantPort<'a>>, Vec<Flow>)>> {
+        let at = |needle: &str| match line_of(text, needle) {
+            Some(l) => format!("{origin}: line {l}"),
+            None => origin.to_string(),
+        };
+        let mut seen: HashMap<&str, &str> = HashMap::new();
+        for b in &want.bridge {
+            netdev::validate_name(&b.name)
+                .map_err(|e| invalid(format!("{}: bridge name: {e}", at(&format!("\"{}\"", b.name)))))?;
+            if seen.insert(&b.name, &b.name).is_some() {
+                return Err(invalid(format!(
+                    "{}: bridge {} is defined twice",
+                    at(&format!("\"{}\"", b.name)),
+                    b.name
+                )));
+            }
+        }
+        let mut out = Vec::new();
+        for b in &want.bridge {
+            if let Some(a) = b.mac_aging_time {
+                if !(15..=3600).contains(&a) {
+                    return Err(invalid(format!(
+                        "{}: bridge {}: mac_aging_time = {a} is outside 15-3600 seconds",
+                        at("mac_aging_time"),
+                        b.name
+                    )));
+                }
+            }
+            if let Some(n) = b.mac_table_size {
+                if !(10..=1_000_000).contains(&n) {
+                    return Err(invalid(format!(
+                        "{}: bridge {}: mac_table_size = {n} is outside 10-1000000",
+                        at("mac_table_size"),
+                        b.name
+                    )));
+                }
+            }
+            let cur = self.bridges.get(&b.name);
+            let mut ports = Vec::new();
+            let mut taken: HashMap<PortNo, &str> = HashMap::new();
+            for p in &b.port {
+                let where_ = at(&format!("\"{}\"", p.name));
+                let ctx = format!("{where_}: bridge {} port {}", b.name, p.name);
+                netdev::validate_name(&p.name).map_err(|e| invalid(format!("{ctx}: {e}")))?;
+                if let Some(other) = seen.insert(&p.name, &b.name) {
+                    return Err(invalid(if other == p.name {
+                        format!("{ctx}: {} is a bridge name", p.name)
+                    } else if other == b.name {
+                        format!("{ctx}: duplicate port name")
+                    } else {
+                        format!("{ctx}: {} is also a port of bridge {other}", p.name)
+                    }));
+                }
+                let kind = match &p.kind {
+                    Some(k) => Some(k.parse::<PortKind>().map_err(|_| {
+                        invalid(format!("{ctx}: type = \"{k}\": expected tap, system, internal or patch"))
+                    })?),
+                    None => None,
+                };
+                let mode = match &p.vlan_mode {
+                    Some(m) => Some(m.parse::<VlanMode>().map_err(|_| {
+                        invalid(format!(
+                            "{ctx}: vlan_mode = \"{m}\": expected access, trunk, native-tagged or native-untagged"
+                        ))
+                    })?),
+                    None => None,
+                };
+                let vlan = VlanConfig::new(
+                    mode,
+                    p.tag.map(Vid),
+                    p.trunks.iter().copied().map(Vid).collect(),
+                )
+                .map_err(|e| invalid(format!("{ctx}: {e}")))?;
+                let is_patch = kind == Some(PortKind::Patch) || (kind.is_none() && p.peer.is_some());
+                if is_patch && p.peer.is_none() {
+                    return Err(invalid(format!("{ctx}: a patch port needs peer")));
+                }
+                if !is_patch && p.peer.is_some() {
+                    return Err(invalid(format!("{ctx}: peer is only for type = \"patch\"")));
+                }
+                if let Some(o) = p.ofport {
+                    if o == 0 || o > PortNo::MAX.0 {
+                        return Err(invalid(format!("{ctx}: ofport = {o} is outside 1-{}", PortNo::MAX.0)));
+                    }
+                    if let Some(prev) = taken.insert(PortNo(o), &p.name) {
+                        return Err(invalid(format!("{ctx}: ofport {o} is also requested by {prev}")));
+                    }
+                }
+                ports.push(WantPort {
+                    cfg: p,
+                    kind,
+                    vlan,
+                    ofport: PortNo(p.ofport.unwrap_or(0)),
+                });
+            }
+            // Unnumbered ports keep their current number, else get the
+            // lowest free one.
+            for wp in ports.iter_mut().filter(|w| w.ofport.0 == 0) {
+                if let Some(no) = cur.and_then(|c| c.port_no(&wp.cfg.name)) {
+                    if !taken.contains_key(&no) {
+                        wp.ofport = no;
+                        taken.insert(no, &wp.cfg.name);
+                    }
+                }
+            }
+            for wp in ports.iter_mut().filter(|w| w.ofport.0 == 0) {
+                let no = (1..=PortNo::MAX.0)
+                    .map(PortNo)
+                    .find(|n| !taken.contains_key(n))
+                    .ok_or_else(|| invalid(format!("{origin}: bridge {}: no free port number", b.name)))?;
+                wp.ofport = no;
+                taken.insert(no, &wp.cfg.name);
+            }
+            let names: HashMap<&str, PortNo> =
+                ports.iter().map(|w| (w.cfg.name.as_str(), w.ofport)).collect();
+            let lookup = |n: &str| names.get(n).copied();
+            let mut flows = Vec::new();
+            match &b.flow {
+                Some(fs) => {
+                    for (i, f) in fs.iter().enumerate() {
+                        let fl = syntax::parse_flow(&f.flow, &lookup).map_err(|e| {
+                            invalid(format!(
+                                "{}: bridge {} flow {}: {e}",
+                                at(&f.flow),
+                                b.name,
+                                i + 1
+                            ))
+                        })?;
+                        flows.push(fl);
+                    }
+                }
+                None => flows.push(
+                    syntax::parse_flow("priority=0,actions=NORMAL", &|_| None)
+                        .map_err(|e| reject(ErrorKind::Internal, e.to_string()))?,
+                ),
+            }
+            out.push((b.name.clone(), ports, flows));
+        }
+        Ok(out)
+    }
+
+    /// The steps from the running state to `want`.
+    fn plan(&self, want: &Config, text: &str, origin: &str) -> Result<Vec<Change>> {
+        let resolved = self.resolve(want, text, origin)?;
+        let mut dels = Vec::new();
+        let mut del_brs = Vec::new();
+        let mut adds = Vec::new();
+        let wanted_port: HashMap<&str, (&str, &WantPort<'_>)> = resolved
+            .iter()
+            .flat_map(|(b, ps, _)| ps.iter().map(move |p| (p.cfg.name.as_str(), (b.as_str(), p))))
+            .collect();
+        // Ports that go away or must be re-created.
+        for (bname, b) in &self.bridges {
+            for p in b.ports.values().filter(|p| p.ofport != PortNo::LOCAL) {
+                let recreate = match wanted_port.get(p.name.as_str()) {
+                    None => true,
+                    Some((wb, wp)) => {
+                        *wb != bname
+                            || wp.ofport != p.ofport
+                            || wp.kind.is_some_and(|k| k != p.kind)
+                            || (wp.kind.is_none()
+                                && p.kind == PortKind::Patch
+                                && wp.cfg.peer.is_none())
+                    }
+                };
+                let bridge_goes = !resolved.iter().any(|(n, _, _)| n == bname);
+                if recreate && !bridge_goes {
+                    dels.push(Change::DelPort {
+                        bridge: bname.clone(),
+                        name: p.name.clone(),
+                    });
+                }
+            }
+            if !resolved.iter().any(|(n, _, _)| n == bname) {
+                del_brs.push(Change::DelBr(bname.clone()));
+            }
+        }
+        for (bname, ports, flows) in &resolved {
+            let wb = want.bridge.iter().find(|b| &b.name == bname);
+            let cur = self.bridges.get(bname);
+            if cur.is_none() {
+                adds.push(Change::AddBr(bname.clone()));
+            }
+            let aging = wb.and_then(|b| b.mac_aging_time).unwrap_or(DEFAULT_AGING_S);
+            let size = wb.and_then(|b| b.mac_table_size).unwrap_or(DEFAULT_TABLE_SIZE);
+            let (ca, cs) = cur.map_or((DEFAULT_AGING_S, DEFAULT_TABLE_SIZE), |c| (c.aging_s, c.table_size));
+            let mut knobs = Vec::new();
+            if aging != ca {
+                knobs.push(("mac-aging-time".to_string(), aging.to_string()));
+            }
+            if size != cs {
+                knobs.push(("mac-table-size".to_string(), size.to_string()));
+            }
+            if !knobs.is_empty() {
+                adds.push(Change::SetBridge {
+                    bridge: bname.clone(),
+                    settings: knobs,
+                });
+            }
+            for wp in ports {
+                let existing = cur
+                    .and_then(|c| c.ports.get(&wp.ofport))
+                    .filter(|p| p.name == wp.cfg.name)
+                    .filter(|p| !dels.iter().any(|d| matches!(d, Change::DelPort { name, .. } if *name == p.name)));
+                let mut vlan_settings = vec![
+                    (
+                        "tag".to_string(),
+                        wp.vlan.tag.map(|v| v.0.to_string()).unwrap_or_default(),
+                    ),
+                    (
+                        "trunks".to_string(),
+                        wp.vlan
+                            .trunks
+                            .iter()
+                            .map(|v| v.0.to_string())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    ),
+                    (
+                        "vlan_mode".to_string(),
+                        wp.cfg.vlan_mode.clone().unwrap_or_default(),
+                    ),
+                ];
+                match existing {
+                    Some(p) => {
+                        let mut settings = Vec::new();
+                        if p.vlan != wp.vlan || p.vlan_mode_set != wp.cfg.vlan_mode.is_some() {
+                            settings.append(&mut vlan_settings);
+                        }
+                        if p.kind == PortKind::Patch && wp.cfg.peer.is_some() && p.peer != wp.cfg.peer {
+                            settings.push(("peer".to_string(), wp.cfg.peer.clone().unwrap_or_default()));
+                        }
+                        if !settings.is_empty() {
+                            adds.push(Change::SetPort {
+                                name: wp.cfg.name.clone(),
+                                settings,
+                            });
+                        }
+                    }
+                    None => {
+                        let mut settings: Vec<(String, String)> = port_settings(wp.cfg)
+                            .into_iter()
+                            .filter(|(k, _)| k != "ofport_request")
+                            .collect();
+                        settings.push(("ofport_request".to_string(), wp.ofport.0.to_string()));
+                        vlan_settings.clear();
+                        adds.push(Change::AddPort {
+                            bridge: bname.clone(),
+                            name: wp.cfg.name.clone(),
+                            settings,
+                        });
+                    }
+                }
+            }
+            let want_text: Vec<String> = flows.iter().map(|f| syntax::fmt_flow(f, None)).collect();
+            let cur_text: Vec<String> = match cur {
+                Some(c) => c
+                    .pipeline
+                    .tables
+                    .iter()
+                    .flat_map(|t| t.iter())
+                    .map(|(_, r)| syntax::fmt_flow(&r.data.flow, None))
+                    .collect(),
+                None => vec![syntax::fmt_flow(
+                    &syntax::parse_flow("priority=0,actions=NORMAL", &|_| None)
+                        .map_err(|e| reject(ErrorKind::Internal, e.to_string()))?,
+                    None,
+                )],
+            };
+            let (mut ws, mut cs) = (want_text.clone(), cur_text.clone());
+            ws.sort();
+            cs.sort();
+            if ws != cs {
+                let added = want_text.iter().filter(|f| !cur_text.contains(f)).cloned().collect();
+                let removed = cur_text.iter().filter(|f| !want_text.contains(f)).cloned().collect();
+                adds.push(Change::ReplaceFlows {
+                    bridge: bname.clone(),
+                    flows: want_text,
+                    added,
+                    removed,
+                });
+            }
+        }
+        let mut all = dels;
+        all.append(&mut del_brs);
+        all.append(&mut adds);
+        Ok(all)
+    }
+
+    fn exec(&mut self, c: &Change) -> Result<()> {
+        match c {
+            Change::DelPort { bridge, name } => self.del_port(Some(bridge), name, false),
+            Change::DelBr(b) => self.del_br(b, false),
+            Change::AddBr(b) => self.add_br(b, false),
+            Change::SetBridge { bridge, settings } => self.set_bridge(bridge, settings),
+            Change::AddPort {
+                bridge,
+                name,
+                settings,
+            } => self.add_port(bridge, name, settings, false),
+            Change::SetPort { name, settings } => self.set_port(name, settings),
+            Change::ReplaceFlows { bridge, flows, .. } => self.replace_flows(bridge, &flows.join("\n")),
+        }
+        .map(|_| ())
+    }
+
+    /// `apply`: makes the running state equal to `want`, all or nothing.
+    pub fn apply(&mut self, want: &Config, origin: &str, dry_run: bool) -> Result<Reply> {
+        let text = toml::to_string(want).unwrap_or_default();
+        self.apply_text(want, &text, origin, dry_run)
+    }
+
+    fn apply_text(&mut self, want: &Config, text: &str, origin: &str, dry_run: bool) -> Result<Reply> {
+        let plan = self.plan(want, text, origin)?;
+        let changes: Vec<String> = plan.iter().flat_map(Change::describe).collect();
+        if dry_run || plan.is_empty() {
+            return Ok(Reply::Apply {
+                changes,
+                applied: false,
+            });
+        }
+        let before = self.export();
+        for c in &plan {
+            if let Err(e) = self.exec(c) {
+                // Roll back to where we started, best effort.
+                let before_text = toml::to_string(&before).unwrap_or_default();
+                match self.plan(&before, &before_text, "<rollback>") {
+                    Ok(undo) => {
+                        for u in &undo {
+                            if let Err(ue) = self.exec(u) {
+                                log::error!("apply rollback: {}: {}", u.describe().join("; "), ue.message);
+                            }
+                        }
+                    }
+                    Err(pe) => log::error!("apply rollback: {}", pe.message),
+                }
+                return Err(reject(
+                    e.kind,
+                    format!(
+                        "{origin}: {}: {}; the previous state was restored",
+                        c.describe().join("; "),
+                        e.message
+                    ),
+                ));
+            }
+        }
+        Ok(Reply::Apply {
+            changes,
+            applied: true,
+        })
+    }
 }

@@ -59,6 +59,15 @@ pub enum Command {
         /// VLAN configuration for NORMAL.
         vlan: VlanConfig,
     },
+    /// Give a port that was down (netdev missing) its I/O and mark it up.
+    AttachIo {
+        /// Bridge id.
+        bridge: u32,
+        /// OpenFlow port number.
+        ofport: PortNo,
+        /// The new fd owner.
+        io: PortIo,
+    },
     /// Detach a port (its fd is closed).
     DelPort {
         /// Bridge id.
@@ -126,6 +135,7 @@ impl std::fmt::Debug for Command {
             Command::DelBridge { .. } => "DelBridge",
             Command::AddPort { .. } => "AddPort",
             Command::DelPort { .. } => "DelPort",
+            Command::AttachIo { .. } => "AttachIo",
             Command::SetPortVlan { .. } => "SetPortVlan",
             Command::SetPatchPeer { .. } => "SetPatchPeer",
             Command::SetBridgeKnobs { .. } => "SetBridgeKnobs",

@@ -220,6 +220,7 @@ impl Worker {
                     .and_then(Option::as_mut)
                 {
                     b.add_port(ofport, slot, vlan, now_ms);
+                    let _ = b.normal.set_port_up(ofport, io.is_some() && shared.is_up());
                 }
                 self.slots[slot] = Some(Slot {
                     bridge,
@@ -231,6 +232,32 @@ impl Worker {
                 });
                 self.by_port.insert((bridge, ofport), slot);
                 // Frames may have queued before registration.
+                self.pending.push(slot);
+            }
+            Command::AttachIo { bridge, ofport, io } => {
+                let Some(slot) = self.by_port.get(&(bridge, ofport)).copied() else {
+                    return;
+                };
+                let fd = io.fd();
+                if let Err(e) =
+                    self.poll
+                        .registry()
+                        .register(&mut SourceFd(&fd), Token(slot), Interest::READABLE)
+                {
+                    log::error!("cannot poll re-attached port: {e}");
+                    return;
+                }
+                if let Some(Some(sl)) = self.slots.get_mut(slot) {
+                    if let Some(old) = sl.io.replace(io) {
+                        let ofd = old.fd();
+                        let _ = self.poll.registry().deregister(&mut SourceFd(&ofd));
+                    }
+                    sl.shared.set_up();
+                    log::info!("port {}: netdev attached", sl.name);
+                }
+                if let Some(b) = self.bridges.get_mut(bridge as usize).and_then(Option::as_mut) {
+                    let _ = b.normal.set_port_up(ofport, true);
+                }
                 self.pending.push(slot);
             }
             Command::DelPort { bridge, ofport } => {
@@ -260,6 +287,12 @@ impl Worker {
                 if let Some(s) = self.by_port.get(&(bridge, ofport)).copied() {
                     if let Some(slot) = self.slots[s].as_mut() {
                         slot.patch_peer = peer.zip(peer_slot).map(|((b, p), _)| (b, p));
+                        let up = slot.patch_peer.is_some();
+                        if let Some(b) =
+                            self.bridges.get_mut(bridge as usize).and_then(Option::as_mut)
+                        {
+                            let _ = b.normal.set_port_up(ofport, up);
+                        }
                     }
                 }
             }

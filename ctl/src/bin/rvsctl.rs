@@ -119,6 +119,15 @@ enum Cmd {
     FdbFlush { bridge: String },
     /// Trace a synthetic packet through the pipeline.
     Trace { bridge: String, flow: String },
+    /// Make the running state equal to a TOML file (or - for stdin); prints the difference.
+    Apply {
+        file: String,
+        /// Only print the difference.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print the running state as TOML that `apply` accepts.
+    Export,
 }
 
 #[derive(Subcommand, Debug)]
@@ -291,6 +300,16 @@ fn run(cli: &Cli) -> Result<(), Fail> {
             bridge: bridge.clone(),
             flow: flow.clone(),
         },
+        Cmd::Apply { file, dry_run } => Request::Apply {
+            text: read_file_arg(file)?,
+            origin: if file == "-" {
+                "<stdin>".to_string()
+            } else {
+                file.clone()
+            },
+            dry_run: *dry_run,
+        },
+        Cmd::Export => Request::Export {},
     };
     let socket = cli
         .socket
@@ -378,6 +397,18 @@ fn print_table(cmd: &Cmd, reply: &Reply) {
         Reply::Ports { ports } => print_ports(ports),
         Reply::Fdb { fdb } => print_fdb(fdb),
         Reply::Trace { trace } => print_trace(trace),
+        Reply::Config { toml } => print!("{toml}"),
+        Reply::Apply { changes, applied } => {
+            if changes.is_empty() {
+                println!("no changes");
+            }
+            for c in changes {
+                println!("{c}");
+            }
+            if !changes.is_empty() && !applied {
+                println!("(dry run: nothing was changed)");
+            }
+        }
     }
 }
 
