@@ -29,6 +29,9 @@ struct Args {
     /// error, warn, info, debug or trace.
     #[arg(long, default_value = "info", value_parser = parse_level)]
     log_level: log::LevelFilter,
+    /// Seconds a control client may stay silent before it is disconnected.
+    #[arg(long, default_value_t = 60, hide = true)]
+    client_timeout: u64,
     /// Stay in the foreground (rvsd never daemonizes; accepted for compatibility).
     #[arg(long)]
     foreground: bool,
@@ -69,7 +72,10 @@ fn run(args: Args) -> anyhow::Result<()> {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
                     .with_context(|| format!("reading {}", p.display()))?;
-                (config::Config::parse(&text, &p.display().to_string())?, false)
+                (
+                    config::Config::parse(&text, &p.display().to_string())?,
+                    false,
+                )
             }
             None => (config::Config::embedded_default()?, false),
         },
@@ -80,7 +86,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         .thread_name("rvs-ctl")
         .build()?;
     let epoch = Instant::now();
-    let switch = Arc::new(Mutex::new(control::switch::Switch::new(epoch, Some(store.clone()))?));
+    let switch = Arc::new(Mutex::new(control::switch::Switch::new(
+        epoch,
+        Some(store.clone()),
+    )?));
     {
         let mut sw = switch.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
         if let Err(e) = sw.load(&cfg, restoring) {
@@ -105,7 +114,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         let handler = Arc::new(control::SwitchHandler {
             switch: switch.clone(),
         });
-        let server = tokio::spawn(control::server::serve(listener, handler));
+        let server = tokio::spawn(control::server::serve(
+            listener,
+            handler,
+            Duration::from_secs(args.client_timeout.max(1)),
+        ));
         let sw = switch.clone();
         let expiry = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));

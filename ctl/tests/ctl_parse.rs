@@ -114,9 +114,22 @@ fn usage_errors_exit_2() {
         vec!["set", "port", "p1"],
         vec!["del-port", "a", "b", "c"],
         vec!["--format", "yaml", "list-br"],
+        vec!["add-br", "a-name-that-is-too-long"],
+        vec!["add-port", "br0", "port/with/slash"],
+        vec!["add-port", "br0", "sixteen-bytes-xx"],
+        vec!["add-flow", "br0"],
+        vec!["dump-flows"],
+        vec!["trace", "br0"],
+        vec!["apply"],
+        vec!["fdb-show", "br0", "extra"],
     ] {
         let o = rvsctl(&args, None);
         assert_eq!(o.status.code(), Some(2), "args {args:?}: {}", err(&o));
+        let e = err(&o);
+        assert!(
+            e.contains("Usage") || e.contains("--help"),
+            "usage help for {args:?}: {e}"
+        );
     }
 }
 

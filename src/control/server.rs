@@ -4,7 +4,8 @@
 //! A tokio task accepts connections; each connection gets its own task that
 //! reads one request line at a time (bounded by [`MAX_LINE`]), hands it to
 //! the [`Handler`] and writes the response line. A client that sends
-//! nothing for [`IDLE_TIMEOUT`] is disconnected; a line that is too long or
+//! nothing for the idle timeout ([`IDLE_TIMEOUT`] by default) is
+//! disconnected; a line that is too long or
 //! not valid JSON gets an error response (the oversized line also closes the
 //! connection, since the rest of the stream cannot be framed).
 //!
@@ -21,7 +22,7 @@ use rvs_ctl::proto::{ErrorKind, Request, Response, MAX_LINE};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-/// Disconnect clients that stay silent this long.
+/// Default time after which a silent client is disconnected.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Processes one request.
@@ -69,12 +70,12 @@ pub fn bind(path: &Path) -> Result<UnixListener, ServerError> {
 }
 
 /// Serves connections until the task is dropped.
-pub async fn serve<H: Handler>(listener: UnixListener, handler: Arc<H>) {
+pub async fn serve<H: Handler>(listener: UnixListener, handler: Arc<H>, idle: Duration) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
                 let h = handler.clone();
-                tokio::spawn(async move { connection(stream, h).await });
+                tokio::spawn(async move { connection(stream, h, idle).await });
             }
             Err(e) => {
                 log::warn!("control socket accept failed: {e}");
@@ -84,13 +85,13 @@ pub async fn serve<H: Handler>(listener: UnixListener, handler: Arc<H>) {
     }
 }
 
-async fn connection<H: Handler>(stream: UnixStream, handler: Arc<H>) {
+async fn connection<H: Handler>(stream: UnixStream, handler: Arc<H>, idle: Duration) {
     let (rd, mut wr) = stream.into_split();
     let mut rd = BufReader::new(rd);
     let mut line = Vec::with_capacity(4096);
     loop {
         line.clear();
-        let read = tokio::time::timeout(IDLE_TIMEOUT, read_line(&mut rd, &mut line)).await;
+        let read = tokio::time::timeout(idle, read_line(&mut rd, &mut line)).await;
         let (resp, close) = match read {
             Err(_) => (
                 Response::err(ErrorKind::BadRequest, "timed out waiting for a request"),

@@ -156,7 +156,10 @@ mod tests {
         std::fs::write(s.path(), "format_version = 99\n").expect("write");
         let e = s.load().expect_err("newer").to_string();
         assert!(e.contains("newer rvs"), "{e}");
-        assert_eq!(std::fs::read_to_string(s.path()).expect("kept"), "format_version = 99\n");
+        assert_eq!(
+            std::fs::read_to_string(s.path()).expect("kept"),
+            "format_version = 99\n"
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 }

@@ -385,7 +385,11 @@ impl Switch {
                 origin,
                 dry_run,
             } => {
-                let origin = if origin.is_empty() { "<apply>".to_string() } else { origin };
+                let origin = if origin.is_empty() {
+                    "<apply>".to_string()
+                } else {
+                    origin
+                };
                 let cfg = Config::parse(&text, &origin).map_err(|e| invalid(e.to_string()))?;
                 self.apply_text(&cfg, &text, &origin, dry_run)
             }
@@ -1215,13 +1219,31 @@ fn insert_flow(p: &mut Pipeline, f: Flow, now: u64) {
 /// One step of an `apply`.
 #[derive(Debug, Clone, PartialEq)]
 enum Change {
-    DelPort { bridge: String, name: String },
+    DelPort {
+        bridge: String,
+        name: String,
+    },
     DelBr(String),
     AddBr(String),
-    SetBridge { bridge: String, settings: Vec<(String, String)> },
-    AddPort { bridge: String, name: String, settings: Vec<(String, String)> },
-    SetPort { name: String, settings: Vec<(String, String)> },
-    ReplaceFlows { bridge: String, flows: Vec<String>, added: Vec<String>, removed: Vec<String> },
+    SetBridge {
+        bridge: String,
+        settings: Vec<(String, String)>,
+    },
+    AddPort {
+        bridge: String,
+        name: String,
+        settings: Vec<(String, String)>,
+    },
+    SetPort {
+        name: String,
+        settings: Vec<(String, String)>,
+    },
+    ReplaceFlows {
+        bridge: String,
+        flows: Vec<String>,
+        added: Vec<String>,
+        removed: Vec<String>,
+    },
 }
 
 fn kv_text(settings: &[(String, String)]) -> String {
@@ -1242,7 +1264,11 @@ impl Change {
             Change::SetBridge { bridge, settings } => {
                 vec![format!("~ set bridge {bridge} {}", kv_text(settings))]
             }
-            Change::AddPort { bridge, name, settings } => {
+            Change::AddPort {
+                bridge,
+                name,
+                settings,
+            } => {
                 vec![format!("+ add-port {bridge} {name} {}", kv_text(settings))
                     .trim_end()
                     .to_string()]
@@ -1316,8 +1342,12 @@ impl Switch {
         };
         let mut seen: HashMap<&str, &str> = HashMap::new();
         for b in &want.bridge {
-            netdev::validate_name(&b.name)
-                .map_err(|e| invalid(format!("{}: bridge name: {e}", at(&format!("\"{}\"", b.name)))))?;
+            netdev::validate_name(&b.name).map_err(|e| {
+                invalid(format!(
+                    "{}: bridge name: {e}",
+                    at(&format!("\"{}\"", b.name))
+                ))
+            })?;
             if seen.insert(&b.name, &b.name).is_some() {
                 return Err(invalid(format!(
                     "{}: bridge {} is defined twice",
@@ -1364,7 +1394,9 @@ impl Switch {
                 }
                 let kind = match &p.kind {
                     Some(k) => Some(k.parse::<PortKind>().map_err(|_| {
-                        invalid(format!("{ctx}: type = \"{k}\": expected tap, system, internal or patch"))
+                        invalid(format!(
+                            "{ctx}: type = \"{k}\": expected tap, system, internal or patch"
+                        ))
                     })?),
                     None => None,
                 };
@@ -1382,7 +1414,8 @@ impl Switch {
                     p.trunks.iter().copied().map(Vid).collect(),
                 )
                 .map_err(|e| invalid(format!("{ctx}: {e}")))?;
-                let is_patch = kind == Some(PortKind::Patch) || (kind.is_none() && p.peer.is_some());
+                let is_patch =
+                    kind == Some(PortKind::Patch) || (kind.is_none() && p.peer.is_some());
                 if is_patch && p.peer.is_none() {
                     return Err(invalid(format!("{ctx}: a patch port needs peer")));
                 }
@@ -1391,10 +1424,15 @@ impl Switch {
                 }
                 if let Some(o) = p.ofport {
                     if o == 0 || o > PortNo::MAX.0 {
-                        return Err(invalid(format!("{ctx}: ofport = {o} is outside 1-{}", PortNo::MAX.0)));
+                        return Err(invalid(format!(
+                            "{ctx}: ofport = {o} is outside 1-{}",
+                            PortNo::MAX.0
+                        )));
                     }
                     if let Some(prev) = taken.insert(PortNo(o), &p.name) {
-                        return Err(invalid(format!("{ctx}: ofport {o} is also requested by {prev}")));
+                        return Err(invalid(format!(
+                            "{ctx}: ofport {o} is also requested by {prev}"
+                        )));
                     }
                 }
                 ports.push(WantPort {
@@ -1418,12 +1456,16 @@ impl Switch {
                 let no = (1..=PortNo::MAX.0)
                     .map(PortNo)
                     .find(|n| !taken.contains_key(n))
-                    .ok_or_else(|| invalid(format!("{origin}: bridge {}: no free port number", b.name)))?;
+                    .ok_or_else(|| {
+                        invalid(format!("{origin}: bridge {}: no free port number", b.name))
+                    })?;
                 wp.ofport = no;
                 taken.insert(no, &wp.cfg.name);
             }
-            let names: HashMap<&str, PortNo> =
-                ports.iter().map(|w| (w.cfg.name.as_str(), w.ofport)).collect();
+            let names: HashMap<&str, PortNo> = ports
+                .iter()
+                .map(|w| (w.cfg.name.as_str(), w.ofport))
+                .collect();
             let lookup = |n: &str| names.get(n).copied();
             let mut flows = Vec::new();
             match &b.flow {
@@ -1458,7 +1500,10 @@ impl Switch {
         let mut adds = Vec::new();
         let wanted_port: HashMap<&str, (&str, &WantPort<'_>)> = resolved
             .iter()
-            .flat_map(|(b, ps, _)| ps.iter().map(move |p| (p.cfg.name.as_str(), (b.as_str(), p))))
+            .flat_map(|(b, ps, _)| {
+                ps.iter()
+                    .map(move |p| (p.cfg.name.as_str(), (b.as_str(), p)))
+            })
             .collect();
         // Ports that go away or must be re-created.
         for (bname, b) in &self.bridges {
@@ -1493,8 +1538,12 @@ impl Switch {
                 adds.push(Change::AddBr(bname.clone()));
             }
             let aging = wb.and_then(|b| b.mac_aging_time).unwrap_or(DEFAULT_AGING_S);
-            let size = wb.and_then(|b| b.mac_table_size).unwrap_or(DEFAULT_TABLE_SIZE);
-            let (ca, cs) = cur.map_or((DEFAULT_AGING_S, DEFAULT_TABLE_SIZE), |c| (c.aging_s, c.table_size));
+            let size = wb
+                .and_then(|b| b.mac_table_size)
+                .unwrap_or(DEFAULT_TABLE_SIZE);
+            let (ca, cs) = cur.map_or((DEFAULT_AGING_S, DEFAULT_TABLE_SIZE), |c| {
+                (c.aging_s, c.table_size)
+            });
             let mut knobs = Vec::new();
             if aging != ca {
                 knobs.push(("mac-aging-time".to_string(), aging.to_string()));
@@ -1512,7 +1561,11 @@ impl Switch {
                 let existing = cur
                     .and_then(|c| c.ports.get(&wp.ofport))
                     .filter(|p| p.name == wp.cfg.name)
-                    .filter(|p| !dels.iter().any(|d| matches!(d, Change::DelPort { name, .. } if *name == p.name)));
+                    .filter(|p| {
+                        !dels
+                            .iter()
+                            .any(|d| matches!(d, Change::DelPort { name, .. } if *name == p.name))
+                    });
                 let mut vlan_settings = vec![
                     (
                         "tag".to_string(),
@@ -1538,8 +1591,14 @@ impl Switch {
                         if p.vlan != wp.vlan || p.vlan_mode_set != wp.cfg.vlan_mode.is_some() {
                             settings.append(&mut vlan_settings);
                         }
-                        if p.kind == PortKind::Patch && wp.cfg.peer.is_some() && p.peer != wp.cfg.peer {
-                            settings.push(("peer".to_string(), wp.cfg.peer.clone().unwrap_or_default()));
+                        if p.kind == PortKind::Patch
+                            && wp.cfg.peer.is_some()
+                            && p.peer != wp.cfg.peer
+                        {
+                            settings.push((
+                                "peer".to_string(),
+                                wp.cfg.peer.clone().unwrap_or_default(),
+                            ));
                         }
                         if !settings.is_empty() {
                             adds.push(Change::SetPort {
@@ -1582,8 +1641,16 @@ impl Switch {
             ws.sort();
             cs.sort();
             if ws != cs {
-                let added = want_text.iter().filter(|f| !cur_text.contains(f)).cloned().collect();
-                let removed = cur_text.iter().filter(|f| !want_text.contains(f)).cloned().collect();
+                let added = want_text
+                    .iter()
+                    .filter(|f| !cur_text.contains(f))
+                    .cloned()
+                    .collect();
+                let removed = cur_text
+                    .iter()
+                    .filter(|f| !want_text.contains(f))
+                    .cloned()
+                    .collect();
                 adds.push(Change::ReplaceFlows {
                     bridge: bname.clone(),
                     flows: want_text,
@@ -1610,7 +1677,9 @@ impl Switch {
                 settings,
             } => self.add_port(bridge, name, settings, false),
             Change::SetPort { name, settings } => self.set_port(name, settings),
-            Change::ReplaceFlows { bridge, flows, .. } => self.replace_flows(bridge, &flows.join("\n")),
+            Change::ReplaceFlows { bridge, flows, .. } => {
+                self.replace_flows(bridge, &flows.join("\n"))
+            }
         }
         .map(|_| ())
     }
@@ -1621,7 +1690,13 @@ impl Switch {
         self.apply_text(want, &text, origin, dry_run)
     }
 
-    fn apply_text(&mut self, want: &Config, text: &str, origin: &str, dry_run: bool) -> Result<Reply> {
+    fn apply_text(
+        &mut self,
+        want: &Config,
+        text: &str,
+        origin: &str,
+        dry_run: bool,
+    ) -> Result<Reply> {
         let plan = self.plan(want, text, origin)?;
         let changes: Vec<String> = plan.iter().flat_map(Change::describe).collect();
         if dry_run || plan.is_empty() {
@@ -1639,7 +1714,11 @@ impl Switch {
                     Ok(undo) => {
                         for u in &undo {
                             if let Err(ue) = self.exec(u) {
-                                log::error!("apply rollback: {}: {}", u.describe().join("; "), ue.message);
+                                log::error!(
+                                    "apply rollback: {}: {}",
+                                    u.describe().join("; "),
+                                    ue.message
+                                );
                             }
                         }
                     }

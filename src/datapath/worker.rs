@@ -148,7 +148,10 @@ impl Worker {
             })
             .collect();
         for slot in dead {
-            self.port_gone(slot, "netdev vanished (deleted or moved out of rvsd's namespace)".into());
+            self.port_gone(
+                slot,
+                "netdev vanished (deleted or moved out of rvsd's namespace)".into(),
+            );
         }
     }
 
@@ -239,11 +242,11 @@ impl Worker {
                     return;
                 };
                 let fd = io.fd();
-                if let Err(e) =
-                    self.poll
-                        .registry()
-                        .register(&mut SourceFd(&fd), Token(slot), Interest::READABLE)
-                {
+                if let Err(e) = self.poll.registry().register(
+                    &mut SourceFd(&fd),
+                    Token(slot),
+                    Interest::READABLE,
+                ) {
                     log::error!("cannot poll re-attached port: {e}");
                     return;
                 }
@@ -255,7 +258,11 @@ impl Worker {
                     sl.shared.set_up();
                     log::info!("port {}: netdev attached", sl.name);
                 }
-                if let Some(b) = self.bridges.get_mut(bridge as usize).and_then(Option::as_mut) {
+                if let Some(b) = self
+                    .bridges
+                    .get_mut(bridge as usize)
+                    .and_then(Option::as_mut)
+                {
                     let _ = b.normal.set_port_up(ofport, true);
                 }
                 self.pending.push(slot);
@@ -288,8 +295,10 @@ impl Worker {
                     if let Some(slot) = self.slots[s].as_mut() {
                         slot.patch_peer = peer.zip(peer_slot).map(|((b, p), _)| (b, p));
                         let up = slot.patch_peer.is_some();
-                        if let Some(b) =
-                            self.bridges.get_mut(bridge as usize).and_then(Option::as_mut)
+                        if let Some(b) = self
+                            .bridges
+                            .get_mut(bridge as usize)
+                            .and_then(Option::as_mut)
                         {
                             let _ = b.normal.set_port_up(ofport, up);
                         }

@@ -43,6 +43,7 @@ enum Cmd {
     ParseFlows { file: String },
     /// Create a bridge.
     AddBr {
+        #[arg(value_parser = netdev_name)]
         bridge: String,
         #[arg(long)]
         may_exist: bool,
@@ -60,7 +61,9 @@ enum Cmd {
     /// Add a port: add-port BR PORT [type=tap|system|internal|patch] [tag=VID]
     /// [trunks=V1,V2] [vlan_mode=MODE] [ofport_request=N] [peer=PORT].
     AddPort {
+        #[arg(value_parser = netdev_name)]
         bridge: String,
+        #[arg(value_parser = netdev_name)]
         port: String,
         /// key=value settings.
         settings: Vec<String>,
@@ -144,6 +147,26 @@ enum SetCmd {
         #[arg(required = true)]
         settings: Vec<String>,
     },
+}
+
+/// Checks a bridge or port name before anything is sent: Linux netdev
+/// names are 1-15 bytes without '/', ':' or whitespace.
+fn netdev_name(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("a name cannot be empty".into());
+    }
+    if s.len() > 15 {
+        return Err(format!(
+            "\"{s}\" is {} bytes long; network device names are at most 15 bytes",
+            s.len()
+        ));
+    }
+    if s == "." || s == ".." || s.chars().any(|c| c == '/' || c == ':' || c.is_whitespace()) {
+        return Err(format!(
+            "\"{s}\" is not a valid network device name (no '/', ':' or spaces)"
+        ));
+    }
+    Ok(s.to_string())
 }
 
 /// A failure with its exit code.
