@@ -1296,6 +1296,9 @@ fn line_of(text: &str, needle: &str) -> Option<usize> {
         .map(|i| text[..i].matches('\n').count() + 1)
 }
 
+/// A desired bridge: name, ports, flows.
+type WantBridge<'a> = (String, Vec<WantPort<'a>>, Vec<Flow>);
+
 /// A desired port with its resolved settings.
 struct WantPort<'a> {
     cfg: &'a PortConfig,
@@ -1335,7 +1338,7 @@ impl Switch {
         want: &'a Config,
         text: &str,
         origin: &str,
-    ) -> Result<Vec<(String, Vec<WantPort<'a>>, Vec<Flow>)>> {
+    ) -> Result<Vec<WantBridge<'a>>> {
         let at = |needle: &str| match line_of(text, needle) {
             Some(l) => format!("{origin}: line {l}"),
             None => origin.to_string(),
@@ -1446,9 +1449,9 @@ impl Switch {
             // lowest free one.
             for wp in ports.iter_mut().filter(|w| w.ofport.0 == 0) {
                 if let Some(no) = cur.and_then(|c| c.port_no(&wp.cfg.name)) {
-                    if !taken.contains_key(&no) {
+                    if let std::collections::hash_map::Entry::Vacant(e) = taken.entry(no) {
                         wp.ofport = no;
-                        taken.insert(no, &wp.cfg.name);
+                        e.insert(&wp.cfg.name);
                     }
                 }
             }
