@@ -60,7 +60,14 @@
 //! neighbor discovery targets and link-layer options, tunnels. The IPv4
 //! version nibble is not checked (OVS doesn't either); neither are
 //! checksums. The IPv6 extension chain loop is bounded by the packet length
-//! (each header is at least 8 bytes).
+//! (each header is at least 8 bytes). IPv4 "BIG TCP" packets (total length
+//! 0) and IPv6 jumbograms (payload length 0 with a jumbo option) are
+//! flagged, since their length fields do not describe the packet.
+//!
+//! Differences from OVS's `miniflow_extract`: OVS never flags a frame, it
+//! just stops parsing; and it leaves all IP fields unset when the IP length
+//! field exceeds the frame, where rvs fills in the complete headers and
+//! flags the frame (`Ipv4BadTotalLen` / `Ipv6BadPayloadLen`).
 
 use crate::key::{FlowKey, DL_TYPE_NONE, FRAG_ANY, FRAG_LATER, VLAN_PRESENT};
 use crate::types::PortNo;
