@@ -60,7 +60,14 @@
 //! neighbor discovery targets and link-layer options, tunnels. The IPv4
 //! version nibble is not checked (OVS doesn't either); neither are
 //! checksums. The IPv6 extension chain loop is bounded by the packet length
-//! (each header is at least 8 bytes).
+//! (each header is at least 8 bytes). IPv4 "BIG TCP" packets (total length
+//! 0) and IPv6 jumbograms (payload length 0 with a jumbo option) are
+//! flagged, since their length fields do not describe the packet.
+//!
+//! Differences from OVS's `miniflow_extract`: OVS never flags a frame, it
+//! just stops parsing; and it leaves all IP fields unset when the IP length
+//! field exceeds the frame, where rvs fills in the complete headers and
+//! flags the frame (`Ipv4BadTotalLen` / `Ipv6BadPayloadLen`).
 
 use crate::key::{FlowKey, DL_TYPE_NONE, FRAG_ANY, FRAG_LATER, VLAN_PRESENT};
 use crate::types::PortNo;
@@ -419,6 +426,7 @@ pub fn extract(frame: &[u8], in_port: PortNo) -> FlowKey {
 
 /// Parses `frame` into a key with `in_port` set, plus the header offsets and
 /// the malformation verdict. See the module docs.
+#[inline]
 pub fn extract_layout(frame: &[u8], in_port: PortNo) -> (FlowKey, Layout) {
     // Every field a local, so the construction below names them all.
     let FlowKey {
@@ -670,4 +678,135 @@ pub fn extract_layout(frame: &[u8], in_port: PortNo) -> (FlowKey, Layout) {
         arp_tha,
     };
     (key, layout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [Malformed; 11] = [
+        Malformed::Runt,
+        Malformed::VlanTruncated,
+        Malformed::ArpTruncated,
+        Malformed::Ipv4Truncated,
+        Malformed::Ipv4BadIhl,
+        Malformed::Ipv4BadTotalLen,
+        Malformed::Ipv6Truncated,
+        Malformed::Ipv6BadPayloadLen,
+        Malformed::Ipv6ExtChainTruncated,
+        Malformed::TcpBadOffset,
+        Malformed::L4Truncated,
+    ];
+
+    #[test]
+    fn malformed_names_are_unique_snake_case() {
+        let mut names: Vec<&str> = ALL.iter().map(|m| m.name()).collect();
+        assert!(names.iter().all(|n| n
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')));
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ALL.len());
+        assert_eq!(Malformed::L4Truncated.to_string(), "l4_truncated");
+    }
+
+    #[test]
+    fn layout_shifts_keep_absent_offsets_zero() {
+        let l = Layout {
+            l3: 14,
+            l3_kind: L3Kind::Arp,
+            ..Layout::NONE
+        };
+        let p = l.pushed_vlan();
+        assert_eq!((p.l3, p.l4, p.n_vlans), (18, 0, 1));
+        assert_eq!(p.popped_vlan(), l);
+    }
+
+    /// Ethernet header with the given tags and type.
+    fn eth(tags: &[(u16, u16)], ty: u16) -> Vec<u8> {
+        let mut f = vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+        for (tpid, tci) in tags {
+            f.extend_from_slice(&tpid.to_be_bytes());
+            f.extend_from_slice(&tci.to_be_bytes());
+        }
+        f.extend_from_slice(&ty.to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn tpids_in_either_position() {
+        let f = eth(
+            &[(ETH_TYPE_VLAN, 0x0005), (ETH_TYPE_VLAN_8021AD, 0xe006)],
+            0x1234,
+        );
+        let (k, l) = extract_layout(&f, PortNo(2));
+        assert_eq!(
+            (k.vlan_tci, k.inner_vlan_tci, k.dl_type),
+            (0x1005, 0xf006, 0x1234)
+        );
+        assert_eq!((l.n_vlans, l.malformed), (2, None));
+        assert_eq!(k.in_port, 2);
+    }
+
+    #[test]
+    fn snap_needs_ethertype_and_full_header() {
+        // SNAP with a type below 0x600 is not taken.
+        let mut f = eth(&[], 8);
+        f.extend_from_slice(&[0xaa, 0xaa, 0x03, 0, 0, 0, 0x05, 0xdc]);
+        assert_eq!(extract(&f, PortNo(1)).dl_type, DL_TYPE_NONE);
+        // Non-zero OUI: not Ethernet-encapsulated.
+        let mut f = eth(&[], 8);
+        f.extend_from_slice(&[0xaa, 0xaa, 0x03, 0, 0, 0x0c, 0x20, 0x00]);
+        assert_eq!(extract(&f, PortNo(1)).dl_type, DL_TYPE_NONE);
+        // SNAP carrying ARP with nothing after it: an ARP that is cut.
+        let mut f = eth(&[], 8);
+        f.extend_from_slice(&[0xaa, 0xaa, 0x03, 0, 0, 0, 0x08, 0x06]);
+        let (k, l) = extract_layout(&f, PortNo(1));
+        assert_eq!(k.dl_type, ETH_TYPE_ARP);
+        assert_eq!(l.malformed, Some(Malformed::ArpTruncated));
+    }
+
+    fn ipv6(next: u8, ext: &[u8]) -> Vec<u8> {
+        let mut f = eth(&[], ETH_TYPE_IPV6);
+        f.extend_from_slice(&[0x60, 0, 0, 0]);
+        f.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+        f.extend_from_slice(&[next, 64]);
+        f.extend_from_slice(&[0; 32]);
+        f.extend_from_slice(ext);
+        f
+    }
+
+    #[test]
+    fn ipv6_atomic_fragment_is_not_a_fragment() {
+        let mut ext = vec![ipproto::UDP, 0, 0, 0, 0, 0, 0, 1];
+        ext.extend_from_slice(&[0, 1, 0, 2, 0, 8, 0, 0]);
+        let (k, l) = extract_layout(&ipv6(ipproto::FRAGMENT, &ext), PortNo(1));
+        assert_eq!((k.nw_frag, k.nw_proto, k.tp_src, k.tp_dst), (0, 17, 1, 2));
+        assert_eq!((l.l4, l.l4_kind, l.malformed), (62, L4Kind::Udp, None));
+    }
+
+    #[test]
+    fn ipv6_unknown_next_header_is_final() {
+        // No Next Header (59) with an empty payload: well-formed.
+        let (k, l) = extract_layout(&ipv6(59, &[]), PortNo(1));
+        assert_eq!(
+            (k.nw_proto, l.l3_kind, l.l4, l.malformed),
+            (59, L3Kind::Ipv6, 0, None)
+        );
+    }
+
+    #[test]
+    fn ipv4_version_is_not_checked() {
+        // As in OVS: only IHL and lengths are validated.
+        let mut f = eth(&[], ETH_TYPE_IP);
+        f.extend_from_slice(&[
+            0x65, 0, 0, 20, 0, 0, 0, 0, 9, 99, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8,
+        ]);
+        let (k, l) = extract_layout(&f, PortNo(1));
+        assert_eq!(
+            (k.nw_src, k.nw_dst, k.nw_proto, k.nw_ttl),
+            (0x0102_0304, 0x0506_0708, 99, 9)
+        );
+        assert_eq!(l.malformed, None);
+    }
 }

@@ -45,6 +45,7 @@
 //!   wire DEI bit), as OVS does.
 
 use crate::extract::{L3Kind, L4Kind, Layout, ETH_HEADER_LEN, ETH_TYPE_VLAN, ETH_TYPE_VLAN_8021AD};
+use crate::field::Field;
 use crate::key::{VLAN_PCP_MASK, VLAN_PCP_SHIFT, VLAN_PRESENT, VLAN_VID_MASK};
 use crate::types::Mac;
 
@@ -476,6 +477,60 @@ pub fn set_vlan_pcp(frame: &mut [u8], pcp: u8) -> bool {
     update_outer_tci(frame, |t| {
         (t & !VLAN_PCP_MASK) | ((u16::from(pcp) << VLAN_PCP_SHIFT) & VLAN_PCP_MASK)
     })
+}
+
+/// Executes `set_field:value->field` on the frame: `value` is right
+/// aligned as in [`crate::Action::SetField`] (a MAC is its low 48 bits).
+/// Dispatches to the setters above with OVS's value conventions (`nw_tos`
+/// is the TOS byte, `ip_dscp` the 6-bit DSCP, `vlan_vid`/`dl_vlan` a VID,
+/// `arp_spa`/`arp_tpa` only on ARP).
+///
+/// Returns false, changing nothing, when the frame lacks the header, and
+/// for fields that are not rewritten in the frame here: `in_port` and
+/// `metadata` (pipeline state), `vlan_tci` (may need a push or pop), and
+/// the read-only `dl_type`, `nw_proto`, `ip_frag`, `tcp_flags`. VLAN fields
+/// act on an existing outer tag; the caller pushes one first if needed.
+pub fn set_field(frame: &mut [u8], layout: &Layout, field: Field, value: u128) -> bool {
+    let mac = || {
+        let b = value.to_be_bytes();
+        Mac([b[10], b[11], b[12], b[13], b[14], b[15]])
+    };
+    // Truncations below keep the field's low bits, as OVS masks values to
+    // the field width.
+    let v8 = value as u8;
+    let v16 = value as u16;
+    let v32 = value as u32;
+    match field {
+        Field::DlSrc => set_dl_src(frame, mac()),
+        Field::DlDst => set_dl_dst(frame, mac()),
+        Field::DlVlan | Field::VlanVid => set_vlan_vid(frame, v16),
+        Field::DlVlanPcp | Field::VlanPcp => set_vlan_pcp(frame, v8),
+        Field::NwSrc => set_nw_src(frame, layout, v32),
+        Field::NwDst => set_nw_dst(frame, layout, v32),
+        Field::NwTos => set_nw_tos(frame, layout, v8),
+        Field::IpDscp => set_nw_tos(frame, layout, v8 << 2),
+        Field::NwEcn => set_nw_ecn(frame, layout, v8),
+        Field::NwTtl => set_nw_ttl(frame, layout, v8),
+        Field::ArpOp => set_arp_op(frame, layout, v16),
+        Field::ArpSpa => layout.l3_kind == L3Kind::Arp && set_nw_src(frame, layout, v32),
+        Field::ArpTpa => layout.l3_kind == L3Kind::Arp && set_nw_dst(frame, layout, v32),
+        Field::ArpSha => set_arp_sha(frame, layout, mac()),
+        Field::ArpTha => set_arp_tha(frame, layout, mac()),
+        Field::Ipv6Src => set_ipv6_src(frame, layout, value.to_be_bytes()),
+        Field::Ipv6Dst => set_ipv6_dst(frame, layout, value.to_be_bytes()),
+        Field::Ipv6Label => set_ipv6_label(frame, layout, v32),
+        Field::TpSrc => set_tp_src(frame, layout, v16),
+        Field::TpDst => set_tp_dst(frame, layout, v16),
+        Field::IcmpType => set_icmp_type(frame, layout, v8),
+        Field::IcmpCode => set_icmp_code(frame, layout, v8),
+        Field::InPort
+        | Field::Metadata
+        | Field::VlanTci
+        | Field::DlType
+        | Field::NwProto
+        | Field::IpFrag
+        | Field::TcpFlags => false,
+    }
 }
 
 /// End (exclusive) of the IP packet holding the L4 header, bounded by the
@@ -1367,6 +1422,65 @@ mod tests {
             set_icmp_code(&mut f, &l, b.wrapping_mul(3));
             verify(&f);
         }
+    }
+
+    #[test]
+    fn set_field_dispatches_with_ovs_value_conventions() {
+        let s = v4(L4::Tcp { sport: 1, dport: 2 });
+        let f0 = build(&s);
+        let (_, l) = extract_layout(&f0, PortNo(1));
+        let via = |field: Field, value: u128| {
+            let mut f = f0.clone();
+            assert!(set_field(&mut f, &l, field, value), "{field:?}");
+            f
+        };
+        let direct = |op: &dyn Fn(&mut [u8]) -> bool| {
+            let mut f = f0.clone();
+            assert!(op(&mut f));
+            f
+        };
+        assert_eq!(
+            via(Field::DlSrc, 0x0000_0102_0304_0506),
+            direct(&|f| set_dl_src(f, Mac([1, 2, 3, 4, 5, 6])))
+        );
+        assert_eq!(
+            via(Field::NwDst, u128::from(B4)),
+            direct(&|f| set_nw_dst(f, &l, B4))
+        );
+        // ip_dscp=46 is nw_tos=184.
+        assert_eq!(via(Field::IpDscp, 46), direct(&|f| set_nw_tos(f, &l, 184)));
+        assert_eq!(via(Field::NwTos, 184), direct(&|f| set_nw_tos(f, &l, 184)));
+        assert_eq!(
+            via(Field::TpDst, 8080),
+            direct(&|f| set_tp_dst(f, &l, 8080))
+        );
+        let mut f = f0.clone();
+        for field in [Field::DlType, Field::NwProto, Field::InPort, Field::VlanTci] {
+            assert!(!set_field(&mut f, &l, field, 1));
+        }
+        // arp_spa on IPv4, ipv6_src on IPv4, icmp_type on TCP: no header.
+        assert!(!set_field(&mut f, &l, Field::ArpSpa, 1));
+        assert!(!set_field(&mut f, &l, Field::Ipv6Src, 1));
+        assert!(!set_field(&mut f, &l, Field::IcmpType, 1));
+        assert!(!set_field(&mut f, &l, Field::VlanVid, 1));
+        assert_eq!(f, f0);
+        let s6 = v6(L4::Udp {
+            sport: 1,
+            dport: 2,
+            csum: true,
+        });
+        let mut f = build(&s6);
+        let (_, l) = extract_layout(&f, PortNo(1));
+        assert!(set_field(
+            &mut f,
+            &l,
+            Field::Ipv6Src,
+            u128::from_be_bytes(B6)
+        ));
+        assert!(set_field(&mut f, &l, Field::VlanVid, 0x1000 | 77));
+        let mut want = with_v6(&s6, |src, _, _, _, _, _| *src = B6);
+        want.vlans = vec![(0x8100, 0x2000 | 77)];
+        assert_eq!(f, build(&want));
     }
 
     #[test]
