@@ -32,7 +32,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use flowtable::extract::{extract_layout, Layout};
 use flowtable::key::{VLAN_PCP_MASK, VLAN_PRESENT, VLAN_VID_MASK};
-use flowtable::{rewrite, Action, Field, FlowKey, Mac, PortNo};
+use flowtable::{rewrite, Action, Field, FlowKey, PortNo};
 use rvs_ctl::proto::{FdbEntry, TraceOutput, TraceResult, TraceStep};
 
 use super::counters::{PortShared, RxDrop, TxDrop};
@@ -597,93 +597,10 @@ impl Exec<'_, '_, '_> {
     }
 
     fn set_field(&mut self, field: Field, value: u128) {
-        let layout = self.layout;
-        let k = &mut self.key;
-        let mac = || {
-            let b = (value as u64).to_be_bytes();
-            Mac([b[2], b[3], b[4], b[5], b[6], b[7]])
-        };
-        let ip6 = value.to_be_bytes();
-        let frame = self.buf.as_deref_mut().map(|b| b.frame_mut());
-        let f = frame;
         match field {
-            Field::InPort => k.in_port = value as u32,
-            Field::Metadata => k.metadata = value as u64,
-            Field::DlSrc => {
-                k.dl_src = mac().0;
-                f.map(|f| rewrite::set_dl_src(f, mac()));
-            }
-            Field::DlDst => {
-                k.dl_dst = mac().0;
-                f.map(|f| rewrite::set_dl_dst(f, mac()));
-            }
-            Field::NwSrc | Field::ArpSpa => {
-                k.nw_src = value as u32;
-                f.map(|f| rewrite::set_nw_src(f, &layout, value as u32));
-            }
-            Field::NwDst | Field::ArpTpa => {
-                k.nw_dst = value as u32;
-                f.map(|f| rewrite::set_nw_dst(f, &layout, value as u32));
-            }
-            Field::NwTos => {
-                k.nw_tos = (k.nw_tos & 0x03) | (value as u8 & 0xfc);
-                f.map(|f| rewrite::set_nw_tos(f, &layout, value as u8));
-            }
-            Field::IpDscp => {
-                let tos = (value as u8) << 2;
-                k.nw_tos = (k.nw_tos & 0x03) | tos;
-                f.map(|f| rewrite::set_nw_tos(f, &layout, tos));
-            }
-            Field::NwEcn => {
-                k.nw_tos = (k.nw_tos & 0xfc) | (value as u8 & 0x03);
-                f.map(|f| rewrite::set_nw_ecn(f, &layout, value as u8));
-            }
-            Field::NwTtl => {
-                k.nw_ttl = value as u8;
-                f.map(|f| rewrite::set_nw_ttl(f, &layout, value as u8));
-            }
-            Field::ArpOp => {
-                k.nw_proto = value as u8;
-                f.map(|f| rewrite::set_arp_op(f, &layout, value as u16));
-            }
-            Field::ArpSha => {
-                k.arp_sha = mac().0;
-                f.map(|f| rewrite::set_arp_sha(f, &layout, mac()));
-            }
-            Field::ArpTha => {
-                k.arp_tha = mac().0;
-                f.map(|f| rewrite::set_arp_tha(f, &layout, mac()));
-            }
-            Field::Ipv6Src => {
-                k.ipv6_src = ip6;
-                f.map(|f| rewrite::set_ipv6_src(f, &layout, ip6));
-            }
-            Field::Ipv6Dst => {
-                k.ipv6_dst = ip6;
-                f.map(|f| rewrite::set_ipv6_dst(f, &layout, ip6));
-            }
-            Field::Ipv6Label => {
-                k.ipv6_label = value as u32 & 0xfffff;
-                f.map(|f| rewrite::set_ipv6_label(f, &layout, value as u32));
-            }
-            Field::TpSrc => {
-                k.tp_src = value as u16;
-                f.map(|f| rewrite::set_tp_src(f, &layout, value as u16));
-            }
-            Field::TpDst => {
-                k.tp_dst = value as u16;
-                f.map(|f| rewrite::set_tp_dst(f, &layout, value as u16));
-            }
-            Field::IcmpType => {
-                k.tp_src = value as u16;
-                f.map(|f| rewrite::set_icmp_type(f, &layout, value as u8));
-            }
-            Field::IcmpCode => {
-                k.tp_dst = value as u16;
-                f.map(|f| rewrite::set_icmp_code(f, &layout, value as u8));
-            }
+            // VLAN fields may push a tag first; see set_vlan.
             Field::DlVlan | Field::VlanVid => {
-                self.set_vlan(Some(value as u16 & VLAN_VID_MASK), None);
+                self.set_vlan(Some(value as u16 & VLAN_VID_MASK), None)
             }
             Field::DlVlanPcp | Field::VlanPcp => self.set_vlan(None, Some(value as u8)),
             Field::VlanTci => {
@@ -694,8 +611,13 @@ impl Exec<'_, '_, '_> {
                     self.set_vlan(Some(v & VLAN_VID_MASK), Some((v >> 13) as u8));
                 }
             }
-            Field::DlType | Field::NwProto | Field::IpFrag | Field::TcpFlags => {
-                // Not writable; the parser rejects these.
+            _ => {
+                // Key first, so later tables match the rewritten packet;
+                // the frame edit fixes checksums as it goes.
+                field.set(&mut self.key, value);
+                if let Some(b) = self.buf.as_deref_mut() {
+                    rewrite::set_field(b.frame_mut(), &self.layout, field, value);
+                }
             }
         }
     }
