@@ -92,11 +92,12 @@ mod naive;
 pub use naive::NaiveClassifier;
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::Hasher;
 use std::sync::Arc;
 
-use rustc_hash::{FxBuildHasher, FxHashMap};
+use hashbrown::HashTable;
+use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
 use crate::flowmatch::Match;
@@ -306,8 +307,132 @@ impl Entry {
     }
 }
 
-/// The rules of one bucket (one exact masked key).
-type Bucket = SmallVec<[Entry; 1]>;
+/// A hash table node: one masked key and the rules with exactly that
+/// match. 48 bytes, aligned to a 64-byte cache line, so a probe that finds
+/// it reads one line.
+#[derive(Clone, Debug)]
+#[repr(align(64))]
+struct Node {
+    /// Compact key words 0..3, zero-padded.
+    head: [u64; 3],
+    /// The highest-priority rule here: the bucket's winner.
+    top: Entry,
+    /// Key words beyond three and further rules, if any (rare).
+    over: Option<Box<Overflow>>,
+}
+
+/// The rare parts of a [`Node`].
+#[derive(Clone, Debug, Default)]
+struct Overflow {
+    /// Compact key words 3.., for masks touching more than three words.
+    more: Vec<u64>,
+    /// Rules other than `top`, by priority descending (same match at
+    /// several priorities).
+    rest: Vec<Entry>,
+}
+
+impl Node {
+    fn new(key: &[u64], top: Entry) -> Node {
+        let mut head = [0u64; 3];
+        for (h, k) in head.iter_mut().zip(key) {
+            *h = *k;
+        }
+        let more = key.get(3..).unwrap_or_default();
+        Node {
+            head,
+            top,
+            over: (!more.is_empty()).then(|| {
+                Box::new(Overflow {
+                    more: more.to_vec(),
+                    rest: Vec::new(),
+                })
+            }),
+        }
+    }
+
+    /// Key words beyond the third.
+    fn more(&self) -> &[u64] {
+        self.over.as_ref().map_or(&[], |o| &o.more)
+    }
+
+    /// Rules other than `top`.
+    fn rest(&self) -> &[Entry] {
+        self.over.as_ref().map_or(&[], |o| &o.rest)
+    }
+
+    /// The compact key, `n` words long.
+    fn key(&self, n: usize) -> impl Iterator<Item = u64> + '_ {
+        self.head[..n.min(3)].iter().chain(self.more()).copied()
+    }
+
+    /// True if the node's key is `words` (a compact key of this subtable).
+    #[inline(always)]
+    fn has_key(&self, mut words: impl Iterator<Item = u64>) -> bool {
+        let mut head = [0u64; 3];
+        for h in head.iter_mut() {
+            *h = words.next().unwrap_or(0);
+        }
+        head == self.head && (self.over.is_none() || self.more().iter().copied().eq(words))
+    }
+
+    /// Every rule here, by priority descending.
+    fn iter(&self) -> impl Iterator<Item = &Entry> + '_ {
+        std::iter::once(&self.top).chain(self.rest())
+    }
+
+    /// The rule with priority `priority`, for editing.
+    fn with_priority(&mut self, priority: u16) -> Option<&mut Entry> {
+        if self.top.priority == priority {
+            return Some(&mut self.top);
+        }
+        let o = self.over.as_mut()?;
+        o.rest.iter_mut().find(|e| e.priority == priority)
+    }
+
+    /// Adds `e` (whose priority no entry here has).
+    fn insert(&mut self, e: Entry) {
+        let o = self.over.get_or_insert_with(Default::default);
+        if e.priority > self.top.priority {
+            o.rest.insert(0, std::mem::replace(&mut self.top, e));
+        } else {
+            let pos = o.rest.partition_point(|x| x.priority > e.priority);
+            o.rest.insert(pos, e);
+        }
+    }
+
+    /// Removes rule `id`; returns false if that emptied the node (which the
+    /// caller must then drop: `top` is stale).
+    fn remove(&mut self, id: RuleId) -> bool {
+        let Some(o) = self.over.as_mut() else {
+            return self.top.id != id;
+        };
+        if self.top.id == id {
+            if o.rest.is_empty() {
+                return false;
+            }
+            self.top = o.rest.remove(0);
+        } else {
+            o.rest.retain(|e| e.id != id);
+        }
+        if o.rest.is_empty() && o.more.is_empty() {
+            self.over = None;
+        }
+        true
+    }
+}
+
+/// Hash of a compact key given as words: FxHash over the words, then a
+/// folded multiply so that every output bit depends on every input bit
+/// (the filter and the table use bits FxHash alone leaves weak).
+#[inline(always)]
+fn key_hash(words: impl Iterator<Item = u64>) -> u64 {
+    let mut h = rustc_hash::FxHasher::default();
+    for w in words {
+        h.write_u64(w);
+    }
+    let p = u128::from(h.finish()) * 0x9e37_79b9_7f4a_7c15_u128;
+    (p as u64) ^ ((p >> 64) as u64)
+}
 
 /// All rules that share one mask.
 #[derive(Clone, Debug)]
@@ -322,8 +447,8 @@ struct Subtable {
     mask_words: [u64; FlowKey::WORDS],
     /// Which compact keys may be present: checked before the hash table.
     filter: KeyFilter,
-    /// Masked compact key → rules with exactly that match.
-    buckets: HashMap<CompactKey, Bucket, FxBuildHasher>,
+    /// The buckets, hashed by [`key_hash`] of their compact key.
+    table: HashTable<Node>,
     /// The full mask.
     mask: FlowKey,
     /// Priority → number of rules here with it (to maintain `max_priority`).
@@ -349,68 +474,83 @@ impl Subtable {
             word_idx,
             mask_words,
             filter: KeyFilter::with_capacity(0),
-            buckets: HashMap::default(),
+            table: HashTable::new(),
             mask,
             prio_counts: BTreeMap::new(),
         }
     }
 
-    /// Writes the masked touched words of `key` to `buf`; returns how many.
+    /// The masked touched words of `key`, in order.
     #[inline(always)]
-    fn compact<'b>(&self, key: &FlowKey, buf: &'b mut [u64; FlowKey::WORDS]) -> &'b [u64] {
+    fn masked<'a>(&'a self, key: &'a FlowKey) -> impl Iterator<Item = u64> + 'a {
         let w = key.words();
         let n = usize::from(self.n_words);
-        for ((b, &i), &m) in buf[..n]
-            .iter_mut()
-            .zip(&self.word_idx[..n])
+        self.word_idx[..n]
+            .iter()
             .zip(&self.mask_words[..n])
-        {
-            *b = w[usize::from(i)] & m;
-        }
-        &buf[..n]
+            .map(move |(&i, &m)| w[usize::from(i)] & m)
     }
 
-    /// The bucket whose rules match `key`, if any.
+    /// The compact key of `key`.
+    fn compact(&self, key: &FlowKey) -> CompactKey {
+        self.masked(key).collect()
+    }
+
+    /// The node whose rules match `key`, if any.
     #[inline(always)]
-    fn find(&self, key: &FlowKey) -> Option<&Bucket> {
-        let mut buf = [0u64; FlowKey::WORDS];
-        let ck = self.compact(key, &mut buf);
-        if !self.filter.may_contain(key_hash(ck)) {
+    fn find(&self, key: &FlowKey) -> Option<&Node> {
+        let hash = key_hash(self.masked(key));
+        if !self.filter.may_contain(hash) {
             return None;
         }
-        self.buckets.get(ck)
+        self.table.find(hash, |node| node.has_key(self.masked(key)))
     }
 
-    /// Adds `e` to the bucket of `key` (a rule's masked key), creating it.
+    /// The node of `key` (a rule's masked key), for editing.
+    fn find_mut(&mut self, key: &FlowKey) -> Option<&mut Node> {
+        let ck = self.compact(key);
+        let hash = key_hash(ck.iter().copied());
+        self.table
+            .find_mut(hash, |node| node.has_key(ck.iter().copied()))
+    }
+
+    /// Adds `e` to the node of `key` (a rule's masked key), creating it.
     fn insert_entry(&mut self, key: &FlowKey, e: Entry) {
-        let mut buf = [0u64; FlowKey::WORDS];
-        let ck = self.compact(key, &mut buf);
-        if !self.buckets.contains_key(ck) {
-            self.filter.insert(key_hash(ck));
-            self.buckets
-                .insert(CompactKey::from_slice(ck), Bucket::new());
-            if self.filter.is_crowded(self.buckets.len()) {
-                self.filter = KeyFilter::build(&self.buckets);
-            }
+        let ck = self.compact(key);
+        let hash = key_hash(ck.iter().copied());
+        *self.prio_counts.entry(e.priority).or_default() += 1;
+        if let Some(node) = self
+            .table
+            .find_mut(hash, |node| node.has_key(ck.iter().copied()))
+        {
+            node.insert(e);
+            return;
         }
-        if let Some(bucket) = self.buckets.get_mut(ck) {
-            let pos = bucket.partition_point(|x| x.priority > e.priority);
-            bucket.insert(pos, e);
-            *self.prio_counts.entry(e.priority).or_default() += 1;
+        self.filter.insert(hash);
+        let n = usize::from(self.n_words);
+        if self.filter.is_crowded(self.table.len() + 1) {
+            let keys = self.table.iter().map(|node| key_hash(node.key(n)));
+            self.filter = KeyFilter::build(keys.chain([hash]));
         }
+        self.table
+            .insert_unique(hash, Node::new(&ck, e), |node| key_hash(node.key(n)));
     }
 
-    /// Removes rule `id` (priority `priority`) from the bucket of `key`.
+    /// Removes rule `id` (priority `priority`) from the node of `key`.
     fn remove_entry(&mut self, key: &FlowKey, id: RuleId, priority: u16) {
-        let mut buf = [0u64; FlowKey::WORDS];
-        let ck = self.compact(key, &mut buf);
-        if let Some(bucket) = self.buckets.get_mut(ck) {
-            bucket.retain(|e| e.id != id);
-            if bucket.is_empty() {
-                self.buckets.remove(ck);
+        let ck = self.compact(key);
+        let hash = key_hash(ck.iter().copied());
+        let found = self
+            .table
+            .find_entry(hash, |node| node.has_key(ck.iter().copied()));
+        if let Ok(mut occupied) = found {
+            if !occupied.get_mut().remove(id) {
+                occupied.remove();
                 self.filter.stale += 1;
-                if self.filter.is_stale(self.buckets.len()) {
-                    self.filter = KeyFilter::build(&self.buckets);
+                if self.filter.is_stale(self.table.len()) {
+                    let n = usize::from(self.n_words);
+                    let keys = self.table.iter().map(|node| key_hash(node.key(n)));
+                    self.filter = KeyFilter::build(keys);
                 }
             }
         }
@@ -422,10 +562,9 @@ impl Subtable {
         }
     }
 
-    fn find_mut(&mut self, key: &FlowKey) -> Option<&mut Bucket> {
-        let mut buf = [0u64; FlowKey::WORDS];
-        let ck = self.compact(key, &mut buf);
-        self.buckets.get_mut(ck)
+    /// All rules of the subtable, bucket by bucket.
+    fn entries(&self) -> impl Iterator<Item = &Entry> + '_ {
+        self.table.iter().flat_map(Node::iter)
     }
 
     #[cfg(test)]
@@ -434,22 +573,9 @@ impl Subtable {
     }
 }
 
-/// Hash of a compact key: FxHash over the words, then a folded multiply so
-/// that every output bit depends on every input bit (the filter uses bits
-/// FxHash alone leaves weak).
-#[inline(always)]
-fn key_hash(words: &[u64]) -> u64 {
-    let mut h = rustc_hash::FxHasher::default();
-    for &w in words {
-        h.write_u64(w);
-    }
-    let p = u128::from(h.finish()) * 0x9e37_79b9_7f4a_7c15_u128;
-    (p as u64) ^ ((p >> 64) as u64)
-}
-
 /// A blocked Bloom filter over a subtable's bucket keys: each key sets two
 /// bits of one 64-bit word. It answers "certainly absent" for most keys that
-/// miss the subtable from a few hundred bytes that stay in cache, so a miss
+/// miss the subtable from a small bit array that stays in cache, so a miss
 /// rarely touches the (much larger) hash table.
 ///
 /// Sized at 16 to 32 bits per key (about 2% false positives); rebuilt when
@@ -473,15 +599,17 @@ impl KeyFilter {
         }
     }
 
-    /// A filter holding exactly the keys of `buckets`.
-    fn build(buckets: &HashMap<CompactKey, Bucket, FxBuildHasher>) -> KeyFilter {
-        let mut f = KeyFilter::with_capacity(buckets.len());
-        for k in buckets.keys() {
-            f.insert(key_hash(k));
+    /// A filter holding exactly the keys with hashes `hashes`.
+    fn build(hashes: impl Iterator<Item = u64>) -> KeyFilter {
+        let hashes: Vec<u64> = hashes.collect();
+        let mut f = KeyFilter::with_capacity(hashes.len());
+        for h in hashes {
+            f.insert(h);
         }
         f
     }
 
+    /// The word index and the two bits of hash `h`.
     #[inline(always)]
     fn slot(&self, h: u64) -> (usize, u64) {
         let word = (h >> 12) as usize & (self.words.len() - 1);
@@ -651,7 +779,7 @@ impl<T> Classifier<T> {
                     break;
                 }
             }
-            if let Some(e) = st.find(key).and_then(|bucket| bucket.first()) {
+            if let Some(e) = st.find(key).map(|node| &node.top) {
                 if best.as_ref().is_none_or(|b| e.beats(b)) {
                     best = Some(*e);
                 }
@@ -708,11 +836,11 @@ impl<T> Classifier<T> {
                 continue;
             }
             if st.mask == *filter.mask() {
-                for e in st.find(filter.key()).into_iter().flatten() {
+                for e in st.find(filter.key()).into_iter().flat_map(Node::iter) {
                     consider(e, &mut out);
                 }
             } else {
-                for e in st.buckets.values().flatten() {
+                for e in st.entries() {
                     consider(e, &mut out);
                 }
             }
@@ -782,12 +910,21 @@ impl<T> Classifier<T> {
                 );
             }
             let mut counts: BTreeMap<u16, u32> = BTreeMap::new();
-            for (k, bucket) in &st.buckets {
-                assert!(!bucket.is_empty(), "empty bucket kept");
+            let n = usize::from(st.n_words);
+            for node in st.table.iter() {
+                let bucket: Vec<Entry> = node.iter().copied().collect();
+                assert!(
+                    node.over
+                        .as_ref()
+                        .is_none_or(|o| !o.rest.is_empty() || n > 3),
+                    "empty overflow kept"
+                );
                 for w in bucket.windows(2) {
                     assert!(w[0].priority > w[1].priority, "bucket order");
                 }
-                for e in bucket {
+                assert_eq!(node.head[n.min(3)..], [0, 0, 0][n.min(3)..], "head padding");
+                assert_eq!(node.more().len(), n.saturating_sub(3), "more words");
+                for e in &bucket {
                     *counts.entry(e.priority).or_default() += 1;
                     let s = self.slots[e.slot as usize].as_ref();
                     let s = s.unwrap_or_else(|| panic!("entry points at a free slot"));
@@ -795,9 +932,9 @@ impl<T> Classifier<T> {
                     assert_eq!(self.ids.get(&e.id), Some(&e.slot), "ids map");
                     assert_eq!(s.rule.priority.0, e.priority, "entry priority");
                     assert_eq!(s.rule.m.mask(), &st.mask, "rule in wrong subtable");
-                    let mut buf = [0u64; FlowKey::WORDS];
-                    assert_eq!(st.compact(s.rule.m.key(), &mut buf), &k[..], "bucket key");
-                    assert!(st.filter.may_contain(key_hash(k)), "filter lost a key");
+                    assert!(node.has_key(st.masked(s.rule.m.key())), "bucket key");
+                    let h = key_hash(node.key(n));
+                    assert!(st.filter.may_contain(h), "filter lost a key");
                     assert!(e.id.0 < self.next_id, "id from the future");
                     assert_eq!(
                         self.timed.contains(&e.id),
@@ -850,7 +987,7 @@ impl<T: Clone> Classifier<T> {
             let key = *rule.m.key();
             if let Some(e) = st
                 .find_mut(&key)
-                .and_then(|b| b.iter_mut().find(|e| e.priority == priority))
+                .and_then(|node| node.with_priority(priority))
             {
                 // Replace in place: same bucket position, same slot.
                 let old_id = e.id;
@@ -1521,12 +1658,8 @@ mod tests {
             assert_eq!(hit(&c, &pkt(p, 0)), want);
         }
         // Most removed keys are now rejected by the filter alone.
-        let mut buf = [0u64; FlowKey::WORDS];
         let passed = (0..1900)
-            .filter(|&p| {
-                st.filter
-                    .may_contain(key_hash(st.compact(&pkt(p, 0), &mut buf)))
-            })
+            .filter(|&p| st.filter.may_contain(key_hash(st.masked(&pkt(p, 0)))))
             .count();
         assert!(passed < 1900 / 10, "{passed} of 1900 removed keys pass");
     }
@@ -1559,7 +1692,22 @@ mod tests {
         };
         assert!(m.matches(&p));
         assert_eq!(hit(&c, &p), Some(id));
+        // Four words: the key spills past the node's inline head. More
+        // priorities on the same match share the node.
+        let hi = add(&mut c, m, 9, ());
+        let lo = add(&mut c, m, 3, ());
+        c.assert_invariants();
+        assert_eq!(hit(&c, &p), Some(hi));
+        c.remove(hi).unwrap();
+        assert_eq!(hit(&c, &p), Some(id));
+        c.remove(id).unwrap();
+        c.assert_invariants();
+        assert_eq!(hit(&c, &p), Some(lo));
         p.arp_tha[5] = 0x80;
         assert_eq!(hit(&c, &p), None);
+        c.remove(lo).unwrap();
+        assert!(c.is_empty());
+        assert_eq!(c.n_subtables(), 0);
+        c.assert_invariants();
     }
 }
