@@ -298,15 +298,6 @@ struct Entry {
     id: RuleId,
 }
 
-impl Entry {
-    /// True if `self` beats `other` at lookup: higher priority, then
-    /// smaller id.
-    #[inline]
-    fn beats(&self, other: &Entry) -> bool {
-        (self.priority, Reverse(self.id)) > (other.priority, Reverse(other.id))
-    }
-}
-
 /// A hash table node: one masked key and the rules with exactly that
 /// match. 48 bytes, aligned to a 64-byte cache line, so a probe that finds
 /// it reads one line.
@@ -430,12 +421,33 @@ fn key_hash(words: impl Iterator<Item = u64>) -> u64 {
     for w in words {
         h.write_u64(w);
     }
-    let p = u128::from(h.finish()) * 0x9e37_79b9_7f4a_7c15_u128;
+    fold_hash(h.finish())
+}
+
+/// Folded multiply: mixes every bit of `h` into every output bit.
+#[inline(always)]
+fn fold_hash(h: u64) -> u64 {
+    let p = u128::from(h) * 0x9e37_79b9_7f4a_7c15_u128;
     (p as u64) ^ ((p >> 64) as u64)
 }
 
-/// All rules that share one mask.
+/// A key's words padded to 16, so that indexing by a word index `& 15`
+/// needs no bounds check.
+type PaddedKey = [u64; 16];
+
+/// `key`'s words, padded with zeros.
+#[inline(always)]
+fn padded(key: &FlowKey) -> PaddedKey {
+    let mut kw = [0u64; 16];
+    kw[..FlowKey::WORDS].copy_from_slice(key.words());
+    kw
+}
+
+/// All rules that share one mask. `repr(C)` keeps the fields a lookup
+/// reads (priority, word indices, the first mask words, the filter and the
+/// table) in the first two cache lines.
 #[derive(Clone, Debug)]
+#[repr(C)]
 struct Subtable {
     /// Highest priority of any rule here (hot: read first by lookup).
     max_priority: u16,
@@ -443,10 +455,10 @@ struct Subtable {
     n_words: u8,
     /// Indices (into `FlowKey::words()`) of the touched words, first `n_words`.
     word_idx: [u8; FlowKey::WORDS],
-    /// The mask's touched words, in the same order.
-    mask_words: [u64; FlowKey::WORDS],
     /// Which compact keys may be present: checked before the hash table.
     filter: KeyFilter,
+    /// The mask's touched words, in the same order.
+    mask_words: [u64; FlowKey::WORDS],
     /// The buckets, hashed by [`key_hash`] of their compact key.
     table: HashTable<Node>,
     /// The full mask.
@@ -496,14 +508,35 @@ impl Subtable {
         self.masked(key).collect()
     }
 
-    /// The node whose rules match `key`, if any.
+    /// [`key_hash`] of the compact key of the padded key words `kw`,
+    /// written out for the lookup path: the padding to 16 words lets the
+    /// word indices go unchecked (`& 15`).
     #[inline(always)]
-    fn find(&self, key: &FlowKey) -> Option<&Node> {
-        let hash = key_hash(self.masked(key));
+    fn hash_of(&self, kw: &PaddedKey) -> u64 {
+        let n = usize::from(self.n_words);
+        let mut h = rustc_hash::FxHasher::default();
+        for (j, (&i, &m)) in self.word_idx.iter().zip(&self.mask_words).enumerate() {
+            if j == n {
+                break;
+            }
+            h.write_u64(kw[usize::from(i) & 15] & m);
+        }
+        fold_hash(h.finish())
+    }
+
+    /// The node whose rules match the padded key `kw`, if any.
+    #[inline(always)]
+    fn find(&self, kw: &PaddedKey) -> Option<&Node> {
+        let hash = self.hash_of(kw);
         if !self.filter.may_contain(hash) {
             return None;
         }
-        self.table.find(hash, |node| node.has_key(self.masked(key)))
+        let n = usize::from(self.n_words);
+        let masked = self.word_idx[..n]
+            .iter()
+            .zip(&self.mask_words[..n])
+            .map(|(&i, &m)| kw[usize::from(i) & 15] & m);
+        self.table.find(hash, |node| node.has_key(masked.clone()))
     }
 
     /// The node of `key` (a rule's masked key), for editing.
@@ -573,17 +606,21 @@ impl Subtable {
     }
 }
 
-/// A blocked Bloom filter over a subtable's bucket keys: each key sets two
-/// bits of one 64-bit word. It answers "certainly absent" for most keys that
+/// A one-hash Bloom filter over a subtable's bucket keys: each key sets one
+/// bit. It answers "certainly absent" for most keys that
 /// miss the subtable from a small bit array that stays in cache, so a miss
 /// rarely touches the (much larger) hash table.
 ///
-/// Sized at 16 to 32 bits per key (about 2% false positives); rebuilt when
+/// Sized at 16 to 32 bits per key (3 to 6% false positives; a second bit
+/// per key halves that but costs more instructions than the extra probes
+/// it saves); rebuilt when
 /// it gets more crowded than that, and when removed keys (whose bits cannot
 /// be cleared) outnumber live ones. Both rebuilds are amortized `O(1)` per
 /// insert or remove.
 #[derive(Clone, Debug)]
 struct KeyFilter {
+    /// `words.len() - 1`: the word index mask.
+    index_mask: usize,
     /// The bits; length a power of two.
     words: Vec<u64>,
     /// Keys removed since the last rebuild (their bits are still set).
@@ -593,8 +630,10 @@ struct KeyFilter {
 impl KeyFilter {
     /// An empty filter sized for `n` keys at 32 bits each.
     fn with_capacity(n: usize) -> KeyFilter {
+        let len = (n / 2).max(1).next_power_of_two();
         KeyFilter {
-            words: vec![0; (n / 2).max(1).next_power_of_two()],
+            index_mask: len - 1,
+            words: vec![0; len],
             stale: 0,
         }
     }
@@ -609,23 +648,24 @@ impl KeyFilter {
         f
     }
 
-    /// The word index and the two bits of hash `h`.
+    /// The word index and the bit of hash `h`.
     #[inline(always)]
-    fn slot(&self, h: u64) -> (usize, u64) {
-        let word = (h >> 12) as usize & (self.words.len() - 1);
-        let bits = (1u64 << (h & 63)) | (1u64 << ((h >> 6) & 63));
-        (word, bits)
+    fn slot(&self, h: u64) -> (usize, u32) {
+        ((h >> 12) as usize & self.index_mask, (h & 63) as u32)
     }
 
     fn insert(&mut self, h: u64) {
-        let (w, bits) = self.slot(h);
-        self.words[w] |= bits;
+        let (w, bit) = self.slot(h);
+        self.words[w] |= 1 << bit;
     }
 
     #[inline(always)]
     fn may_contain(&self, h: u64) -> bool {
-        let (w, bits) = self.slot(h);
-        self.words.get(w).is_some_and(|x| x & bits == bits)
+        let (w, bit) = self.slot(h);
+        match self.words.get(w) {
+            Some(x) => (x >> bit) & 1 != 0,
+            None => true,
+        }
     }
 
     /// True when `n_keys` live keys (plus stale ones) leave fewer than 16
@@ -772,22 +812,29 @@ impl<T> Classifier<T> {
     /// The highest-priority rule matching `key` (ties: smallest id).
     #[inline]
     pub fn lookup(&self, key: &FlowKey) -> Option<(RuleId, &Rule<T>)> {
-        let mut best: Option<Entry> = None;
+        // The best entry so far, as scalars so they stay in registers:
+        // `rank` is priority + 1, 0 while nothing matched.
+        let mut best_rank = 0u32;
+        let mut best_id = RuleId(u64::MAX);
+        let mut best_slot = 0u32;
+        let kw = padded(key);
         for st in &self.subtables {
-            if let Some(b) = &best {
-                if st.max_priority < b.priority {
-                    break;
-                }
+            if u32::from(st.max_priority) + 1 < best_rank {
+                break;
             }
-            if let Some(e) = st.find(key).map(|node| &node.top) {
-                if best.as_ref().is_none_or(|b| e.beats(b)) {
-                    best = Some(*e);
+            if let Some(node) = st.find(&kw) {
+                let e = &node.top;
+                let rank = u32::from(e.priority) + 1;
+                if rank > best_rank || (rank == best_rank && e.id < best_id) {
+                    (best_rank, best_id, best_slot) = (rank, e.id, e.slot);
                 }
             }
         }
-        let e = best?;
-        let slot = self.slots.get(e.slot as usize)?.as_ref()?;
-        Some((e.id, &*slot.rule))
+        if best_rank == 0 {
+            return None;
+        }
+        let slot = self.slots.get(best_slot as usize)?.as_ref()?;
+        Some((best_id, &*slot.rule))
     }
 
     /// The rule with id `id`.
@@ -804,7 +851,7 @@ impl<T> Classifier<T> {
     /// The rule with exactly match `m` and `priority` (OpenFlow "strict").
     pub fn find_strict(&self, m: &Match, priority: Priority) -> Option<RuleId> {
         let st = &self.subtables[*self.by_mask.get(m.mask())?];
-        st.find(m.key())?
+        st.find(&padded(m.key()))?
             .iter()
             .find(|e| e.priority == priority.0)
             .map(|e| e.id)
@@ -836,7 +883,11 @@ impl<T> Classifier<T> {
                 continue;
             }
             if st.mask == *filter.mask() {
-                for e in st.find(filter.key()).into_iter().flat_map(Node::iter) {
+                for e in st
+                    .find(&padded(filter.key()))
+                    .into_iter()
+                    .flat_map(Node::iter)
+                {
                     consider(e, &mut out);
                 }
             } else {
