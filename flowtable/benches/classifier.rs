@@ -199,34 +199,6 @@ fn lookup_banded(c: &mut Criterion) {
     g.finish();
 }
 
-/// [`Classifier::lookup_batch`] over batches of 32 keys; throughput is per
-/// key (divide the batch time by 32).
-fn lookup_batch(c: &mut Criterion) {
-    let mut g = c.benchmark_group("lookup_batch32");
-    g.throughput(Throughput::Elements(32));
-    for n in [10_000usize, 100_000] {
-        for n_masks in [16usize, 64] {
-            let mut rng = Rng(n as u64 * 1000 + n_masks as u64);
-            let rs = rules(n, n_masks, &mut rng);
-            let cls = build(&rs);
-            let (hits, misses) = keys(&rs, &mut rng);
-            for (kind, ks) in [("hit", &hits), ("miss", &misses)] {
-                let id = BenchmarkId::new(format!("{kind}/{n_masks}masks"), n);
-                g.bench_with_input(id, ks, |b, ks| {
-                    let mut out = [None; 32];
-                    let mut i = 0usize;
-                    b.iter(|| {
-                        i = (i + 32) & 1023;
-                        cls.lookup_batch(black_box(&ks[i..i + 32]), &mut out);
-                        black_box(out[0].map(|(id, _)| id))
-                    })
-                });
-            }
-        }
-    }
-    g.finish();
-}
-
 fn insert(c: &mut Criterion) {
     let mut g = c.benchmark_group("insert");
     g.sample_size(10);
@@ -259,5 +231,5 @@ fn clone(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, lookup, lookup_banded, lookup_batch, insert, clone);
+criterion_group!(benches, lookup, lookup_banded, insert, clone);
 criterion_main!(benches);

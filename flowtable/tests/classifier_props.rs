@@ -327,12 +327,6 @@ impl Pair {
             let b = self.naive.lookup(k).map(|(id, r)| (id, r.data));
             assert_eq!(a, b, "lookup {k:?}");
         }
-        let mut out = vec![None; keys.len()];
-        self.fast.lookup_batch(keys, &mut out);
-        for (k, o) in keys.iter().zip(&out) {
-            let b = self.naive.lookup(k).map(|(id, r)| (id, r.data));
-            assert_eq!(o.map(|(id, r)| (id, r.data)), b, "lookup_batch {k:?}");
-        }
         for f in filters {
             let m = f.build(&self.masks);
             assert_eq!(

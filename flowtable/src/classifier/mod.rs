@@ -28,46 +28,30 @@
 //! independent of the number of rules.
 //!
 //! - Only the 64-bit words of [`FlowKey::words`] that a subtable's mask
-//!   touches are masked, hashed and compared; their indices are computed
-//!   once when the subtable is created. A mask on `dl_type` and `nw_src`
-//!   costs two words, not twelve. The hash is FxHash over those words plus
-//!   a folded multiply (FxHash alone leaves the low bits weak for fields in
-//!   the high half of a word, such as `vlan_tci`). It is computed once per
-//!   probe and handed to a `hashbrown::HashTable`, so nothing is hashed
-//!   twice.
-//! - Before probing the table, a lookup checks the subtable's one-bit
-//!   Bloom filter (16–32 bits per key, a few percent false positives):
-//!   misses, the common case in all but one subtable, rarely touch the
-//!   table. The filter is rebuilt when it grows crowded or when removed
-//!   keys outnumber live ones (amortized `O(1)` per insert or remove).
-//! - A table node holds one masked key and every rule with that exact
-//!   match: the highest-priority one inline, any others (same match at
-//!   several priorities) in an overflow box, so the node is 48 bytes and
-//!   aligned to one cache line. At most one rule per priority, since an ADD
-//!   with the same match and priority replaces.
+//!   touches are masked, hashed (FxHash) and compared; their indices are
+//!   computed once when the subtable is created. A mask on `dl_type` and
+//!   `nw_src` costs two words, not twelve.
+//! - A hash bucket holds every rule with that exact match, sorted by
+//!   priority (descending; at most one rule per priority, since an ADD with
+//!   the same match and priority replaces). The first entry is the bucket's
+//!   winner.
 //! - Subtables live in a `Vec` sorted by the highest priority they hold.
 //!   Lookup stops as soon as the best priority found exceeds the next
-//!   subtable's maximum, so tables whose specific masks carry high
-//!   priorities are cheap; with priorities spread evenly over all masks,
-//!   every subtable is probed. Keeping the order costs an `O(masks)` move
-//!   when a subtable's maximum changes, and a `BTreeMap` of priority counts
-//!   per subtable.
+//!   subtable's maximum: rules at high priority with few masks make lookups
+//!   cheap. Keeping the order costs an `O(masks)` move when a subtable's
+//!   maximum changes, and a `BTreeMap` of priority counts per subtable.
 //! - Rules are stored once, in a slab (`Vec` of slots with a free list) of
-//!   `Arc<Rule<T>>`; nodes hold `(priority, RuleId, slot)`, so a lookup
-//!   touches the slab only for the winner. A `RuleId → slot` map serves
-//!   [`Classifier::get`] and friends.
-//!
-//! Measured on the 2-core development VM (see `benches/classifier.rs`):
-//! a lookup costs about 4 ns per subtable it probes plus about 30 ns for a
-//! hit; 100k inserts take about 60 ms.
+//!   `Arc<Rule<T>>`; buckets hold `(priority, RuleId, slot)`, so a lookup
+//!   touches the rule itself only for the winner. A `RuleId → slot` map
+//!   serves [`Classifier::get`] and friends.
 //!
 //! Cloning ([`Clone`]) copies the subtables' hash tables and the slab but
 //! not the rules: each rule is an `Arc` whose count is bumped, and `T` is
 //! never cloned (and need not be `Clone` for the classifier to be). A clone
-//! of a 100k-rule table costs about 10 ms. Mutating a rule that is still
-//! shared with another clone (e.g. [`Classifier::record_hit`] right after
-//! publishing a copy) clones that one rule, `T` included (copy-on-write),
-//! which is why the mutating methods need `T: Clone`.
+//! of a 100k-rule table costs a few milliseconds. Mutating a rule that is
+//! still shared with another clone (e.g. [`Classifier::record_hit`] right
+//! after publishing a copy) clones that one rule, `T` included
+//! (copy-on-write), which is why the mutating methods need `T: Clone`.
 //!
 //! # Invariants
 //! - `RuleId`s are unique over the classifier's lifetime and strictly
@@ -92,11 +76,9 @@
 //! back with [`Classifier::record_hits`].
 //!
 //! # Limits
-//! - Lookup work is bounded by the number of distinct masks (one filter
-//!   check, rarely a hash probe, each) — there is no staged lookup or
-//!   prefix tree yet, so a table with hundreds of masks gets proportionally
-//!   slower lookups. An exact-match cache in front (the datapath's) hides
-//!   this for established flows.
+//! - Lookup work is bounded by the number of distinct masks (one hash probe
+//!   each) — there is no staged lookup or prefix tree yet, so a table with
+//!   hundreds of masks gets proportionally slower lookups.
 //! - Loose selection scans every subtable whose mask the filter does not
 //!   wildcard beyond ([`Classifier::select_loose`] is `O(rules)` at worst);
 //!   [`Classifier::iter`] sorts, `O(n log n)`.
@@ -216,8 +198,8 @@ impl<T> Rule<T> {
         self.idle_timeout != 0 || self.hard_timeout != 0
     }
 
-    /// The earliest time at which the rule expires if it is not hit
-    /// before; `None` for rules without timeouts.
+    /// The earliest time at which the rule expires (if it is not hit
+    /// before), and why. `None` for rules without timeouts.
     pub fn expiry_ms(&self) -> Option<u64> {
         let hard = (self.hard_timeout != 0).then(|| {
             self.created_ms
@@ -549,12 +531,6 @@ impl Subtable {
         if !self.filter.may_contain(hash) {
             return None;
         }
-        self.probe(kw, hash)
-    }
-
-    /// The table half of [`Subtable::find`]: `hash` is `self.hash_of(kw)`.
-    #[inline(always)]
-    fn probe(&self, kw: &PaddedKey, hash: u64) -> Option<&Node> {
         let n = usize::from(self.n_words);
         let masked = self.word_idx[..n]
             .iter()
@@ -859,76 +835,6 @@ impl<T> Classifier<T> {
         }
         let slot = self.slots.get(best_slot as usize)?.as_ref()?;
         Some((best_id, &*slot.rule))
-    }
-
-    /// [`Classifier::lookup`] for each key of `keys`, writing `out[i]` for
-    /// `keys[i]` (up to the shorter of the two). Same results, but the work
-    /// is interleaved over up to [`Classifier::BATCH`] keys at a time,
-    /// subtable by subtable, so that the memory accesses of different keys
-    /// overlap: cheaper per key than separate lookups when keys hit.
-    pub fn lookup_batch<'a>(&'a self, keys: &[FlowKey], out: &mut [Option<(RuleId, &'a Rule<T>)>]) {
-        for (k, o) in keys.chunks(Self::BATCH).zip(out.chunks_mut(Self::BATCH)) {
-            self.lookup_chunk(k, o);
-        }
-    }
-
-    /// Keys handled together by [`Classifier::lookup_batch`].
-    pub const BATCH: usize = 32;
-
-    fn lookup_chunk<'a>(&'a self, keys: &[FlowKey], out: &mut [Option<(RuleId, &'a Rule<T>)>]) {
-        const B: usize = 32;
-        let n = keys.len().min(out.len()).min(B);
-        let mut kws = [[0u64; 16]; B];
-        for (kw, k) in kws.iter_mut().zip(&keys[..n]) {
-            *kw = padded(k);
-        }
-        // Per key: priority + 1 of the best entry (0: none), its id, slot.
-        let mut rank = [0u32; B];
-        let mut ids = [RuleId(u64::MAX); B];
-        let mut slots = [0u32; B];
-        let mut hashes = [0u64; B];
-        let mut cand = [0u8; B];
-        for st in &self.subtables {
-            let max_rank = u32::from(st.max_priority) + 1;
-            // Pass 1: hash every key still in the running, keep those the
-            // filter passes.
-            let mut live = false;
-            let mut n_cand = 0usize;
-            for (i, kw) in kws[..n].iter().enumerate() {
-                if max_rank < rank[i] {
-                    continue;
-                }
-                live = true;
-                let h = st.hash_of(kw);
-                hashes[n_cand % B] = h;
-                cand[n_cand % B] = i as u8;
-                n_cand += usize::from(st.filter.may_contain(h));
-            }
-            if !live {
-                break;
-            }
-            // Pass 2: probe the table for the candidates.
-            for (&i, &h) in cand[..n_cand].iter().zip(&hashes[..n_cand]) {
-                let i = usize::from(i) % B;
-                if let Some(node) = st.probe(&kws[i], h) {
-                    let e = &node.top;
-                    let r = u32::from(e.priority) + 1;
-                    if r > rank[i] || (r == rank[i] && e.id < ids[i]) {
-                        (rank[i], ids[i], slots[i]) = (r, e.id, e.slot);
-                    }
-                }
-            }
-        }
-        for (i, o) in out[..n].iter_mut().enumerate() {
-            *o = if rank[i] == 0 {
-                None
-            } else {
-                self.slots
-                    .get(slots[i] as usize)
-                    .and_then(|s| s.as_ref())
-                    .map(|s| (ids[i], &*s.rule))
-            };
-        }
     }
 
     /// The rule with id `id`.
@@ -1807,35 +1713,6 @@ mod tests {
             .filter(|&p| st.filter.may_contain(key_hash(st.masked(&pkt(p, 0)))))
             .count();
         assert!(passed < 1900 / 10, "{passed} of 1900 removed keys pass");
-    }
-
-    #[test]
-    fn lookup_batch_equals_lookup() {
-        let mut c = Classifier::new();
-        for p in 0..40u32 {
-            add(&mut c, in_port(p), (p % 7) as u16, p);
-            add(
-                &mut c,
-                ip_src(0x0a00_0000 | p << 8, 24),
-                (p % 5) as u16,
-                100 + p,
-            );
-        }
-        add(&mut c, Match::CATCHALL, 3, 999);
-        // 70 keys: more than one chunk, hits in several subtables, misses.
-        let keys: Vec<FlowKey> = (0..70u32)
-            .map(|i| pkt(i % 50, 0x0a00_0001 | i << 8))
-            .collect();
-        let mut out = vec![None; keys.len() + 3];
-        c.lookup_batch(&keys, &mut out);
-        for (k, o) in keys.iter().zip(&out) {
-            assert_eq!(o.map(|(id, _)| id), hit(&c, k));
-        }
-        assert!(out[keys.len()..].iter().all(Option::is_none));
-        // A short output slice limits the work.
-        let mut short = vec![None; 2];
-        c.lookup_batch(&keys, &mut short);
-        assert_eq!(short[1].map(|(id, _)| id), hit(&c, &keys[1]));
     }
 
     #[test]
