@@ -1284,3 +1284,73 @@ impl Drop for Tcpdump {
 pub fn ip4(s: &str) -> Ipv4Addr {
     s.parse().expect("IPv4 address")
 }
+
+/// The echo reply to an ICMP echo request frame `req`, sent from `me`
+/// with the given tag: addresses swapped, same id, seq and payload.
+pub fn icmp_reply_to(req: &Frame, me: [u8; 6], vid: Option<u16>) -> Vec<u8> {
+    let p = &req.payload;
+    let ihl = usize::from(p[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([p[2], p[3]]));
+    let mut ip = p[..total].to_vec();
+    let (src, dst) = (ip[12..16].to_vec(), ip[16..20].to_vec());
+    ip[12..16].copy_from_slice(&dst);
+    ip[16..20].copy_from_slice(&src);
+    ip[8] = 64;
+    ip[10..12].copy_from_slice(&[0, 0]);
+    let c = csum(&ip[..ihl]);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    ip[ihl] = 0;
+    ip[ihl + 2..ihl + 4].copy_from_slice(&[0, 0]);
+    let c = csum(&ip[ihl..]);
+    ip[ihl + 2..ihl + 4].copy_from_slice(&c.to_be_bytes());
+    eth(req.src, me, vid, 0x0800, &ip)
+}
+
+/// Starts `ping -c 1 -W 3 DST` in the background inside `ns`.
+pub fn ping_spawn(ns: &Netns, dst: &str) -> Child {
+    Command::new("ip")
+        .args([
+            "netns", "exec", &ns.name, "ping", "-n", "-c", "1", "-W", "3", dst,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ping")
+}
+
+/// Waits (≤ 5 s) for a background ping; true if it got its reply.
+pub fn ping_wait(mut c: Child) -> bool {
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Ok(Some(st)) = c.try_wait() {
+            return st.success();
+        }
+        if Instant::now() >= end {
+            let _ = c.kill();
+            let _ = c.wait();
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls (≤ 3 s) until the port's `rx_dropped[reason]` reaches `want`,
+/// then checks it stays there; panics otherwise.
+pub fn assert_rx_dropped(d: &Rvsd, br: &str, port: &str, reason: &str, want: u64) {
+    let get = || {
+        d.port_stats(br, port)
+            .rx_dropped
+            .get(reason)
+            .copied()
+            .unwrap_or(0)
+    };
+    let got = poll(Duration::from_secs(3), || (get() >= want).then_some(()));
+    std::thread::sleep(Duration::from_millis(200));
+    let now = get();
+    assert!(
+        got.is_some() && now == want,
+        "port {port}: rx_dropped.{reason} = {now}, want {want}: {:?}",
+        d.port_stats(br, port)
+    );
+}
