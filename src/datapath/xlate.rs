@@ -603,8 +603,7 @@ impl Exec<'_, '_, '_> {
             Mac([b[2], b[3], b[4], b[5], b[6], b[7]])
         };
         let ip6 = value.to_be_bytes();
-        let mut frame = self.buf.as_deref_mut().map(|b| b.frame_mut());
-        let f = frame.as_deref_mut();
+        let f = self.buf.as_deref_mut().map(|b| b.frame_mut());
         match field {
             Field::InPort => k.in_port = value as u32,
             Field::Metadata => k.metadata = value as u64,
