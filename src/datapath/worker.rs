@@ -138,21 +138,7 @@ impl Worker {
         for b in self.bridges.iter_mut().flatten() {
             b.normal.expire(now_ms);
         }
-        let dead: Vec<usize> = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| {
-                let io = s.as_ref()?.io.as_ref()?;
-                (!io.check_alive()).then_some(i)
-            })
-            .collect();
-        for slot in dead {
-            self.port_gone(
-                slot,
-                "netdev vanished (deleted or moved out of rvsd's namespace)".into(),
-            );
-        }
+        self.check_ports();
     }
 
     /// Drains the command queue; false on shutdown.
@@ -430,6 +416,30 @@ impl Worker {
                 now_ms,
             };
             xlate::receive(&mut ctx, bridge, slot, &mut self.rx[i]);
+        }
+    }
+
+    /// Marks ports whose netdev no longer exists as down.
+    ///
+    /// Reads alone do not always tell: a device being deleted (or torn
+    /// down with its namespace) first goes down, and an AF_PACKET socket
+    /// reports that as a single `ENETDOWN`. If the worker reads it before
+    /// the device is unregistered, it is taken for a link-down, and the
+    /// unregistration that follows raises no further error — the socket
+    /// just stays silent. So once per housekeeping period every port is
+    /// asked directly (one `getsockname`/`TUNGETIFF` each).
+    fn check_ports(&mut self) {
+        let dead: Vec<usize> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let io = s.as_ref()?.io.as_ref()?;
+                (!io.check_alive()).then_some(i)
+            })
+            .collect();
+        for slot in dead {
+            self.port_gone(slot, "netdev vanished: network device is gone".to_string());
         }
     }
 

@@ -474,12 +474,6 @@ impl Exec<'_, '_, '_> {
             self.drop = Some(RxDrop::ResubmitLimit);
             return;
         }
-        if let Some(Some(s)) = self.ctx.slots.get(slot_i) {
-            s.shared.tx_packets.add(1);
-            if let Some(b) = self.buf.as_deref() {
-                s.shared.tx_bytes.add(b.len as u64);
-            }
-        }
         if let Some(t) = self.trace.as_deref_mut() {
             t.steps.push(TraceStep {
                 table: None,
@@ -498,8 +492,29 @@ impl Exec<'_, '_, '_> {
                 tmp.copy_from(b);
                 let tagged = self.key.vlan_tci & VLAN_PRESENT != 0;
                 if edit && !retag(&mut tmp, want, tagged, self.key.vlan_tci & VLAN_PCP_MASK) {
+                    if let Some(Some(s)) = self.ctx.slots.get(slot_i) {
+                        s.shared.tx_drop(TxDrop::VlanEdit);
+                    }
                     restore(self.ctx.scratch, hop, tmp);
                     return;
+                }
+                // The frame leaves through this patch port and enters the
+                // peer bridge through its peer, as it now is (retagged).
+                // Only real frames count: a trace has no buffer.
+                let len = tmp.len as u64;
+                if let Some(Some(s)) = self.ctx.slots.get(slot_i) {
+                    s.shared.tx_packets.add(1);
+                    s.shared.tx_bytes.add(len);
+                }
+                if let Some(s) = self
+                    .ctx
+                    .slots
+                    .iter()
+                    .flatten()
+                    .find(|s| s.bridge == pb && s.ofport == pport)
+                {
+                    s.shared.rx_packets.add(1);
+                    s.shared.rx_bytes.add(len);
                 }
                 let (k, l) = extract_layout(tmp.frame(), pport);
                 (k, l, Some(&mut tmp))

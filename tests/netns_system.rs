@@ -1,0 +1,96 @@
+//! Two namespaces on veth pairs whose root ends are `system` ports (an
+//! AF_PACKET socket on an existing netdev) ping each other through rvs;
+//! the port counters equal the kernel's counters of the veth ends.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+/// Waits (≤ 5 s) until rvs's counters of `h`'s port mirror the kernel's
+/// counters of the veth end inside the namespace.
+fn assert_counters_mirror(d: &Rvsd, br: &str, h: &Host) {
+    let mut last = None;
+    let same = poll(Duration::from_secs(5), || {
+        let p = d.port_stats(br, &h.port);
+        let k = h.stats();
+        let ok = p.rx_packets == k.tx_packets
+            && p.rx_bytes == k.tx_bytes
+            && p.tx_packets == k.rx_packets
+            && p.tx_bytes == k.rx_bytes;
+        last = Some((p, k));
+        ok.then_some(())
+    });
+    assert!(
+        same.is_some(),
+        "rvs port {} counters do not mirror the host's {}: (rvs, kernel) = {last:#?}",
+        h.port,
+        h.dev
+    );
+}
+
+#[test]
+fn system_ping_both_ways_and_counters() {
+    if !require_root() {
+        return;
+    }
+    let d = Rvsd::start();
+    let br = d.add_br();
+    let h1 = veth_host(&d, &br, &[], Some("10.2.0.1/24"));
+    let h2 = veth_host(&d, &br, &[], Some("10.2.0.2/24"));
+    assert_eq!(d.show_port(&br, &h1.port).kind, "system");
+    assert_eq!(d.show_port(&br, &h2.port).kind, "system");
+    let r = h1.ping(h2.ip(), 5);
+    assert_eq!(r.received, 5, "h1 -> h2: {}", r.output);
+    let r = h2.ping(h1.ip(), 5);
+    assert_eq!(r.received, 5, "h2 -> h1: {}", r.output);
+    let p1 = d.port_stats(&br, &h1.port);
+    let p2 = d.port_stats(&br, &h2.port);
+    assert!(p1.rx_packets >= 10 && p2.rx_packets >= 10, "{p1:?} {p2:?}");
+    assert!(p1.tx_packets >= 10 && p2.tx_packets >= 10, "{p1:?} {p2:?}");
+    assert!(
+        p1.rx_dropped.is_empty() && p2.rx_dropped.is_empty(),
+        "{p1:?} {p2:?}"
+    );
+    assert!(
+        p1.tx_dropped.is_empty() && p2.tx_dropped.is_empty(),
+        "{p1:?} {p2:?}"
+    );
+    assert_counters_mirror(&d, &br, &h1);
+    assert_counters_mirror(&d, &br, &h2);
+}
+
+#[test]
+fn system_and_tap_ports_mix() {
+    if !require_root() {
+        return;
+    }
+    let d = Rvsd::start();
+    let br = d.add_br();
+    let h1 = veth_host(&d, &br, &[], Some("10.2.1.1/24"));
+    let h2 = tap_host(&d, &br, &[], Some("10.2.1.2/24"));
+    h1.assert_ping(h2.ip());
+    h2.assert_ping(h1.ip());
+    // A large ICMP payload (well above one 1500-byte frame: fragmented by
+    // the sender) crosses both port kinds.
+    let out = h1.ns.exec_quiet(&[
+        "ping",
+        "-n",
+        "-c",
+        "2",
+        "-i",
+        "0.2",
+        "-W",
+        "1",
+        "-s",
+        "3000",
+        h2.ip(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
