@@ -8,15 +8,22 @@
 //! once when a worker starts and reused; nothing on the packet path
 //! allocates.
 //!
+//! Ports with offloads (TAP with `IFF_VNET_HDR`, AF_PACKET with
+//! `PACKET_VNET_HDR`) receive a virtio-net header in front of the frame; it
+//! is parsed into [`PacketBuf::vnet`] and the frame starts after it. VLAN
+//! edits keep `vnet` consistent (`offload::adjust_for_vlan`).
+//!
 //! # Invariants
-//! `start + len <= BUF_SIZE`, `start <= HEADROOM + 8`.
+//! `start + len <= BUF_SIZE`, `start <= HEADROOM + VNET_ROOM + 8`.
 
 /// Bytes reserved in front of a received frame.
 pub const HEADROOM: usize = 64;
 /// Largest frame a buffer holds (64 KiB of offloaded TCP plus headroom).
 pub const MAX_FRAME: usize = 65536;
+/// Room for a virtio-net header received in front of the frame.
+pub const VNET_ROOM: usize = 16;
 /// Total buffer size.
-pub const BUF_SIZE: usize = HEADROOM + MAX_FRAME;
+pub const BUF_SIZE: usize = HEADROOM + VNET_ROOM + MAX_FRAME;
 
 /// One packet buffer.
 pub struct PacketBuf {
@@ -26,7 +33,12 @@ pub struct PacketBuf {
     pub start: usize,
     /// Frame length in bytes.
     pub len: usize,
+    /// Offload metadata that came with the frame (GSO, partial checksum);
+    /// `VirtioNetHdr::NONE` for ports without offloads.
+    pub vnet: VirtioNetHdr,
 }
+
+use flowtable::offload::VirtioNetHdr;
 
 impl std::fmt::Debug for PacketBuf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -50,6 +62,7 @@ impl PacketBuf {
             data: vec![0u8; BUF_SIZE].into_boxed_slice(),
             start: HEADROOM,
             len: 0,
+            vnet: VirtioNetHdr::NONE,
         }
     }
 
@@ -59,6 +72,7 @@ impl PacketBuf {
             data: Box::new([]),
             start: 0,
             len: 0,
+            vnet: VirtioNetHdr::NONE,
         }
     }
 
@@ -67,6 +81,7 @@ impl PacketBuf {
     pub fn reset(&mut self) {
         self.start = HEADROOM;
         self.len = 0;
+        self.vnet = VirtioNetHdr::NONE;
     }
 
     /// The frame bytes.
@@ -92,7 +107,34 @@ impl PacketBuf {
     #[inline]
     pub fn set_received(&mut self, n: usize) {
         self.start = HEADROOM;
-        self.len = n.min(MAX_FRAME);
+        self.len = n.min(MAX_FRAME + VNET_ROOM);
+        self.vnet = VirtioNetHdr::NONE;
+    }
+
+    /// Marks `n` bytes received at `HEADROOM` that begin with a
+    /// `VirtioNetHdr::LEN`-byte virtio-net header; false (frame unusable)
+    /// if they are too few.
+    #[inline]
+    pub fn set_received_vnet(&mut self, n: usize) -> bool {
+        let h = VirtioNetHdr::LEN;
+        let n = n.min(h + MAX_FRAME);
+        match self
+            .data
+            .get(HEADROOM..HEADROOM + n)
+            .filter(|_| n >= h)
+            .map(VirtioNetHdr::parse)
+        {
+            Some(Ok(v)) => {
+                self.vnet = v;
+                self.start = HEADROOM + h;
+                self.len = n - h;
+                true
+            }
+            _ => {
+                self.len = 0;
+                false
+            }
+        }
     }
 
     /// The whole backing storage and the frame's current start, for edits
@@ -106,6 +148,7 @@ impl PacketBuf {
     pub fn copy_from(&mut self, other: &PacketBuf) {
         self.start = other.start;
         self.len = other.len;
+        self.vnet = other.vnet;
         let r = other.start..other.start + other.len;
         self.data[r.clone()].copy_from_slice(&other.data[r]);
     }

@@ -58,6 +58,8 @@ pub struct Worker {
     rx: Vec<PacketBuf>,
     /// Scratch buffers for VLAN edits and patch hops.
     scratch: Vec<PacketBuf>,
+    /// Software segmentation output buffer.
+    seg: Vec<u8>,
     /// Slots that may still have frames queued.
     pending: Vec<usize>,
     epoch: Instant,
@@ -80,6 +82,7 @@ impl Worker {
             by_port: HashMap::new(),
             rx: (0..BATCH).map(|_| PacketBuf::new()).collect(),
             scratch: (0..xlate::SCRATCH).map(|_| PacketBuf::new()).collect(),
+            seg: vec![0; crate::packet::BUF_SIZE],
             pending: Vec::with_capacity(64),
             epoch,
         }
@@ -332,6 +335,7 @@ impl Worker {
                     slots: &mut self.slots,
                     bridges: &mut self.bridges,
                     scratch: &mut self.scratch,
+                    seg: &mut self.seg,
                     now_ms,
                 };
                 let _ = reply.send(xlate::trace(&mut ctx, bridge, key));
@@ -413,6 +417,7 @@ impl Worker {
                 slots: &mut self.slots,
                 bridges: &mut self.bridges,
                 scratch: &mut self.scratch,
+                seg: &mut self.seg,
                 now_ms,
             };
             xlate::receive(&mut ctx, bridge, slot, &mut self.rx[i]);

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use flowtable::extract::{extract_layout, Layout};
 use flowtable::key::{VLAN_PCP_MASK, VLAN_PRESENT, VLAN_VID_MASK};
-use flowtable::{rewrite, Action, Field, FlowKey, PortNo};
+use flowtable::{offload, rewrite, Action, Field, FlowKey, PortNo};
 use rvs_ctl::proto::{FdbEntry, TraceOutput, TraceResult, TraceStep};
 
 use super::counters::{PortShared, RxDrop, TxDrop};
@@ -153,6 +153,8 @@ pub struct XlateCtx<'a> {
     pub bridges: &'a mut [Option<BridgeRt>],
     /// Scratch buffers (`SCRATCH` of them).
     pub scratch: &'a mut [PacketBuf],
+    /// Scratch bytes for software segmentation (`packet::BUF_SIZE`).
+    pub seg: &'a mut [u8],
     /// Current time, ms.
     pub now_ms: u64,
 }
@@ -164,7 +166,8 @@ pub fn receive(ctx: &mut XlateCtx<'_>, bridge: u32, in_slot: usize, buf: &mut Pa
     };
     let in_port = slot.ofport;
     let shared = slot.shared.clone();
-    let (key, layout) = extract_layout(buf.frame(), in_port);
+    let (key, mut layout) = extract_layout(buf.frame(), in_port);
+    layout.l4_csum_partial = buf.vnet.needs_csum();
     if layout.malformed.is_some() {
         shared.rx_drop(RxDrop::Malformed);
         return;
@@ -451,7 +454,7 @@ impl Exec<'_, '_, '_> {
             return;
         };
         if !needs_edit {
-            send(self.ctx.slots, slot_i, buf.frame());
+            send(self.ctx.slots, slot_i, buf, self.ctx.seg);
             return;
         }
         let pcp = cur_tci & VLAN_PCP_MASK;
@@ -461,7 +464,7 @@ impl Exec<'_, '_, '_> {
         };
         scratch.copy_from(buf);
         if retag(scratch, want, tagged, pcp) {
-            send(self.ctx.slots, slot_i, scratch.frame());
+            send(self.ctx.slots, slot_i, scratch, self.ctx.seg);
         } else if let Some(Some(s)) = self.ctx.slots.get(slot_i) {
             s.shared.tx_drop(TxDrop::VlanEdit);
         }
@@ -516,7 +519,8 @@ impl Exec<'_, '_, '_> {
                     s.shared.rx_packets.add(1);
                     s.shared.rx_bytes.add(len);
                 }
-                let (k, l) = extract_layout(tmp.frame(), pport);
+                let (k, mut l) = extract_layout(tmp.frame(), pport);
+                l.l4_csum_partial = tmp.vnet.needs_csum();
                 (k, l, Some(&mut tmp))
             }
             None => {
@@ -577,6 +581,7 @@ impl Exec<'_, '_, '_> {
                 self.drop = Some(RxDrop::Action);
                 return;
             }
+            offload::adjust_for_vlan(&mut b.vnet, 4);
             self.layout = self.layout.pushed_vlan();
         }
         self.key.inner_vlan_tci = tci;
@@ -590,6 +595,7 @@ impl Exec<'_, '_, '_> {
         if let Some(b) = self.buf.as_deref_mut() {
             let (data, start, len) = b.raw_mut();
             if rewrite::pop_vlan(data, start, len) {
+                offload::adjust_for_vlan(&mut b.vnet, -4);
                 self.layout = self.layout.popped_vlan();
             }
         }
@@ -649,20 +655,26 @@ fn retag(buf: &mut PacketBuf, want: Option<u16>, tagged: bool, pcp: u16) -> bool
     match (want, tagged) {
         (None, true) => {
             let (d, s, l) = buf.raw_mut();
-            rewrite::pop_vlan(d, s, l)
+            rewrite::pop_vlan(d, s, l) && offload::adjust_for_vlan(&mut buf.vnet, -4)
         }
         (Some(v), false) => {
             let (d, s, l) = buf.raw_mut();
             rewrite::push_vlan(d, s, l, 0x8100, v | pcp)
+                && offload::adjust_for_vlan(&mut buf.vnet, 4)
         }
         (Some(v), true) => rewrite::set_vlan_vid(buf.frame_mut(), v),
         (None, false) => true,
     }
 }
 
-/// Sends `frame` on `slot`, counting the outcome there.
+/// Sends `pkt` on `slot`, counting the outcome there.
+///
+/// Offloaded frames (GSO, partial checksum) go out with their virtio-net
+/// header to ports that take one; for a port that does not, a GSO frame is
+/// segmented (and each segment checksummed) in software into `seg`, and a
+/// partial checksum is completed on a copy in `seg`.
 #[inline]
-fn send(slots: &mut [Option<Slot>], slot: usize, frame: &[u8]) {
+fn send(slots: &mut [Option<Slot>], slot: usize, pkt: &PacketBuf, seg: &mut [u8]) {
     let Some(Some(s)) = slots.get_mut(slot) else {
         return;
     };
@@ -670,10 +682,50 @@ fn send(slots: &mut [Option<Slot>], slot: usize, frame: &[u8]) {
         s.shared.tx_drop(TxDrop::PortDown);
         return;
     };
-    match io.send(frame) {
+    let frame = pkt.frame();
+    let hdr = &pkt.vnet;
+    let (mut n_ok, mut bytes) = (0u64, 0u64);
+    let result = if io.vnet() {
+        n_ok = 1;
+        bytes = frame.len() as u64;
+        io.send_vnet(hdr, frame)
+    } else if hdr.is_gso() {
+        let mut res = Ok(());
+        let r = offload::segment(frame, hdr, usize::MAX, seg, |segment| {
+            if res.is_ok() {
+                res = io.send(segment);
+                if res.is_ok() {
+                    n_ok += 1;
+                    bytes += segment.len() as u64;
+                }
+            }
+        });
+        match r {
+            Ok(_) => res,
+            Err(_) => Err(PortError::Other(std::io::Error::from(
+                std::io::ErrorKind::InvalidData,
+            ))),
+        }
+    } else if hdr.needs_csum() {
+        match seg.get_mut(..frame.len()) {
+            Some(copy) => {
+                copy.copy_from_slice(frame);
+                offload::complete_checksum(copy, hdr);
+                n_ok = 1;
+                bytes = frame.len() as u64;
+                io.send(copy)
+            }
+            None => Err(PortError::FrameTooBig { len: frame.len() }),
+        }
+    } else {
+        n_ok = 1;
+        bytes = frame.len() as u64;
+        io.send(frame)
+    };
+    match result {
         Ok(()) => {
-            s.shared.tx_packets.add(1);
-            s.shared.tx_bytes.add(frame.len() as u64);
+            s.shared.tx_packets.add(n_ok);
+            s.shared.tx_bytes.add(bytes);
         }
         Err(PortError::TxFull) => s.shared.tx_drop(TxDrop::QueueFull),
         Err(PortError::LinkDown) => s.shared.tx_drop(TxDrop::PortDown),

@@ -43,6 +43,7 @@
 //! ([`PortError::FrameTooBig`]). A socket never re-binds: if the device is
 //! re-created, open a new port.
 
+use flowtable::offload::{adjust_for_vlan, VirtioNetHdr};
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -75,7 +76,13 @@ pub struct AfPacketPort {
     pending: Option<PortError>,
     /// Frames whose VLAN tag was put back from auxdata.
     rx_vlan_restored: u64,
+    /// `PACKET_VNET_HDR` is on: frames carry a virtio-net header both ways
+    /// (GSO frames and partial checksums pass through untouched).
+    vnet: bool,
 }
+
+/// `PACKET_VNET_HDR` socket option (not in libc).
+const PACKET_VNET_HDR: libc::c_int = 15;
 
 /// `setsockopt` with an integer-like value.
 fn setsockopt<T>(fd: RawFd, level: libc::c_int, opt: libc::c_int, val: &T) -> io::Result<()> {
@@ -135,6 +142,9 @@ impl AfPacketPort {
             .map_err(|e| open_err("PACKET_AUXDATA", e))?;
         let ignore_outgoing = try_ignore_outgoing
             && setsockopt(s, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &one).is_ok();
+        // Offloads: without this, a veth peer's 64 KiB TSO frames arrive
+        // with partial checksums and no way to tell.
+        let vnet = setsockopt(s, libc::SOL_PACKET, PACKET_VNET_HDR, &one).is_ok();
         for (force, plain) in [
             (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
             (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
@@ -181,6 +191,7 @@ impl AfPacketPort {
             ignore_outgoing,
             pending: None,
             rx_vlan_restored: 0,
+            vnet,
         })
     }
 
@@ -328,16 +339,23 @@ impl AfPacketPort {
             if !self.ignore_outgoing && addrs[i].sll_pkttype == libc::PACKET_OUTGOING {
                 continue;
             }
-            if h.msg_flags & libc::MSG_TRUNC != 0 || len > crate::packet::MAX_FRAME {
+            let max = crate::packet::MAX_FRAME + if self.vnet { VirtioNetHdr::LEN } else { 0 };
+            if h.msg_flags & libc::MSG_TRUNC != 0 || len > max {
                 if self.pending.is_none() {
                     self.pending = Some(PortError::FrameTooBig { len });
                 }
                 continue;
             }
             let tag = vlan_from_cmsgs(h);
-            bufs[i].set_received(len);
+            if !self.vnet {
+                bufs[i].set_received(len);
+            } else if !bufs[i].set_received_vnet(len) {
+                continue;
+            }
             if let Some((tpid, tci)) = tag {
                 reinsert_vlan(&mut bufs[i], tpid, tci);
+                // The kernel computed csum_start/hdr_len without the tag.
+                adjust_for_vlan(&mut bufs[i].vnet, 4);
                 self.rx_vlan_restored += 1;
             }
             if n != i {
@@ -354,7 +372,63 @@ impl AfPacketPort {
     }
 
     /// Sends one frame out of the device without blocking.
+    /// True when frames carry a virtio-net header (offloads on).
+    pub fn vnet(&self) -> bool {
+        self.vnet
+    }
+
+    /// Sends one frame with its offload metadata; the kernel segments GSO
+    /// frames and completes partial checksums. Without `PACKET_VNET_HDR`
+    /// the frame must be complete.
+    pub fn send_vnet(&mut self, hdr: &VirtioNetHdr, frame: &[u8]) -> Result<(), PortError> {
+        if !self.vnet {
+            return self.send_plain(frame);
+        }
+        let mut h = [0u8; VirtioNetHdr::LEN];
+        if hdr.write(&mut h).is_err() {
+            return Err(PortError::Other(io::Error::from(
+                io::ErrorKind::InvalidInput,
+            )));
+        }
+        let mut iov = [
+            libc::iovec {
+                iov_base: h.as_mut_ptr().cast(),
+                iov_len: h.len(),
+            },
+            libc::iovec {
+                iov_base: frame.as_ptr() as *mut libc::c_void,
+                iov_len: frame.len(),
+            },
+        ];
+        // SAFETY: msghdr is a plain C struct; all-zero is valid.
+        let mut msg: libc::msghdr = unsafe { zeroed() };
+        msg.msg_iov = iov.as_mut_ptr();
+        msg.msg_iovlen = 2;
+        loop {
+            // SAFETY: `msg` points at two iovecs describing live buffers
+            // the kernel only reads; the socket is open and bound, so no
+            // address is needed.
+            let rc = unsafe { libc::sendmsg(self.fd.as_raw_fd(), &msg, libc::MSG_DONTWAIT) };
+            if rc >= 0 {
+                return Ok(());
+            }
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(self.refine(err, frame.len()));
+        }
+    }
+
+    /// Sends one complete frame.
     pub fn send(&mut self, frame: &[u8]) -> Result<(), PortError> {
+        if self.vnet {
+            return self.send_vnet(&VirtioNetHdr::NONE, frame);
+        }
+        self.send_plain(frame)
+    }
+
+    fn send_plain(&mut self, frame: &[u8]) -> Result<(), PortError> {
         loop {
             // SAFETY: `frame` is readable for its whole length; the fd is
             // open and bound, so no address is needed.
@@ -419,10 +493,10 @@ fn vlan_from_cmsgs(h: &libc::msghdr) -> Option<(u16, u16)> {
 /// addresses move 4 bytes into the headroom and the tag goes after them.
 fn reinsert_vlan(buf: &mut PacketBuf, tpid: u16, tci: u16) {
     let (data, start, len) = buf.raw_mut();
-    if *start != HEADROOM || *len < 12 {
+    if *start < HEADROOM || *len < 12 {
         return;
     }
-    let s = HEADROOM;
+    let s = *start;
     data.copy_within(s..s + 12, s - 4);
     data[s + 8..s + 10].copy_from_slice(&tpid.to_be_bytes());
     data[s + 10..s + 12].copy_from_slice(&tci.to_be_bytes());
@@ -864,7 +938,12 @@ mod tests {
         let got: Vec<&[u8]> = bufs[..n].iter().map(|b| b.frame()).collect();
         assert_eq!(got, vec![small1.as_slice(), small2.as_slice()]);
         let e = pa.recv_batch(&mut bufs).unwrap_err();
-        assert!(matches!(e, PortError::FrameTooBig { len: 65549 }), "{e:?}");
+        // The reported length includes the virtio-net header when offloads
+        // are on.
+        assert!(
+            matches!(e, PortError::FrameTooBig { len } if len == 65549 || len == 65549 + VirtioNetHdr::LEN),
+            "{e:?}"
+        );
         assert_eq!(pa.recv_batch(&mut bufs).unwrap(), 0);
     }
 }

@@ -275,11 +275,36 @@ impl PortIo {
         }
     }
 
-    /// Sends one frame without blocking.
+    /// Sends one complete frame without blocking.
     pub fn send(&mut self, frame: &[u8]) -> Result<(), PortError> {
         match self {
             PortIo::Tap(p) => p.send(frame),
             PortIo::AfPacket(p) => p.send(frame),
+        }
+    }
+
+    /// True when the port takes offloaded frames (GSO, partial checksums)
+    /// with a virtio-net header.
+    #[inline]
+    pub fn vnet(&self) -> bool {
+        match self {
+            PortIo::Tap(p) => p.vnet(),
+            PortIo::AfPacket(p) => p.vnet(),
+        }
+    }
+
+    /// Sends one frame with its offload metadata without blocking; only
+    /// for ports where [`PortIo::vnet`] is true (others get the frame as
+    /// is, so the caller must complete it first).
+    #[inline]
+    pub fn send_vnet(
+        &mut self,
+        hdr: &flowtable::offload::VirtioNetHdr,
+        frame: &[u8],
+    ) -> Result<(), PortError> {
+        match self {
+            PortIo::Tap(p) => p.send_vnet(hdr, frame),
+            PortIo::AfPacket(p) => p.send_vnet(hdr, frame),
         }
     }
 

@@ -4,7 +4,25 @@
 //! Exit codes: 0 success, 1 request rejected (message on stderr), 2 usage
 //! error, 3 daemon unreachable.
 
-use std::io::Read;
+use std::io::{Read, Write};
+
+/// `println!` that ends quietly when stdout is closed (`rvsctl … | head`).
+macro_rules! outln {
+    ($($t:tt)*) => {
+        if writeln!(std::io::stdout(), $($t)*).is_err() {
+            std::process::exit(0)
+        }
+    };
+}
+
+/// `print!` that ends quietly when stdout is closed.
+macro_rules! out {
+    ($($t:tt)*) => {
+        if write!(std::io::stdout(), $($t)*).is_err() {
+            std::process::exit(0)
+        }
+    };
+}
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -187,7 +205,7 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("rvsctl: {}", f.msg);
+            eoutln!("rvsctl: {}", f.msg);
             ExitCode::from(f.code)
         }
     }
@@ -346,7 +364,7 @@ fn run(cli: &Cli) -> Result<(), Fail> {
     })?;
     if cli.format == Format::Json {
         let s = serde_json::to_string_pretty(&reply).map_err(|e| fail(1, e.to_string()))?;
-        println!("{s}");
+        outln!("{s}");
         return Ok(());
     }
     print_table(&cli.cmd, &reply);
@@ -358,10 +376,10 @@ fn print_parsed(format: Format, flows: &[flowtable::syntax::Flow]) -> Result<(),
         let v: Vec<String> = flows.iter().map(|f| f.to_string()).collect();
         let s = serde_json::to_string_pretty(&serde_json::json!({ "flows": v }))
             .map_err(|e| fail(1, e.to_string()))?;
-        println!("{s}");
+        outln!("{s}");
     } else {
         for f in flows {
-            println!("{f}");
+            outln!("{f}");
         }
     }
     Ok(())
@@ -371,21 +389,22 @@ fn print_table(cmd: &Cmd, reply: &Reply) {
     match reply {
         Reply::Done { message, .. } => {
             if !message.is_empty() {
-                println!("{message}");
+                outln!("{message}");
             }
         }
         Reply::Bridges { bridges } => match cmd {
-            Cmd::ListBr => bridges.iter().for_each(|b| println!("{}", b.name)),
+            Cmd::ListBr => bridges.iter().for_each(|b| outln!("{}", b.name)),
             Cmd::ListPorts { .. } => bridges
                 .iter()
                 .flat_map(|b| b.ports.iter().filter(|p| p.name != b.name))
-                .for_each(|p| println!("{}", p.name)),
+                .for_each(|p| outln!("{}", p.name)),
             _ => {
                 for b in bridges {
-                    println!("Bridge {}", b.name);
-                    println!(
+                    outln!("Bridge {}", b.name);
+                    outln!(
                         "    mac_aging_time: {}s, mac_table_size: {}",
-                        b.mac_aging_time, b.mac_table_size
+                        b.mac_aging_time,
+                        b.mac_table_size
                     );
                     for p in &b.ports {
                         let ofport = flowtable::PortNo(p.ofport);
@@ -397,17 +416,17 @@ fn print_table(cmd: &Cmd, reply: &Reply) {
                                 p.down_reason.as_deref().unwrap_or("unknown reason")
                             )
                         };
-                        println!("    Port {} (ofport {ofport}, {}, {state})", p.name, p.kind);
+                        outln!("    Port {} (ofport {ofport}, {}, {state})", p.name, p.kind);
                         if let Some(t) = p.tag {
-                            println!("        tag: {t}");
+                            outln!("        tag: {t}");
                         }
                         if !p.trunks.is_empty() {
                             let t: Vec<String> = p.trunks.iter().map(u16::to_string).collect();
-                            println!("        trunks: [{}]", t.join(", "));
+                            outln!("        trunks: [{}]", t.join(", "));
                         }
-                        println!("        vlan_mode: {}", p.vlan_mode);
+                        outln!("        vlan_mode: {}", p.vlan_mode);
                         if let Some(peer) = &p.peer {
-                            println!("        peer: {peer}");
+                            outln!("        peer: {peer}");
                         }
                     }
                 }
@@ -420,16 +439,16 @@ fn print_table(cmd: &Cmd, reply: &Reply) {
         Reply::Ports { ports } => print_ports(ports),
         Reply::Fdb { fdb } => print_fdb(fdb),
         Reply::Trace { trace } => print_trace(trace),
-        Reply::Config { toml } => print!("{toml}"),
+        Reply::Config { toml } => out!("{toml}"),
         Reply::Apply { changes, applied } => {
             if changes.is_empty() {
-                println!("no changes");
+                outln!("no changes");
             }
             for c in changes {
-                println!("{c}");
+                outln!("{c}");
             }
             if !changes.is_empty() && !applied {
-                println!("(dry run: nothing was changed)");
+                outln!("(dry run: nothing was changed)");
             }
         }
     }
@@ -438,9 +457,9 @@ fn print_table(cmd: &Cmd, reply: &Reply) {
 fn print_flows(flows: &[FlowInfo], no_stats: bool) {
     for f in flows {
         if no_stats {
-            println!("{}", f.flow);
+            outln!("{}", f.flow);
         } else {
-            println!(" {}", f.text);
+            outln!(" {}", f.text);
         }
     }
 }
@@ -448,7 +467,7 @@ fn print_flows(flows: &[FlowInfo], no_stats: bool) {
 fn print_ports(ports: &[PortStats]) {
     for p in ports {
         let no = flowtable::PortNo(p.ofport);
-        println!(
+        outln!(
             "port {no:>5} {:<15} {}: rx pkts={}, bytes={} tx pkts={}, bytes={}",
             p.name,
             if p.up { "up" } else { "DOWN" },
@@ -465,7 +484,7 @@ fn print_ports(ports: &[PortStats]) {
                 v.join(", ")
             }
         };
-        println!(
+        outln!(
             "      rx dropped: {}   tx dropped: {}",
             fmt(&p.rx_dropped),
             fmt(&p.tx_dropped)
@@ -474,35 +493,35 @@ fn print_ports(ports: &[PortStats]) {
 }
 
 fn print_fdb(fdb: &[FdbEntry]) {
-    println!(" port  VLAN  MAC                Age");
+    outln!(" port  VLAN  MAC                Age");
     for e in fdb {
         let port = if e.port_name.is_empty() {
             flowtable::PortNo(e.port).to_string()
         } else {
             e.port_name.clone()
         };
-        println!("{port:>5}  {:>4}  {}  {:>3}", e.vlan, e.mac, e.age);
+        outln!("{port:>5}  {:>4}  {}  {:>3}", e.vlan, e.mac, e.age);
     }
 }
 
 fn print_trace(t: &TraceResult) {
-    println!("Flow: {}", t.packet);
+    outln!("Flow: {}", t.packet);
     for s in &t.steps {
         let indent = "    ".repeat(s.depth as usize);
         match (s.table, &s.rule) {
             (Some(table), Some(rule)) => {
-                println!("{indent}{table}. {rule}");
+                outln!("{indent}{table}. {rule}");
                 if !s.detail.is_empty() {
-                    println!("{indent}    {}", s.detail);
+                    outln!("{indent}    {}", s.detail);
                 }
             }
-            (Some(table), None) => println!("{indent}{table}. No match. {}", s.detail),
-            _ => println!("{indent}    {}", s.detail),
+            (Some(table), None) => outln!("{indent}{table}. No match. {}", s.detail),
+            _ => outln!("{indent}    {}", s.detail),
         }
     }
-    println!();
+    outln!();
     if t.outputs.is_empty() {
-        println!(
+        outln!(
             "Datapath actions: drop ({})",
             t.drop_reason.as_deref().unwrap_or("no output")
         );
@@ -515,6 +534,6 @@ fn print_trace(t: &TraceResult) {
                 None => format!("{} (untagged)", o.name),
             })
             .collect();
-        println!("Outputs: {}", v.join(", "));
+        outln!("Outputs: {}", v.join(", "));
     }
 }
