@@ -205,7 +205,7 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eoutln!("rvsctl: {}", f.msg);
+            eprintln!("rvsctl: {}", f.msg);
             ExitCode::from(f.code)
         }
     }
