@@ -326,3 +326,6 @@ pub fn hello_failed(peer_version: u8, xid: u32) -> Vec<u8> {
 
 #[cfg(test)]
 mod golden;
+
+#[cfg(test)]
+mod tests;

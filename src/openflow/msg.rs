@@ -614,9 +614,17 @@ fn decode_hello(version: u8, r: &mut Reader<'_>) -> Hello {
             return Hello { versions };
         }
     }
-    let v = u32::from(version.min(31));
     Hello {
-        versions: ((1u32 << (v + 1)) - 1) & !1,
+        versions: versions_upto(u32::from(version)),
+    }
+}
+
+/// The bitmap of versions 1..=`v`.
+fn versions_upto(v: u32) -> u32 {
+    if v >= 31 {
+        !1
+    } else {
+        ((1u32 << (v + 1)) - 1) & !1
     }
 }
 
@@ -1059,7 +1067,7 @@ pub fn encode_body(version: u8, msg: &Message, b: &mut Vec<u8>) -> Result<(), En
         Message::Hello(h) => {
             // OVS omits the bitmap when it is exactly 1..=version.
             let top = 31 - h.versions.leading_zeros().min(31);
-            let contiguous = h.versions == ((1u32 << (top + 1)) - 1) & !1;
+            let contiguous = h.versions == versions_upto(top);
             if !contiguous && version >= OFP13_VERSION {
                 put_u16(b, HELLO_ELEM_VERSIONBITMAP);
                 put_u16(b, 8);
