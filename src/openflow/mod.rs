@@ -328,4 +328,4 @@ pub fn hello_failed(peer_version: u8, xid: u32) -> Vec<u8> {
 mod golden;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
