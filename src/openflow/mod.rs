@@ -18,6 +18,29 @@
 //!   and [`msg::FlowMod::filter`] give the `flowtable` flow and filter;
 //!   [`msg::PacketIn::from_frame`] builds a PACKET_IN.
 //!
+//! A connection handler's loop, in outline:
+//! ```
+//! use rvs::openflow::{self as of, msg, Message};
+//! let mut inbuf: Vec<u8> = vec![4, 2, 0, 8, 0, 0, 0, 7]; // bytes read so far
+//! let version = of::OFP13_VERSION; // after HELLO negotiation
+//! let mut out = Vec::new();
+//! while let Ok(Some(n)) = of::frame(&inbuf, of::MAX_MSG_LEN) {
+//!     let raw: Vec<u8> = inbuf.drain(..n).collect();
+//!     match of::decode(&raw) {
+//!         Ok((h, Message::EchoRequest(d))) => {
+//!             out.push(of::encode(version, h.xid, &Message::EchoReply(d)).unwrap())
+//!         }
+//!         Ok((h, Message::FlowMod(fm))) => {
+//!             // fm.command, fm.to_flow(), fm.filter() drive the flow table.
+//!             let _ = (h, fm);
+//!         }
+//!         Ok(_) => {}
+//!         Err(e) => out.push(of::error_reply(version, e.error, &raw)),
+//!     }
+//! }
+//! assert_eq!(out, vec![vec![4, 3, 0, 8, 0, 0, 0, 7]]);
+//! ```
+//!
 //! # Design
 //! Message structs are version independent ([`msg`], [`multipart`]);
 //! version differences live in the encode/decode functions. Matches

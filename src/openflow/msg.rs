@@ -207,6 +207,44 @@ pub struct PortDesc {
     pub max_speed: u32,
 }
 
+impl PortDesc {
+    /// A port description with the usual values for an rvs port: a 10 Gb/s
+    /// copper full-duplex link (what OVS reports for taps), up or down.
+    /// `version` picks the feature bit numbering (1.0 and 1.3 differ).
+    ///
+    /// ```
+    /// use rvs::openflow::msg::PortDesc;
+    /// use flowtable::PortNo;
+    /// let p = PortDesc::new(0x04, PortNo(1), "tap1", [2, 0, 0, 0, 0, 1], true);
+    /// assert_eq!(p.curr_speed, 10_000_000);
+    /// ```
+    pub fn new(version: u8, port_no: PortNo, name: &str, hw_addr: [u8; 6], up: bool) -> PortDesc {
+        let v10 = version == OFP10_VERSION;
+        PortDesc {
+            port_no,
+            hw_addr,
+            name: name.to_string(),
+            config: 0,
+            state: match (up, v10) {
+                (false, _) => OFPPS_LINK_DOWN,
+                (true, true) => 0,
+                (true, false) => OFPPS_LIVE,
+            },
+            // 10GB_FD | COPPER: bits 6 and 7 in 1.0, 6 and 11 in 1.3.
+            curr: if v10 {
+                0xc0
+            } else {
+                OFPPF13_10GB_FD | OFPPF13_COPPER
+            },
+            advertised: 0,
+            supported: 0,
+            peer: 0,
+            curr_speed: if v10 { 0 } else { 10_000_000 },
+            max_speed: 0,
+        }
+    }
+}
+
 /// OFPPC_PORT_DOWN.
 pub const OFPPC_PORT_DOWN: u32 = 1;
 /// OFPPS_LINK_DOWN.

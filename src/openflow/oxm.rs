@@ -2,7 +2,7 @@
 //! fixed OpenFlow 1.0 `ofp_match`, both to and from [`Match`].
 //!
 //! # What?
-//! [`decode_oxm_match`] reads an `ofp_match` (type, length, OXM TLVs,
+//! `decode_oxm_match` reads an `ofp_match` (type, length, OXM TLVs,
 //! padding) into a [`Match`], checking what OpenFlow 1.3 requires: known
 //! OXM class and field (BAD_MATCH/BAD_FIELD otherwise), exact payload
 //! length (BAD_LEN), a mask only on maskable fields (BAD_MASK), no value
@@ -10,7 +10,7 @@
 //! values (BAD_VALUE) and every field's prerequisite (BAD_PREREQ), checked
 //! over the whole match so the order of TLVs does not matter (as OVS).
 //! [`encode_oxm_match`] writes the canonical OXM form of a match.
-//! [`decode_of10_match`] / [`encode_of10_match`] do the same for the
+//! `decode_of10_match` / [`encode_of10_match`] do the same for the
 //! 40-byte OpenFlow 1.0 match.
 //!
 //! # Design

@@ -34,25 +34,13 @@ pub(crate) fn arp_frame() -> Vec<u8> {
 }
 
 pub(crate) fn port(no: u32, name: &str, version: u8) -> PortDesc {
-    let v10 = version == OFP10_VERSION;
-    PortDesc {
-        port_no: PortNo(no),
-        hw_addr: [0x52, 0x54, 0, 0, 0, no as u8],
-        name: name.into(),
-        config: 0,
-        state: if v10 { 0 } else { OFPPS_LIVE },
-        // 10GB_FD | COPPER: bits 6, 7 in 1.0 and 6, 11 in 1.3.
-        curr: if v10 {
-            0xc0
-        } else {
-            OFPPF13_10GB_FD | OFPPF13_COPPER
-        },
-        advertised: 0,
-        supported: 0,
-        peer: 0,
-        curr_speed: if v10 { 0 } else { 10_000_000 },
-        max_speed: 0,
-    }
+    PortDesc::new(
+        version,
+        PortNo(no),
+        name,
+        [0x52, 0x54, 0, 0, 0, no as u8],
+        true,
+    )
 }
 
 /// Flows used in flow stats: one per interesting action/match kind.
