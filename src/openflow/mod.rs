@@ -20,7 +20,7 @@
 //!
 //! A connection handler's loop, in outline:
 //! ```
-//! use rvs::openflow::{self as of, msg, Message};
+//! use rvs::openflow::{self as of, Message};
 //! let mut inbuf: Vec<u8> = vec![4, 2, 0, 8, 0, 0, 0, 7]; // bytes read so far
 //! let version = of::OFP13_VERSION; // after HELLO negotiation
 //! let mut out = Vec::new();
