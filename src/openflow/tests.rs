@@ -472,6 +472,20 @@ fn hello_negotiation() {
     assert_eq!(ours, [4, 0, 0, 16, 0, 0, 0, 1, 0, 1, 0, 8, 0, 0, 0, 0x12]);
 }
 
+/// Regression (found by `mutated_messages_never_panic`): a HELLO from a
+/// version >= 31 overflowed a shift.
+#[test]
+fn hello_from_far_future_versions() {
+    for v in [30u8, 31, 32, 255] {
+        let Message::Hello(h) = decode(&[v, 0, 0, 8, 0, 0, 0, 1]).unwrap().1 else {
+            panic!()
+        };
+        assert_eq!(negotiate(SUPPORTED_VERSIONS, &h), Some(4));
+        let b = encode(4, 1, &Message::Hello(h)).unwrap();
+        assert_eq!(decode(&b).unwrap().1, Message::Hello(h));
+    }
+}
+
 #[test]
 fn framing() {
     let mut stream = encode(4, 1, &Message::EchoRequest(vec![9; 10])).unwrap();
