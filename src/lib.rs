@@ -16,5 +16,6 @@ pub mod control;
 pub mod datapath;
 pub mod logging;
 pub mod netdev;
+pub mod openflow;
 pub mod packet;
 pub mod port;
