@@ -1,6 +1,6 @@
 //! flowtable: the pure core of rvs.
 //!
-//! Packet key extraction ([`extract`]), matches ([`Match`]), actions
+//! Packet key extraction ([`extract()`]), matches ([`Match`]), actions
 //! ([`Action`]), the tuple-space [`Classifier`] and OVS flow syntax
 //! ([`syntax`]). No I/O, no clocks (time is passed in as milliseconds), no
 //! logging: everything here is deterministic and testable alone.
