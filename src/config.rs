@@ -101,8 +101,21 @@ impl Config {
         toml::from_str(text).map_err(|e| {
             let message = match e.span() {
                 Some(span) => {
-                    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-                    format!("line {line}: {}", e.message())
+                    let start = span.start.min(text.len());
+                    let line = text[..start].matches('\n').count() + 1;
+                    // Name the key when the error is in its value and the
+                    // parser's message does not (e.g. wrong types).
+                    let src = text.lines().nth(line - 1).unwrap_or("");
+                    let key = src.split_once('=').map(|(k, _)| k.trim()).filter(|k| {
+                        !k.is_empty()
+                            && !k.starts_with('[')
+                            && !k.starts_with('#')
+                            && !e.message().contains(&format!("`{k}`"))
+                    });
+                    match key {
+                        Some(k) => format!("line {line}: {k}: {}", e.message()),
+                        None => format!("line {line}: {}", e.message()),
+                    }
                 }
                 None => e.message().to_string(),
             };
@@ -141,6 +154,17 @@ mod tests {
         let s = err.to_string();
         assert!(s.starts_with("x.toml: line 3:"), "{s}");
         assert!(s.contains("mac_agin_time"), "{s}");
+    }
+
+    #[test]
+    fn wrong_type_names_line_and_key() {
+        let err = Config::parse(
+            "[[bridge]]\nname = \"br0\"\n[[bridge.port]]\nname = \"p\"\ntag = \"ten\"\n",
+            "x.toml",
+        )
+        .expect_err("wrong type");
+        let s = err.to_string();
+        assert!(s.starts_with("x.toml: line 5: tag: invalid type"), "{s}");
     }
 
     #[test]

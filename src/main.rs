@@ -58,7 +58,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let store = control::state::StateStore::open(&args.state_dir)?;
     // Saved state wins; a fresh state dir is seeded from --config or the
     // embedded default. An unreadable state file stops us (and is kept).
-    let (cfg, restoring) = match store.load()? {
+    let (cfg, restoring, text, origin) = match store.load()? {
         Some(saved) => {
             if args.config.is_some() {
                 log::warn!(
@@ -66,18 +66,23 @@ fn run(args: Args) -> anyhow::Result<()> {
                     store.path().display()
                 );
             }
-            (saved, true)
+            // Read again only to point errors at lines; load() checked it.
+            let text = std::fs::read_to_string(store.path()).unwrap_or_default();
+            (saved, true, text, store.path().display().to_string())
         }
         None => match &args.config {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
                     .with_context(|| format!("reading {}", p.display()))?;
-                (
-                    config::Config::parse(&text, &p.display().to_string())?,
-                    false,
-                )
+                let origin = p.display().to_string();
+                (config::Config::parse(&text, &origin)?, false, text, origin)
             }
-            None => (config::Config::embedded_default()?, false),
+            None => (
+                config::Config::embedded_default()?,
+                false,
+                config::DEFAULT_TOML.to_string(),
+                "<embedded default config/default.toml>".to_string(),
+            ),
         },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -92,6 +97,15 @@ fn run(args: Args) -> anyhow::Result<()> {
     )?));
     {
         let mut sw = switch.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        // The whole configuration is checked first, so that a bad one names
+        // file, line and key and nothing is created.
+        if let Err(e) = sw.check(&cfg, &text, &origin) {
+            sw.shutdown();
+            if restoring {
+                anyhow::bail!("{e}; the file was left untouched for inspection (move it away to start from scratch)");
+            }
+            anyhow::bail!("{e}");
+        }
         if let Err(e) = sw.load(&cfg, restoring) {
             sw.shutdown();
             if restoring {

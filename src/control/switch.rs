@@ -26,7 +26,7 @@ use flowtable::syntax::{self, Flow, FlowFilter, FlowStats};
 use flowtable::{PortNo, Vid};
 use rvs_ctl::proto::{BridgeInfo, ErrorKind, FlowInfo, PortInfo, Reply, Request, Response};
 
-use crate::bridge::{Bridge, VlanConfig, VlanMode};
+use crate::bridge::{Bridge, VlanConfig, VlanError, VlanMode};
 use crate::config::{BridgeConfig, Config, FlowConfig, PortConfig};
 use crate::control::state::StateStore;
 use crate::datapath::counters::PortShared;
@@ -243,6 +243,13 @@ impl Switch {
         match &self.store {
             Some(st) => st.save(&self.export()).map_err(|e| e.to_string()),
             None => Ok(()),
+        }
+    }
+
+    /// Waits until the datapath carried out what was sent to it.
+    fn sync_worker(&self) {
+        if !self.worker.barrier(Duration::from_secs(5)) {
+            log::warn!("datapath did not answer within 5 s");
         }
     }
 
@@ -503,6 +510,9 @@ impl Switch {
             self.owner.remove(&p.name);
         }
         self.worker.send(Command::DelBridge { id: b.id });
+        // Acknowledge only once the TAPs are gone, so that the same names
+        // can be created again right away (del-br + add-br, apply).
+        self.sync_worker();
         // Re-link patch peers on other bridges now that this side is gone.
         for p in b.ports.values() {
             if let Some(peer) = &p.peer {
@@ -777,6 +787,7 @@ impl Switch {
             bridge: id,
             ofport: no,
         });
+        self.sync_worker();
         if let Some(peer) = p.and_then(|p| p.peer) {
             self.link_patch(&peer);
         }
@@ -1290,12 +1301,83 @@ impl Change {
     }
 }
 
-/// Line (1-based) of the first occurrence of `needle` in `text`.
-fn line_of(text: &str, needle: &str) -> Option<usize> {
-    text.find(needle)
-        .map(|i| text[..i].matches('\n').count() + 1)
+/// Where in a config text an error lies: the `bridge`-th `[[bridge]]`
+/// table, optionally its `n`-th `[[bridge.port]]` or `[[bridge.flow]]`
+/// table, optionally a key in that table.
+#[derive(Debug, Clone, Copy)]
+struct Spot<'k> {
+    bridge: usize,
+    sub: Option<(&'static str, usize)>,
+    key: Option<&'k str>,
 }
 
+/// Line (1-based) of `spot` in `text`, written in the usual layout (one
+/// `[[bridge]]` / `[[bridge.port]]` / `[[bridge.flow]]` header per table,
+/// one `key = value` per line, as `export` writes it). Falls back to the
+/// table's header line when the key is not on a line of its own, and to
+/// `None` when the tables are not found (e.g. inline tables).
+fn line_of(text: &str, spot: Spot<'_>) -> Option<usize> {
+    let header = |l: &str| -> Option<String> {
+        let l = l.trim();
+        let inner = l.strip_prefix("[[")?.split("]]").next()?;
+        Some(inner.trim().to_string())
+    };
+    let mut bridge = None::<usize>;
+    // Tables of each kind seen so far in the current bridge.
+    let (mut n_port, mut n_flow) = (0usize, 0usize);
+    let mut cur_sub: Option<&str>;
+    let mut table_line = None;
+    for (i, l) in text.lines().enumerate() {
+        if let Some(h) = header(l) {
+            if table_line.is_some() {
+                // Left the table we were in without finding the key.
+                break;
+            }
+            match h.as_str() {
+                "bridge" => {
+                    bridge = Some(bridge.map_or(0, |b| b + 1));
+                    (n_port, n_flow) = (0, 0);
+                    cur_sub = None;
+                }
+                "bridge.port" => {
+                    cur_sub = Some("port");
+                    n_port += 1;
+                }
+                "bridge.flow" => {
+                    cur_sub = Some("flow");
+                    n_flow += 1;
+                }
+                _ => cur_sub = Some("other"),
+            }
+            let sub_n = if cur_sub == Some("port") {
+                n_port
+            } else {
+                n_flow
+            };
+            let here = bridge == Some(spot.bridge)
+                && match spot.sub {
+                    None => cur_sub.is_none(),
+                    Some((kind, n)) => cur_sub == Some(kind) && sub_n == n + 1,
+                };
+            if here {
+                table_line = Some(i + 1);
+                if spot.key.is_none() {
+                    return table_line;
+                }
+            }
+            continue;
+        }
+        if let (Some(_), Some(key)) = (table_line, spot.key) {
+            let t = l.trim_start();
+            if let Some(rest) = t.strip_prefix(key) {
+                if rest.trim_start().starts_with('=') {
+                    return Some(i + 1);
+                }
+            }
+        }
+    }
+    table_line
+}
 /// A desired bridge: name, ports, flows.
 type WantBridge<'a> = (String, Vec<WantPort<'a>>, Vec<Flow>);
 
@@ -1339,33 +1421,36 @@ impl Switch {
         text: &str,
         origin: &str,
     ) -> Result<Vec<WantBridge<'a>>> {
-        let at = |needle: &str| match line_of(text, needle) {
+        let at = |spot: Spot<'_>| match line_of(text, spot) {
             Some(l) => format!("{origin}: line {l}"),
             None => origin.to_string(),
         };
+        let br_at = |bi: usize, key: &'static str| {
+            at(Spot {
+                bridge: bi,
+                sub: None,
+                key: Some(key),
+            })
+        };
         let mut seen: HashMap<&str, &str> = HashMap::new();
-        for b in &want.bridge {
-            netdev::validate_name(&b.name).map_err(|e| {
-                invalid(format!(
-                    "{}: bridge name: {e}",
-                    at(&format!("\"{}\"", b.name))
-                ))
-            })?;
+        for (bi, b) in want.bridge.iter().enumerate() {
+            netdev::validate_name(&b.name)
+                .map_err(|e| invalid(format!("{}: bridge name: {e}", br_at(bi, "name"))))?;
             if seen.insert(&b.name, &b.name).is_some() {
                 return Err(invalid(format!(
                     "{}: bridge {} is defined twice",
-                    at(&format!("\"{}\"", b.name)),
+                    br_at(bi, "name"),
                     b.name
                 )));
             }
         }
         let mut out = Vec::new();
-        for b in &want.bridge {
+        for (bi, b) in want.bridge.iter().enumerate() {
             if let Some(a) = b.mac_aging_time {
                 if !(15..=3600).contains(&a) {
                     return Err(invalid(format!(
                         "{}: bridge {}: mac_aging_time = {a} is outside 15-3600 seconds",
-                        at("mac_aging_time"),
+                        br_at(bi, "mac_aging_time"),
                         b.name
                     )));
                 }
@@ -1374,7 +1459,7 @@ impl Switch {
                 if !(10..=1_000_000).contains(&n) {
                     return Err(invalid(format!(
                         "{}: bridge {}: mac_table_size = {n} is outside 10-1000000",
-                        at("mac_table_size"),
+                        br_at(bi, "mac_table_size"),
                         b.name
                     )));
                 }
@@ -1382,11 +1467,19 @@ impl Switch {
             let cur = self.bridges.get(&b.name);
             let mut ports = Vec::new();
             let mut taken: HashMap<PortNo, &str> = HashMap::new();
-            for p in &b.port {
-                let where_ = at(&format!("\"{}\"", p.name));
-                let ctx = format!("{where_}: bridge {} port {}", b.name, p.name);
-                netdev::validate_name(&p.name).map_err(|e| invalid(format!("{ctx}: {e}")))?;
+            for (pi, p) in b.port.iter().enumerate() {
+                let ctx = |key: &str| {
+                    let where_ = at(Spot {
+                        bridge: bi,
+                        sub: Some(("port", pi)),
+                        key: Some(key),
+                    });
+                    format!("{where_}: bridge {} port {}", b.name, p.name)
+                };
+                netdev::validate_name(&p.name)
+                    .map_err(|e| invalid(format!("{}: {e}", ctx("name"))))?;
                 if let Some(other) = seen.insert(&p.name, &b.name) {
+                    let ctx = ctx("name");
                     return Err(invalid(if other == p.name {
                         format!("{ctx}: {} is a bridge name", p.name)
                     } else if other == b.name {
@@ -1398,7 +1491,8 @@ impl Switch {
                 let kind = match &p.kind {
                     Some(k) => Some(k.parse::<PortKind>().map_err(|_| {
                         invalid(format!(
-                            "{ctx}: type = \"{k}\": expected tap, system, internal or patch"
+                            "{}: type = \"{k}\": expected tap, system, internal or patch",
+                            ctx("type")
                         ))
                     })?),
                     None => None,
@@ -1406,7 +1500,8 @@ impl Switch {
                 let mode = match &p.vlan_mode {
                     Some(m) => Some(m.parse::<VlanMode>().map_err(|_| {
                         invalid(format!(
-                            "{ctx}: vlan_mode = \"{m}\": expected access, trunk, native-tagged or native-untagged"
+                            "{}: vlan_mode = \"{m}\": expected access, trunk, native-tagged or native-untagged",
+                            ctx("vlan_mode")
                         ))
                     })?),
                     None => None,
@@ -1416,25 +1511,38 @@ impl Switch {
                     p.tag.map(Vid),
                     p.trunks.iter().copied().map(Vid).collect(),
                 )
-                .map_err(|e| invalid(format!("{ctx}: {e}")))?;
+                .map_err(|e| {
+                    let key = match e {
+                        VlanError::TrunkOutOfRange(_) | VlanError::TrunksOnAccess => "trunks",
+                        VlanError::UnknownMode(_) => "vlan_mode",
+                        VlanError::MissingTag(_) if p.vlan_mode.is_some() => "vlan_mode",
+                        _ => "tag",
+                    };
+                    invalid(format!("{}: {e}", ctx(key)))
+                })?;
                 let is_patch =
                     kind == Some(PortKind::Patch) || (kind.is_none() && p.peer.is_some());
                 if is_patch && p.peer.is_none() {
-                    return Err(invalid(format!("{ctx}: a patch port needs peer")));
+                    return Err(invalid(format!("{}: a patch port needs peer", ctx("type"))));
                 }
                 if !is_patch && p.peer.is_some() {
-                    return Err(invalid(format!("{ctx}: peer is only for type = \"patch\"")));
+                    return Err(invalid(format!(
+                        "{}: peer is only for type = \"patch\"",
+                        ctx("peer")
+                    )));
                 }
                 if let Some(o) = p.ofport {
                     if o == 0 || o > PortNo::MAX.0 {
                         return Err(invalid(format!(
-                            "{ctx}: ofport = {o} is outside 1-{}",
+                            "{}: ofport = {o} is outside 1-{}",
+                            ctx("ofport"),
                             PortNo::MAX.0
                         )));
                     }
                     if let Some(prev) = taken.insert(PortNo(o), &p.name) {
                         return Err(invalid(format!(
-                            "{ctx}: ofport {o} is also requested by {prev}"
+                            "{}: ofport {o} is also requested by {prev}",
+                            ctx("ofport")
                         )));
                     }
                 }
@@ -1477,7 +1585,11 @@ impl Switch {
                         let fl = syntax::parse_flow(&f.flow, &lookup).map_err(|e| {
                             invalid(format!(
                                 "{}: bridge {} flow {}: {e}",
-                                at(&f.flow),
+                                at(Spot {
+                                    bridge: bi,
+                                    sub: Some(("flow", i)),
+                                    key: Some("flow"),
+                                }),
                                 b.name,
                                 i + 1
                             ))
@@ -1687,6 +1799,19 @@ impl Switch {
         .map(|_| ())
     }
 
+    /// Checks `want` (parsed from `text`, read from `origin`) as `apply`
+    /// would, without changing anything; the error names file, line and key.
+    pub fn check(
+        &self,
+        want: &Config,
+        text: &str,
+        origin: &str,
+    ) -> std::result::Result<(), String> {
+        self.resolve(want, text, origin)
+            .map(|_| ())
+            .map_err(|e| e.message)
+    }
+
     /// `apply`: makes the running state equal to `want`, all or nothing.
     pub fn apply(&mut self, want: &Config, origin: &str, dry_run: bool) -> Result<Reply> {
         let text = toml::to_string(want).unwrap_or_default();
@@ -1741,5 +1866,54 @@ impl Switch {
             changes,
             applied: true,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "\
+[[bridge]]
+name = \"a\"
+[[bridge.port]]
+name = \"p1\"
+[[bridge.flow]]
+flow = \"actions=drop\"
+[[bridge.port]]
+name = \"p2\"
+tag = 5000
+
+[[bridge]]
+name = \"b\"
+mac_aging_time = 1
+[[bridge.port]]
+name = \"p1\"
+";
+
+    fn spot(bridge: usize, sub: Option<(&'static str, usize)>, key: &str) -> Option<usize> {
+        line_of(
+            TEXT,
+            Spot {
+                bridge,
+                sub,
+                key: Some(key),
+            },
+        )
+    }
+
+    #[test]
+    fn line_of_finds_the_key_in_its_own_table() {
+        assert_eq!(spot(0, None, "name"), Some(2));
+        assert_eq!(spot(1, None, "name"), Some(12));
+        assert_eq!(spot(1, None, "mac_aging_time"), Some(13));
+        // Port tables are counted apart from flow tables.
+        assert_eq!(spot(0, Some(("port", 1)), "tag"), Some(9));
+        assert_eq!(spot(0, Some(("flow", 0)), "flow"), Some(6));
+        // The second bridge's p1, not the first's.
+        assert_eq!(spot(1, Some(("port", 0)), "name"), Some(15));
+        // A key that is absent: the table header.
+        assert_eq!(spot(0, Some(("port", 0)), "tag"), Some(3));
+        assert_eq!(spot(2, None, "name"), None);
     }
 }

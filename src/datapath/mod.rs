@@ -116,6 +116,12 @@ pub enum Command {
         /// Where to send the count.
         reply: Reply<usize>,
     },
+    /// Replies once every command sent before it was carried out (e.g.
+    /// the fds of deleted ports are closed, so their TAPs are gone).
+    Barrier {
+        /// Where to say so.
+        reply: Reply<()>,
+    },
     /// Trace a synthetic packet.
     Trace {
         /// Bridge id.
@@ -142,6 +148,7 @@ impl std::fmt::Debug for Command {
             Command::FdbShow { .. } => "FdbShow",
             Command::FdbFlush { .. } => "FdbFlush",
             Command::Trace { .. } => "Trace",
+            Command::Barrier { .. } => "Barrier",
         })
     }
 }

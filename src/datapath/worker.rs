@@ -330,6 +330,9 @@ impl Worker {
                     .unwrap_or(0);
                 let _ = reply.send(n);
             }
+            Command::Barrier { reply } => {
+                let _ = reply.send(());
+            }
             Command::Trace { bridge, key, reply } => {
                 let mut ctx = XlateCtx {
                     slots: &mut self.slots,
@@ -517,6 +520,14 @@ impl WorkerHandle {
                 log::error!("cannot wake datapath worker: {e}");
             }
         }
+    }
+
+    /// Waits (at most `limit`) until the worker has carried out every
+    /// command sent so far; false if it did not answer in time.
+    pub fn barrier(&self, limit: std::time::Duration) -> bool {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.send(Command::Barrier { reply: tx });
+        rx.recv_timeout(limit).is_ok()
     }
 
     /// Stops the worker and waits for it.

@@ -172,6 +172,10 @@ static SWEEP: Once = Once::new();
 /// bridges. SIGTERM on drop (SIGKILL after 5 s); prints the daemon log if
 /// the test panicked; fails the test if the daemon died on its own or did
 /// not stop cleanly.
+///
+/// It can be stopped ([`Rvsd::stop`], [`Rvsd::kill9`]) and started again
+/// on the same state directory and socket ([`Rvsd::restart`]); the log
+/// file collects the output of every run.
 #[derive(Debug)]
 pub struct Rvsd {
     child: Option<Child>,
@@ -180,6 +184,8 @@ pub struct Rvsd {
     pub socket: PathBuf,
     log: PathBuf,
     ctl_bin: PathBuf,
+    /// Extra arguments given to every run.
+    args: Vec<String>,
 }
 
 /// Path of `rvsctl` in the target directory of `rvsd`.
@@ -193,50 +199,148 @@ pub fn rvsctl_bin() -> PathBuf {
     p
 }
 
+/// Sends `sig` to our own child `c` (not reaped yet).
+fn signal_child(c: &Child, sig: libc::c_int) {
+    // SAFETY: kill() on the PID of our own child, which has not been
+    // reaped yet (callers hold the un-waited `Child`), so the PID cannot
+    // have been reused.
+    unsafe { libc::kill(c.id() as libc::pid_t, sig) };
+}
+
+/// Waits up to `limit` for `c` to exit.
+fn wait_child(c: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let end = Instant::now() + limit;
+    loop {
+        match c.try_wait() {
+            Ok(Some(st)) => return Some(st),
+            _ if Instant::now() >= end => return None,
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
 impl Rvsd {
     /// Starts a daemon with an empty configuration and waits (≤ 10 s) until
     /// it answers on its socket.
     pub fn start() -> Rvsd {
+        Rvsd::start_with(&[])
+    }
+
+    /// Like [`Rvsd::start`], with extra rvsd arguments (kept for restarts).
+    pub fn start_with(args: &[&str]) -> Rvsd {
         SWEEP.call_once(sweep_stale);
         let dir = TempDir::new();
         let socket = dir.0.join("rvsd.sock");
         let log = dir.0.join("rvsd.log");
         let config = dir.0.join("empty.toml");
         std::fs::write(&config, "# no bridges: tests create their own\n").expect("config");
-        let logf = File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_rvsd"))
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--state-dir")
-            .arg(dir.0.join("state"))
-            .arg("--config")
-            .arg(&config)
-            .arg("--log-level")
-            .arg("debug")
-            .stdin(Stdio::null())
-            .stdout(logf.try_clone().expect("dup log"))
-            .stderr(logf)
-            .spawn()
-            .expect("spawn rvsd");
         let mut d = Rvsd {
-            child: Some(child),
+            child: None,
             dir,
             socket,
             log,
             ctl_bin: rvsctl_bin(),
+            args: args.iter().map(|s| s.to_string()).collect(),
         };
+        d.launch();
+        d
+    }
+
+    /// The rvsd command line of this daemon (without spawning it).
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_rvsd"));
+        c.arg("--socket")
+            .arg(&self.socket)
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .arg("--config")
+            .arg(self.dir.0.join("empty.toml"))
+            .arg("--log-level")
+            .arg("debug")
+            .args(&self.args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Spawns the daemon and waits (≤ 10 s) until it answers.
+    fn launch(&mut self) {
+        assert!(self.child.is_none(), "rvsd is already running");
+        let logf = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let child = self
+            .command()
+            .stdout(logf.try_clone().expect("dup log"))
+            .stderr(logf)
+            .spawn()
+            .expect("spawn rvsd");
+        self.child = Some(child);
         let ready = poll(Duration::from_secs(10), || {
-            if let Some(c) = d.child.as_mut() {
+            if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(st)) = c.try_wait() {
-                    panic!("rvsd exited at start ({st}):\n{}", d.log_text());
+                    self.child = None;
+                    panic!("rvsd exited at start ({st}):\n{}", self.log_text());
                 }
             }
-            (d.socket.exists() && d.ctl(&["list-br"]).status.success()).then_some(())
+            (self.socket.exists() && self.ctl(&["list-br"]).status.success()).then_some(())
         });
         if ready.is_none() {
-            panic!("rvsd did not answer within 10 s:\n{}", d.log_text());
+            panic!("rvsd did not answer within 10 s:\n{}", self.log_text());
         }
-        d
+    }
+
+    /// Stops the daemon with SIGTERM; panics unless it exits with status 0
+    /// within 5 s.
+    pub fn stop(&mut self) {
+        let mut c = self.child.take().expect("rvsd is not running");
+        signal_child(&c, libc::SIGTERM);
+        match wait_child(&mut c, Duration::from_secs(5)) {
+            Some(st) if st.success() => {}
+            Some(st) => panic!("rvsd exited with {st} after SIGTERM:\n{}", self.log_text()),
+            None => {
+                let _ = c.kill();
+                let _ = c.wait();
+                panic!("rvsd did not stop within 5 s of SIGTERM");
+            }
+        }
+    }
+
+    /// Kills the daemon with SIGKILL and reaps it.
+    pub fn kill9(&mut self) {
+        let mut c = self.child.take().expect("rvsd is not running");
+        signal_child(&c, libc::SIGKILL);
+        let _ = c.wait();
+    }
+
+    /// Starts the daemon again on the same state directory and socket
+    /// (after [`Rvsd::stop`] or [`Rvsd::kill9`]).
+    pub fn restart(&mut self) {
+        self.launch();
+    }
+
+    /// Whether the daemon process is still running.
+    pub fn running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// The private directory (socket, log, state dir live in it).
+    pub fn dir(&self) -> &Path {
+        &self.dir.0
+    }
+
+    /// The state directory.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.0.join("state")
+    }
+
+    /// The state file.
+    pub fn state_file(&self) -> PathBuf {
+        self.state_dir().join("state.toml")
     }
 
     /// The daemon's log so far.
@@ -247,6 +351,41 @@ impl Rvsd {
     /// PID of the daemon.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// Runs rvsd once more on this state directory while it is stopped,
+    /// expecting it to exit by itself within `limit` (e.g. refusing to
+    /// start); returns (exit status, stderr). Panics (after killing it) if
+    /// it is still running at the deadline.
+    pub fn run_once(&self, limit: Duration) -> (std::process::ExitStatus, String) {
+        assert!(self.child.is_none(), "rvsd is running");
+        let mut c = self
+            .command()
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn rvsd");
+        let mut err = c.stderr.take().expect("stderr");
+        let reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        let st = wait_child(&mut c, limit);
+        if st.is_none() {
+            signal_child(&c, libc::SIGKILL);
+            let _ = c.wait();
+        }
+        let text = reader.join().unwrap_or_default();
+        match st {
+            Some(st) => (st, text),
+            None => panic!("rvsd still running after {limit:?}: {text}"),
+        }
+    }
+
+    /// A raw control connection (JSON lines) to the daemon.
+    pub fn conn(&self) -> Conn {
+        Conn::open(&self.socket)
     }
 
     /// Runs `rvsctl --socket S ARGS…`.
@@ -367,19 +506,8 @@ impl Drop for Rvsd {
             match c.try_wait() {
                 Ok(Some(st)) => problem = Some(format!("rvsd died during the test ({st})")),
                 _ => {
-                    // SAFETY: kill() on the PID of our own child, which has
-                    // not been reaped yet (try_wait saw it running), so the
-                    // PID cannot have been reused.
-                    unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
-                    let end = Instant::now() + Duration::from_secs(5);
-                    let st = loop {
-                        match c.try_wait() {
-                            Ok(Some(st)) => break Some(st),
-                            _ if Instant::now() >= end => break None,
-                            _ => std::thread::sleep(Duration::from_millis(20)),
-                        }
-                    };
-                    match st {
+                    signal_child(&c, libc::SIGTERM);
+                    match wait_child(&mut c, Duration::from_secs(5)) {
                         Some(st) if st.success() => {}
                         Some(st) => problem = Some(format!("rvsd exited with {st} after SIGTERM")),
                         None => {
@@ -582,6 +710,23 @@ impl Veth {
     }
 }
 
+impl Veth {
+    /// Creates the pair again with the same names (after it was deleted).
+    pub fn recreate(&self, ns: &Netns) {
+        run(&[
+            "ip", "link", "add", &self.root, "type", "veth", "peer", "name", &self.peer, "netns",
+            &ns.name,
+        ]);
+        disable_ipv6_root(&self.root);
+        run(&["ip", "link", "set", &self.root, "up"]);
+    }
+
+    /// Deletes the pair (both ends).
+    pub fn delete(&self) {
+        run(&["ip", "link", "del", &self.root]);
+    }
+}
+
 impl Drop for Veth {
     fn drop(&mut self) {
         if Path::new(&format!("/sys/class/net/{}", self.root)).exists() {
@@ -651,6 +796,47 @@ impl Host {
     pub fn stats(&self) -> LinkStats {
         link_stats(Some(&self.ns), &self.dev)
     }
+}
+
+impl Host {
+    /// For a host on a switch-owned TAP after rvsd re-created it (restart):
+    /// moves the new TAP into the host's namespace again, gives it the
+    /// host's old MAC and addresses it with `cidr`.
+    pub fn retake_tap(&self, cidr: Option<&str>) {
+        assert!(self.veth.is_none(), "{} is not a TAP host", self.dev);
+        wait_exists(None, &self.dev);
+        disable_ipv6_root(&self.dev);
+        self.ns.take(&self.dev);
+        run(&[
+            "ip",
+            "-n",
+            &self.ns.name,
+            "link",
+            "set",
+            &self.dev,
+            "address",
+            &self.mac,
+        ]);
+        self.ns.configure(&self.dev, cidr);
+    }
+}
+
+/// Waits (≤ 5 s) until `dev` exists.
+pub fn wait_exists(ns: Option<&Netns>, dev: &str) {
+    let found = poll(Duration::from_secs(5), || {
+        let mut v = vec!["ip"];
+        if let Some(ns) = ns {
+            v.extend_from_slice(&["-n", &ns.name]);
+        }
+        v.extend_from_slice(&["link", "show", "dev", dev]);
+        quiet(&v).status.success().then_some(())
+    });
+    assert!(found.is_some(), "{dev} did not appear");
+}
+
+/// Whether a root-namespace netdev named `dev` exists.
+pub fn netdev_exists(dev: &str) -> bool {
+    Path::new(&format!("/sys/class/net/{dev}")).exists()
 }
 
 fn strip_prefix_len(cidr: &str) -> String {
@@ -1353,4 +1539,72 @@ pub fn assert_rx_dropped(d: &Rvsd, br: &str, port: &str, reason: &str, want: u64
         "port {port}: rx_dropped.{reason} = {now}, want {want}: {:?}",
         d.port_stats(br, port)
     );
+}
+
+// ---- raw control connection ----------------------------------------------
+
+/// A control-socket connection speaking JSON lines directly (no rvsctl).
+#[derive(Debug)]
+pub struct Conn {
+    /// The stream (for tests that write odd bytes themselves).
+    pub stream: std::os::unix::net::UnixStream,
+    rd: BufReader<std::os::unix::net::UnixStream>,
+}
+
+impl Conn {
+    /// Connects; reads time out after 10 s.
+    pub fn open(socket: &Path) -> Conn {
+        let stream = std::os::unix::net::UnixStream::connect(socket)
+            .unwrap_or_else(|e| panic!("connect {}: {e}", socket.display()));
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let rd = BufReader::new(stream.try_clone().expect("clone"));
+        Conn { stream, rd }
+    }
+
+    /// Writes raw bytes.
+    pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        self.stream.write_all(bytes)
+    }
+
+    /// Reads one response line; `None` at EOF (or on a read error).
+    pub fn recv(&mut self) -> Option<Value> {
+        let mut line = String::new();
+        match self.rd.read_line(&mut line) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(
+                serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("bad response line ({e}): {line}")),
+            ),
+        }
+    }
+
+    /// Sends one request line (`line` without the newline) and reads the
+    /// response.
+    pub fn call_raw(&mut self, line: &str) -> Value {
+        self.send_raw(format!("{line}\n").as_bytes())
+            .expect("write request");
+        self.recv().expect("no response (connection closed)")
+    }
+
+    /// Sends a request given as JSON and reads the response.
+    pub fn call(&mut self, req: &Value) -> Value {
+        self.call_raw(&req.to_string())
+    }
+}
+
+/// Whether a response says ok.
+pub fn resp_ok(v: &Value) -> bool {
+    v["ok"] == Value::Bool(true)
+}
+
+/// The error message of a failed response (panics on success).
+pub fn resp_err(v: &Value) -> String {
+    assert!(!resp_ok(v), "expected an error, got {v}");
+    v["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error message in {v}"))
+        .to_string()
 }

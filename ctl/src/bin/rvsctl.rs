@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use rvs_ctl::proto::{FdbEntry, FlowInfo, PortStats, Reply, Request, TraceResult};
 use rvs_ctl::{Client, ClientError};
 
@@ -84,6 +84,7 @@ enum Cmd {
         #[arg(value_parser = netdev_name)]
         port: String,
         /// key=value settings.
+        #[arg(value_parser = key_value)]
         settings: Vec<String>,
         #[arg(long)]
         may_exist: bool,
@@ -156,13 +157,13 @@ enum SetCmd {
     /// set port PORT key=value...
     Port {
         port: String,
-        #[arg(required = true)]
+        #[arg(required = true, value_parser = key_value)]
         settings: Vec<String>,
     },
     /// set bridge BR key=value...
     Bridge {
         bridge: String,
-        #[arg(required = true)]
+        #[arg(required = true, value_parser = key_value)]
         settings: Vec<String>,
     },
 }
@@ -187,6 +188,37 @@ fn netdev_name(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// Checks a `key=value` setting before anything is sent.
+fn key_value(s: &str) -> Result<String, String> {
+    match s.split_once('=') {
+        Some((k, _)) if !k.is_empty() => Ok(s.to_string()),
+        _ => Err(format!("expected key=value, got \"{s}\"")),
+    }
+}
+
+/// The usage line of the (sub)command that `args` name, for errors where
+/// clap prints none (invalid values).
+fn usage_for(args: &[String]) -> String {
+    let mut cmd = Cli::command();
+    cmd.build();
+    let mut cur = &cmd;
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        if matches!(a.as_str(), "--socket" | "--format" | "--timeout") {
+            it.next();
+            continue;
+        }
+        if a.starts_with('-') {
+            continue;
+        }
+        match cur.find_subcommand(a) {
+            Some(sc) => cur = sc,
+            None => break,
+        }
+    }
+    cur.clone().render_usage().to_string()
+}
+
 /// A failure with its exit code.
 struct Fail {
     code: u8,
@@ -201,7 +233,21 @@ fn fail(code: u8, msg: impl Into<String>) -> Fail {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<String> = std::env::args().collect();
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = e.exit_code();
+            let text = e.to_string();
+            let _ = e.print();
+            // Usage errors always come with the usage line (clap leaves it
+            // out for invalid values).
+            if code == 2 && !text.contains("Usage:") {
+                eprintln!("\n{}", usage_for(&args));
+            }
+            return ExitCode::from(u8::try_from(code).unwrap_or(2));
+        }
+    };
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
