@@ -10,6 +10,7 @@
 //! The control plane talks to workers only through [`Command`]s (plus the
 //! lock-free `ArcSwap` of each bridge's pipeline and the atomic counters).
 
+pub mod controller;
 pub mod counters;
 pub mod pipeline;
 pub mod worker;
@@ -116,6 +117,18 @@ pub enum Command {
         /// Where to send the count.
         reply: Reply<usize>,
     },
+    /// Run an OpenFlow PACKET_OUT: `actions` on `data` as if it arrived
+    /// on `in_port` (CONTROLLER or NONE when it did not).
+    PacketOut {
+        /// Bridge id.
+        bridge: u32,
+        /// Input port.
+        in_port: PortNo,
+        /// Actions; `Output(PortNo::TABLE)` runs the flow tables.
+        actions: Vec<flowtable::Action>,
+        /// The frame.
+        data: Vec<u8>,
+    },
     /// Trace a synthetic packet.
     Trace {
         /// Bridge id.
@@ -142,6 +155,7 @@ impl std::fmt::Debug for Command {
             Command::FdbShow { .. } => "FdbShow",
             Command::FdbFlush { .. } => "FdbFlush",
             Command::Trace { .. } => "Trace",
+            Command::PacketOut { .. } => "PacketOut",
         })
     }
 }
