@@ -816,3 +816,71 @@ async fn multipart(conn: &Conn, ctx: &Ctx, req: MpRequest) -> Result<MpReply, (E
         }
     })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::control::switch::{default_dpid, parse_dpid};
+
+    #[test]
+    fn targets_parse_like_ovs_vsctl() {
+        let p = |s: &str| s.parse::<Target>();
+        assert_eq!(
+            p("ptcp:6653"),
+            Ok(Target::PTcp("127.0.0.1:6653".parse().unwrap()))
+        );
+        assert_eq!(
+            p("ptcp:6654:0.0.0.0"),
+            Ok(Target::PTcp("0.0.0.0:6654".parse().unwrap()))
+        );
+        assert_eq!(
+            p("ptcp:"),
+            Ok(Target::PTcp("127.0.0.1:6653".parse().unwrap()))
+        );
+        assert_eq!(
+            p("tcp:10.0.0.1"),
+            Ok(Target::Tcp("10.0.0.1:6653".parse().unwrap()))
+        );
+        assert_eq!(
+            p("tcp:10.0.0.1:6633"),
+            Ok(Target::Tcp("10.0.0.1:6633".parse().unwrap()))
+        );
+        assert_eq!(
+            p("tcp:[::1]:6633"),
+            Ok(Target::Tcp("[::1]:6633".parse().unwrap()))
+        );
+        assert_eq!(
+            p("punix:/run/x.sock"),
+            Ok(Target::PUnix("/run/x.sock".into()))
+        );
+        assert_eq!(
+            p("unix:/run/x.sock"),
+            Ok(Target::Unix("/run/x.sock".into()))
+        );
+        for bad in [
+            "",
+            "tcp",
+            "tcp:",
+            "tcp:host:1",
+            "ptcp:99999",
+            "ssl:1.2.3.4",
+            "punix:",
+        ] {
+            assert!(p(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn datapath_ids() {
+        let d = default_dpid("br0");
+        assert_eq!(d, default_dpid("br0"), "stable");
+        assert_ne!(d, default_dpid("br1"));
+        assert_eq!(d >> 48, 0, "a MAC in the low 48 bits");
+        assert_eq!((d >> 40) & 0x03, 0x02, "locally administered unicast");
+        assert_eq!(parse_dpid("00000000000000ab"), Some(0xab));
+        assert_eq!(parse_dpid("0x00000000000000AB"), Some(0xab));
+        assert_eq!(parse_dpid("ab"), None);
+        assert_eq!(parse_dpid("000000000000000g"), None);
+    }
+}
