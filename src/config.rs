@@ -42,6 +42,18 @@ pub struct BridgeConfig {
     /// MAC learning table size, entries (10–1,000,000, default 8192).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac_table_size: Option<u32>,
+    /// OpenFlow controller targets (`ptcp:6653`, `tcp:127.0.0.1:6653`,
+    /// `punix:/run/rvs/br0.mgmt`); empty: no controller.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub controller: Vec<String>,
+    /// `standalone` (default: NORMAL forwarding while no controller is
+    /// connected) or `secure` (only the flow table, always).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_mode: Option<String>,
+    /// OpenFlow datapath id, 16 hex digits; default: derived from the
+    /// bridge name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datapath_id: Option<String>,
     /// Ports other than LOCAL.
     #[serde(default)]
     pub port: Vec<PortConfig>,

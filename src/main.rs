@@ -133,6 +133,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             handler,
             Duration::from_secs(args.client_timeout.max(1)),
         ));
+        let openflow = tokio::spawn(control::ofchannel::run(switch.clone()));
         let sw = switch.clone();
         let expiry = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -159,6 +160,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         server.abort();
         expiry.abort();
+        openflow.abort();
         anyhow::Ok(())
     });
     let _ = std::fs::remove_file(&args.socket);

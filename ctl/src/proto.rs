@@ -88,6 +88,31 @@ pub enum Request {
         /// `key=value` settings.
         settings: Vec<(String, String)>,
     },
+    /// Replace a bridge's OpenFlow controller targets.
+    SetController {
+        /// Bridge name.
+        bridge: String,
+        /// Targets: `ptcp:PORT[:IP]`, `punix:PATH`, `tcp:IP[:PORT]`,
+        /// `unix:PATH`.
+        targets: Vec<String>,
+    },
+    /// A bridge's controller targets, fail mode and datapath id.
+    GetController {
+        /// Bridge name.
+        bridge: String,
+    },
+    /// Remove all of a bridge's controllers.
+    DelController {
+        /// Bridge name.
+        bridge: String,
+    },
+    /// Set the fail mode (`standalone` or `secure`; empty: default).
+    SetFailMode {
+        /// Bridge name.
+        bridge: String,
+        /// The mode.
+        mode: String,
+    },
     /// Add flows (one or many); all or nothing.
     AddFlows {
         /// Bridge name.
@@ -275,6 +300,17 @@ pub enum Reply {
     Config {
         /// TOML text that `apply` accepts.
         toml: String,
+    },
+    /// Controller settings (`get-controller`).
+    Controller {
+        /// Configured targets.
+        controllers: Vec<String>,
+        /// Targets with a connected controller, one entry per connection.
+        connected: Vec<String>,
+        /// `standalone` or `secure`.
+        fail_mode: String,
+        /// Datapath id, 16 hex digits.
+        datapath_id: String,
     },
     /// A count of affected things plus a message (`add-flow`, `del-flows`…).
     Done {

@@ -1,5 +1,6 @@
 //! The control plane: the socket server and the switch model it drives.
 
+pub mod ofchannel;
 pub mod server;
 pub mod state;
 pub mod switch;

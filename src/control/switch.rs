@@ -23,12 +23,14 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use flowtable::classifier::{CounterPolicy, Rule, RuleId};
 use flowtable::syntax::{self, Flow, FlowFilter, FlowStats};
-use flowtable::{PortNo, Vid};
+use flowtable::{PortNo, TableId, Vid};
 use rvs_ctl::proto::{BridgeInfo, ErrorKind, FlowInfo, PortInfo, Reply, Request, Response};
 
 use crate::bridge::{Bridge, VlanConfig, VlanError, VlanMode};
 use crate::config::{BridgeConfig, Config, FlowConfig, PortConfig};
+use crate::control::ofchannel::Target;
 use crate::control::state::StateStore;
+use crate::datapath::controller::{OfShared, PacketInSink};
 use crate::datapath::counters::PortShared;
 use crate::datapath::pipeline::{FlowEntry, Pipeline};
 use crate::datapath::worker::WorkerHandle;
@@ -75,6 +77,8 @@ struct PortState {
     vlan_mode_set: bool,
     peer: Option<String>,
     shared: Arc<PortShared>,
+    /// MAC address when the port was added (zero if unknown).
+    mac: [u8; 6],
 }
 
 /// One bridge as configured.
@@ -87,6 +91,14 @@ struct BridgeState {
     ports: BTreeMap<PortNo, PortState>,
     pipeline: Pipeline,
     published: Arc<ArcSwap<Pipeline>>,
+    /// OpenFlow controller targets, as given.
+    controllers: Vec<String>,
+    /// Fail mode `secure` (false: `standalone`).
+    secure: bool,
+    /// Datapath id set with `set bridge BR datapath-id=`.
+    datapath_id: Option<u64>,
+    /// Controller state shared with the channel and the worker.
+    of: Arc<OfShared>,
 }
 
 impl BridgeState {
@@ -97,6 +109,84 @@ impl BridgeState {
     fn port_no(&self, name: &str) -> Option<PortNo> {
         self.port_by_name(name).map(|p| p.ofport)
     }
+
+    fn dpid(&self) -> u64 {
+        self.datapath_id.unwrap_or_else(|| default_dpid(&self.name))
+    }
+}
+
+/// The datapath id of a bridge named `name` unless one is set: a locally
+/// administered unicast MAC derived from the name (FNV-1a), so it is
+/// stable across restarts.
+pub fn default_dpid(name: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let mac = h & 0xffff_ffff_ffff;
+    // First octet: locally administered (0x02), not multicast (0x01).
+    (mac & !(0x01 << 40)) | (0x02 << 40)
+}
+
+/// Parses a datapath id: exactly 16 hex digits (an optional `0x` prefix
+/// is accepted).
+pub fn parse_dpid(v: &str) -> Option<u64> {
+    let h = v.strip_prefix("0x").unwrap_or(v);
+    (h.len() == 16 && h.bytes().all(|c| c.is_ascii_hexdigit()))
+        .then(|| u64::from_str_radix(h, 16).ok())
+        .flatten()
+}
+
+fn parse_fail_mode(v: &str) -> Option<bool> {
+    match v {
+        "secure" => Some(true),
+        "standalone" | "" => Some(false),
+        _ => None,
+    }
+}
+
+/// A bridge as the OpenFlow channel sees it.
+#[derive(Debug, Clone)]
+pub struct OfBridge {
+    /// Bridge name.
+    pub name: String,
+    /// Bridge id (as in PACKET_IN events).
+    pub id: u32,
+    /// Datapath id.
+    pub dpid: u64,
+    /// Controller targets (validated).
+    pub targets: Vec<Target>,
+    /// Controller state.
+    pub of: Arc<OfShared>,
+    /// Ports (LOCAL included).
+    pub ports: Vec<OfPort>,
+}
+
+/// A port as the OpenFlow channel sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfPort {
+    /// Port number.
+    pub ofport: PortNo,
+    /// Name.
+    pub name: String,
+    /// MAC address (zero when unknown).
+    pub mac: [u8; 6],
+    /// Carrying traffic.
+    pub up: bool,
+}
+
+/// One flow with its statistics, for OpenFlow FLOW/AGGREGATE stats.
+#[derive(Debug, Clone)]
+pub struct OfFlowStats {
+    /// The flow.
+    pub flow: Flow,
+    /// Milliseconds since it was added.
+    pub duration_ms: u64,
+    /// Packets.
+    pub packets: u64,
+    /// Bytes.
+    pub bytes: u64,
 }
 
 /// The whole switch.
@@ -112,6 +202,10 @@ pub struct Switch {
     /// True while restoring saved state: a missing system netdev then
     /// leaves its port configured and down instead of failing.
     restoring: bool,
+    /// Where the datapath sends PACKET_INs (set by the OpenFlow channel).
+    packet_in_sink: Option<PacketInSink>,
+    /// Woken after every accepted change (the OpenFlow channel waits on it).
+    changed: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Switch {
@@ -235,6 +329,8 @@ impl Switch {
             epoch,
             store,
             restoring: false,
+            packet_in_sink: None,
+            changed: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -280,11 +376,13 @@ impl Switch {
                 | Request::FdbFlush { .. }
                 | Request::Trace { .. }
                 | Request::Export {}
+                | Request::GetController { .. }
                 | Request::Apply { dry_run: true, .. }
         );
         match self.dispatch(req) {
             Ok(r) => {
                 if mutating {
+                    self.changed.notify_one();
                     if let Err(e) = self.save() {
                         log::error!("saving state: {e}");
                         return Response::err(
@@ -341,6 +439,28 @@ impl Switch {
             } => self.del_port(bridge.as_deref(), &name, if_exists),
             Request::SetPort { name, settings } => self.set_port(&name, &settings),
             Request::SetBridge { name, settings } => self.set_bridge(&name, &settings),
+            Request::SetController { bridge, targets } => self.set_controller(&bridge, &targets),
+            Request::DelController { bridge } => self.set_controller(&bridge, &[]),
+            Request::GetController { bridge } => {
+                let b = self.bridge(&bridge)?;
+                Ok(Reply::Controller {
+                    controllers: b.controllers.clone(),
+                    connected: b.of.peers(),
+                    fail_mode: if b.secure { "secure" } else { "standalone" }.to_string(),
+                    datapath_id: format!("{:016x}", b.dpid()),
+                })
+            }
+            Request::SetFailMode { bridge, mode } => {
+                let secure = parse_fail_mode(&mode).ok_or_else(|| {
+                    invalid(format!(
+                        "set-fail-mode {bridge} {mode}: expected standalone or secure"
+                    ))
+                })?;
+                let b = self.bridge_mut(&bridge)?;
+                b.secure = secure;
+                b.of.configure(!b.controllers.is_empty(), secure);
+                Ok(Self::done("", 1))
+            }
             Request::AddFlows { bridge, text } => self.add_flows(&bridge, &text),
             Request::ModFlows {
                 bridge,
@@ -452,9 +572,13 @@ impl Switch {
         insert_flow(&mut pipeline, normal_flow, now);
         let published = Arc::new(ArcSwap::from_pointee(pipeline.clone()));
         let normal = Bridge::new();
+        let of = Arc::new(OfShared::default());
+        of.set_sink(self.packet_in_sink.clone());
         self.worker.send(Command::AddBridge {
             id,
-            rt: Box::new(BridgeRt::new(name.to_string(), published.clone(), normal)),
+            rt: Box::new(
+                BridgeRt::new(name.to_string(), published.clone(), normal).with_of(of.clone()),
+            ),
         });
         let shared = Arc::new(PortShared::new(None));
         let vlan = VlanConfig::default();
@@ -477,6 +601,7 @@ impl Switch {
                 vlan_mode_set: false,
                 peer: None,
                 shared,
+                mac: netdev::mac(name).map(|m| m.0).unwrap_or_default(),
             },
         );
         self.bridges.insert(
@@ -489,6 +614,10 @@ impl Switch {
                 ports,
                 pipeline,
                 published,
+                controllers: Vec::new(),
+                secure: false,
+                datapath_id: None,
+                of,
             },
         );
         self.owner.insert(name.to_string(), name.to_string());
@@ -551,9 +680,22 @@ impl Switch {
     fn set_bridge(&mut self, name: &str, settings: &[(String, String)]) -> Result<Reply> {
         let b = self.bridge(name)?;
         let (mut aging, mut size) = (b.aging_s, b.table_size);
+        let mut dpid = b.datapath_id;
         for (k, v) in settings {
             let key = k.replace('_', "-");
             let key = key.strip_prefix("other-config:").unwrap_or(&key);
+            if key == "datapath-id" {
+                dpid = if v.is_empty() {
+                    None
+                } else {
+                    Some(parse_dpid(v).ok_or_else(|| {
+                        invalid(format!(
+                            "set bridge {name}: datapath-id={v}: expected 16 hex digits"
+                        ))
+                    })?)
+                };
+                continue;
+            }
             let n: u32 = v
                 .parse()
                 .map_err(|_| invalid(format!("set bridge {name}: {k}={v}: expected a number")))?;
@@ -576,7 +718,7 @@ impl Switch {
                 }
                 _ => {
                     return Err(invalid(format!(
-                        "set bridge {name}: unknown setting \"{k}\" (expected mac-aging-time or mac-table-size)"
+                        "set bridge {name}: unknown setting \"{k}\" (expected mac-aging-time, mac-table-size or datapath-id)"
                     )))
                 }
             }
@@ -585,12 +727,198 @@ impl Switch {
         let b = self.bridge_mut(name)?;
         b.aging_s = aging;
         b.table_size = size;
+        b.datapath_id = dpid;
         self.worker.send(Command::SetBridgeKnobs {
             bridge: id,
             aging_s: aging,
             table_size: size,
         });
         Ok(Self::done("", 1))
+    }
+
+    fn set_controller(&mut self, name: &str, targets: &[String]) -> Result<Reply> {
+        for t in targets {
+            t.parse::<Target>()
+                .map_err(|e| invalid(format!("set-controller {name}: {e}")))?;
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(d) = targets.iter().find(|t| !seen.insert(t.as_str())) {
+            return Err(invalid(format!(
+                "set-controller {name}: {d} is given twice"
+            )));
+        }
+        let b = self.bridge_mut(name)?;
+        b.controllers = targets.to_vec();
+        b.of.configure(!b.controllers.is_empty(), b.secure);
+        Ok(Self::done("", targets.len() as u64))
+    }
+
+    /// Installs the sink of PACKET_INs for every bridge, present and
+    /// future.
+    pub fn set_packet_in_sink(&mut self, sink: PacketInSink) {
+        for b in self.bridges.values() {
+            b.of.set_sink(Some(sink.clone()));
+        }
+        self.packet_in_sink = Some(sink);
+    }
+
+    /// Notified after every accepted change.
+    pub fn changed(&self) -> Arc<tokio::sync::Notify> {
+        self.changed.clone()
+    }
+
+    /// The bridges as the OpenFlow channel needs them.
+    pub fn of_bridges(&self) -> Vec<OfBridge> {
+        self.bridges
+            .values()
+            .map(|b| OfBridge {
+                name: b.name.clone(),
+                id: b.id,
+                dpid: b.dpid(),
+                targets: b
+                    .controllers
+                    .iter()
+                    .filter_map(|t| t.parse().ok())
+                    .collect(),
+                of: b.of.clone(),
+                ports: b
+                    .ports
+                    .values()
+                    .map(|p| OfPort {
+                        ofport: p.ofport,
+                        name: p.name.clone(),
+                        mac: p.mac,
+                        up: p.shared.is_up(),
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// One bridge for the OpenFlow channel.
+    pub fn of_bridge(&self, name: &str) -> Option<OfBridge> {
+        self.of_bridges().into_iter().find(|b| b.name == name)
+    }
+
+    /// Applies an OpenFlow FLOW_MOD to `bridge`, through the same tables
+    /// as `rvsctl`, and persists the result. `of10` selects OpenFlow
+    /// 1.0's MODIFY, which adds the flow when nothing matches.
+    pub fn of_flow_mod(
+        &mut self,
+        bridge: &str,
+        fm: &crate::openflow::msg::FlowMod,
+        of10: bool,
+    ) -> std::result::Result<(), crate::openflow::DecodeError> {
+        use crate::openflow::msg::FlowModCommand as C;
+        let now = self.now_ms();
+        let Some(b) = self.bridges.get_mut(bridge) else {
+            return Ok(());
+        };
+        match fm.command {
+            C::Add => {
+                let f = fm.to_flow()?;
+                insert_flow(&mut b.pipeline, f, now);
+            }
+            C::Modify | C::ModifyStrict => {
+                let filter = fm.filter();
+                let sel = Self::select(b, &filter, fm.command.is_strict());
+                if sel.is_empty() {
+                    if of10 {
+                        // 1.0 has no table id in flow mods: add to table 0.
+                        let mut add = fm.clone();
+                        if add.table_id > TableId::MAX.0 {
+                            add.table_id = 0;
+                        }
+                        insert_flow(&mut b.pipeline, add.to_flow()?, now);
+                    }
+                } else {
+                    for (t, id) in &sel {
+                        b.pipeline.table_mut(*t).modify(*id, |r| {
+                            let mut f = r.data.flow.clone();
+                            f.actions = fm.actions.clone();
+                            r.data = Arc::new(r.data.replaced(f));
+                        });
+                    }
+                }
+            }
+            C::Delete | C::DeleteStrict => {
+                let sel = Self::select(b, &fm.filter(), fm.command.is_strict());
+                for (t, id) in &sel {
+                    b.pipeline.table_mut(*t).remove(*id);
+                }
+            }
+        }
+        self.publish(bridge);
+        self.changed.notify_one();
+        if let Err(e) = self.save() {
+            log::error!("saving state after an OpenFlow flow_mod: {e}");
+        }
+        Ok(())
+    }
+
+    /// Flows of `bridge` that `filter` selects (loosely), with counters.
+    pub fn of_flow_stats(&self, bridge: &str, filter: &FlowFilter) -> Vec<OfFlowStats> {
+        let now = self.now_ms();
+        let Some(b) = self.bridges.get(bridge) else {
+            return Vec::new();
+        };
+        b.pipeline
+            .tables
+            .iter()
+            .flat_map(|t| t.iter())
+            .filter(|(_, r)| filter.selects(&r.data.flow, false))
+            .map(|(_, r)| {
+                let e = &r.data;
+                OfFlowStats {
+                    flow: e.flow.clone(),
+                    duration_ms: now.saturating_sub(e.created_ms),
+                    packets: e.n_packets.load(std::sync::atomic::Ordering::Relaxed),
+                    bytes: e.n_bytes.load(std::sync::atomic::Ordering::Relaxed),
+                }
+            })
+            .collect()
+    }
+
+    /// Number of flows in each table of `bridge` that has any, as
+    /// (table, flows).
+    pub fn of_table_counts(&self, bridge: &str) -> Vec<(u8, u32)> {
+        let Some(b) = self.bridges.get(bridge) else {
+            return Vec::new();
+        };
+        b.pipeline
+            .tables
+            .iter()
+            .enumerate()
+            .map(|(t, table)| (t as u8, table.iter().count() as u32))
+            .collect()
+    }
+
+    /// Port counters of `bridge` (all ports, or only `port`).
+    pub fn of_port_stats(
+        &self,
+        bridge: &str,
+        port: Option<PortNo>,
+    ) -> Vec<rvs_ctl::proto::PortStats> {
+        let Some(b) = self.bridges.get(bridge) else {
+            return Vec::new();
+        };
+        b.ports
+            .values()
+            .filter(|p| port.is_none_or(|n| n == p.ofport))
+            .map(|p| p.shared.stats(&p.name, p.ofport.0))
+            .collect()
+    }
+
+    /// Runs a PACKET_OUT on `bridge`'s datapath.
+    pub fn of_packet_out(&self, bridge: &str, po: crate::openflow::msg::PacketOut) {
+        if let Some(b) = self.bridges.get(bridge) {
+            self.worker.send(Command::PacketOut {
+                bridge: b.id,
+                in_port: po.in_port,
+                actions: po.actions,
+                data: po.data,
+            });
+        }
     }
 
     // ---- ports ---------------------------------------------------------
@@ -681,6 +1009,11 @@ impl Switch {
         };
         let down = (kind == PortKind::System && io.is_none())
             .then(|| format!("netdev {name} not found; it is attached when it appears"));
+        let mac = if io.is_some() {
+            netdev::mac(name).map(|m| m.0).unwrap_or_default()
+        } else {
+            [0; 6]
+        };
         let b = self.bridge_mut(bridge)?;
         let id = b.id;
         let shared = Arc::new(PortShared::new(down));
@@ -694,6 +1027,7 @@ impl Switch {
                 vlan_mode_set,
                 peer: s.peer.clone(),
                 shared: shared.clone(),
+                mac,
             },
         );
         self.owner.insert(name.to_string(), bridge.to_string());
@@ -1118,8 +1452,21 @@ impl Switch {
             if let Some(s) = b.mac_table_size {
                 knobs.push(("mac-table-size".to_string(), s.to_string()));
             }
+            if let Some(d) = &b.datapath_id {
+                knobs.push(("datapath-id".to_string(), d.clone()));
+            }
             if !knobs.is_empty() {
                 self.set_bridge(&b.name, &knobs).map_err(err)?;
+            }
+            if !b.controller.is_empty() {
+                self.set_controller(&b.name, &b.controller).map_err(err)?;
+            }
+            if let Some(m) = &b.fail_mode {
+                self.dispatch(Request::SetFailMode {
+                    bridge: b.name.clone(),
+                    mode: m.clone(),
+                })
+                .map_err(err)?;
             }
             for p in &b.port {
                 self.add_port(&b.name, &p.name, &port_settings(p), false)
@@ -1144,6 +1491,9 @@ impl Switch {
                     name: b.name.clone(),
                     mac_aging_time: Some(b.aging_s),
                     mac_table_size: Some(b.table_size),
+                    controller: b.controllers.clone(),
+                    fail_mode: b.secure.then(|| "secure".to_string()),
+                    datapath_id: b.datapath_id.map(|d| format!("{d:016x}")),
                     port: b
                         .ports
                         .values()
@@ -1255,6 +1605,14 @@ enum Change {
         added: Vec<String>,
         removed: Vec<String>,
     },
+    SetController {
+        bridge: String,
+        targets: Vec<String>,
+    },
+    SetFailMode {
+        bridge: String,
+        mode: String,
+    },
 }
 
 fn kv_text(settings: &[(String, String)]) -> String {
@@ -1297,6 +1655,14 @@ impl Change {
                 .map(|f| format!("- flow {bridge}: {f}"))
                 .chain(added.iter().map(|f| format!("+ flow {bridge}: {f}")))
                 .collect(),
+            Change::SetController { bridge, targets } => {
+                vec![format!("~ set-controller {bridge} {}", targets.join(" "))
+                    .trim_end()
+                    .to_string()]
+            }
+            Change::SetFailMode { bridge, mode } => {
+                vec![format!("~ set-fail-mode {bridge} {mode}")]
+            }
         }
     }
 }
@@ -1460,6 +1826,33 @@ impl Switch {
                     return Err(invalid(format!(
                         "{}: bridge {}: mac_table_size = {n} is outside 10-1000000",
                         br_at(bi, "mac_table_size"),
+                        b.name
+                    )));
+                }
+            }
+            for t in &b.controller {
+                t.parse::<Target>().map_err(|e| {
+                    invalid(format!(
+                        "{}: bridge {}: controller = \"{t}\": {e}",
+                        br_at(bi, "controller"),
+                        b.name
+                    ))
+                })?;
+            }
+            if let Some(m) = &b.fail_mode {
+                if parse_fail_mode(m).is_none() {
+                    return Err(invalid(format!(
+                        "{}: bridge {}: fail_mode = \"{m}\": expected standalone or secure",
+                        br_at(bi, "fail_mode"),
+                        b.name
+                    )));
+                }
+            }
+            if let Some(d) = &b.datapath_id {
+                if parse_dpid(d).is_none() {
+                    return Err(invalid(format!(
+                        "{}: bridge {}: datapath_id = \"{d}\": expected 16 hex digits",
+                        br_at(bi, "datapath_id"),
                         b.name
                     )));
                 }
@@ -1666,6 +2059,32 @@ impl Switch {
             if size != cs {
                 knobs.push(("mac-table-size".to_string(), size.to_string()));
             }
+            let want_dpid = wb
+                .and_then(|b| b.datapath_id.as_deref())
+                .and_then(parse_dpid);
+            if want_dpid != cur.and_then(|c| c.datapath_id) {
+                knobs.push((
+                    "datapath-id".to_string(),
+                    want_dpid.map(|d| format!("{d:016x}")).unwrap_or_default(),
+                ));
+            }
+            let want_ctl = wb.map(|b| b.controller.clone()).unwrap_or_default();
+            if cur.map_or(!want_ctl.is_empty(), |c| c.controllers != want_ctl) {
+                adds.push(Change::SetController {
+                    bridge: bname.clone(),
+                    targets: want_ctl,
+                });
+            }
+            let want_secure = wb
+                .and_then(|b| b.fail_mode.as_deref())
+                .and_then(parse_fail_mode)
+                .unwrap_or(false);
+            if cur.map_or(want_secure, |c| c.secure != want_secure) {
+                adds.push(Change::SetFailMode {
+                    bridge: bname.clone(),
+                    mode: if want_secure { "secure" } else { "standalone" }.to_string(),
+                });
+            }
             if !knobs.is_empty() {
                 adds.push(Change::SetBridge {
                     bridge: bname.clone(),
@@ -1795,6 +2214,11 @@ impl Switch {
             Change::ReplaceFlows { bridge, flows, .. } => {
                 self.replace_flows(bridge, &flows.join("\n"))
             }
+            Change::SetController { bridge, targets } => self.set_controller(bridge, targets),
+            Change::SetFailMode { bridge, mode } => self.dispatch(Request::SetFailMode {
+                bridge: bridge.clone(),
+                mode: mode.clone(),
+            }),
         }
         .map(|_| ())
     }

@@ -10,6 +10,7 @@
 //! The control plane talks to workers only through [`Command`]s (plus the
 //! lock-free `ArcSwap` of each bridge's pipeline and the atomic counters).
 
+pub mod controller;
 pub mod counters;
 pub mod pipeline;
 pub mod worker;
@@ -122,6 +123,18 @@ pub enum Command {
         /// Where to say so.
         reply: Reply<()>,
     },
+    /// Run an OpenFlow PACKET_OUT: `actions` on `data` as if it arrived
+    /// on `in_port` (CONTROLLER or NONE when it did not).
+    PacketOut {
+        /// Bridge id.
+        bridge: u32,
+        /// Input port.
+        in_port: PortNo,
+        /// Actions; `Output(PortNo::TABLE)` runs the flow tables.
+        actions: Vec<flowtable::Action>,
+        /// The frame.
+        data: Vec<u8>,
+    },
     /// Trace a synthetic packet.
     Trace {
         /// Bridge id.
@@ -149,6 +162,7 @@ impl std::fmt::Debug for Command {
             Command::FdbFlush { .. } => "FdbFlush",
             Command::Trace { .. } => "Trace",
             Command::Barrier { .. } => "Barrier",
+            Command::PacketOut { .. } => "PacketOut",
         })
     }
 }

@@ -60,6 +60,8 @@ pub struct Worker {
     scratch: Vec<PacketBuf>,
     /// Software segmentation output buffer.
     seg: Vec<u8>,
+    /// Buffer for PACKET_OUT frames.
+    pout: PacketBuf,
     /// Slots that may still have frames queued.
     pending: Vec<usize>,
     epoch: Instant,
@@ -83,6 +85,7 @@ impl Worker {
             rx: (0..BATCH).map(|_| PacketBuf::new()).collect(),
             scratch: (0..xlate::SCRATCH).map(|_| PacketBuf::new()).collect(),
             seg: vec![0; crate::packet::BUF_SIZE],
+            pout: PacketBuf::new(),
             pending: Vec::with_capacity(64),
             epoch,
         }
@@ -332,6 +335,33 @@ impl Worker {
             }
             Command::Barrier { reply } => {
                 let _ = reply.send(());
+            }
+            Command::PacketOut {
+                bridge,
+                in_port,
+                actions,
+                data,
+            } => {
+                let mut buf = std::mem::replace(&mut self.pout, PacketBuf::empty());
+                buf.reset();
+                let room = buf.rx_space();
+                if data.len() <= room.len() && data.len() <= crate::packet::MAX_FRAME {
+                    room[..data.len()].copy_from_slice(&data);
+                    buf.set_received(data.len());
+                    let mut ctx = XlateCtx {
+                        slots: &mut self.slots,
+                        bridges: &mut self.bridges,
+                        scratch: &mut self.scratch,
+                        seg: &mut self.seg,
+                        now_ms,
+                    };
+                    if let Some(why) =
+                        xlate::packet_out(&mut ctx, bridge, &mut buf, in_port, &actions)
+                    {
+                        log::debug!("packet_out on bridge {bridge}: dropped ({})", why.name());
+                    }
+                }
+                self.pout = buf;
             }
             Command::Trace { bridge, key, reply } => {
                 let mut ctx = XlateCtx {

@@ -35,6 +35,7 @@ use flowtable::key::{VLAN_PCP_MASK, VLAN_PRESENT, VLAN_VID_MASK};
 use flowtable::{offload, rewrite, Action, Field, FlowKey, PortNo};
 use rvs_ctl::proto::{FdbEntry, TraceOutput, TraceResult, TraceStep};
 
+use super::controller::{OfShared, PacketInEvent};
 use super::counters::{PortShared, RxDrop, TxDrop};
 use super::pipeline::Pipeline;
 use crate::bridge::{Bridge, EgressVlan, NormalOutcome, NormalTrace, VlanConfig};
@@ -78,6 +79,8 @@ pub struct BridgeRt {
     ports: Vec<(PortNo, usize)>,
     /// Reused NORMAL decision.
     outcome: NormalOutcome,
+    /// OpenFlow controller state (fail mode, PACKET_IN sink).
+    pub of: Arc<OfShared>,
 }
 
 impl BridgeRt {
@@ -89,7 +92,14 @@ impl BridgeRt {
             normal,
             ports: Vec::new(),
             outcome: NormalOutcome::default(),
+            of: Arc::new(OfShared::default()),
         }
+    }
+
+    /// The same bridge sharing controller state `of`.
+    pub fn with_of(mut self, of: Arc<OfShared>) -> BridgeRt {
+        self.of = of;
+        self
     }
 
     /// Registers a port.
@@ -178,6 +188,58 @@ pub fn receive(ctx: &mut XlateCtx<'_>, bridge: u32, in_slot: usize, buf: &mut Pa
     }
 }
 
+/// Runs an OpenFlow PACKET_OUT: `actions` on the frame in `buf` as if it
+/// arrived on `in_port`; `Output(TABLE)` runs the flow tables from table 0.
+/// Returns the drop reason when nothing was output.
+pub fn packet_out(
+    ctx: &mut XlateCtx<'_>,
+    bridge: u32,
+    buf: &mut PacketBuf,
+    in_port: PortNo,
+    actions: &[Action],
+) -> Option<RxDrop> {
+    let (key, mut layout) = extract_layout(buf.frame(), in_port);
+    layout.l4_csum_partial = buf.vnet.needs_csum();
+    if layout.malformed.is_some() {
+        return Some(RxDrop::Malformed);
+    }
+    let Some(mut rt) = ctx.bridges.get_mut(bridge as usize).and_then(Option::take) else {
+        return Some(RxDrop::ResubmitLimit);
+    };
+    let pipe = rt.pipeline.load_full();
+    let mut x = Exec {
+        ctx,
+        rt: &mut rt,
+        pipe: &pipe,
+        buf: Some(buf),
+        key,
+        layout,
+        hops: 0,
+        n_out: 0,
+        drop: None,
+        abort: false,
+        trace: None,
+        depth: 0,
+        bridge,
+        cookie: u64::MAX,
+    };
+    for a in actions {
+        if x.abort {
+            break;
+        }
+        match a {
+            Action::Output(p) if *p == PortNo::TABLE => x.run_tables(0),
+            Action::GotoTable(_) => {}
+            a => x.action(a, 0),
+        }
+    }
+    let verdict = (x.n_out == 0).then(|| x.drop.unwrap_or(RxDrop::Action));
+    if let Some(b) = ctx.bridges.get_mut(bridge as usize) {
+        *b = Some(rt);
+    }
+    verdict
+}
+
 /// Traces a synthetic packet with `key` through `bridge`.
 pub fn trace(ctx: &mut XlateCtx<'_>, bridge: u32, key: FlowKey) -> TraceResult {
     let mut t = TraceResult::default();
@@ -215,6 +277,8 @@ fn run_bridge(
         abort: false,
         trace,
         depth: 0,
+        bridge,
+        cookie: u64::MAX,
     };
     x.run_tables(0);
     let verdict = if x.n_out == 0 {
@@ -247,6 +311,10 @@ struct Exec<'a, 'c, 'b> {
     trace: Option<&'a mut TraceResult>,
     /// resubmit depth.
     depth: u32,
+    /// Bridge id.
+    bridge: u32,
+    /// Cookie of the flow whose actions run (all ones: none).
+    cookie: u64,
 }
 
 impl Exec<'_, '_, '_> {
@@ -274,6 +342,19 @@ impl Exec<'_, '_, '_> {
             }
             let pipe = self.pipe;
             let Some(entry) = pipe.lookup(table, &self.key) else {
+                if self.rt.of.fail_open() {
+                    // Fail mode standalone, no controller connected: a
+                    // miss behaves as priority=0,actions=NORMAL.
+                    if self.tracing() {
+                        self.step(
+                            Some(table),
+                            None,
+                            "no flow matched; fail mode standalone without a connected controller: NORMAL".into(),
+                        );
+                    }
+                    self.normal();
+                    return;
+                }
                 self.drop = Some(RxDrop::NoMatch);
                 if self.tracing() {
                     self.step(Some(table), None, "no flow matched: drop".into());
@@ -288,6 +369,7 @@ impl Exec<'_, '_, '_> {
                 self.step(Some(table), Some(text), String::new());
             }
             let mut goto = None;
+            self.cookie = entry.flow.cookie;
             if entry.flow.actions.is_empty() {
                 self.drop = Some(RxDrop::Action);
             }
@@ -342,16 +424,7 @@ impl Exec<'_, '_, '_> {
                     self.output(PortNo::LOCAL, None);
                 }
             }
-            Action::Controller { .. } => {
-                self.drop = Some(RxDrop::NoController);
-                if self.tracing() {
-                    self.step(
-                        None,
-                        None,
-                        "CONTROLLER: no controller connected, dropped".into(),
-                    );
-                }
-            }
+            Action::Controller { max_len } => self.controller(*max_len, table),
             Action::SetVlanVid(vid) => self.set_vlan(Some(*vid), None),
             Action::SetVlanPcp(pcp) => self.set_vlan(None, Some(*pcp)),
             Action::StripVlan => self.pop_vlan(),
@@ -362,6 +435,45 @@ impl Exec<'_, '_, '_> {
                 self.resubmit(*port, t.map(|t| t.0).unwrap_or(table))
             }
             Action::GotoTable(_) | Action::Note(_) => {}
+        }
+    }
+
+    /// CONTROLLER: a PACKET_IN (reason ACTION, the flow's cookie and
+    /// table, the frame as it is now) to the connected controllers.
+    fn controller(&mut self, max_len: u16, table: u8) {
+        let connected = self.rt.of.n_connected() > 0;
+        if self.tracing() {
+            let d = if connected {
+                "CONTROLLER: sent to the controller"
+            } else {
+                "CONTROLLER: no controller connected, dropped"
+            };
+            self.step(None, None, d.into());
+        }
+        if !connected {
+            self.drop = Some(RxDrop::NoController);
+            return;
+        }
+        let Some(b) = self.buf.as_deref() else {
+            self.n_out += 1;
+            return;
+        };
+        let pin = crate::openflow::msg::PacketIn::from_frame(
+            PortNo(self.key.in_port),
+            crate::openflow::msg::packet_in_reason::ACTION,
+            table,
+            self.cookie,
+            b.frame(),
+            max_len,
+        );
+        let ev = PacketInEvent {
+            bridge: self.bridge,
+            pin,
+        };
+        if self.rt.of.send_packet_in(ev) {
+            self.n_out += 1;
+        } else {
+            self.drop = Some(RxDrop::NoController);
         }
     }
 

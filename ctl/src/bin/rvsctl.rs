@@ -103,6 +103,23 @@ enum Cmd {
         #[command(subcommand)]
         what: SetCmd,
     },
+    /// Set the OpenFlow controllers of a bridge (replaces the list):
+    /// ptcp:PORT[:IP], punix:PATH, tcp:IP[:PORT], unix:PATH.
+    SetController {
+        bridge: String,
+        #[arg(required = true)]
+        targets: Vec<String>,
+    },
+    /// Print a bridge's controller targets.
+    GetController { bridge: String },
+    /// Remove a bridge's controllers.
+    DelController { bridge: String },
+    /// Set the fail mode: standalone (NORMAL while no controller is connected) or secure.
+    SetFailMode { bridge: String, mode: String },
+    /// Print a bridge's fail mode.
+    GetFailMode { bridge: String },
+    /// Delete the fail mode setting (back to standalone).
+    DelFailMode { bridge: String },
     /// Add one flow.
     AddFlow { bridge: String, flow: String },
     /// Add flows from a file (or - for stdin); all or nothing.
@@ -339,6 +356,24 @@ fn run(cli: &Cli) -> Result<(), Fail> {
                 settings: split_settings("set bridge", settings)?,
             },
         },
+        Cmd::SetController { bridge, targets } => Request::SetController {
+            bridge: bridge.clone(),
+            targets: targets.clone(),
+        },
+        Cmd::GetController { bridge } | Cmd::GetFailMode { bridge } => Request::GetController {
+            bridge: bridge.clone(),
+        },
+        Cmd::DelController { bridge } => Request::DelController {
+            bridge: bridge.clone(),
+        },
+        Cmd::SetFailMode { bridge, mode } => Request::SetFailMode {
+            bridge: bridge.clone(),
+            mode: mode.clone(),
+        },
+        Cmd::DelFailMode { bridge } => Request::SetFailMode {
+            bridge: bridge.clone(),
+            mode: String::new(),
+        },
         Cmd::AddFlow { bridge, flow } => Request::AddFlows {
             bridge: bridge.clone(),
             text: flow.clone(),
@@ -486,6 +521,17 @@ fn print_table(cmd: &Cmd, reply: &Reply) {
         Reply::Fdb { fdb } => print_fdb(fdb),
         Reply::Trace { trace } => print_trace(trace),
         Reply::Config { toml } => out!("{toml}"),
+        Reply::Controller {
+            controllers,
+            fail_mode,
+            ..
+        } => {
+            if matches!(cmd, Cmd::GetFailMode { .. }) {
+                outln!("{fail_mode}");
+            } else {
+                controllers.iter().for_each(|c| outln!("{c}"));
+            }
+        }
         Reply::Apply { changes, applied } => {
             if changes.is_empty() {
                 outln!("no changes");

@@ -1,0 +1,886 @@
+//! The OpenFlow channel: controller connections for every bridge.
+//!
+//! # What?
+//! [`run`] keeps, for each bridge, one task per controller target
+//! (`rvsctl set-controller`): `ptcp:`/`punix:` targets listen and serve
+//! any number of connections at once (that is how `ovs-ofctl` reaches a
+//! bridge), `tcp:`/`unix:` targets connect and reconnect with backoff
+//! ([`BACKOFF_MIN`] doubling to [`BACKOFF_MAX`]). Each connection speaks
+//! the codec in [`crate::openflow`]: HELLO negotiation (1.3 or 1.0), ECHO
+//! both ways, FEATURES, GET/SET_CONFIG, ROLE, GET/SET_ASYNC, BARRIER,
+//! FLOW_MOD, PACKET_OUT and the MULTIPART statistics; it forwards
+//! PACKET_IN and PORT_STATUS of its bridge.
+//!
+//! # Design
+//! Flow mods and statistics go through the same [`Switch`] methods (and
+//! so the same tables, counters and persistence) as `rvsctl`; every
+//! `Switch` call runs under `spawn_blocking`, never on an async thread.
+//! The manager reconciles the running tasks with the configuration when
+//! the switch signals a change (and once a second, which is also when it
+//! notices ports going up or down and sends PORT_STATUS). PACKET_INs come
+//! from the datapath over a bounded channel (see
+//! [`crate::datapath::controller`]) and are fanned out per bridge with a
+//! `broadcast` channel; a connection that lags loses messages rather than
+//! stalling the others.
+//!
+//! # Invariants
+//! Nothing a peer sends closes the connection except a framing error (a
+//! length field below 8) or a failed version negotiation: every message
+//! rvs cannot honour gets the codec's ERROR. Nicira/experimenter messages
+//! get BAD_EXPERIMENTER (1.0: BAD_VENDOR), so `ovs-ofctl` falls back to
+//! standard messages.
+//!
+//! # Thread-safety
+//! Tasks on the tokio runtime; the switch behind its mutex.
+//!
+//! # Limits
+//! No buffering (buffer_id is always NO_BUFFER), no FLOW_REMOVED, no
+//! auxiliary connections, no TLS (`ssl:`/`pssl:`), roles are accepted and
+//! echoed but not enforced (every connection may modify flows), table
+//! statistics report no lookup counts.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use flowtable::{PortNo, TableId};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::broadcast;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::control::switch::{OfBridge, OfPort, Switch};
+use crate::datapath::controller::{OfShared, PacketInEvent};
+use crate::openflow::error::{bad_request, ErrorType, OfpError};
+use crate::openflow::msg::{
+    AsyncConfig, FeaturesReply, PacketIn, PortDesc, PortStatus, Role, SwitchConfig, CAPABILITIES,
+    NO_BUFFER, OF10_ACTIONS,
+};
+use crate::openflow::multipart::{
+    AggregateStats, Desc, FlowStats, MpReply, MpRequest, PortStats, TableFeatures, TableStats,
+};
+use crate::openflow::{self as of, Hello, Message, OFP10_VERSION, SUPPORTED_VERSIONS};
+
+/// First reconnection delay of an active target.
+pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
+/// Longest reconnection delay.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(8);
+/// Idle time after which we send an ECHO_REQUEST.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+/// Idle time after which a connection is dropped.
+pub const DEAD_INTERVAL: Duration = Duration::from_secs(15);
+/// PACKET_INs queued between the datapath and the channel.
+pub const PACKET_IN_QUEUE: usize = 1024;
+/// Asynchronous messages queued per bridge for its connections.
+const ASYNC_QUEUE: usize = 1024;
+/// Tables rvs has (0-254).
+const N_TABLES: u8 = TableId::COUNT as u8;
+/// Flows per table announced in table features/stats.
+const MAX_ENTRIES: u32 = 1_000_000;
+
+/// A controller target, as ovs-vsctl spells it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// `ptcp:PORT[:IP]`: listen (IP defaults to 127.0.0.1).
+    PTcp(SocketAddr),
+    /// `punix:PATH`: listen on a unix socket.
+    PUnix(PathBuf),
+    /// `tcp:IP[:PORT]`: connect (port defaults to 6653).
+    Tcp(SocketAddr),
+    /// `unix:PATH`: connect to a unix socket.
+    Unix(PathBuf),
+}
+
+/// The default OpenFlow port.
+pub const DEFAULT_PORT: u16 = 6653;
+
+fn parse_ip(s: &str, t: &str) -> Result<IpAddr, String> {
+    s.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .map_err(|_| format!("{t}: \"{s}\" is not an IP address"))
+}
+
+fn parse_port(s: &str, t: &str) -> Result<u16, String> {
+    s.parse()
+        .map_err(|_| format!("{t}: \"{s}\" is not a port number"))
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+
+    /// Parses `ptcp:PORT[:IP]`, `punix:PATH`, `tcp:IP[:PORT]`, `unix:PATH`.
+    fn from_str(t: &str) -> Result<Target, String> {
+        let (kind, rest) = t.split_once(':').ok_or_else(|| {
+            format!("{t}: expected ptcp:PORT[:IP], punix:PATH, tcp:IP[:PORT] or unix:PATH")
+        })?;
+        match kind {
+            "ptcp" => {
+                let (port, ip) = match rest.split_once(':') {
+                    Some((p, ip)) => (p, parse_ip(ip, t)?),
+                    None => (rest, IpAddr::from([127, 0, 0, 1])),
+                };
+                let port = if port.is_empty() {
+                    DEFAULT_PORT
+                } else {
+                    parse_port(port, t)?
+                };
+                Ok(Target::PTcp(SocketAddr::new(ip, port)))
+            }
+            "tcp" => {
+                // IPv6 addresses come in brackets: tcp:[::1]:6653.
+                let (ip, port) = match rest.rsplit_once(':') {
+                    Some((ip, p)) if !rest.starts_with('[') || ip.ends_with(']') => {
+                        (ip, parse_port(p, t)?)
+                    }
+                    _ => (rest, DEFAULT_PORT),
+                };
+                Ok(Target::Tcp(SocketAddr::new(parse_ip(ip, t)?, port)))
+            }
+            "punix" | "unix" if !rest.is_empty() => {
+                let p = PathBuf::from(rest);
+                Ok(if kind == "punix" {
+                    Target::PUnix(p)
+                } else {
+                    Target::Unix(p)
+                })
+            }
+            _ => Err(format!(
+                "{t}: expected ptcp:PORT[:IP], punix:PATH, tcp:IP[:PORT] or unix:PATH"
+            )),
+        }
+    }
+}
+
+/// A message for every connection of a bridge.
+#[derive(Debug)]
+enum AsyncMsg {
+    PacketIn(PacketIn),
+    /// OFPPR_ADD 0, DELETE 1, MODIFY 2.
+    PortStatus(u8, OfPort),
+}
+
+/// What a connection needs to reach its bridge.
+#[derive(Clone)]
+struct Ctx {
+    switch: Arc<Mutex<Switch>>,
+    bridge: String,
+    of: Arc<OfShared>,
+    tx: broadcast::Sender<Arc<AsyncMsg>>,
+}
+
+/// Runs `f` on the switch on the blocking pool; `None` if the switch is
+/// poisoned or the task failed.
+async fn with_switch<T: Send + 'static>(
+    sw: &Arc<Mutex<Switch>>,
+    f: impl FnOnce(&mut Switch) -> T + Send + 'static,
+) -> Option<T> {
+    let sw = sw.clone();
+    tokio::task::spawn_blocking(move || sw.lock().ok().map(|mut s| f(&mut s)))
+        .await
+        .ok()
+        .flatten()
+}
+
+/// One bridge's running targets.
+struct BridgeChan {
+    id: u32,
+    tx: broadcast::Sender<Arc<AsyncMsg>>,
+    tasks: HashMap<Target, JoinHandle<()>>,
+    ports: Vec<OfPort>,
+}
+
+impl Drop for BridgeChan {
+    fn drop(&mut self) {
+        for t in self.tasks.values() {
+            t.abort();
+        }
+    }
+}
+
+/// Runs the OpenFlow channel of every bridge until dropped.
+pub async fn run(switch: Arc<Mutex<Switch>>) {
+    let (pin_tx, mut pin_rx) = tokio::sync::mpsc::channel::<PacketInEvent>(PACKET_IN_QUEUE);
+    let Some(changed) = with_switch(&switch, move |s| {
+        s.set_packet_in_sink(pin_tx);
+        s.changed()
+    })
+    .await
+    else {
+        log::error!("openflow: cannot reach the switch");
+        return;
+    };
+    let mut chans: HashMap<String, BridgeChan> = HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = changed.notified() => reconcile(&switch, &mut chans).await,
+            _ = tick.tick() => reconcile(&switch, &mut chans).await,
+            ev = pin_rx.recv() => {
+                let Some(ev) = ev else { return };
+                if let Some(c) = chans.values().find(|c| c.id == ev.bridge) {
+                    let _ = c.tx.send(Arc::new(AsyncMsg::PacketIn(ev.pin)));
+                }
+            }
+        }
+    }
+}
+
+async fn reconcile(switch: &Arc<Mutex<Switch>>, chans: &mut HashMap<String, BridgeChan>) {
+    let Some(bridges) = with_switch(switch, |s| s.of_bridges()).await else {
+        return;
+    };
+    chans.retain(|name, c| bridges.iter().any(|b| &b.name == name && b.id == c.id));
+    for b in bridges {
+        let c = chans.entry(b.name.clone()).or_insert_with(|| BridgeChan {
+            id: b.id,
+            tx: broadcast::channel(ASYNC_QUEUE).0,
+            tasks: HashMap::new(),
+            ports: b.ports.clone(),
+        });
+        c.tasks.retain(|t, h| {
+            let keep = b.targets.contains(t) && !h.is_finished();
+            if !keep {
+                h.abort();
+            }
+            keep
+        });
+        for t in &b.targets {
+            if c.tasks.contains_key(t) {
+                continue;
+            }
+            let ctx = Ctx {
+                switch: switch.clone(),
+                bridge: b.name.clone(),
+                of: b.of.clone(),
+                tx: c.tx.clone(),
+            };
+            log::info!("bridge {}: controller {t:?}", b.name);
+            c.tasks
+                .insert(t.clone(), tokio::spawn(target_task(t.clone(), ctx)));
+        }
+        port_changes(c, &b);
+    }
+}
+
+/// Sends PORT_STATUS for ports added, deleted or changed since last time.
+fn port_changes(c: &mut BridgeChan, b: &OfBridge) {
+    for old in &c.ports {
+        if !b.ports.iter().any(|p| p.ofport == old.ofport) {
+            let _ = c.tx.send(Arc::new(AsyncMsg::PortStatus(1, old.clone())));
+        }
+    }
+    for p in &b.ports {
+        match c.ports.iter().find(|o| o.ofport == p.ofport) {
+            None => {
+                let _ = c.tx.send(Arc::new(AsyncMsg::PortStatus(0, p.clone())));
+            }
+            Some(o) if o != p => {
+                let _ = c.tx.send(Arc::new(AsyncMsg::PortStatus(2, p.clone())));
+            }
+            Some(_) => {}
+        }
+    }
+    c.ports = b.ports.clone();
+}
+
+async fn target_task(t: Target, ctx: Ctx) {
+    match t {
+        Target::PTcp(addr) => {
+            let l = loop {
+                match tokio::net::TcpListener::bind(addr).await {
+                    Ok(l) => break l,
+                    Err(e) => {
+                        log::warn!("bridge {}: cannot listen on {addr}: {e}", ctx.bridge);
+                        tokio::time::sleep(BACKOFF_MAX).await;
+                    }
+                }
+            };
+            let mut set = JoinSet::new();
+            loop {
+                tokio::select! {
+                    r = l.accept() => match r {
+                        Ok((s, peer)) => {
+                            let _ = s.set_nodelay(true);
+                            set.spawn(connection(s, peer.to_string(), ctx.clone()));
+                        }
+                        Err(e) => {
+                            log::warn!("bridge {}: accept on {addr}: {e}", ctx.bridge);
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    },
+                    Some(_) = set.join_next(), if !set.is_empty() => {}
+                }
+            }
+        }
+        Target::PUnix(path) => {
+            let l = loop {
+                let _ = std::fs::remove_file(&path);
+                match tokio::net::UnixListener::bind(&path) {
+                    Ok(l) => break l,
+                    Err(e) => {
+                        log::warn!(
+                            "bridge {}: cannot listen on {}: {e}",
+                            ctx.bridge,
+                            path.display()
+                        );
+                        tokio::time::sleep(BACKOFF_MAX).await;
+                    }
+                }
+            };
+            let mut set = JoinSet::new();
+            loop {
+                tokio::select! {
+                    r = l.accept() => match r {
+                        Ok((s, _)) => {
+                            set.spawn(connection(s, format!("unix:{}", path.display()), ctx.clone()));
+                        }
+                        Err(e) => {
+                            log::warn!("bridge {}: accept on {}: {e}", ctx.bridge, path.display());
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    },
+                    Some(_) = set.join_next(), if !set.is_empty() => {}
+                }
+            }
+        }
+        Target::Tcp(addr) => {
+            let mut backoff = BACKOFF_MIN;
+            loop {
+                match tokio::net::TcpStream::connect(addr).await {
+                    Ok(s) => {
+                        let _ = s.set_nodelay(true);
+                        log::info!("bridge {}: connected to controller {addr}", ctx.bridge);
+                        connection(s, addr.to_string(), ctx.clone()).await;
+                        log::info!("bridge {}: controller {addr} disconnected", ctx.bridge);
+                        backoff = BACKOFF_MIN;
+                    }
+                    Err(e) => log::debug!("bridge {}: connecting to {addr}: {e}", ctx.bridge),
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+        Target::Unix(path) => {
+            let mut backoff = BACKOFF_MIN;
+            loop {
+                match tokio::net::UnixStream::connect(&path).await {
+                    Ok(s) => {
+                        connection(s, format!("unix:{}", path.display()), ctx.clone()).await;
+                        backoff = BACKOFF_MIN;
+                    }
+                    Err(e) => log::debug!(
+                        "bridge {}: connecting to {}: {e}",
+                        ctx.bridge,
+                        path.display()
+                    ),
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// Per-connection protocol state.
+struct Conn {
+    /// Negotiated version, once HELLO arrived.
+    version: Option<u8>,
+    config: SwitchConfig,
+    asyncc: AsyncConfig,
+    role: u32,
+    /// Counted in `OfShared` (undone when the connection ends).
+    registered: bool,
+    next_xid: u32,
+}
+
+impl Conn {
+    fn v(&self) -> u8 {
+        self.version.unwrap_or(of::OFP13_VERSION)
+    }
+
+    fn xid(&mut self) -> u32 {
+        self.next_xid = self.next_xid.wrapping_add(1);
+        self.next_xid
+    }
+}
+
+/// OFPCR_ROLE_EQUAL / SLAVE.
+const ROLE_EQUAL: u32 = 1;
+const ROLE_SLAVE: u32 = 3;
+
+async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, peer: String, ctx: Ctx) {
+    let mut conn = Conn {
+        version: None,
+        config: SwitchConfig {
+            flags: 0,
+            miss_send_len: 128,
+        },
+        asyncc: AsyncConfig {
+            packet_in_mask: [0x7, 0],
+            port_status_mask: [0x7, 0x7],
+            flow_removed_mask: [0xf, 0],
+        },
+        role: ROLE_EQUAL,
+        registered: false,
+        next_xid: 0x7276_0000,
+    };
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut rx = ctx.tx.subscribe();
+    let hello = Message::Hello(Hello {
+        versions: SUPPORTED_VERSIONS,
+    });
+    let xid = conn.xid();
+    if let Ok(b) = of::encode(of::OFP13_VERSION, xid, &hello) {
+        if wr.write_all(&b).await.is_err() {
+            return;
+        }
+    }
+    let mut inbuf: Vec<u8> = Vec::with_capacity(4096);
+    let mut last_rx = Instant::now();
+    let mut echo_at: Option<Instant> = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    'conn: loop {
+        tokio::select! {
+            r = rd.read_buf(&mut inbuf) => {
+                match r {
+                    Ok(0) | Err(_) => break 'conn,
+                    Ok(_) => {}
+                }
+                last_rx = Instant::now();
+                echo_at = None;
+                loop {
+                    let n = match of::frame(&inbuf, of::MAX_MSG_LEN) {
+                        Ok(Some(n)) => n,
+                        Ok(None) => break,
+                        Err(e) => {
+                            log::info!("openflow {peer}: {e}; closing");
+                            let err = OfpError::new(ErrorType::BadRequest, bad_request::BAD_LEN);
+                            let _ = wr.write_all(&of::error_reply(conn.v(), err, &inbuf[..inbuf.len().min(64)])).await;
+                            break 'conn;
+                        }
+                    };
+                    let raw: Vec<u8> = inbuf.drain(..n).collect();
+                    let (out, close) = handle(&mut conn, &ctx, &peer, &raw).await;
+                    for m in out {
+                        if wr.write_all(&m).await.is_err() {
+                            break 'conn;
+                        }
+                    }
+                    if close {
+                        break 'conn;
+                    }
+                }
+            }
+            m = rx.recv(), if conn.version.is_some() => match m {
+                Ok(m) => {
+                    if let Some(b) = async_msg(&mut conn, &m) {
+                        if wr.write_all(&b).await.is_err() {
+                            break 'conn;
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    log::debug!("openflow {peer}: lagging, {n} asynchronous messages lost");
+                }
+                Err(broadcast::error::RecvError::Closed) => break 'conn,
+            },
+            _ = tick.tick() => {
+                let idle = last_rx.elapsed();
+                if idle >= DEAD_INTERVAL {
+                    log::info!("openflow {peer}: no answer for {}s; closing", idle.as_secs());
+                    break 'conn;
+                }
+                if idle >= PROBE_INTERVAL && echo_at.is_none() && conn.version.is_some() {
+                    let xid = conn.xid();
+                    if let Ok(b) = of::encode(conn.v(), xid, &Message::EchoRequest(Vec::new())) {
+                        if wr.write_all(&b).await.is_err() {
+                            break 'conn;
+                        }
+                    }
+                    echo_at = Some(Instant::now());
+                }
+            }
+        }
+    }
+    if conn.registered {
+        ctx.of.disconnect(&peer);
+    }
+    log::debug!("openflow {peer}: connection closed");
+}
+
+/// Encodes an asynchronous message for this connection, if its async
+/// configuration wants it.
+fn async_msg(conn: &mut Conn, m: &AsyncMsg) -> Option<Vec<u8>> {
+    let v = conn.v();
+    let slot = usize::from(conn.role == ROLE_SLAVE);
+    let msg = match m {
+        AsyncMsg::PacketIn(p) => {
+            if conn.asyncc.packet_in_mask[slot] & (1 << p.reason) == 0 {
+                return None;
+            }
+            Message::PacketIn(p.clone())
+        }
+        AsyncMsg::PortStatus(reason, p) => {
+            if conn.asyncc.port_status_mask[slot] & (1 << reason) == 0 {
+                return None;
+            }
+            Message::PortStatus(PortStatus {
+                reason: *reason,
+                desc: PortDesc::new(v, p.ofport, &p.name, p.mac, p.up),
+            })
+        }
+    };
+    let xid = 0;
+    of::encode(v, xid, &msg).ok()
+}
+
+fn reply(conn: &Conn, xid: u32, m: &Message) -> Vec<Vec<u8>> {
+    match of::encode(conn.v(), xid, m) {
+        Ok(b) => vec![b],
+        Err(e) => {
+            log::warn!("openflow: cannot encode {:?}: {e}", m.msg_type());
+            Vec::new()
+        }
+    }
+}
+
+fn error(conn: &Conn, etype: ErrorType, code: u16, raw: &[u8]) -> Vec<Vec<u8>> {
+    vec![of::error_reply(conn.v(), OfpError::new(etype, code), raw)]
+}
+
+/// Handles one message; returns the replies and whether to close.
+async fn handle(conn: &mut Conn, ctx: &Ctx, peer: &str, raw: &[u8]) -> (Vec<Vec<u8>>, bool) {
+    let (h, msg) = match of::decode(raw) {
+        Ok(x) => x,
+        Err(e) => {
+            log::debug!("openflow {peer}: {e}");
+            if conn.version.is_none() {
+                return (
+                    vec![of::hello_failed(raw.first().copied().unwrap_or(4), 0)],
+                    true,
+                );
+            }
+            return (vec![of::error_reply(conn.v(), e.error, raw)], false);
+        }
+    };
+    if conn.version.is_none() {
+        let hello = match &msg {
+            Message::Hello(h) => *h,
+            // A peer that skips HELLO speaks its header's version.
+            _ => Hello {
+                versions: 1 << h.version,
+            },
+        };
+        match of::negotiate(SUPPORTED_VERSIONS, &hello) {
+            Some(v) => {
+                conn.version = Some(v);
+                conn.registered = true;
+                ctx.of.connect(peer);
+                log::info!(
+                    "bridge {}: controller {peer} connected (OpenFlow {})",
+                    ctx.bridge,
+                    if v == OFP10_VERSION { "1.0" } else { "1.3" }
+                );
+            }
+            None => return (vec![of::hello_failed(h.version, h.xid)], true),
+        }
+        if matches!(msg, Message::Hello(_)) {
+            return (Vec::new(), false);
+        }
+    }
+    let v = conn.v();
+    let xid = h.xid;
+    let out = match msg {
+        Message::Hello(_) | Message::EchoReply(_) => Vec::new(),
+        Message::Error(e) => {
+            log::debug!(
+                "openflow {peer}: peer sent error type {} code {}",
+                e.etype,
+                e.code
+            );
+            Vec::new()
+        }
+        Message::EchoRequest(d) => reply(conn, xid, &Message::EchoReply(d)),
+        Message::Experimenter(_) => error(
+            conn,
+            ErrorType::BadRequest,
+            bad_request::BAD_EXPERIMENTER,
+            raw,
+        ),
+        Message::FeaturesRequest => {
+            let Some(b) = bridge(ctx).await else {
+                return (Vec::new(), true);
+            };
+            let ports = if v == OFP10_VERSION {
+                b.ports
+                    .iter()
+                    .map(|p| PortDesc::new(v, p.ofport, &p.name, p.mac, p.up))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            reply(
+                conn,
+                xid,
+                &Message::FeaturesReply(FeaturesReply {
+                    datapath_id: b.dpid,
+                    n_buffers: 0,
+                    n_tables: N_TABLES,
+                    auxiliary_id: 0,
+                    capabilities: CAPABILITIES,
+                    actions: OF10_ACTIONS,
+                    ports,
+                }),
+            )
+        }
+        Message::GetConfigRequest => reply(conn, xid, &Message::GetConfigReply(conn.config)),
+        Message::SetConfig(c) => {
+            conn.config = c;
+            Vec::new()
+        }
+        Message::SetAsync(a) => {
+            conn.asyncc = a;
+            Vec::new()
+        }
+        Message::GetAsyncRequest => reply(conn, xid, &Message::GetAsyncReply(conn.asyncc)),
+        Message::BarrierRequest => reply(conn, xid, &Message::BarrierReply),
+        Message::RoleRequest(r) => {
+            if r.role != 0 {
+                conn.role = r.role;
+            }
+            reply(
+                conn,
+                xid,
+                &Message::RoleReply(Role {
+                    role: conn.role,
+                    generation_id: r.generation_id,
+                }),
+            )
+        }
+        Message::FlowMod(fm) => {
+            let bridge = ctx.bridge.clone();
+            let of10 = v == OFP10_VERSION;
+            match with_switch(&ctx.switch, move |s| s.of_flow_mod(&bridge, &fm, of10)).await {
+                Some(Ok(())) => Vec::new(),
+                Some(Err(e)) => vec![of::error_reply(v, e.error, raw)],
+                None => return (Vec::new(), true),
+            }
+        }
+        Message::PacketOut(po) => {
+            if po.buffer_id != NO_BUFFER {
+                error(
+                    conn,
+                    ErrorType::BadRequest,
+                    bad_request::BUFFER_UNKNOWN,
+                    raw,
+                )
+            } else {
+                let bridge = ctx.bridge.clone();
+                with_switch(&ctx.switch, move |s| s.of_packet_out(&bridge, po)).await;
+                Vec::new()
+            }
+        }
+        Message::MultipartRequest(r) => match multipart(conn, ctx, r.body).await {
+            Ok(body) => match of::encode_multipart_reply(v, xid, &body, of::MAX_MSG_LEN) {
+                Ok(msgs) => msgs,
+                Err(e) => {
+                    log::warn!("openflow {peer}: cannot encode a multipart reply: {e}");
+                    error(conn, ErrorType::BadRequest, bad_request::EPERM, raw)
+                }
+            },
+            Err((t, c)) => error(conn, t, c, raw),
+        },
+        // Messages only a switch sends.
+        Message::FeaturesReply(_)
+        | Message::GetConfigReply(_)
+        | Message::PacketIn(_)
+        | Message::FlowRemoved(_)
+        | Message::PortStatus(_)
+        | Message::MultipartReply(_)
+        | Message::BarrierReply
+        | Message::RoleReply(_)
+        | Message::GetAsyncReply(_) => {
+            error(conn, ErrorType::BadRequest, bad_request::BAD_TYPE, raw)
+        }
+    };
+    (out, false)
+}
+
+async fn bridge(ctx: &Ctx) -> Option<OfBridge> {
+    let name = ctx.bridge.clone();
+    with_switch(&ctx.switch, move |s| s.of_bridge(&name))
+        .await
+        .flatten()
+}
+
+async fn multipart(conn: &Conn, ctx: &Ctx, req: MpRequest) -> Result<MpReply, (ErrorType, u16)> {
+    let v = conn.v();
+    let gone = (ErrorType::BadRequest, bad_request::EPERM);
+    let name = ctx.bridge.clone();
+    Ok(match req {
+        MpRequest::Desc => MpReply::Desc(Desc {
+            mfr_desc: "rvs".into(),
+            hw_desc: "rvs userspace switch".into(),
+            sw_desc: env!("CARGO_PKG_VERSION").into(),
+            serial_num: "None".into(),
+            dp_desc: ctx.bridge.clone(),
+        }),
+        MpRequest::Flow(f) => {
+            let filter = f.filter();
+            let flows = with_switch(&ctx.switch, move |s| s.of_flow_stats(&name, &filter))
+                .await
+                .ok_or(gone)?;
+            MpReply::Flow(
+                flows
+                    .iter()
+                    .map(|f| FlowStats::new(&f.flow, f.duration_ms, f.packets, f.bytes))
+                    .collect(),
+            )
+        }
+        MpRequest::Aggregate(f) => {
+            let filter = f.filter();
+            let flows = with_switch(&ctx.switch, move |s| s.of_flow_stats(&name, &filter))
+                .await
+                .ok_or(gone)?;
+            MpReply::Aggregate(AggregateStats {
+                packet_count: flows.iter().map(|f| f.packets).sum(),
+                byte_count: flows.iter().map(|f| f.bytes).sum(),
+                flow_count: flows.len() as u32,
+            })
+        }
+        MpRequest::Table => {
+            let counts = with_switch(&ctx.switch, move |s| s.of_table_counts(&name))
+                .await
+                .ok_or(gone)?;
+            MpReply::Table(
+                (0..N_TABLES)
+                    .map(|t| TableStats {
+                        table_id: t,
+                        name: format!("table{t}"),
+                        max_entries: MAX_ENTRIES,
+                        active_count: counts
+                            .iter()
+                            .find(|(id, _)| *id == t)
+                            .map_or(0, |(_, n)| *n),
+                        lookup_count: 0,
+                        matched_count: 0,
+                    })
+                    .collect(),
+            )
+        }
+        MpRequest::PortStats(p) => {
+            let only = (p != PortNo::NONE).then_some(p);
+            let stats = with_switch(&ctx.switch, move |s| s.of_port_stats(&name, only))
+                .await
+                .ok_or(gone)?;
+            MpReply::PortStats(
+                stats
+                    .iter()
+                    .map(|s| PortStats {
+                        port_no: PortNo(s.ofport),
+                        rx_packets: s.rx_packets,
+                        tx_packets: s.tx_packets,
+                        rx_bytes: s.rx_bytes,
+                        tx_bytes: s.tx_bytes,
+                        rx_dropped: s.rx_dropped.values().sum(),
+                        tx_dropped: s.tx_dropped.values().sum(),
+                        ..PortStats::default()
+                    })
+                    .collect(),
+            )
+        }
+        MpRequest::PortDesc => {
+            let b = bridge(ctx).await.ok_or(gone)?;
+            MpReply::PortDesc(
+                b.ports
+                    .iter()
+                    .map(|p| PortDesc::new(v, p.ofport, &p.name, p.mac, p.up))
+                    .collect(),
+            )
+        }
+        MpRequest::TableFeatures(set) => {
+            if !set.is_empty() {
+                // rvs's tables cannot be reconfigured.
+                return Err((ErrorType::TableFeaturesFailed, 5));
+            }
+            MpReply::TableFeatures(
+                (0..N_TABLES)
+                    .map(|t| TableFeatures::rvs(t, N_TABLES, MAX_ENTRIES))
+                    .collect(),
+            )
+        }
+        MpRequest::Experimenter { .. } => {
+            return Err((ErrorType::BadRequest, bad_request::BAD_EXPERIMENTER))
+        }
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::control::switch::{default_dpid, parse_dpid};
+
+    #[test]
+    fn targets_parse_like_ovs_vsctl() {
+        let p = |s: &str| s.parse::<Target>();
+        assert_eq!(
+            p("ptcp:6653"),
+            Ok(Target::PTcp("127.0.0.1:6653".parse().unwrap()))
+        );
+        assert_eq!(
+            p("ptcp:6654:0.0.0.0"),
+            Ok(Target::PTcp("0.0.0.0:6654".parse().unwrap()))
+        );
+        assert_eq!(
+            p("ptcp:"),
+            Ok(Target::PTcp("127.0.0.1:6653".parse().unwrap()))
+        );
+        assert_eq!(
+            p("tcp:10.0.0.1"),
+            Ok(Target::Tcp("10.0.0.1:6653".parse().unwrap()))
+        );
+        assert_eq!(
+            p("tcp:10.0.0.1:6633"),
+            Ok(Target::Tcp("10.0.0.1:6633".parse().unwrap()))
+        );
+        assert_eq!(
+            p("tcp:[::1]:6633"),
+            Ok(Target::Tcp("[::1]:6633".parse().unwrap()))
+        );
+        assert_eq!(
+            p("punix:/run/x.sock"),
+            Ok(Target::PUnix("/run/x.sock".into()))
+        );
+        assert_eq!(
+            p("unix:/run/x.sock"),
+            Ok(Target::Unix("/run/x.sock".into()))
+        );
+        for bad in [
+            "",
+            "tcp",
+            "tcp:",
+            "tcp:host:1",
+            "ptcp:99999",
+            "ssl:1.2.3.4",
+            "punix:",
+        ] {
+            assert!(p(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn datapath_ids() {
+        let d = default_dpid("br0");
+        assert_eq!(d, default_dpid("br0"), "stable");
+        assert_ne!(d, default_dpid("br1"));
+        assert_eq!(d >> 48, 0, "a MAC in the low 48 bits");
+        assert_eq!((d >> 40) & 0x03, 0x02, "locally administered unicast");
+        assert_eq!(parse_dpid("00000000000000ab"), Some(0xab));
+        assert_eq!(parse_dpid("0x00000000000000AB"), Some(0xab));
+        assert_eq!(parse_dpid("ab"), None);
+        assert_eq!(parse_dpid("000000000000000g"), None);
+    }
+}

@@ -1,0 +1,375 @@
+//! The OpenFlow channel driven by real clients: `ovs-ofctl` (1.3 and 1.0)
+//! against a `ptcp:` controller target, a minimal hub controller built on
+//! rvs's codec behind a `tcp:` target (PACKET_IN / PACKET_OUT), and the
+//! fail modes — with real traffic between namespaces.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use rvs::openflow::{self as of, msg, Message};
+
+/// A TCP port nobody listens on right now.
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// Runs `ovs-ofctl ARGS… TARGET [EXTRA…]` (bounded to 10 s); returns
+/// (success, stdout + stderr).
+fn ofctl(proto: Option<&str>, cmd: &str, target: &str, extra: &[&str]) -> (bool, String) {
+    let mut c = Command::new("timeout");
+    c.arg("10").arg("ovs-ofctl");
+    if let Some(p) = proto {
+        c.arg("-O").arg(p);
+    }
+    c.arg(cmd).arg(target).args(extra);
+    let out = c
+        .output()
+        .expect("run ovs-ofctl (install openvswitch-common)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn ofctl_ok(proto: Option<&str>, cmd: &str, target: &str, extra: &[&str]) -> String {
+    let (ok, text) = ofctl(proto, cmd, target, extra);
+    assert!(
+        ok,
+        "ovs-ofctl {proto:?} {cmd} {target} {extra:?} failed: {text}"
+    );
+    text
+}
+
+fn have_ofctl() -> bool {
+    let ok = Command::new("ovs-ofctl")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "ovs-ofctl is missing in CI (openvswitch-common)"
+        );
+        eprintln!("skipping: ovs-ofctl not installed");
+    }
+    ok
+}
+
+/// A bridge with two TAP hosts (10.7.0.1, .2) and a `ptcp:` controller
+/// target; returns once `ovs-ofctl show` answers.
+struct Topo {
+    d: Rvsd,
+    br: String,
+    h: [Host; 2],
+    target: String,
+}
+
+fn topo() -> Topo {
+    let d = Rvsd::start();
+    let br = d.add_br();
+    let h = [1, 2].map(|i| tap_host(&d, &br, &[], Some(&format!("10.7.0.{i}/24"))));
+    let port = free_port();
+    d.ok(&["set-controller", &br, &format!("ptcp:{port}")]);
+    let target = format!("tcp:127.0.0.1:{port}");
+    let up = poll(Duration::from_secs(10), || {
+        ofctl(Some("OpenFlow13"), "show", &target, &[])
+            .0
+            .then_some(())
+    });
+    assert!(
+        up.is_some(),
+        "ptcp:{port} never answered:\n{}",
+        d.log_text()
+    );
+    Topo { d, br, h, target }
+}
+
+#[test]
+fn ofctl13_programs_flows_that_forward() {
+    if !require_root() || !have_ofctl() {
+        return;
+    }
+    let t = topo();
+    let of13 = Some("OpenFlow13");
+    let [h1, h2] = &t.h;
+
+    // show: datapath id as rvsctl reports it, both ports by name.
+    let show = ofctl_ok(of13, "show", &t.target, &[]);
+    let ctl = t.d.json(&["get-controller", &t.br]);
+    let dpid = ctl["datapath_id"].as_str().unwrap().to_string();
+    assert!(show.contains(&format!("dpid:{dpid}")), "{show}");
+    assert!(show.contains(&format!("1({})", h1.port)), "{show}");
+    assert!(show.contains(&format!("2({})", h2.port)), "{show}");
+    assert!(show.contains(&format!("LOCAL({})", t.br)), "{show}");
+
+    // Secure: without flows nothing passes, controller or not.
+    t.d.ok(&["set-fail-mode", &t.br, "secure"]);
+    ofctl_ok(of13, "del-flows", &t.target, &[]);
+    assert!(t.d.flows(&t.br).is_empty());
+    h1.assert_no_ping(h2.ip());
+
+    // add-flow / add-flows from ovs-ofctl: the same flows rvsctl sees,
+    // and they forward.
+    ofctl_ok(
+        of13,
+        "add-flow",
+        &t.target,
+        &["priority=10,in_port=1,actions=output:2"],
+    );
+    let dir = TempDir::new();
+    let file = dir.0.join("flows.txt");
+    std::fs::write(
+        &file,
+        "priority=10,in_port=2,actions=output:1\ncookie=0x42,priority=5,udp,actions=drop\n",
+    )
+    .unwrap();
+    ofctl_ok(of13, "add-flows", &t.target, &[file.to_str().unwrap()]);
+    h1.assert_ping(h2.ip());
+    let flows = t.d.flows(&t.br);
+    assert_eq!(flows.len(), 3, "{flows:#?}");
+    let f = t.d.flow(&t.br, "priority=10,in_port=1 actions=output:2");
+    assert!(f.n_packets > 0, "{f:?}");
+    assert!(flows.iter().any(|f| f.cookie == 0x42));
+
+    let dump = ofctl_ok(of13, "dump-flows", &t.target, &[]);
+    assert!(
+        dump.contains("priority=10,in_port=1 actions=output:2"),
+        "{dump}"
+    );
+    assert!(dump.contains("cookie=0x42"), "{dump}");
+    let lines = dump.lines().filter(|l| l.contains("actions=")).count();
+    assert_eq!(lines, 3, "{dump}");
+
+    // dump-ports: the counters rvsctl has.
+    let ports = ofctl_ok(of13, "dump-ports", &t.target, &[]);
+    let rx1 = t.d.port_stats(&t.br, &h1.port).rx_packets;
+    assert!(rx1 > 0);
+    assert!(
+        ports.contains("port  1: rx pkts=") || ports.contains("port 1: rx pkts="),
+        "{ports}"
+    );
+    assert!(ports.contains("3 ports"), "{ports}");
+
+    let tables = ofctl_ok(of13, "dump-tables", &t.target, &[]);
+    assert!(
+        tables.contains("table 0:") && tables.contains("active=3"),
+        "{tables}"
+    );
+    let desc = ofctl_ok(of13, "dump-desc", &t.target, &[]);
+    assert!(
+        desc.contains(&format!("DP Description: {}", t.br)),
+        "{desc}"
+    );
+
+    // del-flows by match (loose) and strict.
+    ofctl_ok(
+        of13,
+        "del-flows",
+        &t.target,
+        &["--strict", "priority=5,udp"],
+    );
+    assert_eq!(t.d.flows(&t.br).len(), 2);
+    ofctl_ok(of13, "del-flows", &t.target, &["in_port=2"]);
+    let left = t.d.flows(&t.br);
+    assert_eq!(left.len(), 1, "{left:#?}");
+    h1.assert_no_ping(h2.ip());
+
+    // Persisted like any other change.
+    let export = t.d.ok(&["export"]);
+    assert!(export.contains("in_port=1 actions=output:2"), "{export}");
+    assert!(export.contains("fail_mode = \"secure\""), "{export}");
+    assert!(export.contains("controller = [\"ptcp:"), "{export}");
+}
+
+#[test]
+fn ofctl10_show_dump_add() {
+    if !require_root() || !have_ofctl() {
+        return;
+    }
+    let t = topo();
+    let [h1, h2] = &t.h;
+    let show = ofctl_ok(None, "show", &t.target, &[]);
+    assert!(show.contains("OFPT_FEATURES_REPLY (xid="), "{show}");
+    assert!(show.contains(&format!("1({})", h1.port)), "{show}");
+    let dump = ofctl_ok(None, "dump-flows", &t.target, &[]);
+    assert!(dump.contains("priority=0 actions=NORMAL"), "{dump}");
+    ofctl_ok(
+        None,
+        "add-flow",
+        &t.target,
+        &["priority=100,icmp,actions=drop"],
+    );
+    t.d.flow(&t.br, "priority=100,icmp actions=drop");
+    h1.assert_no_ping(h2.ip());
+    ofctl_ok(None, "del-flows", &t.target, &["icmp"]);
+    h1.assert_ping(h2.ip());
+}
+
+#[test]
+fn fail_mode_standalone_forwards_until_secure() {
+    if !require_root() {
+        return;
+    }
+    let d = Rvsd::start();
+    let br = d.add_br();
+    let h1 = tap_host(&d, &br, &[], Some("10.7.1.1/24"));
+    let h2 = tap_host(&d, &br, &[], Some("10.7.1.2/24"));
+    d.ok(&["del-flows", &br]);
+    h1.assert_no_ping(h2.ip());
+    // A controller that never answers: standalone falls back to NORMAL.
+    let port = free_port();
+    d.ok(&["set-controller", &br, &format!("tcp:127.0.0.1:{port}")]);
+    assert_eq!(d.ok(&["get-fail-mode", &br]).trim(), "standalone");
+    h1.assert_ping(h2.ip());
+    d.ok(&["set-fail-mode", &br, "secure"]);
+    h1.assert_no_ping(h2.ip());
+    d.ok(&["set-fail-mode", &br, "standalone"]);
+    h1.assert_ping(h2.ip());
+    d.ok(&["del-controller", &br]);
+    h1.assert_no_ping(h2.ip());
+    let (code, err) = d.fails(&["set-controller", &br, "bogus:1"]);
+    assert_eq!(code, 1, "{err}");
+    let (_, err) = d.fails(&["set", "bridge", &br, "datapath-id=12"]);
+    assert!(err.contains("16 hex digits"), "{err}");
+    d.ok(&["set", "bridge", &br, "datapath-id=00000000000000ab"]);
+    let v = d.json(&["get-controller", &br]);
+    assert_eq!(v["datapath_id"], "00000000000000ab");
+}
+
+/// Reads one OpenFlow message (blocking, with the stream's timeout).
+fn read_msg(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(of::Header, Message)> {
+    loop {
+        if let Ok(Some(n)) = of::frame(buf, of::MAX_MSG_LEN) {
+            let raw: Vec<u8> = buf.drain(..n).collect();
+            return of::decode(&raw).ok();
+        }
+        let mut tmp = [0u8; 4096];
+        match s.read(&mut tmp) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+        }
+    }
+}
+
+fn send(s: &mut TcpStream, m: &Message) {
+    s.write_all(&of::encode(of::OFP13_VERSION, 1, m).unwrap())
+        .unwrap();
+}
+
+/// rvsd connects out to a hub controller made of rvs's codec: it installs
+/// a table-miss flow to CONTROLLER and floods every PACKET_IN back with
+/// PACKET_OUT. Hosts reach each other only through the controller.
+#[test]
+fn packet_in_and_packet_out_through_an_active_controller() {
+    if !require_root() {
+        return;
+    }
+    let d = Rvsd::start();
+    let br = d.add_br();
+    let h1 = tap_host(&d, &br, &[], Some("10.7.2.1/24"));
+    let h2 = tap_host(&d, &br, &[], Some("10.7.2.2/24"));
+    d.ok(&["set-fail-mode", &br, "secure"]);
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    d.ok(&["set-controller", &br, &format!("tcp:127.0.0.1:{port}")]);
+    let (mut s, _) = l.accept().unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = Vec::new();
+    send(&mut s, &Message::Hello(msg::Hello { versions: 1 << 4 }));
+    let (_, hello) = read_msg(&mut s, &mut buf).expect("hello");
+    assert!(matches!(hello, Message::Hello(_)), "{hello:?}");
+    // Replace NORMAL with a table-miss to the controller.
+    let (_, del) = of::decode(&[
+        4, 14, 0, 56, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 3, 0, 0, 0,
+        0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0,
+        0, 0, 1, 0, 4, 0, 0, 0, 0,
+    ])
+    .expect("delete-all flow mod");
+    send(&mut s, &del);
+    let flow =
+        flowtable::syntax::parse_flow("cookie=0x77,priority=0,actions=CONTROLLER:65535", &|_| None)
+            .unwrap();
+    send(
+        &mut s,
+        &Message::FlowMod(msg::FlowMod {
+            cookie: flow.cookie,
+            cookie_mask: 0,
+            table_id: 0,
+            command: msg::FlowModCommand::Add,
+            idle_timeout: 0,
+            hard_timeout: 0,
+            priority: 0,
+            buffer_id: msg::NO_BUFFER,
+            out_port: flowtable::PortNo::NONE,
+            out_group: u32::MAX,
+            flags: 0,
+            m: flow.m,
+            actions: flow.actions.clone(),
+        }),
+    );
+    send(&mut s, &Message::BarrierRequest);
+    let t0 = Instant::now();
+    loop {
+        let (_, m) = read_msg(&mut s, &mut buf).expect("barrier reply");
+        if matches!(m, Message::BarrierReply) {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10));
+    }
+    let flows = d.flows(&br);
+    assert_eq!(flows.len(), 1, "{flows:#?}");
+    assert_eq!(
+        flows[0].flow,
+        "cookie=0x77, priority=0 actions=CONTROLLER:65535"
+    );
+
+    let pinger = ping_spawn(&h1.ns, h2.ip());
+    let mut n_in = 0;
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < deadline {
+        let Some((_, m)) = read_msg(&mut s, &mut buf) else {
+            break;
+        };
+        match m {
+            Message::PacketIn(p) => {
+                assert_eq!(p.reason, msg::packet_in_reason::ACTION);
+                assert_eq!(p.cookie, 0x77);
+                assert_eq!(p.table_id, 0);
+                assert!(p.in_port == flowtable::PortNo(1) || p.in_port == flowtable::PortNo(2));
+                assert_eq!(usize::from(p.total_len), p.data.len());
+                n_in += 1;
+                send(
+                    &mut s,
+                    &Message::PacketOut(msg::PacketOut {
+                        buffer_id: msg::NO_BUFFER,
+                        in_port: p.in_port,
+                        actions: vec![flowtable::Action::Flood],
+                        data: p.data,
+                    }),
+                );
+            }
+            Message::EchoRequest(d) => send(&mut s, &Message::EchoReply(d)),
+            _ => {}
+        }
+        if n_in >= 6 {
+            break;
+        }
+    }
+    assert!(
+        ping_wait(pinger),
+        "ping through the hub controller failed\n{}",
+        d.log_text()
+    );
+    assert!(n_in >= 4, "only {n_in} PACKET_INs");
+    let v = d.json(&["get-controller", &br]);
+    assert_eq!(v["connected"].as_array().map(Vec::len), Some(1), "{v}");
+}
