@@ -163,6 +163,24 @@ const USAGE: &[(&[&str], &str)] = &[
         &["trace", "BR", "in_port=1", "x"],
         "unexpected argument 'x'",
     ),
+    // set-controller BR TARGET..., get-/del-controller BR
+    (&["set-controller"], "<BRIDGE>"),
+    (&["set-controller", "BR"], "<TARGETS>"),
+    (&["get-controller"], "<BRIDGE>"),
+    (&["get-controller", "BR", "x"], "unexpected argument 'x'"),
+    (&["del-controller"], "<BRIDGE>"),
+    (&["del-controller", "BR", "x"], "unexpected argument 'x'"),
+    // set-fail-mode BR MODE, get-/del-fail-mode BR
+    (&["set-fail-mode"], "<BRIDGE>"),
+    (&["set-fail-mode", "BR"], "<MODE>"),
+    (
+        &["set-fail-mode", "BR", "secure", "x"],
+        "unexpected argument 'x'",
+    ),
+    (&["get-fail-mode"], "<BRIDGE>"),
+    (&["get-fail-mode", "BR", "x"], "unexpected argument 'x'"),
+    (&["del-fail-mode"], "<BRIDGE>"),
+    (&["del-fail-mode", "BR", "x"], "unexpected argument 'x'"),
     // apply FILE [--dry-run]
     (&["apply"], "<FILE>"),
     (&["apply", "F", "x"], "unexpected argument 'x'"),
@@ -184,6 +202,12 @@ const VERBS: &[&str] = &[
     "del-port",
     "list-ports",
     "set",
+    "set-controller",
+    "get-controller",
+    "del-controller",
+    "set-fail-mode",
+    "get-fail-mode",
+    "del-fail-mode",
     "add-flow",
     "add-flows",
     "mod-flows",
@@ -250,6 +274,15 @@ fn every_verb_with_bad_arguments_exits_2_with_usage() {
     assert_eq!(n_verbs, VERBS.len(), "{help}");
 
     let export = d.ok(&["export"]);
+    // Other tests of this process create and delete their own uniq()
+    // devices meanwhile; leave those out of the comparison.
+    let own = format!("rvt{:x}", std::process::id());
+    let links = || -> Vec<String> {
+        links()
+            .into_iter()
+            .filter(|l| !l.starts_with(&own) || *l == br || *l == tap)
+            .collect()
+    };
     let before = links();
     for (args, want) in USAGE {
         let args: Vec<String> = args
