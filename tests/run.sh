@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The test command (README, set-up step 2): installs what the integration
+# tests need on a Debian machine, then runs every test of the workspace.
+# Run as root: the integration tests create TAPs, veth pairs and network
+# namespaces (outside CI they skip with a message when not root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+
+if [ "$(id -u)" = 0 ]; then
+    # Packages the integration tests use: ip/netns/veth, ping, tcpdump, iperf3,
+    # ovs-ofctl (openvswitch-common) and a venv for os-ken in the OpenFlow tests.
+    pkgs=(iproute2 iputils-ping tcpdump iperf3 procps openvswitch-common python3-venv)
+    missing=()
+    for p in "${pkgs[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        echo "ci: installing ${missing[*]}"
+        apt-get update -qq </dev/null
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+    fi
+    # TAP ports need /dev/net/tun.
+    if [ ! -e /dev/net/tun ]; then
+        mkdir -p /dev/net
+        mknod /dev/net/tun c 10 200
+        chmod 0666 /dev/net/tun
+    fi
+else
+    echo "tests/run.sh: not root; skipping package installation (integration tests will skip)" >&2
+fi
+
+exec cargo test --workspace --no-fail-fast "$@" </dev/null
