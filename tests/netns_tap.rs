@@ -5,32 +5,8 @@
 
 mod common;
 
-use std::time::Duration;
 
 use common::*;
-
-/// Waits (≤ 5 s) until rvs's counters of `h`'s port mirror the kernel's
-/// counters of `h`'s interface: what the host transmitted, rvs received,
-/// and vice versa — packets and bytes.
-pub fn assert_counters_mirror(d: &Rvsd, br: &str, h: &Host) {
-    let mut last = None;
-    let same = poll(Duration::from_secs(5), || {
-        let p = d.port_stats(br, &h.port);
-        let k = h.stats();
-        let ok = p.rx_packets == k.tx_packets
-            && p.rx_bytes == k.tx_bytes
-            && p.tx_packets == k.rx_packets
-            && p.tx_bytes == k.rx_bytes;
-        last = Some((p, k));
-        ok.then_some(())
-    });
-    assert!(
-        same.is_some(),
-        "rvs port {} counters do not mirror the host's {}: (rvs, kernel) = {last:#?}",
-        h.port,
-        h.dev
-    );
-}
 
 #[test]
 fn tap_ping_both_ways_and_counters() {
