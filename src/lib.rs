@@ -9,13 +9,20 @@
 //! - [`bridge`]: VLAN rules, MAC learning and NORMAL.
 //! - [`control`]: the control socket and the switch model.
 //! - [`config`]: the TOML schema.
+//! - [`openflow`]: the OpenFlow 1.3/1.0 wire codec.
+//!
+//! `unsafe` is denied everywhere except the two modules that do fd and
+//! ioctl work ([`netdev`], [`port`]).
+#![deny(unsafe_code)]
 
 pub mod bridge;
 pub mod config;
 pub mod control;
 pub mod datapath;
 pub mod logging;
+#[allow(unsafe_code)]
 pub mod netdev;
 pub mod openflow;
 pub mod packet;
+#[allow(unsafe_code)]
 pub mod port;
