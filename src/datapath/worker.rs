@@ -41,6 +41,8 @@ use crate::port::PortError;
 pub const BATCH: usize = 32;
 /// Token of the control-plane waker.
 pub const WAKER: Token = Token(usize::MAX);
+/// How long the worker keeps polling without sleeping after traffic.
+const SPIN: Duration = Duration::from_micros(200);
 /// How often MAC entries are aged.
 const AGING_PERIOD: Duration = Duration::from_secs(1);
 
@@ -100,12 +102,18 @@ impl Worker {
         let mut events = Events::with_capacity(256);
         let mut next_aging = Instant::now() + AGING_PERIOD;
         let mut ready: Vec<usize> = Vec::with_capacity(256);
+        // When traffic was just forwarded, poll without sleeping for a short
+        // while: the answer to what we forwarded (a ping reply, a TCP ACK)
+        // usually comes back within tens of microseconds, and catching it
+        // without a scheduler wake-up halves the added latency. Idle, the
+        // worker sleeps in epoll (no busy loop).
+        let mut last_rx = Instant::now() - SPIN;
         loop {
             let now = Instant::now();
-            let timeout = if self.pending.is_empty() {
-                next_aging.saturating_duration_since(now)
-            } else {
+            let timeout = if !self.pending.is_empty() || now.duration_since(last_rx) < SPIN {
                 Duration::ZERO
+            } else {
+                next_aging.saturating_duration_since(now)
             };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
@@ -129,6 +137,9 @@ impl Worker {
             }
             for &slot in &ready {
                 self.service(slot);
+            }
+            if !ready.is_empty() {
+                last_rx = Instant::now();
             }
             if Instant::now() >= next_aging {
                 self.housekeeping();
