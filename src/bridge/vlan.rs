@@ -45,7 +45,8 @@ use std::str::FromStr;
 
 use flowtable::Vid;
 
-/// Highest VLAN id that may appear in `trunks` (OVS schema: 0–4095).
+/// Highest VLAN id a VLAN bitmap holds (802.1Q: 0–4095; configured trunks
+/// stop at 4094, 4095 being reserved).
 pub const TRUNK_VID_MAX: u16 = 4095;
 
 /// A port's VLAN mode (OVS `Port.vlan_mode`, without `dot1q-tunnel`).
@@ -101,7 +102,7 @@ pub enum VlanError {
     #[error("tag {0} is out of range (1-4094)")]
     TagOutOfRange(u16),
     /// A `trunks` entry is not a VLAN id.
-    #[error("trunk VLAN {0} is out of range (0-4095)")]
+    #[error("trunk VLAN {0} is out of range (1-4094, or 0 for untagged frames)")]
     TrunkOutOfRange(u16),
     /// Access and native modes need the VLAN they put untagged frames in.
     #[error("vlan_mode={0} needs a tag")]
@@ -173,7 +174,8 @@ impl VlanConfig {
                 return Err(VlanError::TagOutOfRange(t.0));
             }
         }
-        if let Some(t) = self.trunks.iter().find(|t| t.0 > TRUNK_VID_MAX) {
+        // 4095 is reserved by 802.1Q; 0 stands for untagged frames.
+        if let Some(t) = self.trunks.iter().find(|t| t.0 > Vid::MAX.0) {
             return Err(VlanError::TrunkOutOfRange(t.0));
         }
         match self.mode {
@@ -395,7 +397,11 @@ mod tests {
             VlanConfig::trunk(vec![Vid(4096)]),
             Err(TrunkOutOfRange(4096))
         );
-        assert!(VlanConfig::trunk(vec![Vid(0), Vid(4095)]).is_ok());
+        assert!(VlanConfig::trunk(vec![Vid(0), Vid(4094)]).is_ok());
+        assert_eq!(
+            VlanConfig::trunk(vec![Vid(4095)]),
+            Err(VlanError::TrunkOutOfRange(4095))
+        );
         assert_eq!(
             VlanConfig::new(Some(VlanMode::Access), None, vec![]),
             Err(MissingTag(VlanMode::Access))
