@@ -3,7 +3,10 @@
 //! (ofports 1 and 2) and a trunk (ofport 3) tagged 100 and 200. Hosts on
 //! ports 1 and 2 ping each other, faucet.log shows L2 learning and the
 //! learned flows appear in Faucet's eth_src / eth_dst tables of
-//! `dump-flows`; VLAN 100 floods reach the trunk still tagged.
+//! `dump-flows`; VLAN 100 floods reach the trunk still tagged, a frame
+//! tagged 100 from the trunk gets h1's reply tagged 100, one tagged 200
+//! stays out of VLAN 100, and Faucet learns the trunk host in both VLANs.
+//! (The trunk host uses a raw socket: the test kernel may lack 8021q.)
 //!
 //! Faucet is installed with pip into a venv cached under cargo's
 //! `CARGO_TARGET_TMPDIR` (`pip install 'faucet>=1.10,<1.11'`). Without
@@ -246,6 +249,49 @@ fn faucet_learns_and_forwards_vlan_100() {
     assert!(errors.is_empty(), "faucet errors: {errors:#?}");
     let exc = std::fs::read_to_string(&f.exc).unwrap_or_default();
     assert!(exc.trim().is_empty(), "faucet exceptions:\n{exc}");
+
+    // The trunk speaks tagged: an ARP request tagged 100 from the trunk
+    // reaches h1, whose reply comes back tagged 100; one tagged 200 stays
+    // in VLAN 200 (h1 never sees it).
+    let trunk = h3.raw();
+    let h1_raw = h1.raw();
+    let ip = |s: &str| s.parse::<std::net::Ipv4Addr>().unwrap();
+    let (ip3, ip3b, ip1) = (ip("10.7.5.3"), ip("10.7.5.33"), ip(h1.ip()));
+    let reply = poll(Duration::from_secs(10), || {
+        trunk.send(&arp_request(trunk.mac, Some(100), ip3, ip1));
+        trunk.recv_until(Duration::from_millis(500), |fr| {
+            let (sha, spa, tpa) = fr.arp_reply()?;
+            (spa == ip1 && tpa == ip3).then_some((fr.vid, sha))
+        })
+    });
+    assert_eq!(
+        reply,
+        Some((Some(100), mac(&h1.mac))),
+        "no ARP reply tagged 100 from h1 on the trunk"
+    );
+    trunk.send(&arp_request(trunk.mac, Some(200), ip3b, ip1));
+    let leaked = h1_raw.recv_until(Duration::from_secs(1), |fr| {
+        (fr.arp_request()? == (ip3b, ip1)).then_some(fr.clone())
+    });
+    assert_eq!(leaked, None, "VLAN 200 leaked to the VLAN 100 access port");
+    let trunk_mac = mac_str(&trunk.mac);
+    let learned = poll(Duration::from_secs(10), || {
+        let text = f.log_text();
+        [100, 200]
+            .iter()
+            .all(|vid| {
+                text.lines().any(|l| {
+                    l.contains(&format!("L2 learned on Port 3 {trunk_mac} "))
+                        && l.contains(&format!("Port 3 VLAN {vid} "))
+                })
+            })
+            .then_some(())
+    });
+    assert!(
+        learned.is_some(),
+        "faucet.log lacks L2 learning of the trunk host in VLANs 100 and 200:\n{}",
+        f.log_text()
+    );
 
     let flows = d.flows(&br);
     // VLAN table: untagged ports 1 and 2 get tag 100 pushed.
