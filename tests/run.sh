@@ -9,7 +9,8 @@ export DEBIAN_FRONTEND=noninteractive
 
 if [ "$(id -u)" = 0 ]; then
     # Packages the integration tests use: ip/netns/veth, ping, tcpdump, iperf3,
-    # ovs-ofctl (openvswitch-common) and a venv for os-ken in the OpenFlow tests.
+    # ovs-ofctl (openvswitch-common) and venvs for os-ken and Faucet in the
+    # OpenFlow tests.
     pkgs=(iproute2 iputils-ping tcpdump iperf3 procps openvswitch-common python3-venv)
     missing=()
     for p in "${pkgs[@]}"; do
