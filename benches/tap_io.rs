@@ -557,6 +557,7 @@ struct Row {
     thread_cpu: f64,
     proc_cpu: f64,
     per_frame: f64,
+    us_per_frame: f64,
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -581,7 +582,7 @@ fn bench(src: &Path) -> io::Result<()> {
         "tap_io: {RUNS} runs x {SECONDS} s per mode, udpblast 64 B payload, sender on CPU 0, forwarder on CPU 1: {pin}"
     );
     println!(
-        "{:<18} {:>3} {:>10} {:>10} {:>11} {:>10} {:>7} {:>7} {:>10} {:>7}",
+        "{:<18} {:>3} {:>10} {:>10} {:>11} {:>10} {:>7} {:>7} {:>8} {:>10} {:>7}",
         "mode",
         "run",
         "sent kpps",
@@ -590,6 +591,7 @@ fn bench(src: &Path) -> io::Result<()> {
         "tapA drop",
         "thr CPU",
         "proc CPU",
+        "us/frame",
         "sys/frame",
         "tx_err"
     );
@@ -613,10 +615,11 @@ fn bench(src: &Path) -> io::Result<()> {
             thread_cpu: 100.0 * r.fwd.cpu_s / r.fwd.wall_s,
             proc_cpu: r.proc_cpu,
             per_frame: r.fwd.syscalls as f64 / r.fwd.frames.max(1) as f64,
+            us_per_frame: r.fwd.cpu_s * 1e6 / r.fwd.frames.max(1) as f64,
         };
         let run_no = rows.iter().filter(|x| x.mode == mode).count() + 1;
         println!(
-            "{:<18} {:>3} {:>10.1} {:>10.1} {:>11.1} {:>10.1} {:>7.1} {:>7.1} {:>10.3} {:>7}",
+            "{:<18} {:>3} {:>10.1} {:>10.1} {:>11.1} {:>10.1} {:>7.1} {:>7.1} {:>8.2} {:>10.3} {:>7}",
             mode.name(),
             run_no,
             row.sent_kpps,
@@ -625,6 +628,7 @@ fn bench(src: &Path) -> io::Result<()> {
             row.drop_kpps,
             row.thread_cpu,
             row.proc_cpu,
+            row.us_per_frame,
             row.per_frame,
             r.fwd.tx_errors
         );
@@ -633,16 +637,16 @@ fn bench(src: &Path) -> io::Result<()> {
     println!();
     println!("medians of {RUNS} runs:");
     println!(
-        "| mode | sent kpps | forwarded kpps | delivered kpps | TAP A dropped kpps | forwarder thread CPU % | process CPU % | syscalls/frame |"
+        "| mode | sent kpps | forwarded kpps | delivered kpps | TAP A dropped kpps | forwarder thread CPU % | process CPU % | forwarder CPU µs/frame | syscalls/frame |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for mode in [Mode::Epoll, Mode::Uring] {
         let col = |f: fn(&Row) -> f64| {
             let mut v: Vec<f64> = rows.iter().filter(|x| x.mode == mode).map(f).collect();
             median(&mut v)
         };
         println!(
-            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.3} |",
+            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.3} |",
             mode.name(),
             col(|x| x.sent_kpps),
             col(|x| x.fwd_kpps),
@@ -650,6 +654,7 @@ fn bench(src: &Path) -> io::Result<()> {
             col(|x| x.drop_kpps),
             col(|x| x.thread_cpu),
             col(|x| x.proc_cpu),
+            col(|x| x.us_per_frame),
             col(|x| x.per_frame)
         );
     }
