@@ -48,7 +48,7 @@ use std::io;
 use std::mem::{size_of, zeroed};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use super::{classify, PortError};
+use super::{classify, retry_eintr, PortError};
 use crate::netdev;
 use crate::packet::{PacketBuf, HEADROOM};
 
@@ -404,20 +404,13 @@ impl AfPacketPort {
         let mut msg: libc::msghdr = unsafe { zeroed() };
         msg.msg_iov = iov.as_mut_ptr();
         msg.msg_iovlen = 2;
-        loop {
-            // SAFETY: `msg` points at two iovecs describing live buffers
-            // the kernel only reads; the socket is open and bound, so no
-            // address is needed.
-            let rc = unsafe { libc::sendmsg(self.fd.as_raw_fd(), &msg, libc::MSG_DONTWAIT) };
-            if rc >= 0 {
-                return Ok(());
-            }
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return Err(self.refine(err, frame.len()));
-        }
+        // SAFETY: `msg` points at two iovecs describing live buffers
+        // the kernel only reads; the socket is open and bound, so no
+        // address is needed.
+        retry_eintr(
+            || unsafe { libc::sendmsg(self.fd.as_raw_fd(), &msg, libc::MSG_DONTWAIT) } as isize,
+        )
+        .map_err(|err| self.refine(err, frame.len()))
     }
 
     /// Sends one complete frame.
@@ -429,26 +422,17 @@ impl AfPacketPort {
     }
 
     fn send_plain(&mut self, frame: &[u8]) -> Result<(), PortError> {
-        loop {
-            // SAFETY: `frame` is readable for its whole length; the fd is
-            // open and bound, so no address is needed.
-            let rc = unsafe {
-                libc::send(
-                    self.fd.as_raw_fd(),
-                    frame.as_ptr().cast(),
-                    frame.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if rc >= 0 {
-                return Ok(());
-            }
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return Err(self.refine(err, frame.len()));
-        }
+        // SAFETY: `frame` is readable for its whole length; the fd is
+        // open and bound, so no address is needed.
+        retry_eintr(|| unsafe {
+            libc::send(
+                self.fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                libc::MSG_DONTWAIT,
+            )
+        } as isize)
+        .map_err(|err| self.refine(err, frame.len()))
     }
 }
 

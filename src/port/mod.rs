@@ -232,6 +232,20 @@ pub(crate) fn classify(err: io::Error, len: usize) -> PortError {
     }
 }
 
+/// Runs a send-type syscall until it is not interrupted: `Ok` when it
+/// returned a non-negative count, the OS error otherwise.
+pub(crate) fn retry_eintr(mut call: impl FnMut() -> isize) -> io::Result<()> {
+    loop {
+        if call() >= 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
+    }
+}
+
 /// A port's I/O endpoint, owned by one datapath worker.
 #[derive(Debug)]
 pub enum PortIo {

@@ -28,7 +28,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use super::{classify, PortError};
+use super::{classify, retry_eintr, PortError};
 use crate::netdev;
 use crate::packet::PacketBuf;
 use flowtable::offload::VirtioNetHdr;
@@ -299,19 +299,10 @@ impl TapPort {
                 iov_len: frame.len(),
             },
         ];
-        loop {
-            // SAFETY: both iovecs point at live readable buffers of the
-            // given lengths (the kernel only reads them); the fd is open.
-            let rc = unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), 2) };
-            if rc >= 0 {
-                return Ok(());
-            }
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return Err(self.refine(err, frame.len()));
-        }
+        // SAFETY: both iovecs point at live readable buffers of the
+        // given lengths (the kernel only reads them); the fd is open.
+        retry_eintr(|| unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), 2) } as isize)
+            .map_err(|err| self.refine(err, frame.len()))
     }
 
     /// Sends one complete frame (the TAP device receives it).
@@ -323,20 +314,12 @@ impl TapPort {
     }
 
     fn send_plain(&mut self, frame: &[u8]) -> Result<(), PortError> {
-        loop {
-            // SAFETY: `frame` is a valid readable slice for its whole length
-            // and the fd is open (owned by self).
-            let rc =
-                unsafe { libc::write(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len()) };
-            if rc >= 0 {
-                return Ok(());
-            }
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return Err(self.refine(err, frame.len()));
-        }
+        // SAFETY: `frame` is a valid readable slice for its whole length
+        // and the fd is open (owned by self).
+        retry_eintr(|| unsafe {
+            libc::write(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len())
+        } as isize)
+        .map_err(|err| self.refine(err, frame.len()))
     }
 
     /// Classifies an I/O error, telling a dead device from a down one.
