@@ -8,7 +8,7 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -23,17 +23,19 @@ fn tcp_transfer(cli: &Host, srv: &Host) -> (u64, u64) {
     // Both directions need ARP first.
     cli.assert_ping(srv.ip());
     let port = 20000 + (std::process::id() % 20000) as u16;
-    let mut server = Command::new("ip")
-        .args(["netns", "exec", &srv.ns.name, "iperf3", "-s", "-1", "-B"])
-        .arg(srv.ip())
-        .args(["-p", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("iperf3 server (apt-get install iperf3)");
-    let start = Instant::now();
-    let mut out = None;
-    while start.elapsed() < Duration::from_secs(10) {
+    let mut last = String::new();
+    // A few attempts, each with a fresh one-shot server: the client may
+    // race the server's listen, and a failed attempt ends the server.
+    for _ in 0..3 {
+        let mut server = Command::new("ip")
+            .args(["netns", "exec", &srv.ns.name, "iperf3", "-s", "-1", "-B"])
+            .arg(srv.ip())
+            .args(["-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("iperf3 server (apt-get install iperf3)");
+        std::thread::sleep(Duration::from_millis(300));
         let o = cli.ns.exec_quiet(&[
             "timeout",
             "30",
@@ -46,23 +48,23 @@ fn tcp_transfer(cli: &Host, srv: &Host) -> (u64, u64) {
             &BYTES.to_string(),
             "-J",
         ]);
-        if o.status.success() {
-            out = Some(o);
-            break;
+        let _ = server.kill();
+        let _ = server.wait();
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        let sent = v["end"]["sum_sent"]["bytes"].as_u64();
+        let got = v["end"]["sum_received"]["bytes"].as_u64();
+        if let (true, Some(sent), Some(got)) = (o.status.success(), sent, got) {
+            return (sent, got);
         }
-        // The server may not be listening yet.
+        last = format!(
+            "status {:?}, stdout {}, stderr {}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let _ = server.kill();
-    let _ = server.wait();
-    let o = out.expect("iperf3 client never completed");
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("iperf3 -J output");
-    (
-        v["end"]["sum_sent"]["bytes"].as_u64().expect("bytes sent"),
-        v["end"]["sum_received"]["bytes"]
-            .as_u64()
-            .expect("bytes received"),
-    )
+    panic!("iperf3 never completed a transfer: {last}");
 }
 
 fn check(cli: &Host, srv: &Host, what: &str) {
