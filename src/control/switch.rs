@@ -106,6 +106,15 @@ impl BridgeState {
         self.ports.values().find(|p| p.name == name)
     }
 
+    /// Ports in the order `show` and `dump-ports` list them: LOCAL first,
+    /// then by port number.
+    fn ports_local_first(&self) -> impl Iterator<Item = &PortState> {
+        let local = self.ports.get(&PortNo::LOCAL);
+        local
+            .into_iter()
+            .chain(self.ports.values().filter(|p| p.ofport != PortNo::LOCAL))
+    }
+
     fn port_no(&self, name: &str) -> Option<PortNo> {
         self.port_by_name(name).map(|p| p.ofport)
     }
@@ -661,17 +670,7 @@ impl Switch {
                 name: b.name.clone(),
                 mac_aging_time: b.aging_s,
                 mac_table_size: b.table_size,
-                ports: {
-                    let mut v: Vec<PortInfo> = b.ports.values().map(port_info).collect();
-                    v.sort_by_key(|p| {
-                        if p.ofport == PortNo::LOCAL.0 {
-                            0
-                        } else {
-                            p.ofport
-                        }
-                    });
-                    v
-                },
+                ports: b.ports_local_first().map(port_info).collect(),
             })
             .collect();
         Reply::Bridges { bridges }
@@ -889,7 +888,7 @@ impl Switch {
             .tables
             .iter()
             .enumerate()
-            .map(|(t, table)| (t as u8, table.iter().count() as u32))
+            .map(|(t, table)| (t as u8, table.len() as u32))
             .collect()
     }
 
@@ -1187,19 +1186,11 @@ impl Switch {
                 ));
             }
         }
-        let mut ports: Vec<_> = b
-            .ports
-            .values()
+        let ports: Vec<_> = b
+            .ports_local_first()
             .filter(|p| port.is_none_or(|n| n == p.name))
             .map(|p| p.shared.stats(&p.name, p.ofport.0))
             .collect();
-        ports.sort_by_key(|p| {
-            if p.ofport == PortNo::LOCAL.0 {
-                0
-            } else {
-                p.ofport
-            }
-        });
         Ok(Reply::Ports { ports })
     }
 
@@ -2236,12 +2227,8 @@ impl Switch {
             .map_err(|e| e.message)
     }
 
-    /// `apply`: makes the running state equal to `want`, all or nothing.
-    pub fn apply(&mut self, want: &Config, origin: &str, dry_run: bool) -> Result<Reply> {
-        let text = toml::to_string(want).unwrap_or_default();
-        self.apply_text(want, &text, origin, dry_run)
-    }
-
+    /// `apply`: makes the running state equal to `want` (parsed from
+    /// `text`, which error messages point into), all or nothing.
     fn apply_text(
         &mut self,
         want: &Config,

@@ -132,11 +132,6 @@ impl Pipeline {
         }
         hit
     }
-
-    /// Number of flows in all tables.
-    pub fn n_flows(&self) -> usize {
-        self.tables.iter().map(|t| t.len()).sum()
-    }
 }
 
 impl Default for Pipeline {
