@@ -18,24 +18,7 @@ fn system_ping_both_ways_and_counters() {
     let h2 = veth_host(&d, &br, &[], Some("10.2.0.2/24"));
     assert_eq!(d.show_port(&br, &h1.port).kind, "system");
     assert_eq!(d.show_port(&br, &h2.port).kind, "system");
-    let r = h1.ping(h2.ip(), 5);
-    assert_eq!(r.received, 5, "h1 -> h2: {}", r.output);
-    let r = h2.ping(h1.ip(), 5);
-    assert_eq!(r.received, 5, "h2 -> h1: {}", r.output);
-    let p1 = d.port_stats(&br, &h1.port);
-    let p2 = d.port_stats(&br, &h2.port);
-    assert!(p1.rx_packets >= 10 && p2.rx_packets >= 10, "{p1:?} {p2:?}");
-    assert!(p1.tx_packets >= 10 && p2.tx_packets >= 10, "{p1:?} {p2:?}");
-    assert!(
-        p1.rx_dropped.is_empty() && p2.rx_dropped.is_empty(),
-        "{p1:?} {p2:?}"
-    );
-    assert!(
-        p1.tx_dropped.is_empty() && p2.tx_dropped.is_empty(),
-        "{p1:?} {p2:?}"
-    );
-    assert_counters_mirror(&d, &br, &h1);
-    assert_counters_mirror(&d, &br, &h2);
+    assert_pings_and_counters(&d, &br, &h1, &h2);
 }
 
 #[test]

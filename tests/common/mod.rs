@@ -1631,3 +1631,30 @@ pub fn assert_counters_mirror(d: &Rvsd, br: &str, h: &Host) {
         h.dev
     );
 }
+
+/// `h1` and `h2` ping each other 5 times each way, all answered; each of
+/// their ports counted at least the 5 requests and 5 replies it carried each
+/// way, dropped nothing, and (exactly) mirrors the host kernel's counters.
+pub fn assert_pings_and_counters(d: &Rvsd, br: &str, h1: &Host, h2: &Host) {
+    let r = h1.ping(h2.ip(), 5);
+    assert_eq!(r.received, 5, "h1 -> h2: {}", r.output);
+    let r = h2.ping(h1.ip(), 5);
+    assert_eq!(r.received, 5, "h2 -> h1: {}", r.output);
+
+    // Each side sent at least its 5 echo requests and 5 replies.
+    let p1 = d.port_stats(br, &h1.port);
+    let p2 = d.port_stats(br, &h2.port);
+    assert!(p1.rx_packets >= 10 && p2.rx_packets >= 10, "{p1:?} {p2:?}");
+    assert!(p1.tx_packets >= 10 && p2.tx_packets >= 10, "{p1:?} {p2:?}");
+    assert!(
+        p1.rx_dropped.is_empty() && p2.rx_dropped.is_empty(),
+        "{p1:?} {p2:?}"
+    );
+    assert!(
+        p1.tx_dropped.is_empty() && p2.tx_dropped.is_empty(),
+        "{p1:?} {p2:?}"
+    );
+    // Exact: rvs received what each kernel sent, and sent what it received.
+    assert_counters_mirror(d, br, h1);
+    assert_counters_mirror(d, br, h2);
+}
