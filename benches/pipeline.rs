@@ -1,7 +1,8 @@
 //! Per-packet cost of the datapath's pure stages: key extraction, flow
-//! lookup in a published pipeline (1 flow, and 10,000 flows beside NORMAL),
-//! and the NORMAL decision with MAC learning. I/O is measured by
-//! benches/peerbench.sh, not here.
+//! lookup in a published pipeline (1 flow; 10,000 flows beside NORMAL with
+//! one mask; 10,000 flows over 16 masks), through the classifier alone
+//! and through the exact-match cache, and the NORMAL decision with MAC
+//! learning. I/O is measured by benches/peerbench.sh, not here.
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use flowtable::extract::extract_layout;
 use flowtable::syntax::parse_flow;
 use flowtable::{PortNo, Vid};
 use rvs::bridge::{Bridge, NormalOutcome, VlanConfig};
+use rvs::datapath::emc::Emc;
 use rvs::datapath::pipeline::{FlowEntry, Pipeline};
 
 /// An Ethernet/IPv4/UDP frame from `src` to `dst` (64 bytes).
@@ -31,7 +33,7 @@ fn frame(src: [u8; 6], dst: [u8; 6]) -> Vec<u8> {
     f
 }
 
-fn pipeline(extra: usize) -> Pipeline {
+fn pipeline(extra: usize, masks: usize) -> Pipeline {
     let mut p = Pipeline::new();
     let mut add = |text: &str| {
         let f = parse_flow(text, &|_| None).expect("flow");
@@ -41,11 +43,16 @@ fn pipeline(extra: usize) -> Pipeline {
     };
     add("priority=0,actions=NORMAL");
     for i in 0..extra {
+        // Mask k: nw_src prefix /(32 - k); 172.16/12 never matches the
+        // benchmark packet. Random-ish priorities defeat early exit.
+        let k = i % masks;
+        let ip = (172u32 << 24 | (16 + (i as u32 >> 16) % 16) << 16 | (i as u32 & 0xffff))
+            & !((1u32 << k) - 1);
         add(&format!(
-            "priority=100,udp,nw_src=172.{}.{}.{},tp_dst={},actions=drop",
-            16 + i / 65536 % 16,
-            i / 256 % 256,
-            i % 256,
+            "priority={},udp,nw_src={}/{},tp_dst={},actions=drop",
+            100 + (i * 7919) % 1000,
+            std::net::Ipv4Addr::from(ip),
+            32 - k,
             1000 + i % 1000
         ));
     }
@@ -58,8 +65,9 @@ fn bench(c: &mut Criterion) {
     let pkt = frame(a, b);
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(1));
-    for n in [0usize, 10_000] {
-        let p = pipeline(n);
+    for (n, masks) in [(0usize, 1usize), (10_000, 1), (10_000, 16)] {
+        let mut p = pipeline(n, masks);
+        p.generation = Pipeline::next_generation();
         let mut br = Bridge::new();
         for port in [1, 2] {
             br.add_port(
@@ -72,19 +80,33 @@ fn bench(c: &mut Criterion) {
         // Learn the destination first so NORMAL takes the unicast path.
         let (k, _) = extract_layout(&frame(b, a), PortNo(2));
         br.normal(&k, 0, &mut out);
-        g.bench_function(format!("extract+lookup+normal/{}_flows", n + 1), |bn| {
-            bn.iter_batched_ref(
-                || (),
-                |_| {
-                    let (key, layout) = extract_layout(std::hint::black_box(&pkt), PortNo(1));
-                    let e = p.lookup(0, &key).expect("NORMAL matches");
-                    e.hit(pkt.len(), 1);
-                    br.normal(&key, 1, &mut out);
-                    std::hint::black_box((layout, out.outputs.len()))
-                },
-                BatchSize::SmallInput,
-            )
-        });
+        let mut emc = Emc::new();
+        for cached in [false, true] {
+            let name = format!(
+                "extract+{}+normal/{}_flows_{}_masks",
+                if cached { "emc" } else { "classifier" },
+                n + 1,
+                masks
+            );
+            g.bench_function(name, |bn| {
+                bn.iter_batched_ref(
+                    || (),
+                    |_| {
+                        let (key, layout) = extract_layout(std::hint::black_box(&pkt), PortNo(1));
+                        let e = if cached {
+                            emc.lookup(&p, 0, &key)
+                        } else {
+                            p.lookup(0, &key)
+                        };
+                        let e = e.expect("NORMAL matches");
+                        e.hit(0, pkt.len(), 1);
+                        br.normal(&key, 1, &mut out);
+                        std::hint::black_box((layout, out.outputs.len()))
+                    },
+                    BatchSize::SmallInput,
+                )
+            });
+        }
     }
     g.finish();
 }

@@ -32,6 +32,9 @@ struct Args {
     /// Seconds a control client may stay silent before it is disconnected.
     #[arg(long, default_value_t = 60, hide = true)]
     client_timeout: u64,
+    /// Datapath worker threads; ports are spread over them (1-8).
+    #[arg(long, env = "RVS_WORKERS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
+    workers: u8,
     /// Stay in the foreground (rvsd never daemonizes; accepted for compatibility).
     #[arg(long)]
     foreground: bool,
@@ -94,6 +97,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let switch = Arc::new(Mutex::new(control::switch::Switch::new(
         epoch,
         Some(store.clone()),
+        usize::from(args.workers),
     )?));
     {
         let mut sw = switch.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;

@@ -7,68 +7,12 @@
 
 mod common;
 
-use std::process::Command;
-use std::time::Duration;
-
 use common::*;
 
 const BYTES: u64 = 64 * 1024 * 1024;
 
-/// Runs an iperf3 server in `srv` and a client in `cli` sending `BYTES`;
-/// returns (bytes sent, bytes the server reported received). The client
-/// only succeeds once the server acknowledged the end of the test, i.e. the
-/// TCP stream was delivered; the server's byte count is a snapshot taken
-/// at that moment and may trail the last few segments.
-fn tcp_transfer(cli: &Host, srv: &Host) -> (u64, u64) {
-    // Both directions need ARP first.
-    cli.assert_ping(srv.ip());
-    let port = 20000 + (std::process::id() % 20000) as u16;
-    let mut last = String::new();
-    // A few attempts, each with a fresh one-shot server: the client may
-    // race the server's listen, and a failed attempt ends the server.
-    for _ in 0..3 {
-        let mut server = Command::new("ip")
-            .args(["netns", "exec", &srv.ns.name, "iperf3", "-s", "-1", "-B"])
-            .arg(srv.ip())
-            .args(["-p", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("iperf3 server (apt-get install iperf3)");
-        std::thread::sleep(Duration::from_millis(300));
-        let o = cli.ns.exec_quiet(&[
-            "timeout",
-            "30",
-            "iperf3",
-            "-c",
-            srv.ip(),
-            "-p",
-            &port.to_string(),
-            "-n",
-            &BYTES.to_string(),
-            "-J",
-        ]);
-        let _ = server.kill();
-        let _ = server.wait();
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
-        let sent = v["end"]["sum_sent"]["bytes"].as_u64();
-        let got = v["end"]["sum_received"]["bytes"].as_u64();
-        if let (true, Some(sent), Some(got)) = (o.status.success(), sent, got) {
-            return (sent, got);
-        }
-        last = format!(
-            "status {:?}, stdout {}, stderr {}",
-            o.status,
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("iperf3 never completed a transfer: {last}");
-}
-
 fn check(cli: &Host, srv: &Host, what: &str) {
-    let (sent, got) = tcp_transfer(cli, srv);
+    let (sent, got) = tcp_transfer(cli, srv, BYTES);
     assert!(sent >= BYTES, "{what}: client sent {sent} of {BYTES} bytes");
     assert!(
         got >= BYTES / 10 * 9,

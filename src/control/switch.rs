@@ -33,7 +33,7 @@ use crate::control::state::StateStore;
 use crate::datapath::controller::{OfShared, PacketInSink};
 use crate::datapath::counters::PortShared;
 use crate::datapath::pipeline::{FlowEntry, Pipeline};
-use crate::datapath::worker::WorkerHandle;
+use crate::datapath::worker::WorkerSet;
 use crate::datapath::xlate::BridgeRt;
 use crate::datapath::Command;
 use crate::netdev;
@@ -203,7 +203,7 @@ pub struct Switch {
     bridges: BTreeMap<String, BridgeState>,
     /// Port name → bridge name (LOCAL ports included).
     owner: HashMap<String, String>,
-    worker: WorkerHandle,
+    worker: WorkerSet,
     next_bridge_id: u32,
     epoch: Instant,
     /// Where accepted changes are persisted (`None` in unit tests).
@@ -328,12 +328,16 @@ fn vlan_from(
 }
 
 impl Switch {
-    /// A switch with no bridges, with its datapath worker running.
-    pub fn new(epoch: Instant, store: Option<StateStore>) -> std::io::Result<Switch> {
+    /// A switch with no bridges, with `workers` datapath workers running.
+    pub fn new(
+        epoch: Instant,
+        store: Option<StateStore>,
+        workers: usize,
+    ) -> std::io::Result<Switch> {
         Ok(Switch {
             bridges: BTreeMap::new(),
             owner: HashMap::new(),
-            worker: WorkerHandle::spawn(epoch)?,
+            worker: WorkerSet::spawn(epoch, workers)?,
             next_bridge_id: 0,
             epoch,
             store,
@@ -595,7 +599,8 @@ impl Switch {
             bridge: id,
             ofport: PortNo::LOCAL,
             name: name.to_string(),
-            io: Some(PortIo::Tap(local)),
+            io: Some(Arc::new(PortIo::Tap(local))),
+            owner: self.worker.pick_owner(),
             shared: shared.clone(),
             vlan: vlan.clone(),
         });
@@ -871,8 +876,8 @@ impl Switch {
                 OfFlowStats {
                     flow: e.flow.clone(),
                     duration_ms: now.saturating_sub(e.created_ms),
-                    packets: e.n_packets.load(std::sync::atomic::Ordering::Relaxed),
-                    bytes: e.n_bytes.load(std::sync::atomic::Ordering::Relaxed),
+                    packets: e.n_packets(),
+                    bytes: e.n_bytes(),
                 }
             })
             .collect()
@@ -1034,7 +1039,12 @@ impl Switch {
             bridge: id,
             ofport,
             name: name.to_string(),
-            io,
+            owner: if io.is_some() {
+                self.worker.pick_owner()
+            } else {
+                0
+            },
+            io: io.map(Arc::new),
             shared,
             vlan,
         });
@@ -1199,6 +1209,7 @@ impl Switch {
     fn publish(&mut self, bridge: &str) {
         if let Some(b) = self.bridges.get_mut(bridge) {
             b.pipeline.version += 1;
+            b.pipeline.generation = Pipeline::next_generation();
             b.published.store(Arc::new(b.pipeline.clone()));
         }
     }
@@ -1296,6 +1307,7 @@ impl Switch {
         let mut p = Pipeline {
             tables: Vec::new(),
             version: b.pipeline.version,
+            generation: Pipeline::next_generation(),
             stats: b.pipeline.stats.clone(),
         };
         let n = flows.len();
@@ -1323,9 +1335,9 @@ impl Switch {
                 if !filter.selects(&e.flow, false) {
                     continue;
                 }
-                let n_packets = e.n_packets.load(std::sync::atomic::Ordering::Relaxed);
-                let n_bytes = e.n_bytes.load(std::sync::atomic::Ordering::Relaxed);
-                let last = e.last_used_ms.load(std::sync::atomic::Ordering::Relaxed);
+                let n_packets = e.n_packets();
+                let n_bytes = e.n_bytes();
+                let last = e.last_used_ms();
                 let stats = FlowStats {
                     duration_ms: now.saturating_sub(e.created_ms),
                     n_packets,
@@ -1364,10 +1376,7 @@ impl Switch {
                     if f.idle_timeout == 0 && f.hard_timeout == 0 {
                         continue;
                     }
-                    let last = r
-                        .data
-                        .last_used_ms
-                        .load(std::sync::atomic::Ordering::Relaxed);
+                    let last = r.data.last_used_ms();
                     let hard = f.hard_timeout != 0
                         && now.saturating_sub(r.data.created_ms)
                             >= u64::from(f.hard_timeout) * 1000;
@@ -1761,7 +1770,7 @@ impl Switch {
                         self.worker.send(Command::AttachIo {
                             bridge: b.id,
                             ofport: p.ofport,
-                            io: PortIo::AfPacket(io),
+                            io: Arc::new(PortIo::AfPacket(io)),
                         });
                     }
                     Err(e) => log::debug!("port {}: not attached yet: {e}", p.name),

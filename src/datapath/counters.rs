@@ -2,9 +2,10 @@
 //! writer) and the control plane (readers).
 //!
 //! # Design
-//! Each counter is an `AtomicU64` written by exactly one worker thread with
-//! relaxed load+store (no locked read-modify-write on the packet path) and
-//! read by the control plane with relaxed loads. Totals may be momentarily
+//! Each port has one block of counters per datapath worker ([`PortCounters`],
+//! cache-line aligned). Worker `w` writes only block `w`, with relaxed
+//! load+store (no locked read-modify-write, no cache line shared between
+//! writers), and the control plane sums the blocks with relaxed loads. Totals may be momentarily
 //! inconsistent with each other (rx vs tx), never torn.
 //!
 //! # JSON format
@@ -116,6 +117,9 @@ impl TxDrop {
     }
 }
 
+/// Most datapath workers (per-worker counter slots).
+pub const MAX_WORKERS: usize = 8;
+
 /// A single-writer counter.
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
@@ -135,9 +139,11 @@ impl Counter {
     }
 }
 
-/// Counters and liveness of one port.
+/// One worker's counters of one port, alone on its cache lines so workers
+/// never write the same line.
 #[derive(Debug, Default)]
-pub struct PortShared {
+#[repr(align(64))]
+pub struct PortCounters {
     /// Frames received.
     pub rx_packets: Counter,
     /// Bytes received.
@@ -150,10 +156,42 @@ pub struct PortShared {
     pub rx_dropped: [Counter; RxDrop::COUNT],
     /// Send failures by [`TxDrop`] index.
     pub tx_dropped: [Counter; TxDrop::COUNT],
+}
+
+impl PortCounters {
+    /// Counts a dropped received frame.
+    #[inline]
+    pub fn rx_drop(&self, why: RxDrop) {
+        self.rx_dropped[why as usize].add(1);
+    }
+
+    /// Counts a failed send.
+    #[inline]
+    pub fn tx_drop(&self, why: TxDrop) {
+        self.tx_dropped[why as usize].add(1);
+    }
+}
+
+/// Counters and liveness of one port.
+#[derive(Debug)]
+pub struct PortShared {
+    /// Counters by worker index: worker `w` writes only `per_worker[w]`;
+    /// readers sum them.
+    per_worker: Box<[PortCounters]>,
     /// False once the netdev vanished.
     up: AtomicBool,
     /// Why the port is down.
     down_reason: Mutex<Option<String>>,
+}
+
+impl Default for PortShared {
+    fn default() -> Self {
+        PortShared {
+            per_worker: (0..MAX_WORKERS).map(|_| PortCounters::default()).collect(),
+            up: AtomicBool::new(false),
+            down_reason: Mutex::new(None),
+        }
+    }
 }
 
 impl PortShared {
@@ -167,16 +205,15 @@ impl PortShared {
         s
     }
 
-    /// Counts a dropped received frame.
+    /// The counters worker `w` writes (`w < MAX_WORKERS`; larger indexes
+    /// share the last slot, which the worker set never creates).
     #[inline]
-    pub fn rx_drop(&self, why: RxDrop) {
-        self.rx_dropped[why as usize].add(1);
+    pub fn w(&self, w: usize) -> &PortCounters {
+        &self.per_worker[w.min(MAX_WORKERS - 1)]
     }
 
-    /// Counts a failed send.
-    #[inline]
-    pub fn tx_drop(&self, why: TxDrop) {
-        self.tx_dropped[why as usize].add(1);
+    fn sum(&self, f: impl Fn(&PortCounters) -> &Counter) -> u64 {
+        self.per_worker.iter().map(|c| f(c).get()).sum()
     }
 
     /// True while the port can carry traffic.
@@ -221,16 +258,16 @@ impl PortShared {
             name: name.to_string(),
             ofport,
             up: self.is_up(),
-            rx_packets: self.rx_packets.get(),
-            rx_bytes: self.rx_bytes.get(),
-            tx_packets: self.tx_packets.get(),
-            tx_bytes: self.tx_bytes.get(),
+            rx_packets: self.sum(|c| &c.rx_packets),
+            rx_bytes: self.sum(|c| &c.rx_bytes),
+            tx_packets: self.sum(|c| &c.tx_packets),
+            tx_bytes: self.sum(|c| &c.tx_bytes),
             rx_dropped: map(&mut RxDrop::ALL
                 .iter()
-                .map(|r| (r.name(), self.rx_dropped[*r as usize].get()))),
+                .map(|r| (r.name(), self.sum(|c| &c.rx_dropped[*r as usize])))),
             tx_dropped: map(&mut TxDrop::ALL
                 .iter()
-                .map(|r| (r.name(), self.tx_dropped[*r as usize].get()))),
+                .map(|r| (r.name(), self.sum(|c| &c.tx_dropped[*r as usize])))),
         }
     }
 }

@@ -8,10 +8,13 @@
 //!
 //! # Thread-safety
 //! The control plane talks to workers only through [`Command`]s (plus the
-//! lock-free `ArcSwap` of each bridge's pipeline and the atomic counters).
+//! lock-free `ArcSwap` of each bridge's pipeline, the per-worker atomic
+//! counters and each bridge's MAC-learning state, which all workers share
+//! behind a mutex held only while NORMAL decides).
 
 pub mod controller;
 pub mod counters;
+pub mod emc;
 pub mod pipeline;
 pub mod worker;
 pub mod xlate;
@@ -28,7 +31,13 @@ use counters::PortShared;
 /// A one-shot reply channel.
 pub type Reply<T> = crossbeam_channel::Sender<T>;
 
-/// Requests from the control plane to a worker.
+/// Requests from the control plane to the workers.
+///
+/// [`worker::WorkerSet::send`] gives each command to every worker (they
+/// all keep the same view of bridges and ports) except the ones that act
+/// on shared state or need one answer (FDB, trace, PACKET_OUT, knobs),
+/// which only worker 0 runs.
+#[derive(Clone)]
 pub enum Command {
     /// Stop the worker thread.
     Shutdown,
@@ -53,8 +62,10 @@ pub enum Command {
         ofport: PortNo,
         /// Port name.
         name: String,
-        /// The fd owner.
-        io: Option<PortIo>,
+        /// The port's I/O, shared by all workers for sending.
+        io: Option<Arc<PortIo>>,
+        /// The worker that polls it (receives from it).
+        owner: usize,
         /// Counters and state.
         shared: Arc<PortShared>,
         /// VLAN configuration for NORMAL.
@@ -66,8 +77,8 @@ pub enum Command {
         bridge: u32,
         /// OpenFlow port number.
         ofport: PortNo,
-        /// The new fd owner.
-        io: PortIo,
+        /// The new I/O.
+        io: Arc<PortIo>,
     },
     /// Detach a port (its fd is closed).
     DelPort {

@@ -9,8 +9,9 @@
 //! counters by moving them into the replacement).
 //!
 //! # Thread-safety
-//! Flow counters are written only by the worker that owns the bridge (one
-//! writer, relaxed load+store) and read by the control plane.
+//! Flow and table counters have one cache-line-aligned block per worker;
+//! worker `w` writes only block `w` (relaxed load+store, no locked
+//! read-modify-write) and the control plane sums the blocks.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,6 +20,17 @@ use flowtable::classifier::Classifier;
 use flowtable::syntax::Flow;
 use flowtable::FlowKey;
 
+use super::counters::MAX_WORKERS;
+
+/// One worker's counters of one flow, alone on its cache line.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct FlowCounters {
+    packets: AtomicU64,
+    bytes: AtomicU64,
+    last_used_ms: AtomicU64,
+}
+
 /// One installed flow and its counters.
 #[derive(Debug)]
 pub struct FlowEntry {
@@ -26,64 +38,137 @@ pub struct FlowEntry {
     pub flow: Flow,
     /// When it was added, ms since the daemon's epoch.
     pub created_ms: u64,
-    /// Packets matched.
-    pub n_packets: AtomicU64,
-    /// Bytes matched.
-    pub n_bytes: AtomicU64,
-    /// Last match, ms since the daemon's epoch.
-    pub last_used_ms: AtomicU64,
+    /// Counters by worker index (worker `w` writes only its own).
+    per_worker: Box<[FlowCounters]>,
 }
 
 impl FlowEntry {
     /// A fresh entry with zero counters.
     pub fn new(flow: Flow, now_ms: u64) -> FlowEntry {
+        FlowEntry::with_counts(flow, now_ms, 0, 0, now_ms)
+    }
+
+    fn with_counts(flow: Flow, created_ms: u64, p: u64, b: u64, used: u64) -> FlowEntry {
+        let per_worker: Box<[FlowCounters]> =
+            (0..MAX_WORKERS).map(|_| FlowCounters::default()).collect();
+        per_worker[0].packets.store(p, Ordering::Relaxed);
+        per_worker[0].bytes.store(b, Ordering::Relaxed);
+        per_worker[0].last_used_ms.store(used, Ordering::Relaxed);
         FlowEntry {
             flow,
-            created_ms: now_ms,
-            n_packets: AtomicU64::new(0),
-            n_bytes: AtomicU64::new(0),
-            last_used_ms: AtomicU64::new(now_ms),
+            created_ms,
+            per_worker,
         }
     }
 
     /// A replacement with new contents that keeps this entry's counters.
     pub fn replaced(&self, flow: Flow) -> FlowEntry {
-        FlowEntry {
+        FlowEntry::with_counts(
             flow,
-            created_ms: self.created_ms,
-            n_packets: AtomicU64::new(self.n_packets.load(Ordering::Relaxed)),
-            n_bytes: AtomicU64::new(self.n_bytes.load(Ordering::Relaxed)),
-            last_used_ms: AtomicU64::new(self.last_used_ms.load(Ordering::Relaxed)),
-        }
+            self.created_ms,
+            self.n_packets(),
+            self.n_bytes(),
+            self.last_used_ms(),
+        )
     }
 
-    /// Counts one packet of `len` bytes (owning worker only).
+    /// Counts one packet of `len` bytes on worker `w`.
     #[inline]
-    pub fn hit(&self, len: usize, now_ms: u64) {
-        let p = self.n_packets.load(Ordering::Relaxed);
-        self.n_packets.store(p + 1, Ordering::Relaxed);
-        let b = self.n_bytes.load(Ordering::Relaxed);
-        self.n_bytes.store(b + len as u64, Ordering::Relaxed);
-        self.last_used_ms.store(now_ms, Ordering::Relaxed);
+    pub fn hit(&self, w: usize, len: usize, now_ms: u64) {
+        let c = &self.per_worker[w.min(MAX_WORKERS - 1)];
+        let p = c.packets.load(Ordering::Relaxed);
+        c.packets.store(p + 1, Ordering::Relaxed);
+        let b = c.bytes.load(Ordering::Relaxed);
+        c.bytes.store(b + len as u64, Ordering::Relaxed);
+        c.last_used_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// Packets matched, all workers.
+    pub fn n_packets(&self) -> u64 {
+        self.per_worker
+            .iter()
+            .map(|c| c.packets.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Bytes matched, all workers.
+    pub fn n_bytes(&self) -> u64 {
+        self.per_worker
+            .iter()
+            .map(|c| c.bytes.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Last match (or creation), ms since the daemon's epoch.
+    pub fn last_used_ms(&self) -> u64 {
+        self.per_worker
+            .iter()
+            .map(|c| c.last_used_ms.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(self.created_ms)
     }
 }
 
+/// One worker's lookup counters for all 255 tables: `[lookups, matched]`.
+#[derive(Debug)]
+struct WorkerTableStats(Box<[[AtomicU64; 2]]>);
+
 /// Per-table lookup counters, shared by all versions of a bridge's pipeline.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TableStats {
-    /// Lookups per table.
-    pub lookups: Vec<AtomicU64>,
-    /// Lookups that found a flow, per table.
-    pub matched: Vec<AtomicU64>,
+    per_worker: Box<[WorkerTableStats]>,
+}
+
+impl Default for TableStats {
+    fn default() -> Self {
+        TableStats::new()
+    }
 }
 
 impl TableStats {
     /// Counters for all 255 tables.
     pub fn new() -> TableStats {
         TableStats {
-            lookups: (0..255).map(|_| AtomicU64::new(0)).collect(),
-            matched: (0..255).map(|_| AtomicU64::new(0)).collect(),
+            per_worker: (0..MAX_WORKERS)
+                .map(|_| {
+                    WorkerTableStats(
+                        (0..255)
+                            .map(|_| [AtomicU64::new(0), AtomicU64::new(0)])
+                            .collect(),
+                    )
+                })
+                .collect(),
         }
+    }
+
+    /// Counts a lookup in `table` on worker `w`.
+    #[inline]
+    pub fn count(&self, w: usize, table: u8, matched: bool) {
+        let Some(c) = self.per_worker[w.min(MAX_WORKERS - 1)]
+            .0
+            .get(table as usize)
+        else {
+            return;
+        };
+        let l = c[0].load(Ordering::Relaxed);
+        c[0].store(l + 1, Ordering::Relaxed);
+        if matched {
+            let m = c[1].load(Ordering::Relaxed);
+            c[1].store(m + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// (lookups, matched) of `table`, all workers.
+    pub fn get(&self, table: u8) -> (u64, u64) {
+        self.per_worker
+            .iter()
+            .fold((0, 0), |(l, m), w| match w.0.get(table as usize) {
+                Some(c) => (
+                    l + c[0].load(Ordering::Relaxed),
+                    m + c[1].load(Ordering::Relaxed),
+                ),
+                None => (l, m),
+            })
     }
 }
 
@@ -94,6 +179,9 @@ pub struct Pipeline {
     pub tables: Vec<Classifier<Arc<FlowEntry>>>,
     /// Version number, increasing with every publish.
     pub version: u64,
+    /// Identity of this published version, unique across all bridges and
+    /// versions ([`Pipeline::next_generation`]); keys the workers' caches.
+    pub generation: u64,
     /// Shared per-table counters.
     pub stats: Arc<TableStats>,
 }
@@ -104,8 +192,15 @@ impl Pipeline {
         Pipeline {
             tables: Vec::new(),
             version: 0,
+            generation: Pipeline::next_generation(),
             stats: Arc::new(TableStats::new()),
         }
+    }
+
+    /// A generation number never handed out before (never 0).
+    pub fn next_generation() -> u64 {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        NEXT.fetch_add(1, Ordering::Relaxed)
     }
 
     /// The table with `id`, created if needed.
@@ -117,20 +212,13 @@ impl Pipeline {
         &mut self.tables[i]
     }
 
-    /// Looks up `key` in table `id`, counting the lookup.
+    /// Looks up `key` in table `id` (the classifier; not counted).
     #[inline]
     pub fn lookup(&self, id: u8, key: &FlowKey) -> Option<&Arc<FlowEntry>> {
-        let i = id as usize;
-        if let Some(c) = self.stats.lookups.get(i) {
-            c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-        }
-        let hit = self.tables.get(i)?.lookup(key).map(|(_, r)| &r.data);
-        if hit.is_some() {
-            if let Some(c) = self.stats.matched.get(i) {
-                c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-            }
-        }
-        hit
+        self.tables
+            .get(id as usize)?
+            .lookup(key)
+            .map(|(_, r)| &r.data)
     }
 }
 

@@ -1,26 +1,41 @@
-//! The datapath worker: a plain thread that owns ports and bridges.
+//! Datapath workers: plain threads that move frames between ports.
 //!
 //! # Design
-//! The worker waits in `epoll` (via mio) on its ports' fds and on a waker
-//! the control plane signals after queueing a [`Command`]. For each
+//! A [`WorkerSet`] runs N workers (`rvsd --workers N`). Ports are spread
+//! over them: each port is *polled* by one worker (its owner, chosen
+//! round-robin as ports are added), and any worker may *send* on any port
+//! (the port's I/O is an `Arc<PortIo>` with `&self` methods; the kernel
+//! takes each `write`/`sendmsg` as one frame). So a frame is received,
+//! looked up, rewritten and sent by one thread, with no hand-off between
+//! threads, and the two directions of a conversation between two ports run
+//! on two cores.
+//!
+//! Each worker waits in `epoll` (via mio) on its own ports' fds and on a
+//! waker the control plane signals after queueing a [`Command`]. For each
 //! readable port it reads up to [`BATCH`] frames into its preallocated
 //! buffers, runs each through the bridge pipeline ([`super::xlate`]) and
 //! sends the results straight away. A port that still had data after a
 //! full batch is revisited before the worker sleeps again (mio is
 //! edge-triggered), so one busy port cannot starve the others.
 //!
-//! The worker owns whole bridges: their MAC tables live here, so NORMAL
-//! learns without locks; the control plane reads them by sending a command
-//! and waiting for the reply. Flow tables are read through an `ArcSwap`
-//! loaded once per batch.
+//! Every worker keeps its own view of all bridges and ports (same slot
+//! indexes everywhere: all workers apply the same command sequence).
+//! Shared between them: each bridge's flow tables (an `ArcSwap`, loaded
+//! once per packet), its NORMAL state (VLAN rules and MAC table, behind a
+//! mutex held only while NORMAL decides), and per-port/per-flow counters
+//! with one block per worker. Worker 0 is the *primary*: it alone applies
+//! changes to the shared NORMAL state, ages MAC entries, and answers FDB,
+//! trace and PACKET_OUT commands.
 //!
 //! # Invariants
 //! Nothing on the packet path allocates: buffers are allocated when the
 //! worker starts, NORMAL's outputs are inline small vectors.
 //!
 //! # Limits
-//! One worker serves every bridge today (patch ports then never cross
-//! threads); spreading bridges over workers is the performance issue's job.
+//! At most [`super::counters::MAX_WORKERS`] workers. A port is polled by
+//! one worker, so a single busy port does not spread over cores (a
+//! multiqueue TAP would be the way); NORMAL learning serialises on the
+//! bridge's mutex.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,6 +47,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use super::counters::{PortShared, RxDrop};
+use super::emc::Emc;
 use super::xlate::{self, BridgeRt, Slot, XlateCtx};
 use super::Command;
 use crate::packet::PacketBuf;
@@ -48,6 +64,8 @@ const AGING_PERIOD: Duration = Duration::from_secs(1);
 
 /// Worker state; see the module docs.
 pub struct Worker {
+    /// This worker's index (0 = primary).
+    index: usize,
     poll: Poll,
     cmds: Receiver<Command>,
     /// Ports by slot (= mio token).
@@ -64,6 +82,8 @@ pub struct Worker {
     seg: Vec<u8>,
     /// Buffer for PACKET_OUT frames.
     pout: PacketBuf,
+    /// Exact-match cache.
+    emc: Box<Emc>,
     /// Slots that may still have frames queued.
     pending: Vec<usize>,
     epoch: Instant,
@@ -76,9 +96,10 @@ impl std::fmt::Debug for Worker {
 }
 
 impl Worker {
-    /// A worker reading commands from `cmds`; `poll` owns the waker.
-    pub fn new(poll: Poll, cmds: Receiver<Command>, epoch: Instant) -> Worker {
+    /// Worker `index` reading commands from `cmds`; `poll` owns the waker.
+    pub fn new(index: usize, poll: Poll, cmds: Receiver<Command>, epoch: Instant) -> Worker {
         Worker {
+            index,
             poll,
             cmds,
             slots: Vec::new(),
@@ -88,6 +109,7 @@ impl Worker {
             scratch: (0..xlate::SCRATCH).map(|_| PacketBuf::new()).collect(),
             seg: vec![0; crate::packet::BUF_SIZE],
             pout: PacketBuf::new(),
+            emc: Box::new(Emc::new()),
             pending: Vec::with_capacity(64),
             epoch,
         }
@@ -95,6 +117,22 @@ impl Worker {
 
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn primary(&self) -> bool {
+        self.index == 0
+    }
+
+    fn ctx(&mut self, now_ms: u64) -> XlateCtx<'_> {
+        XlateCtx {
+            slots: &mut self.slots,
+            bridges: &mut self.bridges,
+            scratch: &mut self.scratch,
+            seg: &mut self.seg,
+            now_ms,
+            w: self.index,
+            emc: &mut self.emc,
+        }
     }
 
     /// Runs until a `Shutdown` command arrives or the channel closes.
@@ -152,8 +190,10 @@ impl Worker {
     /// without an error on their fd (AF_PACKET reports it only once).
     fn housekeeping(&mut self) {
         let now_ms = self.now_ms();
-        for b in self.bridges.iter_mut().flatten() {
-            b.normal.expire(now_ms);
+        if self.primary() {
+            for b in self.bridges.iter().flatten() {
+                b.normal().expire(now_ms);
+            }
         }
         self.check_ports();
     }
@@ -199,9 +239,11 @@ impl Worker {
                 ofport,
                 name,
                 io,
+                owner,
                 shared,
                 vlan,
             } => {
+                // Deterministic: every worker picks the same slot.
                 let slot = match self.slots.iter().position(Option::is_none) {
                     Some(i) => i,
                     None => {
@@ -209,7 +251,8 @@ impl Worker {
                         self.slots.len() - 1
                     }
                 };
-                if let Some(io) = &io {
+                let mine = owner == self.index;
+                if let Some(io) = io.as_ref().filter(|_| mine) {
                     let fd = io.fd();
                     let r = self.poll.registry().register(
                         &mut SourceFd(&fd),
@@ -220,55 +263,68 @@ impl Worker {
                         shared.set_down(format!("cannot poll netdev: {e}"));
                     }
                 }
+                let primary = self.primary();
                 if let Some(b) = self
                     .bridges
                     .get_mut(bridge as usize)
                     .and_then(Option::as_mut)
                 {
-                    b.add_port(ofport, slot, vlan, now_ms);
-                    let _ = b.normal.set_port_up(ofport, io.is_some() && shared.is_up());
+                    b.add_port(ofport, slot, vlan, primary);
+                    if primary {
+                        let _ = b
+                            .normal()
+                            .set_port_up(ofport, io.is_some() && shared.is_up());
+                    }
                 }
                 self.slots[slot] = Some(Slot {
                     bridge,
                     ofport,
                     name,
                     io,
+                    owner,
                     shared,
                     patch_peer: None,
                 });
                 self.by_port.insert((bridge, ofport), slot);
-                // Frames may have queued before registration.
-                self.pending.push(slot);
+                if mine {
+                    // Frames may have queued before registration.
+                    self.pending.push(slot);
+                }
             }
             Command::AttachIo { bridge, ofport, io } => {
                 let Some(slot) = self.by_port.get(&(bridge, ofport)).copied() else {
                     return;
                 };
-                let fd = io.fd();
-                if let Err(e) = self.poll.registry().register(
-                    &mut SourceFd(&fd),
-                    Token(slot),
-                    Interest::READABLE,
-                ) {
-                    log::error!("cannot poll re-attached port: {e}");
+                let Some(Some(sl)) = self.slots.get_mut(slot) else {
                     return;
-                }
-                if let Some(Some(sl)) = self.slots.get_mut(slot) {
-                    if let Some(old) = sl.io.replace(io) {
+                };
+                let mine = sl.owner == self.index;
+                if let Some(old) = sl.io.take() {
+                    if mine {
                         let ofd = old.fd();
                         let _ = self.poll.registry().deregister(&mut SourceFd(&ofd));
                     }
+                }
+                if mine {
+                    let fd = io.fd();
+                    if let Err(e) = self.poll.registry().register(
+                        &mut SourceFd(&fd),
+                        Token(slot),
+                        Interest::READABLE,
+                    ) {
+                        log::error!("cannot poll re-attached port {}: {e}", sl.name);
+                        return;
+                    }
                     sl.shared.set_up();
                     log::info!("port {}: netdev attached", sl.name);
+                    self.pending.push(slot);
                 }
-                if let Some(b) = self
-                    .bridges
-                    .get_mut(bridge as usize)
-                    .and_then(Option::as_mut)
-                {
-                    let _ = b.normal.set_port_up(ofport, true);
+                sl.io = Some(io);
+                if self.primary() {
+                    if let Some(b) = self.bridges.get(bridge as usize).and_then(Option::as_ref) {
+                        let _ = b.normal().set_port_up(ofport, true);
+                    }
                 }
-                self.pending.push(slot);
             }
             Command::DelPort { bridge, ofport } => {
                 if let Some(s) = self.by_port.get(&(bridge, ofport)).copied() {
@@ -280,11 +336,7 @@ impl Worker {
                 ofport,
                 vlan,
             } => {
-                if let Some(b) = self
-                    .bridges
-                    .get_mut(bridge as usize)
-                    .and_then(Option::as_mut)
-                {
+                if let Some(b) = self.bridges.get(bridge as usize).and_then(Option::as_ref) {
                     b.set_port_vlan(ofport, vlan);
                 }
             }
@@ -294,16 +346,18 @@ impl Worker {
                 peer,
             } => {
                 let peer_slot = peer.and_then(|(b, p)| self.by_port.get(&(b, p)).copied());
+                let primary = self.primary();
                 if let Some(s) = self.by_port.get(&(bridge, ofport)).copied() {
                     if let Some(slot) = self.slots[s].as_mut() {
                         slot.patch_peer = peer.zip(peer_slot).map(|((b, p), _)| (b, p));
                         let up = slot.patch_peer.is_some();
                         if let Some(b) = self
                             .bridges
-                            .get_mut(bridge as usize)
-                            .and_then(Option::as_mut)
+                            .get(bridge as usize)
+                            .and_then(Option::as_ref)
+                            .filter(|_| primary)
                         {
-                            let _ = b.normal.set_port_up(ofport, up);
+                            let _ = b.normal().set_port_up(ofport, up);
                         }
                     }
                 }
@@ -313,15 +367,12 @@ impl Worker {
                 aging_s,
                 table_size,
             } => {
-                if let Some(b) = self
-                    .bridges
-                    .get_mut(bridge as usize)
-                    .and_then(Option::as_mut)
-                {
-                    if let Err(e) = b.normal.set_mac_aging_time(aging_s) {
+                if let Some(b) = self.bridges.get(bridge as usize).and_then(Option::as_ref) {
+                    let mut n = b.normal();
+                    if let Err(e) = n.set_mac_aging_time(aging_s) {
                         log::error!("bridge {}: {e}", b.name);
                     }
-                    if let Err(e) = b.normal.set_mac_table_size(table_size) {
+                    if let Err(e) = n.set_mac_table_size(table_size) {
                         log::error!("bridge {}: {e}", b.name);
                     }
                 }
@@ -338,9 +389,9 @@ impl Worker {
             Command::FdbFlush { bridge, reply } => {
                 let n = self
                     .bridges
-                    .get_mut(bridge as usize)
-                    .and_then(Option::as_mut)
-                    .map(|b| b.normal.fdb_flush())
+                    .get(bridge as usize)
+                    .and_then(Option::as_ref)
+                    .map(|b| b.normal().fdb_flush())
                     .unwrap_or(0);
                 let _ = reply.send(n);
             }
@@ -359,13 +410,7 @@ impl Worker {
                 if data.len() <= room.len() && data.len() <= crate::packet::MAX_FRAME {
                     room[..data.len()].copy_from_slice(&data);
                     buf.set_received(data.len());
-                    let mut ctx = XlateCtx {
-                        slots: &mut self.slots,
-                        bridges: &mut self.bridges,
-                        scratch: &mut self.scratch,
-                        seg: &mut self.seg,
-                        now_ms,
-                    };
+                    let mut ctx = self.ctx(now_ms);
                     if let Some(why) =
                         xlate::packet_out(&mut ctx, bridge, &mut buf, in_port, &actions)
                     {
@@ -375,21 +420,16 @@ impl Worker {
                 self.pout = buf;
             }
             Command::Trace { bridge, key, reply } => {
-                let mut ctx = XlateCtx {
-                    slots: &mut self.slots,
-                    bridges: &mut self.bridges,
-                    scratch: &mut self.scratch,
-                    seg: &mut self.seg,
-                    now_ms,
-                };
+                let mut ctx = self.ctx(now_ms);
                 let _ = reply.send(xlate::trace(&mut ctx, bridge, key));
             }
         }
     }
 
     fn remove_slot(&mut self, s: usize) {
+        let primary = self.primary();
         if let Some(slot) = self.slots.get_mut(s).and_then(Option::take) {
-            if let Some(io) = &slot.io {
+            if let Some(io) = slot.io.as_ref().filter(|_| slot.owner == self.index) {
                 let fd = io.fd();
                 let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
             }
@@ -399,7 +439,7 @@ impl Worker {
                 .get_mut(slot.bridge as usize)
                 .and_then(Option::as_mut)
             {
-                b.del_port(slot.ofport);
+                b.del_port(slot.ofport, primary);
             }
             // Peers that patched into this port lose their link.
             for other in self.slots.iter_mut().flatten() {
@@ -417,10 +457,11 @@ impl Worker {
         let Some(Some(sl)) = self.slots.get_mut(slot) else {
             return;
         };
-        let Some(io) = sl.io.as_mut() else {
+        let Some(io) = sl.io.as_deref() else {
             return;
         };
         let shared: Arc<PortShared> = sl.shared.clone();
+        let c = shared.w(self.index);
         let mut gone: Option<String> = None;
         let mut more = false;
         let n = match io.recv_batch(&mut self.rx) {
@@ -429,9 +470,9 @@ impl Worker {
                 n
             }
             Err(PortError::FrameTooBig { len }) => {
-                shared.rx_packets.add(1);
-                shared.rx_bytes.add(len as u64);
-                shared.rx_drop(RxDrop::TooBig);
+                c.rx_packets.add(1);
+                c.rx_bytes.add(len as u64);
+                c.rx_drop(RxDrop::TooBig);
                 more = true;
                 0
             }
@@ -446,8 +487,8 @@ impl Worker {
             }
         };
         for b in &self.rx[..n] {
-            shared.rx_packets.add(1);
-            shared.rx_bytes.add(b.len as u64);
+            c.rx_packets.add(1);
+            c.rx_bytes.add(b.len as u64);
         }
         if let Some(reason) = gone {
             self.port_gone(slot, reason);
@@ -463,6 +504,8 @@ impl Worker {
                 scratch: &mut self.scratch,
                 seg: &mut self.seg,
                 now_ms,
+                w: self.index,
+                emc: &mut self.emc,
             };
             xlate::receive(&mut ctx, bridge, slot, &mut self.rx[i]);
         }
@@ -477,14 +520,23 @@ impl Worker {
     /// unregistration that follows raises no further error — the socket
     /// just stays silent. So once per housekeeping period every port is
     /// asked directly (one `getsockname`/`TUNGETIFF` each).
+    /// Ports this worker does not poll only drop their handle once the
+    /// owner marked the port down, so the fd closes.
     fn check_ports(&mut self) {
+        let me = self.index;
+        for s in self.slots.iter_mut().flatten() {
+            if s.owner != me && s.io.is_some() && !s.shared.is_up() {
+                s.io = None;
+            }
+        }
         let dead: Vec<usize> = self
             .slots
             .iter()
             .enumerate()
             .filter_map(|(i, s)| {
-                let io = s.as_ref()?.io.as_ref()?;
-                (!io.check_alive()).then_some(i)
+                let s = s.as_ref()?;
+                let io = s.io.as_ref()?;
+                (s.owner == me && !io.check_alive()).then_some(i)
             })
             .collect();
         for slot in dead {
@@ -498,12 +550,8 @@ impl Worker {
             log::warn!("port {}: {reason}; marking it down", sl.name);
             sl.shared.set_down(reason);
             let (bridge, ofport) = (sl.bridge, sl.ofport);
-            if let Some(b) = self
-                .bridges
-                .get_mut(bridge as usize)
-                .and_then(Option::as_mut)
-            {
-                let _ = b.normal.set_port_up(ofport, false);
+            if let Some(b) = self.bridges.get(bridge as usize).and_then(Option::as_ref) {
+                let _ = b.normal().set_port_up(ofport, false);
             }
             let Some(Some(sl)) = self.slots.get_mut(slot) else {
                 return;
@@ -521,31 +569,24 @@ fn sl_bridge(slots: &[Option<Slot>], slot: usize) -> Option<u32> {
     slots.get(slot).and_then(Option::as_ref).map(|s| s.bridge)
 }
 
-/// Handle used by the control plane to reach a running worker.
-pub struct WorkerHandle {
+/// Handle of one running worker.
+struct WorkerHandle {
     /// Command queue.
-    pub tx: crossbeam_channel::Sender<Command>,
+    tx: crossbeam_channel::Sender<Command>,
     /// Wakes the worker after a send.
-    pub waker: Arc<mio::Waker>,
+    waker: Arc<mio::Waker>,
     /// The thread.
-    pub thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl std::fmt::Debug for WorkerHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WorkerHandle").finish_non_exhaustive()
-    }
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl WorkerHandle {
-    /// Starts a worker thread.
-    pub fn spawn(epoch: Instant) -> std::io::Result<WorkerHandle> {
+    fn spawn(index: usize, epoch: Instant) -> std::io::Result<WorkerHandle> {
         let poll = Poll::new()?;
         let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
         let (tx, rx) = crossbeam_channel::unbounded();
-        let worker = Worker::new(poll, rx, epoch);
+        let worker = Worker::new(index, poll, rx, epoch);
         let thread = std::thread::Builder::new()
-            .name("rvs-dp0".into())
+            .name(format!("rvs-dp{index}"))
             .spawn(move || worker.run())?;
         Ok(WorkerHandle {
             tx,
@@ -554,28 +595,106 @@ impl WorkerHandle {
         })
     }
 
-    /// Queues a command and wakes the worker.
-    pub fn send(&self, cmd: Command) {
+    fn send(&self, cmd: Command) {
         if self.tx.send(cmd).is_ok() {
             if let Err(e) = self.waker.wake() {
                 log::error!("cannot wake datapath worker: {e}");
             }
         }
     }
+}
 
-    /// Waits (at most `limit`) until the worker has carried out every
-    /// command sent so far; false if it did not answer in time.
-    pub fn barrier(&self, limit: std::time::Duration) -> bool {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        self.send(Command::Barrier { reply: tx });
-        rx.recv_timeout(limit).is_ok()
+/// The datapath workers, as the control plane reaches them.
+pub struct WorkerSet {
+    workers: Vec<WorkerHandle>,
+    /// Round-robin cursor for [`WorkerSet::pick_owner`].
+    next_owner: std::sync::atomic::AtomicUsize,
+}
+
+impl std::fmt::Debug for WorkerSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerSet")
+            .field("workers", &self.workers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WorkerSet {
+    /// Starts `n` worker threads (clamped to 1..=MAX_WORKERS).
+    pub fn spawn(epoch: Instant, n: usize) -> std::io::Result<WorkerSet> {
+        let n = n.clamp(1, super::counters::MAX_WORKERS);
+        let workers = (0..n)
+            .map(|i| WorkerHandle::spawn(i, epoch))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        Ok(WorkerSet {
+            workers,
+            next_owner: std::sync::atomic::AtomicUsize::new(0),
+        })
     }
 
-    /// Stops the worker and waits for it.
+    /// Number of workers.
+    pub fn len(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Always false: a set has at least one worker.
+    pub fn is_empty(&self) -> bool {
+        self.workers.is_empty()
+    }
+
+    /// The worker that will poll the next port with I/O (round-robin).
+    pub fn pick_owner(&self) -> usize {
+        let n = self
+            .next_owner
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        n % self.workers.len().max(1)
+    }
+
+    /// Queues a command: to worker 0 alone for commands on shared state
+    /// or with one reply, to every worker otherwise.
+    pub fn send(&self, cmd: Command) {
+        let primary_only = matches!(
+            cmd,
+            Command::SetPortVlan { .. }
+                | Command::SetBridgeKnobs { .. }
+                | Command::FdbShow { .. }
+                | Command::FdbFlush { .. }
+                | Command::PacketOut { .. }
+                | Command::Trace { .. }
+        );
+        let Some((last, rest)) = self.workers.split_last() else {
+            return;
+        };
+        if primary_only {
+            self.workers[0].send(cmd);
+            return;
+        }
+        for w in rest {
+            w.send(cmd.clone());
+        }
+        last.send(cmd);
+    }
+
+    /// Waits (at most `limit`) until every worker has carried out every
+    /// command sent so far; false if one did not answer in time.
+    pub fn barrier(&self, limit: std::time::Duration) -> bool {
+        let (tx, rx) = crossbeam_channel::bounded(self.workers.len());
+        for w in &self.workers {
+            w.send(Command::Barrier { reply: tx.clone() });
+        }
+        let deadline = Instant::now() + limit;
+        (0..self.workers.len()).all(|_| rx.recv_deadline(deadline).is_ok())
+    }
+
+    /// Stops the workers and waits for them.
     pub fn shutdown(&mut self) {
-        self.send(Command::Shutdown);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        for w in &self.workers {
+            w.send(Command::Shutdown);
+        }
+        for w in &mut self.workers {
+            if let Some(t) = w.thread.take() {
+                let _ = t.join();
+            }
         }
     }
 }

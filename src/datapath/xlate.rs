@@ -27,7 +27,7 @@
 //! most [`MAX_PATCH_HOPS`] bridges; a bridge entered twice through patch
 //! ports (a loop) drops the packet.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use arc_swap::ArcSwap;
 use flowtable::extract::{extract_layout, Layout};
@@ -37,6 +37,7 @@ use rvs_ctl::proto::{FdbEntry, TraceOutput, TraceResult, TraceStep};
 
 use super::controller::{OfShared, PacketInEvent};
 use super::counters::{PortShared, RxDrop, TxDrop};
+use super::emc::Emc;
 use super::pipeline::Pipeline;
 use crate::bridge::{Bridge, EgressVlan, NormalOutcome, NormalTrace, VlanConfig};
 use crate::packet::PacketBuf;
@@ -51,7 +52,8 @@ pub const SCRATCH: usize = MAX_PATCH_HOPS + 1;
 /// Index of the scratch buffer used for egress VLAN edits.
 const EDIT: usize = MAX_PATCH_HOPS;
 
-/// A port as the worker holds it.
+/// A port as a worker holds it (every worker has a `Slot` for every port,
+/// at the same index).
 pub struct Slot {
     /// Bridge id.
     pub bridge: u32,
@@ -59,22 +61,28 @@ pub struct Slot {
     pub ofport: PortNo,
     /// Port name.
     pub name: String,
-    /// The fd owner; `None` for patch ports and ports that are down.
-    pub io: Option<PortIo>,
+    /// The port's I/O; `None` for patch ports and ports that are down.
+    pub io: Option<Arc<PortIo>>,
+    /// Index of the worker that polls (receives from) the port.
+    pub owner: usize,
     /// Counters and state.
     pub shared: Arc<PortShared>,
     /// Peer of a patch port: (bridge id, ofport).
     pub patch_peer: Option<(u32, PortNo)>,
 }
 
-/// A bridge as the worker holds it.
+/// A bridge as a worker holds it. Cloning gives another worker its own
+/// view that shares the pipeline, the MAC-learning state and the
+/// controller state.
+#[derive(Clone)]
 pub struct BridgeRt {
     /// Bridge name.
     pub name: String,
     /// Published flow tables.
     pub pipeline: Arc<ArcSwap<Pipeline>>,
-    /// VLAN rules and MAC learning.
-    pub normal: Bridge,
+    /// VLAN rules and MAC learning, shared by all workers; locked only
+    /// while NORMAL decides (and by housekeeping and commands).
+    pub normal: Arc<Mutex<Bridge>>,
     /// Ports: (ofport, slot), sorted by ofport.
     ports: Vec<(PortNo, usize)>,
     /// Reused NORMAL decision.
@@ -89,7 +97,7 @@ impl BridgeRt {
         BridgeRt {
             name,
             pipeline,
-            normal,
+            normal: Arc::new(Mutex::new(normal)),
             ports: Vec::new(),
             outcome: NormalOutcome::default(),
             of: Arc::new(OfShared::default()),
@@ -102,26 +110,40 @@ impl BridgeRt {
         self
     }
 
-    /// Registers a port.
-    pub fn add_port(&mut self, ofport: PortNo, slot: usize, vlan: VlanConfig, _now_ms: u64) {
+    /// The shared NORMAL state, locked.
+    #[inline]
+    pub fn normal(&self) -> MutexGuard<'_, Bridge> {
+        // A poisoned lock means a panic elsewhere; the table stays usable.
+        self.normal.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers a port in this worker's view; `primary` (worker 0) also
+    /// adds it to the shared NORMAL state.
+    pub fn add_port(&mut self, ofport: PortNo, slot: usize, vlan: VlanConfig, primary: bool) {
         self.ports.retain(|(p, _)| *p != ofport);
         let at = self.ports.partition_point(|(p, _)| *p < ofport);
         self.ports.insert(at, (ofport, slot));
-        let _ = self.normal.remove_port(ofport);
-        if let Err(e) = self.normal.add_port(ofport, vlan) {
-            log::error!("bridge {}: port {ofport}: {e}", self.name);
+        if primary {
+            let mut n = self.normal();
+            let _ = n.remove_port(ofport);
+            if let Err(e) = n.add_port(ofport, vlan) {
+                log::error!("bridge {}: port {ofport}: {e}", self.name);
+            }
         }
     }
 
-    /// Forgets a port (and its learned MACs).
-    pub fn del_port(&mut self, ofport: PortNo) {
+    /// Forgets a port; `primary` also drops it (and its learned MACs) from
+    /// the shared NORMAL state.
+    pub fn del_port(&mut self, ofport: PortNo, primary: bool) {
         self.ports.retain(|(p, _)| *p != ofport);
-        let _ = self.normal.remove_port(ofport);
+        if primary {
+            let _ = self.normal().remove_port(ofport);
+        }
     }
 
     /// Changes a port's VLAN rules.
-    pub fn set_port_vlan(&mut self, ofport: PortNo, vlan: VlanConfig) {
-        if let Err(e) = self.normal.set_port_vlan(ofport, vlan) {
+    pub fn set_port_vlan(&self, ofport: PortNo, vlan: VlanConfig) {
+        if let Err(e) = self.normal().set_port_vlan(ofport, vlan) {
             log::error!("bridge {}: port {ofport}: {e}", self.name);
         }
     }
@@ -137,7 +159,7 @@ impl BridgeRt {
 
     /// The MAC table for `fdb-show`.
     pub fn fdb(&self, slots: &[Option<Slot>], now_ms: u64) -> Vec<FdbEntry> {
-        self.normal
+        self.normal()
             .fdb_show(now_ms)
             .into_iter()
             .map(|e| FdbEntry {
@@ -167,6 +189,10 @@ pub struct XlateCtx<'a> {
     pub seg: &'a mut [u8],
     /// Current time, ms.
     pub now_ms: u64,
+    /// Index of the running worker (selects its counter blocks).
+    pub w: usize,
+    /// The worker's exact-match cache in front of the classifier.
+    pub emc: &'a mut Emc,
 }
 
 /// Forwards one frame received on `in_slot` of `bridge`.
@@ -176,15 +202,16 @@ pub fn receive(ctx: &mut XlateCtx<'_>, bridge: u32, in_slot: usize, buf: &mut Pa
     };
     let in_port = slot.ofport;
     let shared = slot.shared.clone();
+    let w = ctx.w;
     let (key, mut layout) = extract_layout(buf.frame(), in_port);
     layout.l4_csum_partial = buf.vnet.needs_csum();
     if layout.malformed.is_some() {
-        shared.rx_drop(RxDrop::Malformed);
+        shared.w(w).rx_drop(RxDrop::Malformed);
         return;
     }
     let verdict = run_bridge(ctx, bridge, Some(buf), key, layout, 0, None);
     if let Some(why) = verdict {
-        shared.rx_drop(why);
+        shared.w(w).rx_drop(why);
     }
 }
 
@@ -341,7 +368,9 @@ impl Exec<'_, '_, '_> {
                 return;
             }
             let pipe = self.pipe;
-            let Some(entry) = pipe.lookup(table, &self.key) else {
+            let hit = self.ctx.emc.lookup(pipe, table, &self.key);
+            pipe.stats.count(self.ctx.w, table, hit.is_some());
+            let Some(entry) = hit else {
                 if self.rt.of.fail_open() {
                     // Fail mode standalone, no controller connected: a
                     // miss behaves as priority=0,actions=NORMAL.
@@ -362,7 +391,7 @@ impl Exec<'_, '_, '_> {
                 return;
             };
             if let Some(b) = self.buf.as_deref() {
-                entry.hit(b.len, self.ctx.now_ms);
+                entry.hit(self.ctx.w, b.len, self.ctx.now_ms);
             }
             if self.tracing() {
                 let text = entry.flow.to_string();
@@ -500,16 +529,21 @@ impl Exec<'_, '_, '_> {
         let key = self.key;
         if self.tracing() {
             let mut nt = NormalTrace::default();
-            self.rt
-                .normal
-                .trace_normal(&key, now, &mut self.rt.outcome, &mut nt);
+            let rt = &mut *self.rt;
+            let mut normal = rt.normal.lock().unwrap_or_else(PoisonError::into_inner);
+            normal.trace_normal(&key, now, &mut rt.outcome, &mut nt);
+            drop(normal);
             self.step(
                 None,
                 None,
                 format!("NORMAL: {}", nt.to_string().trim_end().replace('\n', "; ")),
             );
         } else {
-            self.rt.normal.normal(&key, now, &mut self.rt.outcome);
+            // The lock covers only the decision (and learning); outputs
+            // run after it is released.
+            let rt = &mut *self.rt;
+            let mut normal = rt.normal.lock().unwrap_or_else(PoisonError::into_inner);
+            normal.normal(&key, now, &mut rt.outcome);
         }
         if let Some(d) = self.rt.outcome.drop_reason {
             self.drop = Some(match d {
@@ -566,7 +600,7 @@ impl Exec<'_, '_, '_> {
             return;
         };
         if !needs_edit {
-            send(self.ctx.slots, slot_i, buf, self.ctx.seg);
+            send(self.ctx.slots, slot_i, buf, self.ctx.seg, self.ctx.w);
             return;
         }
         let pcp = cur_tci & VLAN_PCP_MASK;
@@ -576,9 +610,9 @@ impl Exec<'_, '_, '_> {
         };
         scratch.copy_from(buf);
         if retag(scratch, want, tagged, pcp) {
-            send(self.ctx.slots, slot_i, scratch, self.ctx.seg);
+            send(self.ctx.slots, slot_i, scratch, self.ctx.seg, self.ctx.w);
         } else if let Some(Some(s)) = self.ctx.slots.get(slot_i) {
-            s.shared.tx_drop(TxDrop::VlanEdit);
+            s.shared.w(self.ctx.w).tx_drop(TxDrop::VlanEdit);
         }
     }
 
@@ -608,7 +642,7 @@ impl Exec<'_, '_, '_> {
                 let tagged = self.key.vlan_tci & VLAN_PRESENT != 0;
                 if edit && !retag(&mut tmp, want, tagged, self.key.vlan_tci & VLAN_PCP_MASK) {
                     if let Some(Some(s)) = self.ctx.slots.get(slot_i) {
-                        s.shared.tx_drop(TxDrop::VlanEdit);
+                        s.shared.w(self.ctx.w).tx_drop(TxDrop::VlanEdit);
                     }
                     restore(self.ctx.scratch, hop, tmp);
                     return;
@@ -618,8 +652,8 @@ impl Exec<'_, '_, '_> {
                 // Only real frames count: a trace has no buffer.
                 let len = tmp.len as u64;
                 if let Some(Some(s)) = self.ctx.slots.get(slot_i) {
-                    s.shared.tx_packets.add(1);
-                    s.shared.tx_bytes.add(len);
+                    s.shared.w(self.ctx.w).tx_packets.add(1);
+                    s.shared.w(self.ctx.w).tx_bytes.add(len);
                 }
                 if let Some(s) = self
                     .ctx
@@ -628,8 +662,8 @@ impl Exec<'_, '_, '_> {
                     .flatten()
                     .find(|s| s.bridge == pb && s.ofport == pport)
                 {
-                    s.shared.rx_packets.add(1);
-                    s.shared.rx_bytes.add(len);
+                    s.shared.w(self.ctx.w).rx_packets.add(1);
+                    s.shared.w(self.ctx.w).rx_bytes.add(len);
                 }
                 let (k, mut l) = extract_layout(tmp.frame(), pport);
                 l.l4_csum_partial = tmp.vnet.needs_csum();
@@ -656,7 +690,7 @@ impl Exec<'_, '_, '_> {
                 .flatten()
                 .find(|s| s.bridge == pb && s.ofport == pport);
             if let Some(s) = peer_slot {
-                s.shared.rx_drop(why);
+                s.shared.w(self.ctx.w).rx_drop(why);
             }
         }
         restore(self.ctx.scratch, hop, tmp);
@@ -786,12 +820,12 @@ fn retag(buf: &mut PacketBuf, want: Option<u16>, tagged: bool, pcp: u16) -> bool
 /// segmented (and each segment checksummed) in software into `seg`, and a
 /// partial checksum is completed on a copy in `seg`.
 #[inline]
-fn send(slots: &mut [Option<Slot>], slot: usize, pkt: &PacketBuf, seg: &mut [u8]) {
-    let Some(Some(s)) = slots.get_mut(slot) else {
+fn send(slots: &[Option<Slot>], slot: usize, pkt: &PacketBuf, seg: &mut [u8], w: usize) {
+    let Some(Some(s)) = slots.get(slot) else {
         return;
     };
-    let Some(io) = s.io.as_mut() else {
-        s.shared.tx_drop(TxDrop::PortDown);
+    let Some(io) = s.io.as_deref() else {
+        s.shared.w(w).tx_drop(TxDrop::PortDown);
         return;
     };
     let frame = pkt.frame();
@@ -836,16 +870,16 @@ fn send(slots: &mut [Option<Slot>], slot: usize, pkt: &PacketBuf, seg: &mut [u8]
     };
     match result {
         Ok(()) => {
-            s.shared.tx_packets.add(n_ok);
-            s.shared.tx_bytes.add(bytes);
+            s.shared.w(w).tx_packets.add(n_ok);
+            s.shared.w(w).tx_bytes.add(bytes);
         }
-        Err(PortError::TxFull) => s.shared.tx_drop(TxDrop::QueueFull),
-        Err(PortError::LinkDown) => s.shared.tx_drop(TxDrop::PortDown),
+        Err(PortError::TxFull) => s.shared.w(w).tx_drop(TxDrop::QueueFull),
+        Err(PortError::LinkDown) => s.shared.w(w).tx_drop(TxDrop::PortDown),
         Err(e) if e.is_gone() => {
-            s.shared.tx_drop(TxDrop::PortDown);
+            s.shared.w(w).tx_drop(TxDrop::PortDown);
             s.shared.set_down(format!("netdev vanished: {e}"));
         }
-        Err(_) => s.shared.tx_drop(TxDrop::TxError),
+        Err(_) => s.shared.w(w).tx_drop(TxDrop::TxError),
     }
 }
 

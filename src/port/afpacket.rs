@@ -34,7 +34,8 @@
 //! -1: that is [`AfPacketPort::check_alive`].
 //!
 //! # Thread-safety
-//! Owned by one worker; I/O takes `&mut self`.
+//! Shared between workers: one receives, any may send; all methods take
+//! `&self` (see the `port` module docs).
 //!
 //! # Limits
 //! At most [`MAX_BATCH`] frames per `recv_batch` (longer slices are filled
@@ -73,9 +74,9 @@ pub struct AfPacketPort {
     /// Whether `PACKET_IGNORE_OUTGOING` is active (else we filter).
     ignore_outgoing: bool,
     /// An error held back from the end of a batch, returned next call.
-    pending: Option<PortError>,
+    pending: super::PendingError,
     /// Frames whose VLAN tag was put back from auxdata.
-    rx_vlan_restored: u64,
+    rx_vlan_restored: std::sync::atomic::AtomicU64,
     /// `PACKET_VNET_HDR` is on: frames carry a virtio-net header both ways
     /// (GSO frames and partial checksums pass through untouched).
     vnet: bool,
@@ -189,8 +190,8 @@ impl AfPacketPort {
             name: name.to_owned(),
             ifindex,
             ignore_outgoing,
-            pending: None,
-            rx_vlan_restored: 0,
+            pending: super::PendingError::default(),
+            rx_vlan_restored: std::sync::atomic::AtomicU64::new(0),
             vnet,
         })
     }
@@ -213,6 +214,7 @@ impl AfPacketPort {
     /// How many received frames had their VLAN tag put back from auxdata.
     pub fn rx_vlan_restored(&self) -> u64 {
         self.rx_vlan_restored
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether `PACKET_IGNORE_OUTGOING` is in effect.
@@ -259,12 +261,12 @@ impl AfPacketPort {
     }
 
     /// Receives one frame; `Ok(false)` when none is waiting.
-    pub fn recv(&mut self, buf: &mut PacketBuf) -> Result<bool, PortError> {
+    pub fn recv(&self, buf: &mut PacketBuf) -> Result<bool, PortError> {
         Ok(self.recv_batch(std::slice::from_mut(buf))? == 1)
     }
 
     /// Receives up to `min(bufs.len(), MAX_BATCH)` frames into `bufs[0..n]`.
-    pub fn recv_batch(&mut self, bufs: &mut [PacketBuf]) -> Result<usize, PortError> {
+    pub fn recv_batch(&self, bufs: &mut [PacketBuf]) -> Result<usize, PortError> {
         if let Some(e) = self.pending.take() {
             return Err(e);
         }
@@ -280,7 +282,7 @@ impl AfPacketPort {
 
     /// One `recvmmsg`: returns (frames kept in `bufs[0..kept]`, messages
     /// read).
-    fn recv_mmsg(&mut self, bufs: &mut [PacketBuf]) -> Result<(usize, usize), PortError> {
+    fn recv_mmsg(&self, bufs: &mut [PacketBuf]) -> Result<(usize, usize), PortError> {
         let want = bufs.len().min(MAX_BATCH);
         if want == 0 {
             return Ok((0, 0));
@@ -341,9 +343,7 @@ impl AfPacketPort {
             }
             let max = crate::packet::MAX_FRAME + if self.vnet { VirtioNetHdr::LEN } else { 0 };
             if h.msg_flags & libc::MSG_TRUNC != 0 || len > max {
-                if self.pending.is_none() {
-                    self.pending = Some(PortError::FrameTooBig { len });
-                }
+                self.pending.hold(PortError::FrameTooBig { len });
                 continue;
             }
             let tag = vlan_from_cmsgs(h);
@@ -356,7 +356,8 @@ impl AfPacketPort {
                 reinsert_vlan(&mut bufs[i], tpid, tci);
                 // The kernel computed csum_start/hdr_len without the tag.
                 adjust_for_vlan(&mut bufs[i].vnet, 4);
-                self.rx_vlan_restored += 1;
+                self.rx_vlan_restored
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             if n != i {
                 bufs.swap(n, i);
@@ -380,7 +381,7 @@ impl AfPacketPort {
     /// Sends one frame with its offload metadata; the kernel segments GSO
     /// frames and completes partial checksums. Without `PACKET_VNET_HDR`
     /// the frame must be complete.
-    pub fn send_vnet(&mut self, hdr: &VirtioNetHdr, frame: &[u8]) -> Result<(), PortError> {
+    pub fn send_vnet(&self, hdr: &VirtioNetHdr, frame: &[u8]) -> Result<(), PortError> {
         if !self.vnet {
             return self.send_plain(frame);
         }
@@ -414,14 +415,14 @@ impl AfPacketPort {
     }
 
     /// Sends one complete frame.
-    pub fn send(&mut self, frame: &[u8]) -> Result<(), PortError> {
+    pub fn send(&self, frame: &[u8]) -> Result<(), PortError> {
         if self.vnet {
             return self.send_vnet(&VirtioNetHdr::NONE, frame);
         }
         self.send_plain(frame)
     }
 
-    fn send_plain(&mut self, frame: &[u8]) -> Result<(), PortError> {
+    fn send_plain(&self, frame: &[u8]) -> Result<(), PortError> {
         // SAFETY: `frame` is readable for its whole length; the fd is
         // open and bound, so no address is needed.
         retry_eintr(|| unsafe {
@@ -694,8 +695,8 @@ mod tests {
             return;
         }
         let (_g, a, b) = quiet_veth_pair("a", "b");
-        let mut pa = PortIo::AfPacket(AfPacketPort::open(&a).unwrap());
-        let mut pb = PortIo::AfPacket(AfPacketPort::open(&b).unwrap());
+        let pa = PortIo::AfPacket(AfPacketPort::open(&a).unwrap());
+        let pb = PortIo::AfPacket(AfPacketPort::open(&b).unwrap());
         wait_oper_up(&a);
         wait_oper_up(&b);
         let src = [0x02, 0x52, 0x56, 0xaa, 0xbb, 0xcc];
@@ -847,7 +848,7 @@ mod tests {
             return;
         }
         let (_g, ns) = veth_to_netns("m");
-        let mut port = PortIo::AfPacket(AfPacketPort::open(&ns).unwrap());
+        let port = PortIo::AfPacket(AfPacketPort::open(&ns).unwrap());
         run(&["ip", "link", "set", &ns, "netns", &ns]);
         assert!(!port.check_alive());
         let e = port.recv(&mut PacketBuf::new()).unwrap_err();
@@ -860,7 +861,7 @@ mod tests {
             return;
         }
         let (_g, a, b) = quiet_veth_pair("f", "h");
-        let mut pa = PortIo::AfPacket(AfPacketPort::open_with(&a, false).unwrap());
+        let pa = PortIo::AfPacket(AfPacketPort::open_with(&a, false).unwrap());
         let mut pb = PortIo::AfPacket(AfPacketPort::open(&b).unwrap());
         wait_oper_up(&a);
         let PortIo::AfPacket(inner) = &pa else {
@@ -904,8 +905,8 @@ mod tests {
         for n in [&a, &b] {
             run(&["ip", "link", "set", n, "mtu", "65535"]);
         }
-        let mut pa = PortIo::AfPacket(AfPacketPort::open(&a).unwrap());
-        let mut pb = PortIo::AfPacket(AfPacketPort::open(&b).unwrap());
+        let pa = PortIo::AfPacket(AfPacketPort::open(&a).unwrap());
+        let pb = PortIo::AfPacket(AfPacketPort::open(&b).unwrap());
         wait_oper_up(&a);
         wait_oper_up(&b);
         let src = [0x02, 0x52, 0x56, 0x44, 0x55, 0x66];

@@ -84,8 +84,10 @@
 //! call, so no error is lost and no received frame is thrown away.
 //!
 //! # Thread-safety
-//! A port is `Send` and owned by one worker; all I/O methods take
-//! `&mut self`. `check_alive`, `fd` and the accessors take `&self`.
+//! A port is `Send + Sync` and every method takes `&self`: the worker that
+//! polls a port is the only one that receives from it, while every worker
+//! may send on it (each `write`/`sendmsg` is one whole frame). The receive
+//! side's small state (a held-back error) sits behind an uncontended mutex.
 //!
 //! # Limits
 //! Frames up to [`crate::packet::MAX_FRAME`] bytes (plus a re-inserted VLAN
@@ -246,7 +248,36 @@ pub(crate) fn retry_eintr(mut call: impl FnMut() -> isize) -> io::Result<()> {
     }
 }
 
-/// A port's I/O endpoint, owned by one datapath worker.
+/// An error held back by a receive that already returned frames; the next
+/// receive returns it. Behind a mutex so ports can be shared (`&self` I/O);
+/// only the worker polling the port receives, so it is never contended.
+#[derive(Debug, Default)]
+pub(crate) struct PendingError(std::sync::Mutex<Option<PortError>>);
+
+impl PendingError {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<PortError>> {
+        // A poisoned lock only means a panic elsewhere; the Option is valid.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Takes the held error, if any.
+    pub(crate) fn take(&self) -> Option<PortError> {
+        self.slot().take()
+    }
+
+    /// Holds `e` unless an error is already held.
+    pub(crate) fn hold(&self, e: PortError) {
+        let mut s = self.slot();
+        if s.is_none() {
+            *s = Some(e);
+        }
+    }
+}
+
+/// A port's I/O endpoint. One datapath worker polls and receives from it;
+/// any worker may send on it (the kernel serialises writes per frame).
 #[derive(Debug)]
 pub enum PortIo {
     /// A switch-owned TAP device.
@@ -273,7 +304,7 @@ impl PortIo {
     }
 
     /// Receives one frame into `buf`. `Ok(false)` when none is waiting.
-    pub fn recv(&mut self, buf: &mut PacketBuf) -> Result<bool, PortError> {
+    pub fn recv(&self, buf: &mut PacketBuf) -> Result<bool, PortError> {
         match self {
             PortIo::Tap(p) => p.recv(buf),
             PortIo::AfPacket(p) => p.recv(buf),
@@ -282,7 +313,7 @@ impl PortIo {
 
     /// Receives up to `bufs.len()` frames into `bufs[0..n]`; `Ok(0)` when
     /// none is waiting.
-    pub fn recv_batch(&mut self, bufs: &mut [PacketBuf]) -> Result<usize, PortError> {
+    pub fn recv_batch(&self, bufs: &mut [PacketBuf]) -> Result<usize, PortError> {
         match self {
             PortIo::Tap(p) => p.recv_batch(bufs),
             PortIo::AfPacket(p) => p.recv_batch(bufs),
@@ -290,7 +321,7 @@ impl PortIo {
     }
 
     /// Sends one complete frame without blocking.
-    pub fn send(&mut self, frame: &[u8]) -> Result<(), PortError> {
+    pub fn send(&self, frame: &[u8]) -> Result<(), PortError> {
         match self {
             PortIo::Tap(p) => p.send(frame),
             PortIo::AfPacket(p) => p.send(frame),
@@ -312,7 +343,7 @@ impl PortIo {
     /// is, so the caller must complete it first).
     #[inline]
     pub fn send_vnet(
-        &mut self,
+        &self,
         hdr: &flowtable::offload::VirtioNetHdr,
         frame: &[u8],
     ) -> Result<(), PortError> {
@@ -351,7 +382,7 @@ mod tests {
 
     #[test]
     fn ports_are_send() {
-        fn send<T: Send>() {}
+        fn send<T: Send + Sync>() {}
         send::<PortIo>();
         send::<PortError>();
     }

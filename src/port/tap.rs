@@ -18,7 +18,8 @@
 //! netdev was moved into another network namespace.
 //!
 //! # Thread-safety
-//! Owned by one worker; I/O takes `&mut self`.
+//! Shared between workers: one receives, any may send; all methods take
+//! `&self` (see the `port` module docs).
 //!
 //! # Limits
 //! No `IFF_MULTI_QUEUE`. With [`TapConfig::vnet_hdr`] set, every frame read
@@ -74,7 +75,7 @@ pub struct TapPort {
     /// The options it was created with.
     config: TapConfig,
     /// An error held back from the end of a batch, returned next call.
-    pending: Option<PortError>,
+    pending: super::PendingError,
 }
 
 impl TapPort {
@@ -165,7 +166,7 @@ impl TapPort {
             name,
             ifindex,
             config: *config,
-            pending: None,
+            pending: super::PendingError::default(),
         })
     }
 
@@ -216,7 +217,7 @@ impl TapPort {
     }
 
     /// Receives one frame; `Ok(false)` when none is waiting.
-    pub fn recv(&mut self, buf: &mut PacketBuf) -> Result<bool, PortError> {
+    pub fn recv(&self, buf: &mut PacketBuf) -> Result<bool, PortError> {
         if let Some(e) = self.pending.take() {
             return Err(e);
         }
@@ -224,7 +225,7 @@ impl TapPort {
     }
 
     /// Receives up to `bufs.len()` frames into `bufs[0..n]`.
-    pub fn recv_batch(&mut self, bufs: &mut [PacketBuf]) -> Result<usize, PortError> {
+    pub fn recv_batch(&self, bufs: &mut [PacketBuf]) -> Result<usize, PortError> {
         if let Some(e) = self.pending.take() {
             return Err(e);
         }
@@ -235,7 +236,7 @@ impl TapPort {
                 Ok(false) => break,
                 Err(e) if n == 0 => return Err(e),
                 Err(e) => {
-                    self.pending = Some(e);
+                    self.pending.hold(e);
                     break;
                 }
             }
@@ -243,7 +244,7 @@ impl TapPort {
         Ok(n)
     }
 
-    fn read_one(&mut self, buf: &mut PacketBuf) -> Result<bool, PortError> {
+    fn read_one(&self, buf: &mut PacketBuf) -> Result<bool, PortError> {
         loop {
             let space = buf.rx_space();
             // SAFETY: `space` is a valid writable slice for its whole length
@@ -279,7 +280,7 @@ impl TapPort {
 
     /// Sends one frame with its offload metadata. Without a vnet header the
     /// frame must be complete (no GSO, no partial checksum).
-    pub fn send_vnet(&mut self, hdr: &VirtioNetHdr, frame: &[u8]) -> Result<(), PortError> {
+    pub fn send_vnet(&self, hdr: &VirtioNetHdr, frame: &[u8]) -> Result<(), PortError> {
         if !self.config.vnet_hdr {
             return self.send_plain(frame);
         }
@@ -306,14 +307,14 @@ impl TapPort {
     }
 
     /// Sends one complete frame (the TAP device receives it).
-    pub fn send(&mut self, frame: &[u8]) -> Result<(), PortError> {
+    pub fn send(&self, frame: &[u8]) -> Result<(), PortError> {
         if self.config.vnet_hdr {
             return self.send_vnet(&VirtioNetHdr::NONE, frame);
         }
         self.send_plain(frame)
     }
 
-    fn send_plain(&mut self, frame: &[u8]) -> Result<(), PortError> {
+    fn send_plain(&self, frame: &[u8]) -> Result<(), PortError> {
         // SAFETY: `frame` is a valid readable slice for its whole length
         // and the fd is open (owned by self).
         retry_eintr(|| unsafe {
@@ -418,7 +419,7 @@ mod tests {
         if !require_root() {
             return;
         }
-        let (_g, ns, mut port) = tap_in_netns("d", "10.99.4.1/24");
+        let (_g, ns, port) = tap_in_netns("d", "10.99.4.1/24");
         let frame = arp_reply(HOST_MAC, [10, 99, 4, 2], [0xff; 6], [10, 99, 4, 1], None);
         port.send(&frame).unwrap();
 
