@@ -12,6 +12,8 @@
 //! # Design
 //! Direct-mapped, [`EMC_ENTRIES`] entries, indexed by a multiplicative hash
 //! of the key's 12 words and the table id; a colliding insert overwrites.
+//! Tables with fewer than [`MIN_MASKS`] masks bypass the cache (measured:
+//! the classifier's one or two probes beat hashing the whole key).
 //! An entry stores the rule's [`RuleId`], not the rule, so it borrows
 //! nothing: a hit is resolved through the pipeline's id index (one more
 //! small hash probe), which also makes a cached id of a deleted rule
@@ -75,14 +77,37 @@ impl Default for Emc {
     }
 }
 
+/// Tables with at most this many masks skip the cache: probing them
+/// directly costs less than hashing and comparing the whole key.
+pub const MIN_MASKS: usize = 3;
+
+const SEED: [u64; FlowKey::WORDS] = [
+    0x243f_6a88_85a3_08d3,
+    0x1319_8a2e_0370_7344,
+    0xa409_3822_299f_31d0,
+    0x082e_fa98_ec4e_6c89,
+    0x4528_21e6_38d0_1377,
+    0xbe54_66cf_34e9_0c6c,
+    0xc0ac_29b7_c97c_50dd,
+    0x3f84_d5b5_b547_0917,
+    0x9216_d5d9_8979_fb1b,
+    0xd131_0ba6_98df_b5ac,
+    0x2ffd_72db_d01a_dfb7,
+    0xb8e1_afed_6a26_7e96,
+];
+
+/// Cache index of (`table`, `key`): six independent 64×64→128-bit
+/// multiplies of seeded word pairs, summed and folded (no long dependency
+/// chain), then a final multiply whose high bits pick the entry.
 #[inline]
 fn index(table: u8, key: &FlowKey) -> usize {
-    let mut h = u64::from(table).wrapping_add(0x9e37_79b9_7f4a_7c15);
-    for w in key.words() {
-        h = (h.rotate_left(23) ^ w).wrapping_mul(0x517c_c1b7_2722_0a95);
+    let w = key.words();
+    let mut acc = u64::from(table);
+    for i in 0..FlowKey::WORDS / 2 {
+        let x = u128::from(w[2 * i] ^ SEED[2 * i]) * u128::from(w[2 * i + 1] ^ SEED[2 * i + 1]);
+        acc = acc.wrapping_add(x as u64 ^ (x >> 64) as u64);
     }
-    // The high bits are the best mixed.
-    (h >> (64 - EMC_ENTRIES.trailing_zeros())) as usize
+    (acc.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - EMC_ENTRIES.trailing_zeros())) as usize
 }
 
 impl Emc {
@@ -116,10 +141,13 @@ impl Emc {
         key: &FlowKey,
     ) -> Option<&'p std::sync::Arc<FlowEntry>> {
         let cls = pipe.tables.get(table as usize)?;
+        if cls.n_subtables() < MIN_MASKS {
+            return cls.lookup(key).map(|(_, r)| &r.data);
+        }
         let i = index(table, key);
         // `index` yields values below EMC_ENTRIES by construction.
         let e = &mut self.entries[i];
-        if e.generation == pipe.generation && e.table == table && e.key == *key {
+        if e.generation == pipe.generation && e.table == table && e.key.words() == key.words() {
             self.stats.hits += 1;
             return match e.rule {
                 Some(id) => cls.get(id).map(|r| &r.data),
@@ -196,6 +224,15 @@ mod tests {
         }
         // Table 1 does not exist: never cached, never a hit.
         assert!(emc.lookup(&p, 1, &keys[0]).is_none());
+        // A table with fewer masks goes straight to the classifier.
+        let mut few = Pipeline::new();
+        add(&mut few, "priority=0,actions=NORMAL");
+        let before = emc.stats();
+        assert_eq!(
+            text(emc.lookup(&few, 0, &keys[0])),
+            text(few.lookup(0, &keys[0]))
+        );
+        assert_eq!(emc.stats(), before);
 
         // A new generation (what publish does) changes the answer at once.
         let mut q = p.clone();
@@ -214,6 +251,9 @@ mod tests {
     fn cached_misses_and_collisions_stay_correct() {
         let mut p = Pipeline::new();
         add(&mut p, "priority=10,udp,tp_dst=7,actions=drop");
+        add(&mut p, "priority=11,udp,nw_src=0.0.0.9,actions=drop");
+        add(&mut p, "priority=12,ip,actions=drop");
+        assert!(p.tables[0].n_subtables() >= MIN_MASKS);
         let mut emc = Emc::new();
         // More keys than entries: collisions overwrite, answers stay right.
         for i in 0..(EMC_ENTRIES as u32 * 2) {
