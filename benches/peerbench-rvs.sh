@@ -13,6 +13,7 @@
 #                     classifier does not slow forwarding down.
 #   RVS_PB_VLAN=1     both taps are access ports of VLAN 10 (NORMAL with VLAN
 #                     rules on every packet).
+#   RVS_PB_WORKERS=N  datapath worker threads (rvsd --workers; default: rvsd's).
 # The binary must be built first (benches/peerbench.sh does it).
 set -euo pipefail
 : "${RVS_ROOT:?set RVS_ROOT to the rvs project root}"
@@ -45,4 +46,6 @@ tag=""
     echo '[[bridge.flow]]'
     echo 'flow = "priority=0,actions=NORMAL"'
 } > "$D/pb.toml"
-exec "$BIN" --config "$D/pb.toml" --state-dir "$D/state" --socket "$D/rvsd.sock" --log-level warn
+workers=()
+[ -n "${RVS_PB_WORKERS:-}" ] && workers=(--workers "$RVS_PB_WORKERS")
+exec "$BIN" --config "$D/pb.toml" --state-dir "$D/state" --socket "$D/rvsd.sock" --log-level warn "${workers[@]}"

@@ -32,12 +32,20 @@ struct Args {
     /// Seconds a control client may stay silent before it is disconnected.
     #[arg(long, default_value_t = 60, hide = true)]
     client_timeout: u64,
-    /// Datapath worker threads; ports are spread over them (1-8).
-    #[arg(long, env = "RVS_WORKERS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
-    workers: u8,
+    /// Datapath worker threads, 1-8; ports are spread over them. Default:
+    /// half the CPUs (at least 1, at most 8): the other half is left to the
+    /// kernel work and the VMs or processes the switch serves.
+    #[arg(long, env = "RVS_WORKERS", value_parser = clap::value_parser!(u8).range(1..=8))]
+    workers: Option<u8>,
     /// Stay in the foreground (rvsd never daemonizes; accepted for compatibility).
     #[arg(long)]
     foreground: bool,
+}
+
+/// Half the CPUs this process may run on, 1 to 8.
+fn default_workers() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    (cpus / 2).clamp(1, 8)
 }
 
 fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
@@ -97,7 +105,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let switch = Arc::new(Mutex::new(control::switch::Switch::new(
         epoch,
         Some(store.clone()),
-        usize::from(args.workers),
+        args.workers.map_or_else(default_workers, usize::from),
     )?));
     {
         let mut sw = switch.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;

@@ -29,7 +29,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, Cache};
 use flowtable::extract::{extract_layout, Layout};
 use flowtable::key::{VLAN_PCP_MASK, VLAN_PRESENT, VLAN_VID_MASK};
 use flowtable::{offload, rewrite, Action, Field, FlowKey, PortNo};
@@ -71,6 +71,8 @@ pub struct Slot {
     pub patch_peer: Option<(u32, PortNo)>,
 }
 
+type PipelineCache = Cache<Arc<ArcSwap<Pipeline>>, Arc<Pipeline>>;
+
 /// A bridge as a worker holds it. Cloning gives another worker its own
 /// view that shares the pipeline, the MAC-learning state and the
 /// controller state.
@@ -80,6 +82,10 @@ pub struct BridgeRt {
     pub name: String,
     /// Published flow tables.
     pub pipeline: Arc<ArcSwap<Pipeline>>,
+    /// This worker's cached view of `pipeline`: checking it for a new
+    /// version is one atomic load, with no reference-count write on the
+    /// `Arc` every worker shares. `None` only while a packet runs.
+    cache: Option<PipelineCache>,
     /// VLAN rules and MAC learning, shared by all workers; locked only
     /// while NORMAL decides (and by housekeeping and commands).
     pub normal: Arc<Mutex<Bridge>>,
@@ -96,6 +102,7 @@ impl BridgeRt {
     pub fn new(name: String, pipeline: Arc<ArcSwap<Pipeline>>, normal: Bridge) -> BridgeRt {
         BridgeRt {
             name,
+            cache: Some(Cache::new(pipeline.clone())),
             pipeline,
             normal: Arc::new(Mutex::new(normal)),
             ports: Vec::new(),
@@ -233,11 +240,17 @@ pub fn packet_out(
     let Some(mut rt) = ctx.bridges.get_mut(bridge as usize).and_then(Option::take) else {
         return Some(RxDrop::ResubmitLimit);
     };
-    let pipe = rt.pipeline.load_full();
+    let mut outcome = std::mem::take(&mut rt.outcome);
+    let mut cache = rt
+        .cache
+        .take()
+        .unwrap_or_else(|| Cache::new(rt.pipeline.clone()));
+    let pipe = cache.load();
     let mut x = Exec {
         ctx,
-        rt: &mut rt,
-        pipe: &pipe,
+        rt: &rt,
+        outcome: &mut outcome,
+        pipe,
         buf: Some(buf),
         key,
         layout,
@@ -261,6 +274,8 @@ pub fn packet_out(
         }
     }
     let verdict = (x.n_out == 0).then(|| x.drop.unwrap_or(RxDrop::Action));
+    rt.outcome = outcome;
+    rt.cache = Some(cache);
     if let Some(b) = ctx.bridges.get_mut(bridge as usize) {
         *b = Some(rt);
     }
@@ -290,11 +305,17 @@ fn run_bridge(
     let Some(mut rt) = ctx.bridges.get_mut(bridge as usize).and_then(Option::take) else {
         return Some(RxDrop::ResubmitLimit);
     };
-    let pipe = rt.pipeline.load_full();
+    let mut outcome = std::mem::take(&mut rt.outcome);
+    let mut cache = rt
+        .cache
+        .take()
+        .unwrap_or_else(|| Cache::new(rt.pipeline.clone()));
+    let pipe = cache.load();
     let mut x = Exec {
         ctx,
-        rt: &mut rt,
-        pipe: &pipe,
+        rt: &rt,
+        outcome: &mut outcome,
+        pipe,
         buf,
         key,
         layout,
@@ -313,6 +334,8 @@ fn run_bridge(
     } else {
         None
     };
+    rt.outcome = outcome;
+    rt.cache = Some(cache);
     if let Some(b) = ctx.bridges.get_mut(bridge as usize) {
         *b = Some(rt);
     }
@@ -322,7 +345,9 @@ fn run_bridge(
 /// Execution state of one packet in one bridge.
 struct Exec<'a, 'c, 'b> {
     ctx: &'a mut XlateCtx<'c>,
-    rt: &'a mut BridgeRt,
+    rt: &'a BridgeRt,
+    /// The bridge's reused NORMAL decision (taken out of `rt`).
+    outcome: &'a mut NormalOutcome,
     pipe: &'a Pipeline,
     /// The frame; `None` when tracing.
     buf: Option<&'b mut PacketBuf>,
@@ -529,10 +554,9 @@ impl Exec<'_, '_, '_> {
         let key = self.key;
         if self.tracing() {
             let mut nt = NormalTrace::default();
-            let rt = &mut *self.rt;
-            let mut normal = rt.normal.lock().unwrap_or_else(PoisonError::into_inner);
-            normal.trace_normal(&key, now, &mut rt.outcome, &mut nt);
-            drop(normal);
+            self.rt
+                .normal()
+                .trace_normal(&key, now, self.outcome, &mut nt);
             self.step(
                 None,
                 None,
@@ -541,11 +565,9 @@ impl Exec<'_, '_, '_> {
         } else {
             // The lock covers only the decision (and learning); outputs
             // run after it is released.
-            let rt = &mut *self.rt;
-            let mut normal = rt.normal.lock().unwrap_or_else(PoisonError::into_inner);
-            normal.normal(&key, now, &mut rt.outcome);
+            self.rt.normal().normal(&key, now, self.outcome);
         }
-        if let Some(d) = self.rt.outcome.drop_reason {
+        if let Some(d) = self.outcome.drop_reason {
             self.drop = Some(match d {
                 crate::bridge::NormalDrop::VlanNotAllowed => RxDrop::VlanNotAllowed,
                 crate::bridge::NormalDrop::ReservedMulticast => RxDrop::Reserved,
@@ -554,8 +576,8 @@ impl Exec<'_, '_, '_> {
             });
             return;
         }
-        for i in 0..self.rt.outcome.outputs.len() {
-            let o = self.rt.outcome.outputs[i];
+        for i in 0..self.outcome.outputs.len() {
+            let o = self.outcome.outputs[i];
             self.output(o.port, Some(o.vlan));
         }
     }
