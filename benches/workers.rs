@@ -26,6 +26,7 @@ use rvs::bridge::{Bridge, VlanConfig};
 use rvs::datapath::counters::PortShared;
 use rvs::datapath::emc::Emc;
 use rvs::datapath::pipeline::{FlowEntry, Pipeline};
+use rvs::datapath::txq::TxQueues;
 use rvs::datapath::xlate::{self, BridgeRt, Slot, XlateCtx, SCRATCH};
 use rvs::packet::PacketBuf;
 
@@ -102,6 +103,7 @@ fn run(n: usize, rt: &BridgeRt, shared: &[Arc<PortShared>]) -> f64 {
                 let mut scratch: Vec<PacketBuf> = (0..SCRATCH).map(|_| PacketBuf::new()).collect();
                 let mut seg = vec![0u8; rvs::packet::BUF_SIZE];
                 let mut emc = Emc::new();
+                let mut tx = TxQueues::default();
                 // Frames from port 1 to port 2's host and back.
                 let mut bufs: Vec<PacketBuf> = [(1u8, 2u8), (2, 1)]
                     .iter()
@@ -125,6 +127,7 @@ fn run(n: usize, rt: &BridgeRt, shared: &[Arc<PortShared>]) -> f64 {
                         now_ms: 1,
                         w,
                         emc: &mut emc,
+                        tx: &mut tx,
                     };
                     xlate::receive(&mut ctx, 0, port, &mut bufs[port]);
                 }

@@ -16,6 +16,7 @@ pub mod controller;
 pub mod counters;
 pub mod emc;
 pub mod pipeline;
+pub mod txq;
 pub mod worker;
 pub mod xlate;
 

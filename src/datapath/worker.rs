@@ -14,7 +14,9 @@
 //! waker the control plane signals after queueing a [`Command`]. For each
 //! readable port it reads up to [`BATCH`] frames into its preallocated
 //! buffers, runs each through the bridge pipeline ([`super::xlate`]) and
-//! sends the results straight away. A port that still had data after a
+//! sends the results (to TAPs straight away; to AF_PACKET ports through
+//! [`super::txq`], one `sendmmsg` per port when the batch is done). A port
+//! that still had data after a
 //! full batch is revisited before the worker sleeps again (mio is
 //! edge-triggered), so one busy port cannot starve the others.
 //!
@@ -48,6 +50,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::counters::{PortShared, RxDrop};
 use super::emc::Emc;
+use super::txq::TxQueues;
 use super::xlate::{self, BridgeRt, Slot, XlateCtx};
 use super::Command;
 use crate::packet::PacketBuf;
@@ -84,6 +87,8 @@ pub struct Worker {
     pout: PacketBuf,
     /// Exact-match cache.
     emc: Box<Emc>,
+    /// Transmit queues of ports with batched sends.
+    tx: TxQueues,
     /// Slots that may still have frames queued.
     pending: Vec<usize>,
     epoch: Instant,
@@ -110,6 +115,7 @@ impl Worker {
             seg: vec![0; crate::packet::BUF_SIZE],
             pout: PacketBuf::new(),
             emc: Box::new(Emc::new()),
+            tx: TxQueues::default(),
             pending: Vec::with_capacity(64),
             epoch,
         }
@@ -132,6 +138,7 @@ impl Worker {
             now_ms,
             w: self.index,
             emc: &mut self.emc,
+            tx: &mut self.tx,
         }
     }
 
@@ -276,6 +283,9 @@ impl Worker {
                             .set_port_up(ofport, io.is_some() && shared.is_up());
                     }
                 }
+                if io.as_ref().is_some_and(|io| io.batches_tx()) {
+                    self.tx.add(slot);
+                }
                 self.slots[slot] = Some(Slot {
                     bridge,
                     ofport,
@@ -318,6 +328,9 @@ impl Worker {
                     sl.shared.set_up();
                     log::info!("port {}: netdev attached", sl.name);
                     self.pending.push(slot);
+                }
+                if io.batches_tx() {
+                    self.tx.add(slot);
                 }
                 sl.io = Some(io);
                 if self.primary() {
@@ -416,6 +429,7 @@ impl Worker {
                     {
                         log::debug!("packet_out on bridge {bridge}: dropped ({})", why.name());
                     }
+                    self.tx.flush(&self.slots, self.index);
                 }
                 self.pout = buf;
             }
@@ -428,6 +442,7 @@ impl Worker {
 
     fn remove_slot(&mut self, s: usize) {
         let primary = self.primary();
+        self.tx.remove(s);
         if let Some(slot) = self.slots.get_mut(s).and_then(Option::take) {
             if let Some(io) = slot.io.as_ref().filter(|_| slot.owner == self.index) {
                 let fd = io.fd();
@@ -506,9 +521,11 @@ impl Worker {
                 now_ms,
                 w: self.index,
                 emc: &mut self.emc,
+                tx: &mut self.tx,
             };
             xlate::receive(&mut ctx, bridge, slot, &mut self.rx[i]);
         }
+        self.tx.flush(&self.slots, self.index);
     }
 
     /// Marks ports whose netdev no longer exists as down.

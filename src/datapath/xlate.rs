@@ -39,6 +39,7 @@ use super::controller::{OfShared, PacketInEvent};
 use super::counters::{PortShared, RxDrop, TxDrop};
 use super::emc::Emc;
 use super::pipeline::Pipeline;
+use super::txq::TxQueues;
 use crate::bridge::{Bridge, EgressVlan, NormalOutcome, NormalTrace, VlanConfig};
 use crate::packet::PacketBuf;
 use crate::port::{PortError, PortIo};
@@ -200,6 +201,8 @@ pub struct XlateCtx<'a> {
     pub w: usize,
     /// The worker's exact-match cache in front of the classifier.
     pub emc: &'a mut Emc,
+    /// The worker's transmit queues (batched sends).
+    pub tx: &'a mut TxQueues,
 }
 
 /// Forwards one frame received on `in_slot` of `bridge`.
@@ -622,7 +625,14 @@ impl Exec<'_, '_, '_> {
             return;
         };
         if !needs_edit {
-            send(self.ctx.slots, slot_i, buf, self.ctx.seg, self.ctx.w);
+            send(
+                self.ctx.slots,
+                self.ctx.tx,
+                self.ctx.seg,
+                self.ctx.w,
+                slot_i,
+                buf,
+            );
             return;
         }
         let pcp = cur_tci & VLAN_PCP_MASK;
@@ -632,7 +642,14 @@ impl Exec<'_, '_, '_> {
         };
         scratch.copy_from(buf);
         if retag(scratch, want, tagged, pcp) {
-            send(self.ctx.slots, slot_i, scratch, self.ctx.seg, self.ctx.w);
+            send(
+                self.ctx.slots,
+                self.ctx.tx,
+                self.ctx.seg,
+                self.ctx.w,
+                slot_i,
+                scratch,
+            );
         } else if let Some(Some(s)) = self.ctx.slots.get(slot_i) {
             s.shared.w(self.ctx.w).tx_drop(TxDrop::VlanEdit);
         }
@@ -842,7 +859,14 @@ fn retag(buf: &mut PacketBuf, want: Option<u16>, tagged: bool, pcp: u16) -> bool
 /// segmented (and each segment checksummed) in software into `seg`, and a
 /// partial checksum is completed on a copy in `seg`.
 #[inline]
-fn send(slots: &[Option<Slot>], slot: usize, pkt: &PacketBuf, seg: &mut [u8], w: usize) {
+fn send(
+    slots: &[Option<Slot>],
+    tx: &mut TxQueues,
+    seg: &mut [u8],
+    w: usize,
+    slot: usize,
+    pkt: &PacketBuf,
+) {
     let Some(Some(s)) = slots.get(slot) else {
         return;
     };
@@ -852,6 +876,12 @@ fn send(slots: &[Option<Slot>], slot: usize, pkt: &PacketBuf, seg: &mut [u8], w:
     };
     let frame = pkt.frame();
     let hdr = &pkt.vnet;
+    if tx.takes(slot, hdr, frame.len()) {
+        tx.push(slots, slot, hdr, frame, io.vnet(), w);
+        return;
+    }
+    // Frames leave in order: whatever is queued for the port goes first.
+    tx.flush_slot(slots, slot, w);
     let (mut n_ok, mut bytes) = (0u64, 0u64);
     let result = if io.vnet() {
         n_ok = 1;

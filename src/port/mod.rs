@@ -353,6 +353,30 @@ impl PortIo {
         }
     }
 
+    /// True when [`PortIo::send_batch`] sends many frames per syscall
+    /// (AF_PACKET's `sendmmsg`); TAPs have no batched write.
+    #[inline]
+    pub fn batches_tx(&self) -> bool {
+        matches!(self, PortIo::AfPacket(_))
+    }
+
+    /// Sends frames (with offload metadata, see [`PortIo::send_vnet`]);
+    /// returns how many were taken from the front, `Err` only when none
+    /// was (the error is the first frame's).
+    pub fn send_batch(
+        &self,
+        hdrs: &[flowtable::offload::VirtioNetHdr],
+        frames: &[&[u8]],
+    ) -> Result<usize, PortError> {
+        match self {
+            PortIo::AfPacket(p) => p.send_batch(hdrs, frames),
+            PortIo::Tap(p) => match (hdrs.first(), frames.first()) {
+                (Some(h), Some(f)) => p.send_vnet(h, f).map(|()| 1),
+                _ => Ok(0),
+            },
+        }
+    }
+
     /// Whether the netdev behind the port still exists (works across
     /// namespaces; no I/O on the frame path).
     pub fn check_alive(&self) -> bool {
