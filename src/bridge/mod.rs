@@ -4,12 +4,12 @@
 //! A [`Bridge`] is the L2 state of one bridge that the `NORMAL` action
 //! needs: each port's VLAN configuration ([`VlanConfig`]) and link state,
 //! the MAC learning table ([`MacTable`]), and the bridge knobs
-//! (`mac-aging-time`, `mac-table-size`, `forward-bpdu`). The datapath
-//! worker that owns the bridge calls [`Bridge::normal`] for each packet whose
-//! actions say `NORMAL`, then does the VLAN push/pop and the transmission
-//! itself; it calls [`Bridge::expire`] about once a second. The control
-//! plane reaches the table only through that worker (`fdb-show`,
-//! `fdb-flush`, port changes).
+//! (`mac-aging-time`, `mac-table-size`, `forward-bpdu`). Datapath workers
+//! call [`Bridge::normal`] for each packet whose actions say `NORMAL`
+//! (under the bridge's mutex, which they share), then do the VLAN push/pop
+//! and the transmission themselves; the primary worker calls
+//! [`Bridge::expire`] about once a second. The control plane reaches the
+//! table only through that worker (`fdb-show`, `fdb-flush`, port changes).
 //!
 //! The semantics are Open vSwitch's (`ofproto/ofproto-dpif-xlate.c`
 //! `xlate_normal` and `lib/mac-learning.c`); each rule cites the OVS function

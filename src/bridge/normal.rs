@@ -36,7 +36,8 @@
 //! pushed or rewritten tag is the input tag's PCP (0 if untagged).
 //!
 //! # Thread-safety
-//! `&mut Bridge`: called by the single worker that owns the bridge.
+//! `&mut Bridge`: the datapath workers serialise on a mutex around it
+//! (`datapath::xlate::BridgeRt::normal`), held only for the decision.
 //!
 //! # Limits
 //! Not modelled (OVS features rvs lacks): bonds, mirrors, multicast

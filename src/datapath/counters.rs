@@ -125,7 +125,7 @@ pub const MAX_WORKERS: usize = 8;
 pub struct Counter(AtomicU64);
 
 impl Counter {
-    /// Adds `n`. Only the owning worker calls this.
+    /// Adds `n`. Only one thread writes a given counter (its worker).
     #[inline]
     pub fn add(&self, n: u64) {
         let v = self.0.load(Ordering::Relaxed);

@@ -3,7 +3,9 @@
 //! # Design
 //! The control plane owns the authoritative [`Pipeline`] of each bridge. A
 //! change clones it, edits the clone and publishes it through an
-//! `ArcSwap`; datapath workers load the current version once per batch.
+//! `ArcSwap`; each datapath worker reads it through its own
+//! `arc_swap::Cache` (one atomic load per packet to notice a new version, no
+//! reference-count traffic between workers).
 //! Flow entries are `Arc`s shared between versions, so a flow's counters
 //! survive unrelated edits (and `mod-flows`, which keeps the entry's
 //! counters by moving them into the replacement).

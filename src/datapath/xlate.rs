@@ -22,6 +22,17 @@
 //! - OpenFlow: output to the input port is skipped unless `IN_PORT`;
 //!   `goto_table` only moves forward (the parser rejects the rest).
 //!
+//! Table lookups go through the worker's exact-match cache
+//! ([`super::emc`]); sends to AF_PACKET ports through its transmit queues
+//! ([`super::txq`]).
+//!
+//! # Thread-safety
+//! Runs on one worker with that worker's [`XlateCtx`]. Shared with other
+//! workers: the published pipeline (read-only), the bridge's NORMAL state
+//! (locked only while NORMAL decides; outputs run after the lock is
+//! dropped, so a patch port into another bridge never nests locks), the
+//! ports' sockets (sends only) and the counters (per-worker blocks).
+//!
 //! # Limits
 //! `resubmit` nests at most [`MAX_RESUBMIT`] deep; patch ports chain at
 //! most [`MAX_PATCH_HOPS`] bridges; a bridge entered twice through patch
