@@ -2344,11 +2344,7 @@ name = \"p1\"
         let mut p = Pipeline::new();
         let flow =
             syntax::parse_flow("table=1,priority=5,actions=drop", &|_: &str| None).expect("flow");
-        let rule = Rule::new(
-            flow.m.clone(),
-            flow.priority,
-            Arc::new(FlowEntry::new(flow, 0)),
-        );
+        let rule = Rule::new(flow.m, flow.priority, Arc::new(FlowEntry::new(flow, 0)));
         p.table_mut(1).insert(rule, 0, CounterPolicy::Reset);
         let k = FlowKey::default();
         assert!(p.lookup(0, &k).is_none());
