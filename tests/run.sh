@@ -9,9 +9,11 @@ export DEBIAN_FRONTEND=noninteractive
 
 if [ "$(id -u)" = 0 ]; then
     # Packages the integration tests use: ip/netns/veth, ping, tcpdump, iperf3,
-    # ovs-ofctl (openvswitch-common) and venvs for os-ken and Faucet in the
-    # OpenFlow tests.
-    pkgs=(iproute2 iputils-ping tcpdump iperf3 procps openvswitch-common python3-venv)
+    # ovs-ofctl (openvswitch-common), a private Open vSwitch as the os-ken
+    # switch tester's "tester" switch (openvswitch-switch; the test starts
+    # its own daemons in its own namespace) and venvs for os-ken and Faucet
+    # in the OpenFlow tests.
+    pkgs=(iproute2 iputils-ping tcpdump iperf3 procps openvswitch-common openvswitch-switch python3-venv)
     missing=()
     for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -756,16 +756,16 @@ async fn multipart(conn: &Conn, ctx: &Ctx, req: MpRequest) -> Result<MpReply, (E
                 .ok_or(gone)?;
             MpReply::Table(
                 (0..N_TABLES)
-                    .map(|t| TableStats {
-                        table_id: t,
-                        name: format!("table{t}"),
-                        max_entries: MAX_ENTRIES,
-                        active_count: counts
-                            .iter()
-                            .find(|(id, _)| *id == t)
-                            .map_or(0, |(_, n)| *n),
-                        lookup_count: 0,
-                        matched_count: 0,
+                    .map(|t| {
+                        let c = counts.get(usize::from(t)).copied().unwrap_or_default();
+                        TableStats {
+                            table_id: t,
+                            name: format!("table{t}"),
+                            max_entries: MAX_ENTRIES,
+                            active_count: c.active,
+                            lookup_count: c.lookups,
+                            matched_count: c.matched,
+                        }
                     })
                     .collect(),
             )

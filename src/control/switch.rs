@@ -185,6 +185,36 @@ pub struct OfPort {
     pub up: bool,
 }
 
+/// Counters of one table, for OpenFlow TABLE stats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OfTableCounts {
+    /// Table id.
+    pub table: u8,
+    /// Flows in the table.
+    pub active: u32,
+    /// Packets looked up in it.
+    pub lookups: u64,
+    /// Lookups that found a flow.
+    pub matched: u64,
+}
+
+/// [`OfTableCounts`] of all 255 tables of `p` (the lookup counters are
+/// shared by every version of the bridge's pipeline).
+fn table_counts(p: &Pipeline) -> Vec<OfTableCounts> {
+    let load = |v: &[std::sync::atomic::AtomicU64], i: usize| {
+        v.get(i)
+            .map_or(0, |c| c.load(std::sync::atomic::Ordering::Relaxed))
+    };
+    (0..255usize)
+        .map(|i| OfTableCounts {
+            table: i as u8,
+            active: p.tables.get(i).map_or(0, |t| t.len() as u32),
+            lookups: load(&p.stats.lookups, i),
+            matched: load(&p.stats.matched, i),
+        })
+        .collect()
+}
+
 /// One flow with its statistics, for OpenFlow FLOW/AGGREGATE stats.
 #[derive(Debug, Clone)]
 pub struct OfFlowStats {
@@ -883,18 +913,13 @@ impl Switch {
             .collect()
     }
 
-    /// Number of flows in each table of `bridge` that has any, as
-    /// (table, flows).
-    pub fn of_table_counts(&self, bridge: &str) -> Vec<(u8, u32)> {
+    /// Counters of every table of `bridge` (all 255; an unknown bridge
+    /// has none): flows, and the datapath's lookups and matches.
+    pub fn of_table_counts(&self, bridge: &str) -> Vec<OfTableCounts> {
         let Some(b) = self.bridges.get(bridge) else {
             return Vec::new();
         };
-        b.pipeline
-            .tables
-            .iter()
-            .enumerate()
-            .map(|(t, table)| (t as u8, table.len() as u32))
-            .collect()
+        table_counts(&b.pipeline)
     }
 
     /// Port counters of `bridge` (all ports, or only `port`).
@@ -2320,6 +2345,47 @@ name = \"p1\"
                 key: Some(key),
             },
         )
+    }
+
+    #[test]
+    fn table_counts_report_the_datapath_lookups() {
+        use flowtable::key::FlowKey;
+        let mut p = Pipeline::new();
+        let flow =
+            syntax::parse_flow("table=1,priority=5,actions=drop", &|_: &str| None).expect("flow");
+        let rule = Rule::new(flow.m, flow.priority, Arc::new(FlowEntry::new(flow, 0)));
+        p.table_mut(1).insert(rule, 0, CounterPolicy::Reset);
+        let k = FlowKey::default();
+        assert!(p.lookup(0, &k).is_none());
+        assert!(p.lookup(1, &k).is_some());
+        assert!(p.lookup(1, &k).is_some());
+        let c = table_counts(&p);
+        assert_eq!(c.len(), 255);
+        assert_eq!(
+            c[0],
+            OfTableCounts {
+                table: 0,
+                active: 0,
+                lookups: 1,
+                matched: 0
+            }
+        );
+        assert_eq!(
+            c[1],
+            OfTableCounts {
+                table: 1,
+                active: 1,
+                lookups: 2,
+                matched: 2
+            }
+        );
+        assert_eq!(
+            c[254],
+            OfTableCounts {
+                table: 254,
+                ..Default::default()
+            }
+        );
     }
 
     #[test]

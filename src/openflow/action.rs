@@ -21,7 +21,8 @@
 //!   unknown types BAD_INSTRUCTION/UNKNOWN_INST.
 //!
 //! Actions: OUTPUT to a port or a reserved port (CONTROLLER keeps its
-//! `max_len`; TABLE only in a packet-out), PUSH_VLAN, POP_VLAN, SET_FIELD
+//! `max_len`, other ports are encoded with [`OUTPUT_MAX_LEN`]; TABLE only
+//! in a packet-out), PUSH_VLAN, POP_VLAN, SET_FIELD
 //! for every supported OXM field except ETH_TYPE/IP_PROTO (read-only),
 //! DEC_NW_TTL, SET_NW_TTL, and Nicira `resubmit`, `resubmit_table` and
 //! `note` (both versions). OpenFlow 1.0: OUTPUT, SET_VLAN_VID/PCP,
@@ -483,6 +484,13 @@ pub fn decode_instructions(bytes: &[u8], ctx: &mut ActCtx<'_>) -> Result<Vec<Act
     Ok(apply)
 }
 
+/// `max_len` written for OUTPUT to a port other than CONTROLLER, where
+/// it means nothing and rvs does not keep it: OFPCML_MAX, what Ryu,
+/// os-ken and Faucet send by default, so their flow-stats comparisons of
+/// the actions they installed hold (`ovs-ofctl` prints no `max_len` for
+/// these ports).
+pub const OUTPUT_MAX_LEN: u16 = 0xffe5;
+
 fn put_output13(b: &mut Vec<u8>, port: PortNo, max_len: u16) {
     put_u16(b, act13::OUTPUT);
     put_u16(b, 16);
@@ -585,12 +593,12 @@ fn put_set_field(b: &mut Vec<u8>, oxm: u8, value: u128) {
 pub fn encode_actions13(b: &mut Vec<u8>, actions: &[Action], m: &Match) {
     for a in actions {
         match a {
-            Action::Output(p) => put_output13(b, *p, 0),
-            Action::Normal => put_output13(b, PortNo::NORMAL, 0),
-            Action::Flood => put_output13(b, PortNo::FLOOD, 0),
-            Action::All => put_output13(b, PortNo::ALL, 0),
-            Action::InPort => put_output13(b, PortNo::IN_PORT, 0),
-            Action::Local => put_output13(b, PortNo::LOCAL, 0),
+            Action::Output(p) => put_output13(b, *p, OUTPUT_MAX_LEN),
+            Action::Normal => put_output13(b, PortNo::NORMAL, OUTPUT_MAX_LEN),
+            Action::Flood => put_output13(b, PortNo::FLOOD, OUTPUT_MAX_LEN),
+            Action::All => put_output13(b, PortNo::ALL, OUTPUT_MAX_LEN),
+            Action::InPort => put_output13(b, PortNo::IN_PORT, OUTPUT_MAX_LEN),
+            Action::Local => put_output13(b, PortNo::LOCAL, OUTPUT_MAX_LEN),
             Action::Controller { max_len } => put_output13(b, PortNo::CONTROLLER, *max_len),
             Action::SetVlanVid(v) => put_set_field(b, oxf::VLAN_VID, u128::from(*v | 0x1000)),
             Action::SetVlanPcp(p) => put_set_field(b, oxf::VLAN_PCP, u128::from(*p)),
@@ -769,12 +777,12 @@ pub fn encode_actions10(b: &mut Vec<u8>, actions: &[Action]) {
             put_u16(b, len);
         };
         match a {
-            Action::Output(p) => put_output10(b, *p, 0),
-            Action::Normal => put_output10(b, PortNo::NORMAL, 0),
-            Action::Flood => put_output10(b, PortNo::FLOOD, 0),
-            Action::All => put_output10(b, PortNo::ALL, 0),
-            Action::InPort => put_output10(b, PortNo::IN_PORT, 0),
-            Action::Local => put_output10(b, PortNo::LOCAL, 0),
+            Action::Output(p) => put_output10(b, *p, OUTPUT_MAX_LEN),
+            Action::Normal => put_output10(b, PortNo::NORMAL, OUTPUT_MAX_LEN),
+            Action::Flood => put_output10(b, PortNo::FLOOD, OUTPUT_MAX_LEN),
+            Action::All => put_output10(b, PortNo::ALL, OUTPUT_MAX_LEN),
+            Action::InPort => put_output10(b, PortNo::IN_PORT, OUTPUT_MAX_LEN),
+            Action::Local => put_output10(b, PortNo::LOCAL, OUTPUT_MAX_LEN),
             Action::Controller { max_len } => put_output10(b, PortNo::CONTROLLER, *max_len),
             Action::SetVlanVid(v) => {
                 simple(b, act10::SET_VLAN_VID, 8);

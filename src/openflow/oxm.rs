@@ -390,7 +390,10 @@ pub(crate) fn encode_oxms(b: &mut Vec<u8>, m: &Match) {
     let emit = |b: &mut Vec<u8>, oxm: u8, f: Field, maskbits: u128| {
         let (v, msk) = f.get_masked(m);
         if msk != 0 {
-            put_oxm(b, oxm, v, Some(msk | !maskbits));
+            // A partial mask carries only the field's own bits (a 20-bit
+            // flow label's mask is not 0xfff.....).
+            let full = msk & maskbits == maskbits;
+            put_oxm(b, oxm, v, (!full).then_some(msk & maskbits));
         }
     };
     if mk.in_port != 0 {
@@ -413,7 +416,8 @@ pub(crate) fn encode_oxms(b: &mut Vec<u8>, m: &Match) {
             b,
             VLAN_VID,
             u128::from(k.vlan_tci & 0x1fff),
-            Some(u128::from(vid_mask | 0xe000)),
+            // OXM_OF_VLAN_VID is 13 bits: its mask never has PCP bits.
+            (vid_mask != 0x1fff).then_some(u128::from(vid_mask)),
         );
     }
     if pcp {

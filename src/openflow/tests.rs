@@ -852,3 +852,35 @@ proptest! {
         }
     }
 }
+
+/// The OXM TLVs `encode_oxms` writes for the match of `flow`.
+fn oxms_of(text: &str) -> Vec<u8> {
+    let mut b = Vec::new();
+    super::oxm::encode_oxms(&mut b, &flow(text).m);
+    b
+}
+
+#[test]
+fn partial_oxm_masks_carry_only_the_fields_bits() {
+    // vlan_vid=96/0xf0 (os-ken's 06_VLAN_VID_Mask): mask 0x00f0, no PCP bits.
+    assert_eq!(
+        oxms_of("vlan_tci=0x0060/0x00f0,actions=drop"),
+        [0x80, 0x00, 0x0d, 0x04, 0x00, 0x60, 0x00, 0xf0]
+    );
+    // Any tag (vlan_vid=0x1000/0x1000): mask 0x1000.
+    assert_eq!(
+        oxms_of("vlan_tci=0x1000/0x1000,actions=drop"),
+        [0x80, 0x00, 0x0d, 0x04, 0x10, 0x00, 0x10, 0x00]
+    );
+    // An exact VID has no mask.
+    assert_eq!(
+        oxms_of("dl_vlan=5,actions=drop"),
+        [0x80, 0x00, 0x0c, 0x02, 0x10, 0x05]
+    );
+    // ipv6_label=0x60/0xffff0: a 20-bit mask.
+    let b = oxms_of("ipv6,ipv6_label=0x60/0xffff0,actions=drop");
+    let label = [
+        0x80, 0x00, 0x39, 0x08, 0x00, 0x00, 0x00, 0x60, 0x00, 0x0f, 0xff, 0xf0,
+    ];
+    assert!(b.ends_with(&label), "{b:02x?}");
+}
