@@ -201,16 +201,15 @@ pub struct OfTableCounts {
 /// [`OfTableCounts`] of all 255 tables of `p` (the lookup counters are
 /// shared by every version of the bridge's pipeline).
 fn table_counts(p: &Pipeline) -> Vec<OfTableCounts> {
-    let load = |v: &[std::sync::atomic::AtomicU64], i: usize| {
-        v.get(i)
-            .map_or(0, |c| c.load(std::sync::atomic::Ordering::Relaxed))
-    };
     (0..255usize)
-        .map(|i| OfTableCounts {
-            table: i as u8,
-            active: p.tables.get(i).map_or(0, |t| t.len() as u32),
-            lookups: load(&p.stats.lookups, i),
-            matched: load(&p.stats.matched, i),
+        .map(|i| {
+            let (lookups, matched) = p.stats.get(i as u8);
+            OfTableCounts {
+                table: i as u8,
+                active: p.tables.get(i).map_or(0, |t| t.len() as u32),
+                lookups,
+                matched,
+            }
         })
         .collect()
 }
