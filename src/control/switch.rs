@@ -2355,9 +2355,12 @@ name = \"p1\"
         let rule = Rule::new(flow.m, flow.priority, Arc::new(FlowEntry::new(flow, 0)));
         p.table_mut(1).insert(rule, 0, CounterPolicy::Reset);
         let k = FlowKey::default();
-        assert!(p.lookup(0, &k).is_none());
-        assert!(p.lookup(1, &k).is_some());
-        assert!(p.lookup(1, &k).is_some());
+        // Lookups as the datapath counts them, on two workers.
+        for (w, t) in [(0, 0u8), (1, 1), (0, 1)] {
+            let hit = p.lookup(t, &k).is_some();
+            assert_eq!(hit, t == 1);
+            p.stats.count(w, t, hit);
+        }
         let c = table_counts(&p);
         assert_eq!(c.len(), 255);
         assert_eq!(
