@@ -57,7 +57,10 @@ fn two_workers_forward_with_exact_counters_and_one_mac_table() {
     }
 
     // TCP with offloads, both workers busy (data one way, ACKs the other).
-    let bytes = 32 * 1024 * 1024;
+    // The client finishing means the stream was delivered; the server's
+    // count is a snapshot that may trail the last segments (as in
+    // netns_tcp).
+    let bytes = 64 * 1024 * 1024;
     let (sent, got) = tcp_transfer(&h1, &h2, bytes);
     assert!(sent >= bytes && got >= bytes / 10 * 9, "{sent} {got}");
     assert_counters_mirror(&d, &br, &h1);
