@@ -11,6 +11,8 @@
 #   RVS_PB_FLOWS=N    install N extra exact-match flows (priority 100,
 #                     matching no benchmark traffic) beside NORMAL, to show the
 #                     classifier does not slow forwarding down.
+#   RVS_PB_MASKS=M    spread those flows over M masks (prefix lengths), the
+#                     case the exact-match cache is for.
 #   RVS_PB_VLAN=1     both taps are access ports of VLAN 10 (NORMAL with VLAN
 #                     rules on every packet).
 #   RVS_PB_WORKERS=N  datapath worker threads (rvsd --workers; default: rvsd's).
@@ -36,11 +38,18 @@ tag=""
     echo 'ofport = 2'
     echo "$tag"
     n=${RVS_PB_FLOWS:-0}
+    m=${RVS_PB_MASKS:-1}
     i=0
     while [ "$i" -lt "$n" ]; do
-        # 172.16.0.0/12 sources never appear in peerbench traffic.
-        printf '[[bridge.flow]]\nflow = "priority=100,udp,nw_src=172.%d.%d.%d,tp_dst=%d,actions=drop"\n' \
-            $((16 + i / 65536 % 16)) $((i / 256 % 256)) $((i % 256)) $((1000 + i % 1000))
+        # 172.16.0.0/12 sources never appear in peerbench traffic. With
+        # RVS_PB_MASKS=M, flow i matches a /(32 - i % M) source prefix and
+        # its own tp_dst, so the table has M masks (and no duplicates).
+        k=$((i % m))
+        ip=$(( ((172 << 24) | ((16 + i / 65536 % 16) << 16) | (i & 0xffff)) & ~((1 << k) - 1) ))
+        tp=$((1000 + i % 1000))
+        [ "$m" -gt 1 ] && tp=$((1 + i))
+        printf '[[bridge.flow]]\nflow = "priority=100,udp,nw_src=%d.%d.%d.%d/%d,tp_dst=%d,actions=drop"\n' \
+            $((ip >> 24 & 255)) $((ip >> 16 & 255)) $((ip >> 8 & 255)) $((ip & 255)) $((32 - k)) "$tp"
         i=$((i + 1))
     done
     echo '[[bridge.flow]]'

@@ -238,6 +238,31 @@ fn fail_mode_standalone_forwards_until_secure() {
     h1.assert_no_ping(h2.ip());
     let (code, err) = d.fails(&["set-controller", &br, "bogus:1"]);
     assert_eq!(code, 1, "{err}");
+    // A passive target that cannot listen is refused at once, naming the
+    // address; nothing changes.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_port = busy.local_addr().unwrap().port();
+    let (code, err) = d.fails(&["set-controller", &br, &format!("ptcp:{busy_port}")]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{busy_port}")),
+        "{err}"
+    );
+    assert!(d.ok(&["get-controller", &br]).trim().is_empty());
+    // One bridge's listener is not another's; setting it again is fine.
+    let lport = free_port();
+    let ptcp = format!("ptcp:{lport}");
+    d.ok(&["set-controller", &br, &ptcp]);
+    d.ok(&["set-controller", &br, &ptcp]);
+    let br2 = d.add_br();
+    let (code, err) = d.fails(&["set-controller", &br2, &ptcp]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("already a controller of bridge {br}")),
+        "{err}"
+    );
+    d.ok(&["del-controller", &br]);
+    drop(busy);
     let (_, err) = d.fails(&["set", "bridge", &br, "datapath-id=12"]);
     assert!(err.contains("16 hex digits"), "{err}");
     d.ok(&["set", "bridge", &br, "datapath-id=00000000000000ab"]);

@@ -780,10 +780,43 @@ impl Switch {
                 "set-controller {name}: {d} is given twice"
             )));
         }
+        self.check_listeners(name, targets)?;
         let b = self.bridge_mut(name)?;
         b.controllers = targets.to_vec();
         b.of.configure(!b.controllers.is_empty(), b.secure);
         Ok(Self::done("", targets.len() as u64))
+    }
+
+    /// A new passive target must be free: not another bridge's, and (for
+    /// `ptcp:`) bindable now, so a busy or foreign address is an error for
+    /// the user instead of a listener retrying in the background. Restoring
+    /// saved state skips the bind (the listener retries and logs).
+    fn check_listeners(&self, name: &str, targets: &[String]) -> Result<()> {
+        let current = &self.bridge(name)?.controllers;
+        for t in targets.iter().filter(|t| !current.contains(t)) {
+            let target = t.parse::<Target>();
+            if !matches!(target, Ok(Target::PTcp(_) | Target::PUnix(_))) {
+                continue;
+            }
+            if let Some(other) = self
+                .bridges
+                .values()
+                .find(|b| b.name != name && b.controllers.contains(t))
+            {
+                return Err(invalid(format!(
+                    "set-controller {name}: {t} is already a controller of bridge {}",
+                    other.name
+                )));
+            }
+            if let (Ok(Target::PTcp(addr)), false) = (target, self.restoring) {
+                std::net::TcpListener::bind(addr).map_err(|e| {
+                    invalid(format!(
+                        "set-controller {name}: {t}: cannot listen on {addr}: {e}"
+                    ))
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// Installs the sink of PACKET_INs for every bridge, present and
