@@ -21,16 +21,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn sh(args: &[&str], dir: &Path) -> bool {
-    Command::new("timeout")
-        .arg("600")
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// The venv's `faucet`, installing it on first use.
 fn faucet() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("faucet");
@@ -53,12 +43,6 @@ fn faucet() -> Option<PathBuf> {
     );
     eprintln!("skipping: faucet could not be installed (no network?)");
     None
-}
-
-/// A free TCP port on 127.0.0.1.
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 /// The faucet process, killed (by PID) on drop; its logs are printed when

@@ -14,12 +14,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use rvs::openflow::{self as of, msg, Message};
 
-/// A TCP port nobody listens on right now.
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 /// Runs `ovs-ofctl ARGS… TARGET [EXTRA…]` (bounded to 10 s); returns
 /// (success, stdout + stderr).
 fn ofctl(proto: Option<&str>, cmd: &str, target: &str, extra: &[&str]) -> (bool, String) {

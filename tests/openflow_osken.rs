@@ -16,16 +16,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn sh(args: &[&str], dir: &Path) -> bool {
-    Command::new("timeout")
-        .arg("600")
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// The venv's `osken-manager` and `simple_switch_13.py`, installing them
 /// on first use.
 fn osken() -> Option<(PathBuf, PathBuf)> {

@@ -68,16 +68,6 @@ const RUN_LIMIT: Duration = Duration::from_secs(480);
 /// Case directories under `of13/`.
 const CASE_DIRS: [&str; 2] = ["match", "action"];
 
-fn sh(args: &[&str], dir: &Path) -> bool {
-    Command::new("timeout")
-        .arg("600")
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// The venv's `osken-manager` and os-ken's `tests/switch` directory,
 /// installing os-ken on first use (same venv as `openflow_osken`).
 fn osken() -> Option<(PathBuf, PathBuf)> {
@@ -131,12 +121,6 @@ fn have_ovs() -> bool {
         eprintln!("skipping: Open vSwitch (openvswitch-switch) is not installed");
     }
     ok
-}
-
-/// A free TCP port on 127.0.0.1.
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 // ---- processes -------------------------------------------------------------

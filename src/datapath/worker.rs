@@ -512,19 +512,14 @@ impl Worker {
         }
         let bridge = sl_bridge(&self.slots, slot);
         let Some(bridge) = bridge else { return };
-        for i in 0..n {
-            let mut ctx = XlateCtx {
-                slots: &mut self.slots,
-                bridges: &mut self.bridges,
-                scratch: &mut self.scratch,
-                seg: &mut self.seg,
-                now_ms,
-                w: self.index,
-                emc: &mut self.emc,
-                tx: &mut self.tx,
-            };
-            xlate::receive(&mut ctx, bridge, slot, &mut self.rx[i]);
+        // The buffers leave `self` for the loop (a move, no allocation) so
+        // the context can borrow the rest.
+        let mut rx = std::mem::take(&mut self.rx);
+        let mut ctx = self.ctx(now_ms);
+        for buf in &mut rx[..n] {
+            xlate::receive(&mut ctx, bridge, slot, buf);
         }
+        self.rx = rx;
         self.tx.flush(&self.slots, self.index);
     }
 

@@ -230,7 +230,7 @@ pub fn receive(ctx: &mut XlateCtx<'_>, bridge: u32, in_slot: usize, buf: &mut Pa
         shared.w(w).rx_drop(RxDrop::Malformed);
         return;
     }
-    let verdict = run_bridge(ctx, bridge, Some(buf), key, layout, 0, None);
+    let verdict = run_bridge(ctx, bridge, Some(buf), key, layout, 0, None, None);
     if let Some(why) = verdict {
         shared.w(w).rx_drop(why);
     }
@@ -251,62 +251,23 @@ pub fn packet_out(
     if layout.malformed.is_some() {
         return Some(RxDrop::Malformed);
     }
-    let Some(mut rt) = ctx.bridges.get_mut(bridge as usize).and_then(Option::take) else {
-        return Some(RxDrop::ResubmitLimit);
-    };
-    let mut outcome = std::mem::take(&mut rt.outcome);
-    let mut cache = rt
-        .cache
-        .take()
-        .unwrap_or_else(|| Cache::new(rt.pipeline.clone()));
-    let pipe = cache.load();
-    let mut x = Exec {
-        ctx,
-        rt: &rt,
-        outcome: &mut outcome,
-        pipe,
-        buf: Some(buf),
-        key,
-        layout,
-        hops: 0,
-        n_out: 0,
-        drop: None,
-        abort: false,
-        trace: None,
-        depth: 0,
-        bridge,
-        cookie: u64::MAX,
-    };
-    for a in actions {
-        if x.abort {
-            break;
-        }
-        match a {
-            Action::Output(p) if *p == PortNo::TABLE => x.run_tables(0),
-            Action::GotoTable(_) => {}
-            a => x.action(a, 0),
-        }
-    }
-    let verdict = (x.n_out == 0).then(|| x.drop.unwrap_or(RxDrop::Action));
-    rt.outcome = outcome;
-    rt.cache = Some(cache);
-    if let Some(b) = ctx.bridges.get_mut(bridge as usize) {
-        *b = Some(rt);
-    }
-    verdict
+    run_bridge(ctx, bridge, Some(buf), key, layout, 0, None, Some(actions))
 }
 
 /// Traces a synthetic packet with `key` through `bridge`.
 pub fn trace(ctx: &mut XlateCtx<'_>, bridge: u32, key: FlowKey) -> TraceResult {
     let mut t = TraceResult::default();
-    let verdict = run_bridge(ctx, bridge, None, key, Layout::NONE, 0, Some(&mut t));
+    let verdict = run_bridge(ctx, bridge, None, key, Layout::NONE, 0, Some(&mut t), None);
     if t.outputs.is_empty() {
         t.drop_reason = Some(verdict.unwrap_or(RxDrop::Action).name().to_string());
     }
     t
 }
 
-/// Runs `bridge`'s pipeline; returns the drop reason if nothing was output.
+/// Runs `bridge`'s pipeline from table 0, or `actions` when given (a
+/// PACKET_OUT, where `Output(TABLE)` runs the pipeline); returns the drop
+/// reason if nothing was output.
+#[allow(clippy::too_many_arguments)]
 fn run_bridge(
     ctx: &mut XlateCtx<'_>,
     bridge: u32,
@@ -315,6 +276,7 @@ fn run_bridge(
     layout: Layout,
     hops: usize,
     trace: Option<&mut TraceResult>,
+    actions: Option<&[Action]>,
 ) -> Option<RxDrop> {
     let Some(mut rt) = ctx.bridges.get_mut(bridge as usize).and_then(Option::take) else {
         return Some(RxDrop::ResubmitLimit);
@@ -342,12 +304,22 @@ fn run_bridge(
         bridge,
         cookie: u64::MAX,
     };
-    x.run_tables(0);
-    let verdict = if x.n_out == 0 {
-        Some(x.drop.unwrap_or(RxDrop::Action))
-    } else {
-        None
-    };
+    match actions {
+        None => x.run_tables(0),
+        Some(actions) => {
+            for a in actions {
+                if x.abort {
+                    break;
+                }
+                match a {
+                    Action::Output(p) if *p == PortNo::TABLE => x.run_tables(0),
+                    Action::GotoTable(_) => {}
+                    a => x.action(a, 0),
+                }
+            }
+        }
+    }
+    let verdict = (x.n_out == 0).then(|| x.drop.unwrap_or(RxDrop::Action));
     rt.outcome = outcome;
     rt.cache = Some(cache);
     if let Some(b) = ctx.bridges.get_mut(bridge as usize) {
@@ -731,7 +703,7 @@ impl Exec<'_, '_, '_> {
         };
         let trace = self.trace.as_deref_mut();
         // Patch drops are counted on the peer port's rx side.
-        let verdict = run_bridge(self.ctx, pb, buf, key, layout, hop + 1, trace);
+        let verdict = run_bridge(self.ctx, pb, buf, key, layout, hop + 1, trace, None);
         if let Some(why) = verdict {
             let peer_slot = self
                 .ctx

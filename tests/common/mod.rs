@@ -1711,3 +1711,21 @@ pub fn tcp_transfer(cli: &Host, srv: &Host, bytes: u64) -> (u64, u64) {
     }
     panic!("iperf3 never completed a transfer: {last}");
 }
+
+/// Runs `args` in `dir` (stdin closed, at most 600 s); true on success.
+/// For the slow set-up steps of the controller tests (venvs, pip).
+pub fn sh(args: &[&str], dir: &Path) -> bool {
+    Command::new("timeout")
+        .arg("600")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A TCP port on 127.0.0.1 nobody listens on right now.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
