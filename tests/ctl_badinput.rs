@@ -154,6 +154,8 @@ const USAGE: &[(&[&str], &str)] = &[
     // fdb-show BR, fdb-flush BR
     (&["fdb-show"], "<BRIDGE>"),
     (&["fdb-show", "BR", "x"], "unexpected argument 'x'"),
+    // pmd-stats-show
+    (&["pmd-stats-show", "x"], "unexpected argument 'x'"),
     (&["fdb-flush"], "<BRIDGE>"),
     (&["fdb-flush", "BR", "x"], "unexpected argument 'x'"),
     // trace BR FLOW
@@ -217,6 +219,7 @@ const VERBS: &[&str] = &[
     "dump-ports",
     "fdb-show",
     "fdb-flush",
+    "pmd-stats-show",
     "trace",
     "apply",
     "export",

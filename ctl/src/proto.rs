@@ -173,6 +173,8 @@ pub enum Request {
         /// Bridge name.
         bridge: String,
     },
+    /// Datapath worker statistics (`pmd-stats-show`).
+    PmdStatsShow {},
     /// Make the running state equal to a whole TOML configuration.
     Apply {
         /// The TOML text.
@@ -283,6 +285,11 @@ pub enum Reply {
     Fdb {
         /// The entries.
         fdb: Vec<FdbEntry>,
+    },
+    /// Datapath workers (`pmd-stats-show`).
+    Workers {
+        /// One entry per worker, by index.
+        workers: Vec<WorkerInfo>,
     },
     /// Trace result.
     Trace {
@@ -402,6 +409,24 @@ pub struct PortStats {
     pub rx_dropped: std::collections::BTreeMap<String, u64>,
     /// Frames that could not be sent, by reason (`tx_error`, `port_down`, …).
     pub tx_dropped: std::collections::BTreeMap<String, u64>,
+}
+
+/// One datapath worker (`pmd-stats-show`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    /// Worker index (thread `rvs-dpN`).
+    pub id: u32,
+    /// Ports this worker polls, as `bridge/port`.
+    pub ports: Vec<String>,
+    /// Frames it received.
+    pub rx_packets: u64,
+    /// Non-empty receive batches (`rx_packets / batches` = frames per batch).
+    pub batches: u64,
+    /// Table lookups answered by its exact-match cache.
+    pub emc_hits: u64,
+    /// Cache lookups that went to the classifier (tables with fewer than
+    /// three masks skip the cache and count as neither).
+    pub emc_misses: u64,
 }
 
 /// One MAC learning entry.

@@ -79,6 +79,8 @@ struct PortState {
     shared: Arc<PortShared>,
     /// MAC address when the port was added (zero if unknown).
     mac: [u8; 6],
+    /// The datapath worker that polls it.
+    worker: usize,
 }
 
 /// One bridge as configured.
@@ -416,6 +418,7 @@ impl Switch {
                 | Request::DumpPorts { .. }
                 | Request::FdbShow { .. }
                 | Request::FdbFlush { .. }
+                | Request::PmdStatsShow {}
                 | Request::Trace { .. }
                 | Request::Export {}
                 | Request::GetController { .. }
@@ -529,6 +532,9 @@ impl Switch {
                     .map_err(|_| reject(ErrorKind::Internal, "datapath did not answer"))?;
                 Ok(Reply::Fdb { fdb })
             }
+            Request::PmdStatsShow {} => Ok(Reply::Workers {
+                workers: self.workers_info(),
+            }),
             Request::FdbFlush { bridge } => {
                 let id = self.bridge(&bridge)?.id;
                 let (tx, rx) = crossbeam_channel::bounded(1);
@@ -624,12 +630,13 @@ impl Switch {
         });
         let shared = Arc::new(PortShared::new(None));
         let vlan = VlanConfig::default();
+        let worker = self.worker.pick_owner();
         self.worker.send(Command::AddPort {
             bridge: id,
             ofport: PortNo::LOCAL,
             name: name.to_string(),
             io: Some(Arc::new(PortIo::Tap(local))),
-            owner: self.worker.pick_owner(),
+            owner: worker,
             shared: shared.clone(),
             vlan: vlan.clone(),
         });
@@ -645,6 +652,7 @@ impl Switch {
                 peer: None,
                 shared,
                 mac: netdev::mac(name).map(|m| m.0).unwrap_or_default(),
+                worker,
             },
         );
         self.bridges.insert(
@@ -817,6 +825,32 @@ impl Switch {
             }
         }
         Ok(())
+    }
+
+    /// What each datapath worker polls and did (`pmd-stats-show`).
+    fn workers_info(&self) -> Vec<rvs_ctl::proto::WorkerInfo> {
+        (0..self.worker.len())
+            .map(|i| {
+                let mut info = rvs_ctl::proto::WorkerInfo {
+                    id: i as u32,
+                    ..Default::default()
+                };
+                for b in self.bridges.values() {
+                    for p in b.ports_local_first() {
+                        if p.worker == i && p.kind != PortKind::Patch {
+                            info.ports.push(format!("{}/{}", b.name, p.name));
+                        }
+                    }
+                }
+                if let Some(s) = self.worker.stats(i) {
+                    info.rx_packets = s.rx_packets.get();
+                    info.batches = s.batches.get();
+                    info.emc_hits = s.emc_hits.load(std::sync::atomic::Ordering::Relaxed);
+                    info.emc_misses = s.emc_misses.load(std::sync::atomic::Ordering::Relaxed);
+                }
+                info
+            })
+            .collect()
     }
 
     /// Installs the sink of PACKET_INs for every bridge, present and
@@ -1075,6 +1109,13 @@ impl Switch {
         } else {
             [0; 6]
         };
+        // A port without I/O yet (netdev missing) is polled by worker 0
+        // once it appears.
+        let worker = if io.is_some() {
+            self.worker.pick_owner()
+        } else {
+            0
+        };
         let b = self.bridge_mut(bridge)?;
         let id = b.id;
         let shared = Arc::new(PortShared::new(down));
@@ -1089,6 +1130,7 @@ impl Switch {
                 peer: s.peer.clone(),
                 shared: shared.clone(),
                 mac,
+                worker,
             },
         );
         self.owner.insert(name.to_string(), bridge.to_string());
@@ -1096,11 +1138,7 @@ impl Switch {
             bridge: id,
             ofport,
             name: name.to_string(),
-            owner: if io.is_some() {
-                self.worker.pick_owner()
-            } else {
-                0
-            },
+            owner: worker,
             io: io.map(Arc::new),
             shared,
             vlan,

@@ -40,6 +40,7 @@
 //! bridge's mutex.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,7 +49,7 @@ use flowtable::PortNo;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use super::counters::{PortShared, RxDrop};
+use super::counters::{Counter, PortShared, RxDrop};
 use super::emc::Emc;
 use super::txq::TxQueues;
 use super::xlate::{self, BridgeRt, Slot, XlateCtx};
@@ -65,8 +66,24 @@ const SPIN: Duration = Duration::from_micros(200);
 /// How often MAC entries are aged.
 const AGING_PERIOD: Duration = Duration::from_secs(1);
 
+/// What a worker did, for `pmd-stats-show`; written by that worker only
+/// (once per batch), read by the control plane.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    /// Frames received.
+    pub rx_packets: Counter,
+    /// Non-empty receive batches.
+    pub batches: Counter,
+    /// Exact-match cache hits (absolute, copied from the cache).
+    pub emc_hits: AtomicU64,
+    /// Exact-match cache misses (absolute).
+    pub emc_misses: AtomicU64,
+}
+
 /// Worker state; see the module docs.
 pub struct Worker {
+    /// Published statistics.
+    stats: Arc<WorkerStats>,
     /// This worker's index (0 = primary).
     index: usize,
     poll: Poll,
@@ -102,8 +119,15 @@ impl std::fmt::Debug for Worker {
 
 impl Worker {
     /// Worker `index` reading commands from `cmds`; `poll` owns the waker.
-    pub fn new(index: usize, poll: Poll, cmds: Receiver<Command>, epoch: Instant) -> Worker {
+    pub fn new(
+        index: usize,
+        poll: Poll,
+        cmds: Receiver<Command>,
+        epoch: Instant,
+        stats: Arc<WorkerStats>,
+    ) -> Worker {
         Worker {
+            stats,
             index,
             poll,
             cmds,
@@ -521,6 +545,13 @@ impl Worker {
         }
         self.rx = rx;
         self.tx.flush(&self.slots, self.index);
+        if n > 0 {
+            self.stats.rx_packets.add(n as u64);
+            self.stats.batches.add(1);
+            let e = self.emc.stats();
+            self.stats.emc_hits.store(e.hits, Ordering::Relaxed);
+            self.stats.emc_misses.store(e.misses, Ordering::Relaxed);
+        }
     }
 
     /// Marks ports whose netdev no longer exists as down.
@@ -583,6 +614,8 @@ fn sl_bridge(slots: &[Option<Slot>], slot: usize) -> Option<u32> {
 
 /// Handle of one running worker.
 struct WorkerHandle {
+    /// Its statistics.
+    stats: Arc<WorkerStats>,
     /// Command queue.
     tx: crossbeam_channel::Sender<Command>,
     /// Wakes the worker after a send.
@@ -596,11 +629,13 @@ impl WorkerHandle {
         let poll = Poll::new()?;
         let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
         let (tx, rx) = crossbeam_channel::unbounded();
-        let worker = Worker::new(index, poll, rx, epoch);
+        let stats = Arc::new(WorkerStats::default());
+        let worker = Worker::new(index, poll, rx, epoch, stats.clone());
         let thread = std::thread::Builder::new()
             .name(format!("rvs-dp{index}"))
             .spawn(move || worker.run())?;
         Ok(WorkerHandle {
+            stats,
             tx,
             waker,
             thread: Some(thread),
@@ -647,6 +682,11 @@ impl WorkerSet {
     /// Number of workers.
     pub fn len(&self) -> usize {
         self.workers.len()
+    }
+
+    /// Statistics of worker `i`.
+    pub fn stats(&self, i: usize) -> Option<&WorkerStats> {
+        self.workers.get(i).map(|w| &*w.stats)
     }
 
     /// Always false: a set has at least one worker.

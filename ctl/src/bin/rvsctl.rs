@@ -28,7 +28,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
-use rvs_ctl::proto::{FdbEntry, FlowInfo, PortStats, Reply, Request, TraceResult};
+use rvs_ctl::proto::{FdbEntry, FlowInfo, PortStats, Reply, Request, TraceResult, WorkerInfo};
 use rvs_ctl::{Client, ClientError};
 
 #[derive(Parser, Debug)]
@@ -156,6 +156,8 @@ enum Cmd {
     FdbShow { bridge: String },
     /// Empty the MAC learning table.
     FdbFlush { bridge: String },
+    /// Datapath workers: ports polled, frames, batches, exact-match cache hits.
+    PmdStatsShow,
     /// Trace a synthetic packet through the pipeline.
     Trace { bridge: String, flow: String },
     /// Make the running state equal to a TOML file (or - for stdin); prints the difference.
@@ -418,6 +420,7 @@ fn run(cli: &Cli) -> Result<(), Fail> {
         Cmd::FdbFlush { bridge } => Request::FdbFlush {
             bridge: bridge.clone(),
         },
+        Cmd::PmdStatsShow => Request::PmdStatsShow {},
         Cmd::Trace { bridge, flow } => Request::Trace {
             bridge: bridge.clone(),
             flow: flow.clone(),
@@ -519,6 +522,7 @@ fn print_table(cmd: &Cmd, reply: &Reply) {
         }
         Reply::Ports { ports } => print_ports(ports),
         Reply::Fdb { fdb } => print_fdb(fdb),
+        Reply::Workers { workers } => print_workers(workers),
         Reply::Trace { trace } => print_trace(trace),
         Reply::Config { toml } => out!("{toml}"),
         Reply::Controller {
@@ -593,6 +597,38 @@ fn print_fdb(fdb: &[FdbEntry]) {
             e.port_name.clone()
         };
         outln!("{port:>5}  {:>4}  {}  {:>3}", e.vlan, e.mac, e.age);
+    }
+}
+
+fn print_workers(workers: &[WorkerInfo]) {
+    for w in workers {
+        outln!("worker {} (rvs-dp{}):", w.id, w.id);
+        if w.ports.is_empty() {
+            outln!("  ports: (none)");
+        } else {
+            outln!("  ports: {}", w.ports.join(", "));
+        }
+        let per_batch = if w.batches > 0 {
+            w.rx_packets as f64 / w.batches as f64
+        } else {
+            0.0
+        };
+        outln!(
+            "  packets received: {} in {} batches ({per_batch:.1} per batch)",
+            w.rx_packets,
+            w.batches
+        );
+        let lookups = w.emc_hits + w.emc_misses;
+        let rate = if lookups > 0 {
+            100.0 * w.emc_hits as f64 / lookups as f64
+        } else {
+            0.0
+        };
+        outln!(
+            "  exact-match cache: {} hits, {} misses ({rate:.1} % hit rate)",
+            w.emc_hits,
+            w.emc_misses
+        );
     }
 }
 
