@@ -343,17 +343,28 @@ fn encoder_matches_ofp_print_fixture() {
 }
 
 /// Runs the real `ovs-ofctl ofp-print` on every message (needs
-/// `openvswitch-common`): `cargo test -p rvs --lib ofp_print -- --ignored`.
-/// With `RVS_BLESS=1` it rewrites the fixture instead of comparing.
+/// `openvswitch-common`; skipped without it, except in CI). With
+/// `RVS_BLESS=1` it rewrites the fixture instead of comparing.
 #[test]
-#[ignore = "needs ovs-ofctl (apt-get install openvswitch-common)"]
 fn ovs_ofctl_ofp_print_decodes_our_messages() {
+    let have = std::process::Command::new("ovs-ofctl")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "ovs-ofctl is missing in CI (openvswitch-common)"
+        );
+        eprintln!("skipping: ovs-ofctl not installed (apt-get install openvswitch-common)");
+        return;
+    }
     let bless = std::env::var_os("RVS_BLESS").is_some();
     let mut file = String::from(
         "# Messages encoded by rvs's OpenFlow codec (src/openflow/tests.rs\n\
          # sample_messages), each followed by what `ovs-ofctl ofp-print HEX`\n\
          # (Open vSwitch 3.1.0) prints for it, on `#| ` lines. Regenerate with\n\
-         # RVS_BLESS=1 cargo test -p rvs --lib ofp_print -- --ignored\n",
+         # RVS_BLESS=1 cargo test -p rvs --lib ofp_print\n",
     );
     let fixture = if bless { Vec::new() } else { read_fixture() };
     for (i, (name, b)) in switch_samples().iter().enumerate() {
