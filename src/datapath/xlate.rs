@@ -588,15 +588,15 @@ impl Exec<'_, '_, '_> {
             (Some(_), false) => true,
             (Some(v), true) => v != cur_tci & VLAN_VID_MASK,
         };
-        let (peer, name) = match self.ctx.slots.get(slot_i).and_then(Option::as_ref) {
-            Some(s) => (s.patch_peer, s.name.clone()),
-            None => return,
+        let Some(slot) = self.ctx.slots.get(slot_i).and_then(Option::as_ref) else {
+            return;
         };
+        let peer = slot.patch_peer;
         self.n_out += 1;
         if let Some(t) = self.trace.as_deref_mut() {
             t.outputs.push(TraceOutput {
                 port: port.0,
-                name: name.clone(),
+                name: slot.name.clone(),
                 vlan: want,
             });
         }
@@ -607,35 +607,29 @@ impl Exec<'_, '_, '_> {
         let Some(buf) = self.buf.as_deref() else {
             return;
         };
-        if !needs_edit {
-            send(
-                self.ctx.slots,
-                self.ctx.tx,
-                self.ctx.seg,
-                self.ctx.w,
-                slot_i,
-                buf,
-            );
-            return;
-        }
-        let pcp = cur_tci & VLAN_PCP_MASK;
-        let (scratch, _) = match self.ctx.scratch.get_mut(EDIT) {
-            Some(s) => (s, ()),
-            None => return,
+        let pkt: &PacketBuf = if needs_edit {
+            let Some(scratch) = self.ctx.scratch.get_mut(EDIT) else {
+                return;
+            };
+            scratch.copy_from(buf);
+            if !retag(scratch, want, tagged, cur_tci & VLAN_PCP_MASK) {
+                if let Some(Some(s)) = self.ctx.slots.get(slot_i) {
+                    s.shared.w(self.ctx.w).tx_drop(TxDrop::VlanEdit);
+                }
+                return;
+            }
+            scratch
+        } else {
+            buf
         };
-        scratch.copy_from(buf);
-        if retag(scratch, want, tagged, pcp) {
-            send(
-                self.ctx.slots,
-                self.ctx.tx,
-                self.ctx.seg,
-                self.ctx.w,
-                slot_i,
-                scratch,
-            );
-        } else if let Some(Some(s)) = self.ctx.slots.get(slot_i) {
-            s.shared.w(self.ctx.w).tx_drop(TxDrop::VlanEdit);
-        }
+        send(
+            self.ctx.slots,
+            self.ctx.tx,
+            self.ctx.seg,
+            self.ctx.w,
+            slot_i,
+            pkt,
+        );
     }
 
     /// Hands a copy of the frame to the peer of a patch port.
@@ -653,6 +647,13 @@ impl Exec<'_, '_, '_> {
                 depth: (hop + 1) as u32,
             });
         }
+        // The peer port's slot: its rx side counts what crosses (and drops).
+        let peer_slot = self
+            .ctx
+            .bridges
+            .get(pb as usize)
+            .and_then(Option::as_ref)
+            .and_then(|b| b.slot_of(pport));
         // Swap the hop's scratch buffer out so the peer can borrow ctx.
         let mut tmp = match self.ctx.scratch.get_mut(hop) {
             Some(s) => std::mem::replace(s, PacketBuf::empty()),
@@ -677,13 +678,7 @@ impl Exec<'_, '_, '_> {
                     s.shared.w(self.ctx.w).tx_packets.add(1);
                     s.shared.w(self.ctx.w).tx_bytes.add(len);
                 }
-                if let Some(s) = self
-                    .ctx
-                    .slots
-                    .iter()
-                    .flatten()
-                    .find(|s| s.bridge == pb && s.ofport == pport)
-                {
+                if let Some(Some(s)) = peer_slot.and_then(|i| self.ctx.slots.get(i)) {
                     s.shared.w(self.ctx.w).rx_packets.add(1);
                     s.shared.w(self.ctx.w).rx_bytes.add(len);
                 }
@@ -705,13 +700,7 @@ impl Exec<'_, '_, '_> {
         // Patch drops are counted on the peer port's rx side.
         let verdict = run_bridge(self.ctx, pb, buf, key, layout, hop + 1, trace, None);
         if let Some(why) = verdict {
-            let peer_slot = self
-                .ctx
-                .slots
-                .iter()
-                .flatten()
-                .find(|s| s.bridge == pb && s.ofport == pport);
-            if let Some(s) = peer_slot {
+            if let Some(Some(s)) = peer_slot.and_then(|i| self.ctx.slots.get(i)) {
                 s.shared.w(self.ctx.w).rx_drop(why);
             }
         }
