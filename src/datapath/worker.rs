@@ -55,7 +55,7 @@ use super::txq::TxQueues;
 use super::xlate::{self, BridgeRt, Slot, XlateCtx};
 use super::Command;
 use crate::packet::PacketBuf;
-use crate::port::PortError;
+use crate::port::{PortError, PortIo};
 
 /// Frames read from one port per turn.
 pub const BATCH: usize = 32;
@@ -284,13 +284,7 @@ impl Worker {
                 };
                 let mine = owner == self.index;
                 if let Some(io) = io.as_ref().filter(|_| mine) {
-                    let fd = io.fd();
-                    let r = self.poll.registry().register(
-                        &mut SourceFd(&fd),
-                        Token(slot),
-                        Interest::READABLE,
-                    );
-                    if let Err(e) = r {
+                    if let Err(e) = watch(&self.poll, io, slot) {
                         shared.set_down(format!("cannot poll netdev: {e}"));
                     }
                 }
@@ -333,19 +327,11 @@ impl Worker {
                     return;
                 };
                 let mine = sl.owner == self.index;
-                if let Some(old) = sl.io.take() {
-                    if mine {
-                        let ofd = old.fd();
-                        let _ = self.poll.registry().deregister(&mut SourceFd(&ofd));
-                    }
+                if let Some(old) = sl.io.take().filter(|_| mine) {
+                    unwatch(&self.poll, &old);
                 }
                 if mine {
-                    let fd = io.fd();
-                    if let Err(e) = self.poll.registry().register(
-                        &mut SourceFd(&fd),
-                        Token(slot),
-                        Interest::READABLE,
-                    ) {
+                    if let Err(e) = watch(&self.poll, &io, slot) {
                         log::error!("cannot poll re-attached port {}: {e}", sl.name);
                         return;
                     }
@@ -469,8 +455,7 @@ impl Worker {
         self.tx.remove(s);
         if let Some(slot) = self.slots.get_mut(s).and_then(Option::take) {
             if let Some(io) = slot.io.as_ref().filter(|_| slot.owner == self.index) {
-                let fd = io.fd();
-                let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+                unwatch(&self.poll, io);
             }
             self.by_port.remove(&(slot.bridge, slot.ofport));
             if let Some(b) = self
@@ -600,12 +585,22 @@ impl Worker {
                 return;
             };
             if let Some(io) = sl.io.take() {
-                let fd = io.fd();
-                let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+                unwatch(&self.poll, &io);
             }
         }
         self.pending.retain(|&p| p != slot);
     }
+}
+
+/// Starts polling `io`'s fd as `slot`.
+fn watch(poll: &Poll, io: &PortIo, slot: usize) -> std::io::Result<()> {
+    poll.registry()
+        .register(&mut SourceFd(&io.fd()), Token(slot), Interest::READABLE)
+}
+
+/// Stops polling `io`'s fd (an error only means it was not polled).
+fn unwatch(poll: &Poll, io: &PortIo) {
+    let _ = poll.registry().deregister(&mut SourceFd(&io.fd()));
 }
 
 fn sl_bridge(slots: &[Option<Slot>], slot: usize) -> Option<u32> {
