@@ -18,59 +18,20 @@
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use arc_swap::ArcSwap;
-use flowtable::classifier::{CounterPolicy, Rule};
-use flowtable::syntax::parse_flow;
+use common::{pipeline, udp_frame};
 use flowtable::PortNo;
 use rvs::bridge::{Bridge, VlanConfig};
 use rvs::datapath::counters::PortShared;
 use rvs::datapath::emc::Emc;
-use rvs::datapath::pipeline::{FlowEntry, Pipeline};
+use rvs::datapath::pipeline::Pipeline;
 use rvs::datapath::txq::TxQueues;
 use rvs::datapath::xlate::{self, BridgeRt, Slot, XlateCtx, SCRATCH};
 use rvs::packet::PacketBuf;
 
 const PACKETS: u64 = 2_000_000;
-
-fn frame(src: u8, dst: u8) -> Vec<u8> {
-    let mut f = vec![0u8; 64];
-    f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, dst]);
-    f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, src]);
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    f[14] = 0x45;
-    f[16..18].copy_from_slice(&50u16.to_be_bytes());
-    f[22] = 64;
-    f[23] = 17;
-    f[26..30].copy_from_slice(&[10, 0, 0, src]);
-    f[30..34].copy_from_slice(&[10, 0, 0, dst]);
-    f[34..36].copy_from_slice(&5001u16.to_be_bytes());
-    f[36..38].copy_from_slice(&5002u16.to_be_bytes());
-    f[38..40].copy_from_slice(&30u16.to_be_bytes());
-    f
-}
-
-fn pipeline(extra: usize) -> Pipeline {
-    let mut p = Pipeline::new();
-    let mut add = |text: &str| {
-        let f = parse_flow(text, &|_| None).expect("flow");
-        let e = Arc::new(FlowEntry::new(f.clone(), 0));
-        p.table_mut(0)
-            .insert(Rule::new(f.m, f.priority, e), 0, CounterPolicy::Reset);
-    };
-    add("priority=0,actions=NORMAL");
-    for i in 0..extra {
-        let k = i % 16;
-        let ip = (172u32 << 24 | 16 << 16 | (i as u32 & 0xffff)) & !((1u32 << k) - 1);
-        add(&format!(
-            "priority={},udp,nw_src={}/{},tp_dst={},actions=drop",
-            100 + (i * 7919) % 1000,
-            std::net::Ipv4Addr::from(ip),
-            32 - k,
-            1000 + i % 1000
-        ));
-    }
-    p
-}
 
 /// One run with `n` workers; returns aggregate Mpps.
 fn run(n: usize, rt: &BridgeRt, shared: &[Arc<PortShared>]) -> f64 {
@@ -108,7 +69,12 @@ fn run(n: usize, rt: &BridgeRt, shared: &[Arc<PortShared>]) -> f64 {
                 let mut bufs: Vec<PacketBuf> = [(1u8, 2u8), (2, 1)]
                     .iter()
                     .map(|&(s, d)| {
-                        let f = frame(s, d);
+                        let f = udp_frame(
+                            [2, 0, 0, 0, 0, s],
+                            [2, 0, 0, 0, 0, d],
+                            [10, 0, 0, s],
+                            [10, 0, 0, d],
+                        );
                         let mut b = PacketBuf::new();
                         b.rx_space()[..f.len()].copy_from_slice(&f);
                         b.set_received(f.len());
@@ -152,7 +118,7 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let mut p = pipeline(flows);
+    let mut p = pipeline(flows, 16);
     p.generation = Pipeline::next_generation();
     let mut normal = Bridge::new();
     for port in [1, 2] {
