@@ -23,26 +23,14 @@ use common::*;
 
 /// The venv's `faucet`, installing it on first use.
 fn faucet() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("faucet");
-    let bin = dir.join("venv/bin/faucet");
-    if bin.exists() {
-        return Some(bin);
-    }
-    std::fs::create_dir_all(&dir).ok()?;
-    let pip = dir.join("venv/bin/pip");
-    let pip = pip.to_str()?;
-    let ok = sh(&["python3", "-m", "venv", "venv"], &dir)
-        && sh(&[pip, "install", "-q", "faucet>=1.10,<1.11"], &dir);
-    if ok && bin.exists() {
-        return Some(bin);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "cannot install faucet into {}",
-        dir.display()
-    );
-    eprintln!("skipping: faucet could not be installed (no network?)");
-    None
+    let bin = |d: &Path| d.join("venv/bin/faucet");
+    let dir = pip_venv(
+        "faucet",
+        "faucet>=1.10,<1.11",
+        |d| bin(d).exists(),
+        |_| true,
+    )?;
+    Some(bin(&dir))
 }
 
 /// The faucet process, killed (by PID) on drop; its logs are printed when

@@ -19,37 +19,36 @@ use common::*;
 /// The venv's `osken-manager` and `simple_switch_13.py`, installing them
 /// on first use.
 fn osken() -> Option<(PathBuf, PathBuf)> {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("osken");
-    let mgr = dir.join("venv/bin/osken-manager");
-    let app = dir.join("simple_switch_13.py");
-    if mgr.exists() && app.exists() {
-        return Some((mgr, app));
-    }
-    std::fs::create_dir_all(&dir).ok()?;
-    let pip = dir.join("venv/bin/pip");
-    let pip = pip.to_str()?;
-    let ok = sh(&["python3", "-m", "venv", "venv"], &dir)
-        && sh(&[pip, "install", "-q", "os-ken<4"], &dir)
-        && sh(&[pip, "download", "-q", "--no-deps", "-d", "wheel", "os-ken==1.4.1"], &dir)
-        && sh(
-            &[
-                "python3",
-                "-c",
-                "import glob,zipfile; z=zipfile.ZipFile(glob.glob('wheel/os_ken-1.4.1-*.whl')[0]); \
-                 open('simple_switch_13.py','wb').write(z.read('os_ken/app/simple_switch_13.py'))",
-            ],
-            &dir,
-        );
-    if ok && mgr.exists() && app.exists() {
-        return Some((mgr, app));
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "cannot install os-ken into {}",
-        dir.display()
-    );
-    eprintln!("skipping: os-ken could not be installed (no network?)");
-    None
+    let mgr = |d: &Path| d.join("venv/bin/osken-manager");
+    let app = |d: &Path| d.join("simple_switch_13.py");
+    let dir = pip_venv(
+        "osken",
+        "os-ken<4",
+        |d| mgr(d).exists() && app(d).exists(),
+        |d| {
+            let pip = d.join("venv/bin/pip");
+            let Some(pip) = pip.to_str() else {
+                return false;
+            };
+            // The 1.4.1 wheel still has the sample apps 3.x dropped.
+            let wheel = "import glob,zipfile; \
+                z=zipfile.ZipFile(glob.glob('wheel/os_ken-1.4.1-*.whl')[0]); \
+                open('simple_switch_13.py','wb').write(z.read('os_ken/app/simple_switch_13.py'))";
+            sh(
+                &[
+                    pip,
+                    "download",
+                    "-q",
+                    "--no-deps",
+                    "-d",
+                    "wheel",
+                    "os-ken==1.4.1",
+                ],
+                d,
+            ) && sh(&["python3", "-c", wheel], d)
+        },
+    )?;
+    Some((mgr(&dir), app(&dir)))
 }
 
 /// osken-manager, killed (by PID) on drop.

@@ -71,34 +71,20 @@ const CASE_DIRS: [&str; 2] = ["match", "action"];
 /// The venv's `osken-manager` and os-ken's `tests/switch` directory,
 /// installing os-ken on first use (same venv as `openflow_osken`).
 fn osken() -> Option<(PathBuf, PathBuf)> {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("osken");
-    let mgr = dir.join("venv/bin/osken-manager");
-    let find = || -> Option<PathBuf> {
-        let lib = std::fs::read_dir(dir.join("venv/lib")).ok()?;
+    let mgr = |d: &Path| d.join("venv/bin/osken-manager");
+    let find = |d: &Path| -> Option<PathBuf> {
+        let lib = std::fs::read_dir(d.join("venv/lib")).ok()?;
         lib.flatten()
             .map(|e| e.path().join("site-packages/os_ken/tests/switch"))
             .find(|p| p.join("tester.py").exists() && p.join("of13/match").is_dir())
     };
-    if mgr.exists() {
-        if let Some(sw) = find() {
-            return Some((mgr, sw));
-        }
-    }
-    std::fs::create_dir_all(&dir).ok()?;
-    let pip = dir.join("venv/bin/pip");
-    let pip = pip.to_str()?;
-    let ok = (mgr.exists() || sh(&["python3", "-m", "venv", "venv"], &dir))
-        && sh(&[pip, "install", "-q", "os-ken<4"], &dir);
-    if let (true, true, Some(sw)) = (ok, mgr.exists(), find()) {
-        return Some((mgr, sw));
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "cannot install os-ken into {}",
-        dir.display()
-    );
-    eprintln!("skipping: os-ken could not be installed (no network?)");
-    None
+    let dir = pip_venv(
+        "osken",
+        "os-ken<4",
+        |d| mgr(d).exists() && find(d).is_some(),
+        |_| true,
+    )?;
+    Some((mgr(&dir), find(&dir)?))
 }
 
 /// Open vSwitch binaries, or a skip (a failure in CI).

@@ -1729,3 +1729,35 @@ pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
 }
+
+/// A Python venv under cargo's `CARGO_TARGET_TMPDIR/<name>` with `spec`
+/// pip-installed, made on first use; `ready(dir)` says whether what the
+/// caller needs is there, `setup(dir)` runs any extra step after the
+/// install. Without it (no network) the caller skips — except in CI, where
+/// this fails.
+pub fn pip_venv(
+    name: &str,
+    spec: &str,
+    ready: impl Fn(&Path) -> bool,
+    setup: impl FnOnce(&Path) -> bool,
+) -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    if ready(&dir) {
+        return Some(dir);
+    }
+    std::fs::create_dir_all(&dir).ok()?;
+    let pip = dir.join("venv/bin/pip");
+    let ok = (pip.exists() || sh(&["python3", "-m", "venv", "venv"], &dir))
+        && sh(&[pip.to_str()?, "install", "-q", spec], &dir)
+        && setup(&dir);
+    if ok && ready(&dir) {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "cannot install {spec} into {}",
+        dir.display()
+    );
+    eprintln!("skipping: {spec} could not be installed (no network?)");
+    None
+}
