@@ -12,7 +12,6 @@ use flowtable::extract::extract_layout;
 use flowtable::{PortNo, Vid};
 use rvs::bridge::{Bridge, NormalOutcome, VlanConfig};
 use rvs::datapath::emc::Emc;
-use rvs::datapath::pipeline::Pipeline;
 
 /// A 64-byte UDP frame from `src` to `dst` (10.0.0.1 → 10.0.0.2).
 fn frame(src: [u8; 6], dst: [u8; 6]) -> Vec<u8> {
@@ -27,7 +26,7 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     for (n, masks) in [(0usize, 1usize), (10_000, 1), (10_000, 16)] {
         let mut p = pipeline(n, masks);
-        p.generation = Pipeline::next_generation();
+        p.renew_all();
         let mut br = Bridge::new();
         for port in [1, 2] {
             br.add_port(

@@ -26,7 +26,6 @@ use flowtable::PortNo;
 use rvs::bridge::{Bridge, VlanConfig};
 use rvs::datapath::counters::PortShared;
 use rvs::datapath::emc::Emc;
-use rvs::datapath::pipeline::Pipeline;
 use rvs::datapath::txq::TxQueues;
 use rvs::datapath::xlate::{self, BridgeRt, Slot, XlateCtx, SCRATCH};
 use rvs::packet::PacketBuf;
@@ -119,7 +118,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     let mut p = pipeline(flows, 16);
-    p.generation = Pipeline::next_generation();
+    p.renew_all();
     let mut normal = Bridge::new();
     for port in [1, 2] {
         normal

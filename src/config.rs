@@ -25,6 +25,10 @@ pub struct Config {
     /// optional in config files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format_version: Option<u32>,
+    /// First journal file that applies on top of this state (written by
+    /// rvsd into its state file; see `control::journal`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal: Option<u64>,
     /// Bridges, in order of creation.
     #[serde(default)]
     pub bridge: Vec<BridgeConfig>,
@@ -54,6 +58,9 @@ pub struct BridgeConfig {
     /// bridge name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub datapath_id: Option<String>,
+    /// Most flows the bridge holds (all tables), default 1,000,000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_limit: Option<u64>,
     /// Ports other than LOCAL.
     #[serde(default)]
     pub port: Vec<PortConfig>,

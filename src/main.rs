@@ -154,10 +154,9 @@ fn run(args: Args) -> anyhow::Result<()> {
                 let sw = sw.clone();
                 let _ = tokio::task::spawn_blocking(move || {
                     if let Ok(mut s) = sw.lock() {
-                        if s.expire_flows() {
-                            if let Err(e) = s.save() {
-                                log::error!("saving state after flow expiry: {e}");
-                            }
+                        s.expire_flows();
+                        if let Err(e) = s.flush_journal() {
+                            log::error!("saving state after flow expiry: {e}");
                         }
                         s.reattach();
                     }

@@ -30,10 +30,10 @@ pub fn udp_frame(src: [u8; 6], dst: [u8; 6], src_ip: [u8; 4], dst_ip: [u8; 4]) -
 /// 172.16.0.0/12 (never the benchmark packets); random-ish priorities
 /// defeat the classifier's early exit.
 pub fn pipeline(extra: usize, masks: usize) -> Pipeline {
-    let mut p = Pipeline::new();
+    let mut p = Pipeline::new(2);
     let mut add = |text: &str| {
         let f = parse_flow(text, &|_| None).expect("flow");
-        let e = Arc::new(FlowEntry::new(f.clone(), 0));
+        let e = Arc::new(FlowEntry::new(f.clone(), 0, 2));
         p.table_mut(0)
             .insert(Rule::new(f.m, f.priority, e), 0, CounterPolicy::Reset);
     };

@@ -1,5 +1,7 @@
 //! The control plane: the socket server and the switch model it drives.
 
+pub mod flows;
+pub mod journal;
 pub mod ofchannel;
 pub mod server;
 pub mod state;
@@ -19,9 +21,28 @@ pub struct SwitchHandler {
 impl server::Handler for SwitchHandler {
     async fn handle(&self, req: Request) -> Response {
         let sw = self.switch.clone();
-        let r = tokio::task::spawn_blocking(move || match sw.lock() {
-            Ok(mut s) => s.handle(req),
-            Err(_) => Response::err(ErrorKind::Internal, "switch state is poisoned"),
+        let r = tokio::task::spawn_blocking(move || {
+            let (resp, ticket) = match sw.lock() {
+                Ok(mut s) => {
+                    let resp = s.handle(req);
+                    (resp, s.durable_ticket())
+                }
+                Err(_) => (
+                    Response::err(ErrorKind::Internal, "switch state is poisoned"),
+                    None,
+                ),
+            };
+            // Acknowledge only what is on disk; the fsync is shared with
+            // every other waiter and happens without the switch lock.
+            if let Some((d, seq)) = ticket {
+                if let Err(e) = d.wait(seq) {
+                    return Response::err(
+                        ErrorKind::System,
+                        format!("the change was applied but could not be saved: {e}"),
+                    );
+                }
+            }
+            resp
         })
         .await;
         r.unwrap_or_else(|e| Response::err(ErrorKind::Internal, format!("request failed: {e}")))

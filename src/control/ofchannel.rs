@@ -50,6 +50,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::broadcast;
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::control::journal::Durable;
 use crate::control::switch::{OfBridge, OfPort, Switch};
 use crate::datapath::controller::{OfShared, PacketInEvent};
 use crate::openflow::error::{bad_request, ErrorType, OfpError};
@@ -76,6 +77,12 @@ pub const PACKET_IN_QUEUE: usize = 1024;
 const ASYNC_QUEUE: usize = 1024;
 /// Tables rvs has (0-254).
 const N_TABLES: u8 = TableId::COUNT as u8;
+/// OFPT_FLOW_MOD, the same number in 1.0 and 1.3.
+const FLOW_MOD: u8 = 14;
+/// Bytes read from a connection at a time (at least).
+const READ_CHUNK: usize = 256 * 1024;
+/// Most FLOW_MODs applied under one lock.
+const MAX_BATCH: usize = 4096;
 /// Flows per table announced in table features/stats.
 const MAX_ENTRIES: u32 = 1_000_000;
 
@@ -390,6 +397,9 @@ struct Conn {
     config: SwitchConfig,
     asyncc: AsyncConfig,
     role: u32,
+    /// The last flow changes' journal batch, waited for before a BARRIER
+    /// is answered.
+    unsynced: Option<(Arc<Durable>, u64)>,
     /// Counted in `OfShared` (undone when the connection ends).
     registered: bool,
     next_xid: u32,
@@ -423,6 +433,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, peer:
             flow_removed_mask: [0xf, 0],
         },
         role: ROLE_EQUAL,
+        unsynced: None,
         registered: false,
         next_xid: 0x7276_0000,
     };
@@ -437,7 +448,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, peer:
             return;
         }
     }
-    let mut inbuf: Vec<u8> = Vec::with_capacity(4096);
+    let mut inbuf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     let mut last_rx = Instant::now();
     let mut echo_at: Option<Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -450,19 +461,43 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, peer:
                 }
                 last_rx = Instant::now();
                 echo_at = None;
+                // Every complete message read so far, handled in order;
+                // consecutive FLOW_MODs go to the switch as one batch
+                // (one lock, one publish, one journal write).
+                let mut off = 0;
+                let mut fatal = false;
+                let mut msgs: Vec<std::ops::Range<usize>> = Vec::new();
                 loop {
-                    let n = match of::frame(&inbuf, of::MAX_MSG_LEN) {
-                        Ok(Some(n)) => n,
+                    match of::frame(&inbuf[off..], of::MAX_MSG_LEN) {
+                        Ok(Some(n)) => {
+                            msgs.push(off..off + n);
+                            off += n;
+                        }
                         Ok(None) => break,
                         Err(e) => {
                             log::info!("openflow {peer}: {e}; closing");
-                            let err = OfpError::new(ErrorType::BadRequest, bad_request::BAD_LEN);
-                            let _ = wr.write_all(&of::error_reply(conn.v(), err, &inbuf[..inbuf.len().min(64)])).await;
-                            break 'conn;
+                            fatal = true;
+                            break;
                         }
+                    }
+                }
+                let mut i = 0;
+                while i < msgs.len() {
+                    let is_fm = |r: &std::ops::Range<usize>| {
+                        conn.version.is_some_and(|v| inbuf[r.start] == v && inbuf[r.start + 1] == FLOW_MOD)
                     };
-                    let raw: Vec<u8> = inbuf.drain(..n).collect();
-                    let (out, close) = handle(&mut conn, &ctx, &peer, &raw).await;
+                    let (out, close) = if is_fm(&msgs[i]) {
+                        let start = i;
+                        while i < msgs.len() && is_fm(&msgs[i]) && i - start < MAX_BATCH {
+                            i += 1;
+                        }
+                        let batch: Vec<&[u8]> = msgs[start..i].iter().map(|r| &inbuf[r.clone()]).collect();
+                        flow_mods(&mut conn, &ctx, &batch).await
+                    } else {
+                        let raw = &inbuf[msgs[i].clone()];
+                        i += 1;
+                        handle(&mut conn, &ctx, &peer, raw).await
+                    };
                     for m in out {
                         if wr.write_all(&m).await.is_err() {
                             break 'conn;
@@ -472,6 +507,14 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, peer:
                         break 'conn;
                     }
                 }
+                if fatal {
+                    let err = OfpError::new(ErrorType::BadRequest, bad_request::BAD_LEN);
+                    let tail = &inbuf[off..];
+                    let _ = wr.write_all(&of::error_reply(conn.v(), err, &tail[..tail.len().min(64)])).await;
+                    break 'conn;
+                }
+                inbuf.drain(..off);
+                inbuf.reserve(READ_CHUNK);
             }
             m = rx.recv(), if conn.version.is_some() => match m {
                 Ok(m) => {
@@ -645,7 +688,17 @@ async fn handle(conn: &mut Conn, ctx: &Ctx, peer: &str, raw: &[u8]) -> (Vec<Vec<
             Vec::new()
         }
         Message::GetAsyncRequest => reply(conn, xid, &Message::GetAsyncReply(conn.asyncc)),
-        Message::BarrierRequest => reply(conn, xid, &Message::BarrierReply),
+        Message::BarrierRequest => {
+            // Everything before the barrier is published already; make it
+            // durable too.
+            if let Some((d, seq)) = conn.unsynced.take() {
+                let r = tokio::task::spawn_blocking(move || d.wait(seq)).await;
+                if let Ok(Err(e)) = r {
+                    log::error!("openflow {peer}: {e}");
+                }
+            }
+            reply(conn, xid, &Message::BarrierReply)
+        }
         Message::RoleRequest(r) => {
             if r.role != 0 {
                 conn.role = r.role;
@@ -659,15 +712,7 @@ async fn handle(conn: &mut Conn, ctx: &Ctx, peer: &str, raw: &[u8]) -> (Vec<Vec<
                 }),
             )
         }
-        Message::FlowMod(fm) => {
-            let bridge = ctx.bridge.clone();
-            let of10 = v == OFP10_VERSION;
-            match with_switch(&ctx.switch, move |s| s.of_flow_mod(&bridge, &fm, of10)).await {
-                Some(Ok(())) => Vec::new(),
-                Some(Err(e)) => vec![of::error_reply(v, e.error, raw)],
-                None => return (Vec::new(), true),
-            }
-        }
+        Message::FlowMod(_) => return flow_mods(conn, ctx, &[raw]).await,
         Message::PacketOut(po) => {
             if po.buffer_id != NO_BUFFER {
                 error(
@@ -706,6 +751,52 @@ async fn handle(conn: &mut Conn, ctx: &Ctx, peer: &str, raw: &[u8]) -> (Vec<Vec<
         }
     };
     (out, false)
+}
+
+/// Applies a run of FLOW_MOD messages as one batch; returns the ERRORs
+/// (in message order) and whether to close.
+async fn flow_mods(conn: &mut Conn, ctx: &Ctx, raws: &[&[u8]]) -> (Vec<Vec<u8>>, bool) {
+    let v = conn.v();
+    let mut out = Vec::new();
+    let mut fms = Vec::with_capacity(raws.len());
+    // Index of each decoded FLOW_MOD's message, for its error reply.
+    let mut at = Vec::with_capacity(raws.len());
+    for (k, raw) in raws.iter().enumerate() {
+        match of::decode(raw) {
+            Ok((_, Message::FlowMod(fm))) => {
+                fms.push(fm);
+                at.push(k);
+            }
+            Ok(_) => {}
+            Err(e) => out.push((k, of::error_reply(v, e.error, raw))),
+        }
+    }
+    if !fms.is_empty() {
+        let bridge = ctx.bridge.clone();
+        let of10 = v == OFP10_VERSION;
+        let Some((results, ticket)) = with_switch(&ctx.switch, move |s| {
+            let r = s.of_flow_mods(&bridge, &fms, of10);
+            let t = s.flush_journal().unwrap_or_else(|e| {
+                log::error!("saving state after OpenFlow flow mods: {e}");
+                None
+            });
+            (r, t)
+        })
+        .await
+        else {
+            return (Vec::new(), true);
+        };
+        if ticket.is_some() {
+            conn.unsynced = ticket;
+        }
+        for (r, k) in results.into_iter().zip(at) {
+            if let Err(e) = r {
+                out.push((k, of::error_reply(v, e, raws[k])));
+            }
+        }
+    }
+    out.sort_by_key(|(k, _)| *k);
+    (out.into_iter().map(|(_, m)| m).collect(), false)
 }
 
 async fn bridge(ctx: &Ctx) -> Option<OfBridge> {

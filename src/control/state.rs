@@ -1,9 +1,11 @@
 //! The state store: the running configuration, persisted atomically.
 //!
 //! # What?
-//! `<state-dir>/state.toml` holds the whole configuration in the same TOML
-//! schema as `--config` files and `rvsctl export` (plus `format_version`).
-//! Every accepted change is written before the request is acknowledged.
+//! `<state-dir>/state.toml` holds a snapshot of the whole configuration in
+//! the same TOML schema as `--config` files and `rvsctl export` (plus
+//! `format_version` and `journal`); the changes accepted since are in the
+//! journal files next to it ([`super::journal`]), replayed on load. Every
+//! accepted change is durable before the request is acknowledged.
 //!
 //! # Design
 //! A save writes `state.toml.tmp`, fsyncs it, renames it over
@@ -64,6 +66,11 @@ impl StateStore {
         })
     }
 
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Path of the state file.
     pub fn path(&self) -> PathBuf {
         self.dir.join(STATE_FILE)
@@ -88,7 +95,18 @@ impl StateStore {
                 "written by a newer rvs (format_version {v}; this rvsd reads up to {FORMAT_VERSION})"
             ))),
             None => Err(corrupt("missing format_version".into())),
-            Some(_) => Ok(Some(cfg)),
+            Some(_) => {
+                let Some(from) = cfg.journal else {
+                    return Ok(Some(cfg));
+                };
+                let records = crate::control::journal::read_journals(&self.dir, from)?;
+                crate::control::journal::replay(cfg, records)
+                    .map(Some)
+                    .map_err(|message| StateError::Corrupt {
+                        path: crate::control::journal::journal_path(&self.dir, from),
+                        message,
+                    })
+            }
         }
     }
 

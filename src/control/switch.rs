@@ -20,14 +20,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
-use flowtable::classifier::{CounterPolicy, Rule, RuleId};
 use flowtable::syntax::{self, Flow, FlowFilter, FlowStats};
 use flowtable::{PortNo, TableId, Vid};
 use rvs_ctl::proto::{BridgeInfo, ErrorKind, FlowInfo, PortInfo, Reply, Request, Response};
 
 use crate::bridge::{Bridge, VlanConfig, VlanError, VlanMode};
 use crate::config::{BridgeConfig, Config, FlowConfig, PortConfig};
+use crate::control::flows::{BridgeFlows, FlowChange, FlowError, FlowRemovedSink};
+use crate::control::journal::{Durable, Journal, Record, Snapshot};
 use crate::control::ofchannel::Target;
 use crate::control::state::StateStore;
 use crate::datapath::controller::{OfShared, PacketInSink};
@@ -38,6 +38,10 @@ use crate::datapath::xlate::BridgeRt;
 use crate::datapath::Command;
 use crate::netdev;
 use crate::port::{AfPacketPort, PortIo, PortKind, TapPort};
+
+/// Journal records after which a snapshot is written, at least (else:
+/// once the journal holds more records than the tables hold flows).
+const COMPACT_MIN: u64 = 100_000;
 
 /// Default MAC aging time, seconds.
 pub const DEFAULT_AGING_S: u32 = 300;
@@ -91,8 +95,8 @@ struct BridgeState {
     aging_s: u32,
     table_size: u32,
     ports: BTreeMap<PortNo, PortState>,
-    pipeline: Pipeline,
-    published: Arc<ArcSwap<Pipeline>>,
+    /// Flow tables (published to the datapath in batches).
+    flows: BridgeFlows,
     /// OpenFlow controller targets, as given.
     controllers: Vec<String>,
     /// Fail mode `secure` (false: `standalone`).
@@ -246,6 +250,13 @@ pub struct Switch {
     packet_in_sink: Option<PacketInSink>,
     /// Woken after every accepted change (the OpenFlow channel waits on it).
     changed: Arc<tokio::sync::Notify>,
+    /// Where accepted changes are appended (started after the initial
+    /// load; `None` without a store).
+    journal: Option<Journal>,
+    /// Records of the request being handled, appended as one batch.
+    records: Vec<Record>,
+    /// Where FLOW_REMOVED events go (set by the OpenFlow channel).
+    flow_removed: Option<FlowRemovedSink>,
 }
 
 impl std::fmt::Debug for Switch {
@@ -375,15 +386,80 @@ impl Switch {
             restoring: false,
             packet_in_sink: None,
             changed: Arc::new(tokio::sync::Notify::new()),
+            journal: None,
+            records: Vec::new(),
+            flow_removed: None,
         })
     }
 
-    /// Persists the running configuration, if there is a store.
-    pub fn save(&self) -> std::result::Result<(), String> {
-        match &self.store {
-            Some(st) => st.save(&self.export()).map_err(|e| e.to_string()),
-            None => Ok(()),
+    /// A snapshot of the whole state as of now: the configuration and
+    /// each bridge's flow entries (pointers; formatted later).
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            cfg: self.export_config(false),
+            flows: self
+                .bridges
+                .values()
+                .map(|b| b.flows.entries(&FlowFilter::default()))
+                .collect(),
+            journal: 0,
         }
+    }
+
+    /// Writes the complete state (snapshot) and starts the journal after
+    /// it; called once the initial configuration is loaded. Without a
+    /// store, does nothing.
+    pub fn save(&mut self) -> std::result::Result<(), String> {
+        let Some(st) = &self.store else {
+            return Ok(());
+        };
+        let dir = st.dir().to_path_buf();
+        let gen = crate::control::journal::journal_gens(&dir)
+            .last()
+            .map_or(1, |g| g + 1);
+        self.journal = None;
+        let mut snap = self.snapshot();
+        snap.journal = gen;
+        self.journal = Some(Journal::start(&dir, &snap).map_err(|e| e.to_string())?);
+        self.records.clear();
+        Ok(())
+    }
+
+    /// Appends the records of the changes so far as one batch; returns
+    /// what a caller must wait on for them to be durable
+    /// ([`Durable::wait`]), and compacts the journal into a new snapshot
+    /// when it has outgrown the tables.
+    pub fn flush_journal(&mut self) -> std::result::Result<Option<(Arc<Durable>, u64)>, String> {
+        let records = std::mem::take(&mut self.records);
+        let Some(j) = self.journal.as_mut() else {
+            return Ok(None);
+        };
+        let seq = j.append(&records)?;
+        let flows: u64 = self.bridges.values().map(|b| b.flows.len() as u64).sum();
+        let j = self
+            .journal
+            .as_ref()
+            .map(|j| (j.since_snapshot(), j.compacting()));
+        if let Some((since, false)) = j {
+            if since > COMPACT_MIN.max(flows) {
+                let snap = self.snapshot();
+                if let Some(j) = self.journal.as_mut() {
+                    j.compact(snap)?;
+                }
+            }
+        }
+        Ok(self.journal.as_ref().map(|j| (j.durable(), seq)))
+    }
+
+    /// What to wait on for everything appended to the journal so far to
+    /// be durable (`None` without a journal).
+    pub fn durable_ticket(&self) -> Option<(Arc<Durable>, u64)> {
+        self.journal.as_ref().map(|j| (j.durable(), j.ticket()))
+    }
+
+    /// Installs the sink of FLOW_REMOVED events.
+    pub fn set_flow_removed_sink(&mut self, sink: FlowRemovedSink) {
+        self.flow_removed = Some(sink);
     }
 
     /// Waits until the datapath carried out what was sent to it.
@@ -399,6 +475,14 @@ impl Switch {
 
     /// Stops the datapath; switch-owned TAPs go away with their fds.
     pub fn shutdown(&mut self) {
+        // Fold the journal into a complete snapshot, then stop recording:
+        // removing the bridges below tears down the datapath, not state.
+        if self.journal.is_some() {
+            if let Err(e) = self.save() {
+                log::error!("writing the final state snapshot: {e}");
+            }
+        }
+        self.journal = None;
         let names: Vec<String> = self.bridges.keys().cloned().collect();
         for b in names {
             let _ = self.del_br(&b, true);
@@ -424,20 +508,33 @@ impl Switch {
                 | Request::GetController { .. }
                 | Request::Apply { dry_run: true, .. }
         );
-        match self.dispatch(req) {
-            Ok(r) => {
-                if mutating {
-                    self.changed.notify_one();
-                    if let Err(e) = self.save() {
-                        log::error!("saving state: {e}");
-                        return Response::err(
-                            ErrorKind::System,
-                            format!("the change was applied but could not be saved: {e}"),
-                        );
-                    }
-                }
-                Response::ok(r)
+        let flows_only = matches!(
+            req,
+            Request::AddFlows { .. }
+                | Request::ModFlows { .. }
+                | Request::DelFlows { .. }
+                | Request::ReplaceFlows { .. }
+        );
+        let r = self.dispatch(req);
+        if r.is_ok() && mutating {
+            self.changed.notify_one();
+            if !flows_only && self.journal.is_some() {
+                self.records.push(Record::Config {
+                    cfg: Box::new(self.export_config(false)),
+                });
             }
+        }
+        // Even a rejected request may have journaled (an apply that
+        // failed and rolled back): the records say what happened.
+        if let Err(e) = self.flush_journal() {
+            log::error!("saving state: {e}");
+            return Response::err(
+                ErrorKind::System,
+                format!("the change was applied but could not be saved: {e}"),
+            );
+        }
+        match r {
+            Ok(r) => Response::ok(r),
             Err(e) => Response::err(e.kind, e.message),
         }
     }
@@ -614,19 +711,20 @@ impl Switch {
         let id = self.next_bridge_id;
         self.next_bridge_id += 1;
         let now = self.now_ms();
-        let mut pipeline = Pipeline::new();
+        let mut flows = BridgeFlows::new(name, self.worker.len());
         let normal_flow = syntax::parse_flow("priority=0,actions=NORMAL", &|_| None)
             .map_err(|e| reject(ErrorKind::Internal, e.to_string()))?;
-        insert_flow(&mut pipeline, normal_flow, now);
-        let published = Arc::new(ArcSwap::from_pointee(pipeline.clone()));
+        flows
+            .add(normal_flow, 0, now)
+            .map_err(|e| reject(ErrorKind::Internal, e.to_string()))?;
+        flows.publish();
+        let published = flows.shared();
         let normal = Bridge::new();
         let of = Arc::new(OfShared::default());
         of.set_sink(self.packet_in_sink.clone());
         self.worker.send(Command::AddBridge {
             id,
-            rt: Box::new(
-                BridgeRt::new(name.to_string(), published.clone(), normal).with_of(of.clone()),
-            ),
+            rt: Box::new(BridgeRt::new(name.to_string(), published, normal).with_of(of.clone())),
         });
         let shared = Arc::new(PortShared::new(None));
         let vlan = VlanConfig::default();
@@ -663,8 +761,7 @@ impl Switch {
                 aging_s: DEFAULT_AGING_S,
                 table_size: DEFAULT_TABLE_SIZE,
                 ports,
-                pipeline,
-                published,
+                flows,
                 controllers: Vec::new(),
                 secure: false,
                 datapath_id: None,
@@ -672,6 +769,7 @@ impl Switch {
             },
         );
         self.owner.insert(name.to_string(), name.to_string());
+        self.commit_flows(name);
         log::info!("added bridge {name}");
         Ok(Self::done("", 1))
     }
@@ -900,81 +998,87 @@ impl Switch {
         self.of_bridges().into_iter().find(|b| b.name == name)
     }
 
-    /// Applies an OpenFlow FLOW_MOD to `bridge`, through the same tables
-    /// as `rvsctl`, and persists the result. `of10` selects OpenFlow
-    /// 1.0's MODIFY, which adds the flow when nothing matches.
-    pub fn of_flow_mod(
+    /// Applies OpenFlow FLOW_MODs to `bridge`, in order, through the same
+    /// tables as `rvsctl`, and publishes them to the datapath at once.
+    /// Returns one result per message. `of10` selects OpenFlow 1.0's
+    /// MODIFY, which adds the flow when nothing matches. The changes are
+    /// journaled; [`Switch::sync`] makes them durable (BARRIER).
+    pub fn of_flow_mods(
         &mut self,
         bridge: &str,
-        fm: &crate::openflow::msg::FlowMod,
+        fms: &[crate::openflow::msg::FlowMod],
         of10: bool,
-    ) -> std::result::Result<(), crate::openflow::DecodeError> {
+    ) -> Vec<std::result::Result<(), crate::openflow::error::OfpError>> {
+        use crate::control::flows::RESET_COUNTS;
+        use crate::openflow::error::{flow_mod_failed, ErrorType, OfpError};
         use crate::openflow::msg::FlowModCommand as C;
         let now = self.now_ms();
         let Some(b) = self.bridges.get_mut(bridge) else {
-            return Ok(());
+            return fms.iter().map(|_| Ok(())).collect();
         };
-        match fm.command {
-            C::Add => {
-                let f = fm.to_flow()?;
-                insert_flow(&mut b.pipeline, f, now);
+        let flow_err = |e: FlowError| match e {
+            FlowError::TableFull { .. } => {
+                OfpError::new(ErrorType::FlowModFailed, flow_mod_failed::TABLE_FULL)
             }
-            C::Modify | C::ModifyStrict => {
-                let filter = fm.filter();
-                let sel = Self::select(b, &filter, fm.command.is_strict());
-                if sel.is_empty() {
-                    if of10 {
-                        // 1.0 has no table id in flow mods: add to table 0.
-                        let mut add = fm.clone();
-                        if add.table_id > TableId::MAX.0 {
-                            add.table_id = 0;
+            FlowError::Overlap(_) => {
+                OfpError::new(ErrorType::FlowModFailed, flow_mod_failed::OVERLAP)
+            }
+        };
+        let mut out = Vec::with_capacity(fms.len());
+        for fm in fms {
+            let r = (|| -> std::result::Result<(), OfpError> {
+                match fm.command {
+                    C::Add => {
+                        let f = fm.to_flow().map_err(|e| e.error)?;
+                        b.flows.add(f, fm.flags, now).map_err(flow_err)
+                    }
+                    C::Modify | C::ModifyStrict => {
+                        let filter = fm.filter();
+                        let strict = fm.command.is_strict();
+                        let reset = fm.flags & RESET_COUNTS != 0;
+                        let n = b.flows.modify(&filter, strict, &fm.actions, None, reset);
+                        if n == 0 && of10 {
+                            // 1.0 has no table id in flow mods: add to table 0.
+                            let mut add = fm.clone();
+                            if add.table_id > TableId::MAX.0 {
+                                add.table_id = 0;
+                            }
+                            let f = add.to_flow().map_err(|e| e.error)?;
+                            b.flows.add(f, fm.flags, now).map_err(flow_err)?;
                         }
-                        insert_flow(&mut b.pipeline, add.to_flow()?, now);
+                        Ok(())
                     }
-                } else {
-                    for (t, id) in &sel {
-                        b.pipeline.table_mut(*t).modify(*id, |r| {
-                            let mut f = r.data.flow.clone();
-                            f.actions = fm.actions.clone();
-                            r.data = Arc::new(r.data.replaced(f));
-                        });
+                    C::Delete | C::DeleteStrict => {
+                        b.flows.delete(&fm.filter(), fm.command.is_strict());
+                        Ok(())
                     }
                 }
-            }
-            C::Delete | C::DeleteStrict => {
-                let sel = Self::select(b, &fm.filter(), fm.command.is_strict());
-                for (t, id) in &sel {
-                    b.pipeline.table_mut(*t).remove(*id);
-                }
-            }
+            })();
+            out.push(r);
         }
-        self.publish(bridge);
-        self.changed.notify_one();
-        if let Err(e) = self.save() {
-            log::error!("saving state after an OpenFlow flow_mod: {e}");
+        self.commit_flows(bridge);
+        out
+    }
+
+    /// Flows of `bridge` that `filter` selects (loosely), in `dump-flows`
+    /// order: pointers only, to be formatted without the switch lock.
+    pub fn flow_entries(&self, bridge: &str, filter: &FlowFilter) -> Vec<Arc<FlowEntry>> {
+        match self.bridges.get(bridge) {
+            Some(b) => b.flows.entries(filter),
+            None => Vec::new(),
         }
-        Ok(())
     }
 
     /// Flows of `bridge` that `filter` selects (loosely), with counters.
     pub fn of_flow_stats(&self, bridge: &str, filter: &FlowFilter) -> Vec<OfFlowStats> {
         let now = self.now_ms();
-        let Some(b) = self.bridges.get(bridge) else {
-            return Vec::new();
-        };
-        b.pipeline
-            .tables
+        self.flow_entries(bridge, filter)
             .iter()
-            .flat_map(|t| t.iter())
-            .filter(|(_, r)| filter.selects(&r.data.flow, false))
-            .map(|(_, r)| {
-                let e = &r.data;
-                OfFlowStats {
-                    flow: e.flow.clone(),
-                    duration_ms: now.saturating_sub(e.created_ms),
-                    packets: e.n_packets(),
-                    bytes: e.n_bytes(),
-                }
+            .map(|e| OfFlowStats {
+                flow: e.flow.clone(),
+                duration_ms: now.saturating_sub(e.created_ms),
+                packets: e.n_packets(),
+                bytes: e.n_bytes(),
             })
             .collect()
     }
@@ -985,7 +1089,7 @@ impl Switch {
         let Some(b) = self.bridges.get(bridge) else {
             return Vec::new();
         };
-        table_counts(&b.pipeline)
+        table_counts(b.flows.view())
     }
 
     /// Port counters of `bridge` (all ports, or only `port`).
@@ -1301,11 +1405,62 @@ impl Switch {
 
     // ---- flows ---------------------------------------------------------
 
-    fn publish(&mut self, bridge: &str) {
-        if let Some(b) = self.bridges.get_mut(bridge) {
-            b.pipeline.version += 1;
-            b.pipeline.generation = Pipeline::next_generation();
-            b.published.store(Arc::new(b.pipeline.clone()));
+    /// Publishes `bridge`'s pending flow edits to the datapath and hands
+    /// the recorded changes to the journal and to FLOW_REMOVED.
+    fn commit_flows(&mut self, bridge: &str) {
+        let now = self.now_ms();
+        let Some(b) = self.bridges.get_mut(bridge) else {
+            return;
+        };
+        b.flows.publish();
+        let changes = b.flows.take_changes();
+        if changes.is_empty() {
+            return;
+        }
+        let id = b.id;
+        if let Some(tx) = &self.flow_removed {
+            for c in &changes {
+                if let FlowChange::Removed(e, why) = c {
+                    if e.flags & crate::control::flows::SEND_FLOW_REM != 0 {
+                        let ev = crate::control::flows::FlowRemovedEvent {
+                            bridge: id,
+                            entry: e.clone(),
+                            reason: *why,
+                            duration_ms: now.saturating_sub(e.created_ms),
+                        };
+                        if tx.try_send(ev).is_err() {
+                            log::debug!("bridge {bridge}: FLOW_REMOVED queue full; dropped");
+                        }
+                    }
+                }
+            }
+        }
+        self.journal_flows(bridge, changes);
+    }
+
+    /// Queues journal records for `changes` of `bridge`'s flows.
+    fn journal_flows(&mut self, bridge: &str, changes: Vec<FlowChange>) {
+        if self.journal.is_none() {
+            return;
+        }
+        let b = bridge.to_string();
+        self.records.extend(changes.into_iter().map(|c| match c {
+            FlowChange::Added(e) => Record::Add {
+                b: b.clone(),
+                f: syntax::fmt_flow(&e.flow, None),
+            },
+            FlowChange::Removed(e, _) => Record::Del {
+                b: b.clone(),
+                f: syntax::fmt_flow(&e.flow, None),
+            },
+            FlowChange::Cleared => Record::Clear { b: b.clone() },
+        }));
+    }
+
+    fn flow_error(e: FlowError, verb: &str) -> Reject {
+        match e {
+            FlowError::TableFull { .. } => reject(ErrorKind::Invalid, format!("{verb}: {e}")),
+            FlowError::Overlap(_) => invalid(format!("{verb}: {e}")),
         }
     }
 
@@ -1313,6 +1468,7 @@ impl Switch {
         let b = self.bridge(bridge)?;
         let lookup = |n: &str| b.port_no(n);
         let single = text.lines().filter(|l| !l.trim().is_empty()).count() <= 1;
+        let verb = if single { "add-flow" } else { "add-flows" };
         let flows = syntax::parse_flows(text, &lookup).map_err(|e| {
             if single {
                 invalid(format!("add-flow: {}", e.source))
@@ -1322,24 +1478,12 @@ impl Switch {
         })?;
         let now = self.now_ms();
         let b = self.bridge_mut(bridge)?;
-        let n = flows.len();
-        for f in flows {
-            insert_flow(&mut b.pipeline, f, now);
-        }
-        self.publish(bridge);
+        let n = b
+            .flows
+            .add_many(flows, now)
+            .map_err(|e| Self::flow_error(e, verb))?;
+        self.commit_flows(bridge);
         Ok(Self::done("", n as u64))
-    }
-
-    fn select(b: &BridgeState, filter: &FlowFilter, strict: bool) -> Vec<(u8, RuleId)> {
-        let mut out = Vec::new();
-        for (t, table) in b.pipeline.tables.iter().enumerate() {
-            for (id, r) in table.iter() {
-                if filter.selects(&r.data.flow, strict) {
-                    out.push((t as u8, id));
-                }
-            }
-        }
-        out
     }
 
     fn mod_flows(&mut self, bridge: &str, text: &str, strict: bool) -> Result<Reply> {
@@ -1347,26 +1491,11 @@ impl Switch {
         let lookup = |n: &str| b.port_no(n);
         let (filter, new) = syntax::parse_flow_mod(text, &lookup)
             .map_err(|e| invalid(format!("mod-flows: {e}")))?;
-        let keep_cookie = filter.cookie_mask != 0;
-        let sel = Self::select(b, &filter, strict);
+        let cookie = (filter.cookie_mask == 0 && new.cookie != 0).then_some(new.cookie);
         let b = self.bridge_mut(bridge)?;
-        for (t, id) in &sel {
-            let table = b.pipeline.table_mut(*t);
-            table.modify(*id, |r| {
-                let mut f = r.data.flow.clone();
-                f.actions = new.actions.clone();
-                if !keep_cookie && new.cookie != 0 {
-                    f.cookie = new.cookie;
-                    r.cookie = new.cookie;
-                }
-                r.data = Arc::new(r.data.replaced(f));
-            });
-        }
-        self.publish(bridge);
-        Ok(Self::done(
-            format!("modified {} flows", sel.len()),
-            sel.len() as u64,
-        ))
+        let n = b.flows.modify(&filter, strict, &new.actions, cookie, false);
+        self.commit_flows(bridge);
+        Ok(Self::done(format!("modified {n} flows"), n as u64))
     }
 
     fn del_flows(&mut self, bridge: &str, text: &str, strict: bool) -> Result<Reply> {
@@ -1374,16 +1503,10 @@ impl Switch {
         let lookup = |n: &str| b.port_no(n);
         let filter = syntax::parse_match_filter(text, &lookup)
             .map_err(|e| invalid(format!("del-flows: {e}")))?;
-        let sel = Self::select(b, &filter, strict);
         let b = self.bridge_mut(bridge)?;
-        for (t, id) in &sel {
-            b.pipeline.table_mut(*t).remove(*id);
-        }
-        self.publish(bridge);
-        Ok(Self::done(
-            format!("deleted {} flows", sel.len()),
-            sel.len() as u64,
-        ))
+        let n = b.flows.delete(&filter, strict);
+        self.commit_flows(bridge);
+        Ok(Self::done(format!("deleted {n} flows"), n as u64))
     }
 
     fn replace_flows(&mut self, bridge: &str, text: &str) -> Result<Reply> {
@@ -1391,29 +1514,13 @@ impl Switch {
         let lookup = |n: &str| b.port_no(n);
         let flows = syntax::parse_flows(text, &lookup)
             .map_err(|e| invalid(format!("replace-flows: {e}; no flows were changed")))?;
-        // Unchanged flows keep their entries (and counters).
-        let mut old: HashMap<Flow, Arc<FlowEntry>> = HashMap::new();
-        for t in &b.pipeline.tables {
-            for (_, r) in t.iter() {
-                old.insert(r.data.flow.clone(), r.data.clone());
-            }
-        }
         let now = self.now_ms();
-        let mut p = Pipeline {
-            tables: Vec::new(),
-            version: b.pipeline.version,
-            generation: Pipeline::next_generation(),
-            stats: b.pipeline.stats.clone(),
-        };
-        let n = flows.len();
-        for f in flows {
-            match old.get(&f) {
-                Some(e) => insert_entry(&mut p, e.clone(), now),
-                None => insert_flow(&mut p, f, now),
-            }
-        }
-        self.bridge_mut(bridge)?.pipeline = p;
-        self.publish(bridge);
+        let b = self.bridge_mut(bridge)?;
+        let n = b
+            .flows
+            .replace_all(flows, now)
+            .map_err(|e| Self::flow_error(e, "replace-flows"))?;
+        self.commit_flows(bridge);
         Ok(Self::done("", n as u64))
     }
 
@@ -1424,74 +1531,52 @@ impl Switch {
             .map_err(|e| invalid(format!("dump-flows: {e}")))?;
         let now = self.now_ms();
         let mut flows = Vec::new();
-        for table in &b.pipeline.tables {
-            for (_, r) in table.iter() {
-                let e = &r.data;
-                if !filter.selects(&e.flow, false) {
-                    continue;
-                }
-                let n_packets = e.n_packets();
-                let n_bytes = e.n_bytes();
-                let last = e.last_used_ms();
-                let stats = FlowStats {
-                    duration_ms: now.saturating_sub(e.created_ms),
-                    n_packets,
-                    n_bytes,
-                    idle_age_s: now.saturating_sub(last) / 1000,
-                };
-                flows.push(FlowInfo {
-                    table: e.flow.table.0,
-                    priority: e.flow.priority.0,
-                    cookie: e.flow.cookie,
-                    n_packets,
-                    n_bytes,
-                    duration_ms: stats.duration_ms,
-                    idle_age: stats.idle_age_s,
-                    flow: syntax::fmt_flow(&e.flow, None),
-                    text: syntax::fmt_with_stats(&e.flow, &stats, None),
-                });
-            }
+        for e in b.flows.entries(&filter) {
+            let n_packets = e.n_packets();
+            let n_bytes = e.n_bytes();
+            let last = e.last_used_ms();
+            let stats = FlowStats {
+                duration_ms: now.saturating_sub(e.created_ms),
+                n_packets,
+                n_bytes,
+                idle_age_s: now.saturating_sub(last) / 1000,
+            };
+            flows.push(FlowInfo {
+                table: e.flow.table.0,
+                priority: e.flow.priority.0,
+                cookie: e.flow.cookie,
+                n_packets,
+                n_bytes,
+                duration_ms: stats.duration_ms,
+                idle_age: stats.idle_age_s,
+                flow: syntax::fmt_flow(&e.flow, None),
+                text: syntax::fmt_with_stats(&e.flow, &stats, None),
+            });
         }
         Ok(Reply::Flows { flows })
     }
 
-    /// Removes flows whose idle or hard timeout has passed.
-    pub fn expire_flows(&mut self) -> bool {
-        let mut changed = false;
+    /// Removes flows whose idle or hard timeout has passed (a heap of
+    /// deadlines: only flows that are due are looked at). Returns the time
+    /// of the next deadline, if any.
+    pub fn expire_flows(&mut self) -> Option<u64> {
         let now = self.now_ms();
-        let names: Vec<String> = self.bridges.keys().cloned().collect();
-        for name in names {
-            let Some(b) = self.bridges.get_mut(&name) else {
-                continue;
-            };
-            let mut dead = Vec::new();
-            for (t, table) in b.pipeline.tables.iter().enumerate() {
-                for (id, r) in table.iter() {
-                    let f = &r.data.flow;
-                    if f.idle_timeout == 0 && f.hard_timeout == 0 {
-                        continue;
-                    }
-                    let last = r.data.last_used_ms();
-                    let hard = f.hard_timeout != 0
-                        && now.saturating_sub(r.data.created_ms)
-                            >= u64::from(f.hard_timeout) * 1000;
-                    let idle = f.idle_timeout != 0
-                        && now.saturating_sub(last) >= u64::from(f.idle_timeout) * 1000;
-                    if hard || idle {
-                        dead.push((t as u8, id));
-                    }
-                }
+        let due: Vec<String> = self
+            .bridges
+            .values()
+            .filter(|b| b.flows.next_deadline().is_some_and(|d| d <= now))
+            .map(|b| b.name.clone())
+            .collect();
+        for name in due {
+            if let Some(b) = self.bridges.get_mut(&name) {
+                b.flows.expire(now);
             }
-            if dead.is_empty() {
-                continue;
-            }
-            for (t, id) in dead {
-                b.pipeline.table_mut(t).remove(id);
-            }
-            self.publish(&name);
-            changed = true;
+            self.commit_flows(&name);
         }
-        changed
+        self.bridges
+            .values()
+            .filter_map(|b| b.flows.next_deadline())
+            .min()
     }
 
     fn trace(&mut self, bridge: &str, text: &str) -> Result<Reply> {
@@ -1577,8 +1662,14 @@ impl Switch {
 
     /// The running configuration.
     pub fn export(&self) -> Config {
+        self.export_config(true)
+    }
+
+    /// The running configuration, with or without flows (`flow` unset).
+    fn export_config(&self, with_flows: bool) -> Config {
         Config {
             format_version: None,
+            journal: None,
             bridge: self
                 .bridges
                 .values()
@@ -1589,6 +1680,8 @@ impl Switch {
                     controller: b.controllers.clone(),
                     fail_mode: b.secure.then(|| "secure".to_string()),
                     datapath_id: b.datapath_id.map(|d| format!("{d:016x}")),
+                    flow_limit: (b.flows.limit() != crate::control::flows::DEFAULT_FLOW_LIMIT)
+                        .then_some(b.flows.limit() as u64),
                     port: b
                         .ports
                         .values()
@@ -1603,16 +1696,17 @@ impl Switch {
                             peer: p.peer.clone(),
                         })
                         .collect(),
-                    flow: Some(
-                        b.pipeline
+                    flow: with_flows.then(|| {
+                        b.flows
+                            .view()
                             .tables
                             .iter()
                             .flat_map(|t| t.iter())
                             .map(|(_, r)| FlowConfig {
                                 flow: syntax::fmt_flow(&r.data.flow, None),
                             })
-                            .collect(),
-                    ),
+                            .collect()
+                    }),
                 })
                 .collect(),
         }
@@ -1655,21 +1749,6 @@ fn port_info(p: &PortState) -> PortInfo {
         up: p.shared.is_up(),
         down_reason: p.shared.down_reason(),
     }
-}
-
-fn insert_entry(p: &mut Pipeline, e: Arc<FlowEntry>, now: u64) {
-    let f = &e.flow;
-    let rule = Rule::new(f.m, f.priority, e.clone())
-        .with_cookie(f.cookie)
-        .with_idle_timeout(f.idle_timeout)
-        .with_hard_timeout(f.hard_timeout);
-    p.table_mut(f.table.0)
-        .insert(rule, now, CounterPolicy::Reset);
-}
-
-/// OpenFlow ADD: replaces a flow with the same match and priority.
-fn insert_flow(p: &mut Pipeline, f: Flow, now: u64) {
-    insert_entry(p, Arc::new(FlowEntry::new(f, now)), now);
 }
 
 /// One step of an `apply`.
@@ -2254,7 +2333,8 @@ impl Switch {
             let want_text: Vec<String> = flows.iter().map(|f| syntax::fmt_flow(f, None)).collect();
             let cur_text: Vec<String> = match cur {
                 Some(c) => c
-                    .pipeline
+                    .flows
+                    .view()
                     .tables
                     .iter()
                     .flat_map(|t| t.iter())
@@ -2419,11 +2499,12 @@ name = \"p1\"
 
     #[test]
     fn table_counts_report_the_datapath_lookups() {
+        use flowtable::classifier::{CounterPolicy, Rule};
         use flowtable::key::FlowKey;
-        let mut p = Pipeline::new();
+        let mut p = Pipeline::new(2);
         let flow =
             syntax::parse_flow("table=1,priority=5,actions=drop", &|_: &str| None).expect("flow");
-        let rule = Rule::new(flow.m, flow.priority, Arc::new(FlowEntry::new(flow, 0)));
+        let rule = Rule::new(flow.m, flow.priority, Arc::new(FlowEntry::new(flow, 0, 2)));
         p.table_mut(1).insert(rule, 0, CounterPolicy::Reset);
         let k = FlowKey::default();
         // Lookups as the datapath counts them, on two workers.

@@ -17,13 +17,14 @@
 //! An entry stores the rule's [`RuleId`], not the rule, so it borrows
 //! nothing: a hit is resolved through the pipeline's id index (one more
 //! small hash probe), which also makes a cached id of a deleted rule
-//! harmless. Entries carry the pipeline's [`Pipeline::generation`], unique
-//! across every published version of every bridge; publishing a new
-//! version therefore invalidates all its entries at once, without a sweep.
+//! harmless. Entries carry the table's [`Pipeline::generation`], unique
+//! across every table of every published version of every bridge;
+//! publishing a change to a table therefore invalidates all its entries at
+//! once, without a sweep, and leaves the other tables' entries valid.
 //!
 //! # Invariants
 //! A hit returns exactly what [`Pipeline::lookup`] would return for the
-//! same generation, table and key (the pipeline version is immutable).
+//! same table generation and key (a published table is immutable).
 //!
 //! # Thread-safety
 //! One cache per worker, owned and used by that thread only.
@@ -147,7 +148,8 @@ impl Emc {
         let i = index(table, key);
         // `index` yields values below EMC_ENTRIES by construction.
         let e = &mut self.entries[i];
-        if e.generation == pipe.generation && e.table == table && e.key.words() == key.words() {
+        let generation = pipe.generation(table);
+        if e.generation == generation && e.table == table && e.key.words() == key.words() {
             self.stats.hits += 1;
             return match e.rule {
                 Some(id) => cls.get(id).map(|r| &r.data),
@@ -157,7 +159,7 @@ impl Emc {
         self.stats.misses += 1;
         let hit = cls.lookup(key);
         *e = Entry {
-            generation: pipe.generation,
+            generation,
             table,
             rule: hit.map(|(id, _)| id),
             key: *key,
@@ -178,7 +180,7 @@ mod tests {
 
     fn add(p: &mut Pipeline, text: &str) {
         let f = parse_flow(text, &|_| None).unwrap();
-        let e = Arc::new(FlowEntry::new(f.clone(), 0));
+        let e = Arc::new(FlowEntry::new(f.clone(), 0, 1));
         p.table_mut(0)
             .insert(Rule::new(f.m, f.priority, e), 0, CounterPolicy::Reset);
     }
@@ -206,7 +208,7 @@ mod tests {
 
     #[test]
     fn hits_agree_with_the_classifier_and_generations_invalidate() {
-        let mut p = Pipeline::new();
+        let mut p = Pipeline::new(1);
         add(&mut p, "priority=0,actions=NORMAL");
         add(&mut p, "priority=10,udp,nw_src=10.0.0.0/8,actions=drop");
         add(&mut p, "priority=20,udp,tp_dst=53,actions=output:2");
@@ -225,7 +227,7 @@ mod tests {
         // Table 1 does not exist: never cached, never a hit.
         assert!(emc.lookup(&p, 1, &keys[0]).is_none());
         // A table with fewer masks goes straight to the classifier.
-        let mut few = Pipeline::new();
+        let mut few = Pipeline::new(1);
         add(&mut few, "priority=0,actions=NORMAL");
         let before = emc.stats();
         assert_eq!(
@@ -236,7 +238,7 @@ mod tests {
 
         // A new generation (what publish does) changes the answer at once.
         let mut q = p.clone();
-        q.generation = Pipeline::next_generation();
+        q.renew(0);
         add(&mut q, "priority=30,udp,actions=drop");
         let before = emc.stats().hits;
         for k in &keys {
@@ -249,7 +251,7 @@ mod tests {
 
     #[test]
     fn cached_misses_and_collisions_stay_correct() {
-        let mut p = Pipeline::new();
+        let mut p = Pipeline::new(1);
         add(&mut p, "priority=10,udp,tp_dst=7,actions=drop");
         add(&mut p, "priority=11,udp,nw_src=0.0.0.9,actions=drop");
         add(&mut p, "priority=12,ip,actions=drop");

@@ -40,7 +40,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use arc_swap::{ArcSwap, Cache};
+use arc_swap::ArcSwap;
 use flowtable::extract::{extract_layout, Layout};
 use flowtable::key::{VLAN_PCP_MASK, VLAN_PRESENT, VLAN_VID_MASK};
 use flowtable::{offload, rewrite, Action, Field, FlowKey, PortNo};
@@ -83,8 +83,6 @@ pub struct Slot {
     pub patch_peer: Option<(u32, PortNo)>,
 }
 
-type PipelineCache = Cache<Arc<ArcSwap<Pipeline>>, Arc<Pipeline>>;
-
 /// A bridge as a worker holds it. Cloning gives another worker its own
 /// view that shares the pipeline, the MAC-learning state and the
 /// controller state.
@@ -92,12 +90,11 @@ type PipelineCache = Cache<Arc<ArcSwap<Pipeline>>, Arc<Pipeline>>;
 pub struct BridgeRt {
     /// Bridge name.
     pub name: String,
-    /// Published flow tables.
+    /// Published flow tables, loaded once per packet run: `ArcSwap::load`
+    /// takes a per-thread debt slot, no reference-count write on the
+    /// shared `Arc`, and holds nothing between packets (the control
+    /// plane reclaims the old copy once no packet runs on it).
     pub pipeline: Arc<ArcSwap<Pipeline>>,
-    /// This worker's cached view of `pipeline`: checking it for a new
-    /// version is one atomic load, with no reference-count write on the
-    /// `Arc` every worker shares. `None` only while a packet runs.
-    cache: Option<PipelineCache>,
     /// VLAN rules and MAC learning, shared by all workers; locked only
     /// while NORMAL decides (and by housekeeping and commands).
     pub normal: Arc<Mutex<Bridge>>,
@@ -114,7 +111,6 @@ impl BridgeRt {
     pub fn new(name: String, pipeline: Arc<ArcSwap<Pipeline>>, normal: Bridge) -> BridgeRt {
         BridgeRt {
             name,
-            cache: Some(Cache::new(pipeline.clone())),
             pipeline,
             normal: Arc::new(Mutex::new(normal)),
             ports: Vec::new(),
@@ -282,11 +278,8 @@ fn run_bridge(
         return Some(RxDrop::ResubmitLimit);
     };
     let mut outcome = std::mem::take(&mut rt.outcome);
-    let mut cache = rt
-        .cache
-        .take()
-        .unwrap_or_else(|| Cache::new(rt.pipeline.clone()));
-    let pipe = cache.load();
+    let guard = rt.pipeline.load();
+    let pipe: &Pipeline = &guard;
     let mut x = Exec {
         ctx,
         rt: &rt,
@@ -320,8 +313,8 @@ fn run_bridge(
         }
     }
     let verdict = (x.n_out == 0).then(|| x.drop.unwrap_or(RxDrop::Action));
+    drop(guard);
     rt.outcome = outcome;
-    rt.cache = Some(cache);
     if let Some(b) = ctx.bridges.get_mut(bridge as usize) {
         *b = Some(rt);
     }

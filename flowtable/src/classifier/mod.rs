@@ -135,6 +135,9 @@ impl std::fmt::Display for RuleId {
     }
 }
 
+/// A rule an insert replaced: its id and the rule as stored.
+pub type Replaced<T> = (RuleId, Arc<Rule<T>>);
+
 /// One flow rule of a table.
 ///
 /// ```
@@ -1027,27 +1030,16 @@ impl<T> Classifier<T> {
     }
 }
 
-// Mutations: may copy a rule shared with a clone, so `T: Clone`.
-impl<T: Clone> Classifier<T> {
-    /// OpenFlow ADD. Inserts `rule` with a fresh id, setting `created_ms`
-    /// and `last_used_ms` to `now_ms` and its counters to zero. If a rule
-    /// with the identical match and priority exists it is replaced (its
-    /// slot is reused, the new rule still gets a new id) and returned with
-    /// its id; `counters` says whether its packet and byte counts carry
-    /// over.
-    pub fn insert(
-        &mut self,
-        mut rule: Rule<T>,
-        now_ms: u64,
-        counters: CounterPolicy,
-    ) -> (RuleId, Option<(RuleId, Rule<T>)>) {
+// Mutations that share rules as `Arc`s: no bound on `T`.
+impl<T> Classifier<T> {
+    /// [`Classifier::insert`] of a rule that may be shared with another
+    /// classifier (the two copies of a double-buffered table hold the same
+    /// `Arc`s): times and counters are left as they are. Replaces and
+    /// returns a rule with the identical match and priority.
+    pub fn insert_shared(&mut self, rule: Arc<Rule<T>>) -> (RuleId, Option<Replaced<T>>) {
         let id = RuleId(self.next_id);
         self.next_id += 1;
         self.version += 1;
-        rule.created_ms = now_ms;
-        rule.last_used_ms = now_ms;
-        rule.n_packets = 0;
-        rule.n_bytes = 0;
         let timed = rule.has_timeout();
         let priority = rule.priority.0;
 
@@ -1062,35 +1054,21 @@ impl<T: Clone> Classifier<T> {
                 let old_id = e.id;
                 e.id = id;
                 let slot_idx = e.slot;
-                let slot = self.slots[slot_idx as usize].replace(Slot {
-                    id,
-                    rule: Arc::new(rule),
-                });
+                let slot = self.slots[slot_idx as usize].replace(Slot { id, rule });
                 self.ids.remove(&old_id);
                 self.ids.insert(id, slot_idx);
                 self.timed.remove(&old_id);
                 if timed {
                     self.timed.insert(id);
                 }
-                let old = slot.map(|s| Arc::unwrap_or_clone(s.rule));
-                if let (Some(old), CounterPolicy::Keep) = (&old, counters) {
-                    if let Some(Some(s)) = self.slots.get_mut(slot_idx as usize) {
-                        let r = Arc::make_mut(&mut s.rule);
-                        r.n_packets = old.n_packets;
-                        r.n_bytes = old.n_bytes;
-                    }
-                }
-                return (id, old.map(|o| (old_id, o)));
+                return (id, slot.map(|s| (old_id, s.rule)));
             }
         }
 
         // A new rule.
         let mask = *rule.m.mask();
         let key = *rule.m.key();
-        let slot = Slot {
-            id,
-            rule: Arc::new(rule),
-        };
+        let slot = Slot { id, rule };
         let slot_idx = match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize] = Some(slot);
@@ -1137,14 +1115,14 @@ impl<T: Clone> Classifier<T> {
         (id, None)
     }
 
-    /// Removes rule `id`, returning it.
-    pub fn remove(&mut self, id: RuleId) -> Option<Rule<T>> {
+    /// Removes rule `id`, returning it as stored (possibly shared).
+    pub fn remove_shared(&mut self, id: RuleId) -> Option<Arc<Rule<T>>> {
         let slot_idx = self.ids.remove(&id)?;
         let slot = self.slots.get_mut(slot_idx as usize)?.take()?;
         self.free.push(slot_idx);
         self.timed.remove(&id);
         self.version += 1;
-        let rule = Arc::unwrap_or_clone(slot.rule);
+        let rule = slot.rule;
         let priority = rule.priority.0;
 
         if let Some(&si) = self.by_mask.get(rule.m.mask()) {
@@ -1166,6 +1144,82 @@ impl<T: Clone> Classifier<T> {
         Some(rule)
     }
 
+    /// Swaps the stored rule `id` for `rule`, keeping the id (a modify that
+    /// shares the new rule with another copy). The match and priority must
+    /// be the old rule's; otherwise nothing changes and `rule` is handed
+    /// back as the error. Returns the old rule (`Ok(None)`: no rule `id`).
+    pub fn replace_shared(
+        &mut self,
+        id: RuleId,
+        rule: Arc<Rule<T>>,
+    ) -> Result<Option<Arc<Rule<T>>>, Arc<Rule<T>>> {
+        let Some(&slot_idx) = self.ids.get(&id) else {
+            return Ok(None);
+        };
+        let Some(Some(slot)) = self.slots.get_mut(slot_idx as usize) else {
+            return Ok(None);
+        };
+        if slot.rule.m != rule.m || slot.rule.priority != rule.priority {
+            return Err(rule);
+        }
+        if rule.has_timeout() {
+            self.timed.insert(id);
+        } else {
+            self.timed.remove(&id);
+        }
+        self.version += 1;
+        Ok(Some(std::mem::replace(&mut slot.rule, rule)))
+    }
+
+    /// The stored rule `id` (possibly shared).
+    pub fn get_shared(&self, id: RuleId) -> Option<&Arc<Rule<T>>> {
+        let slot = *self.ids.get(&id)?;
+        self.slots.get(slot as usize)?.as_ref().map(|s| &s.rule)
+    }
+
+    /// Every rule in storage order (unsorted, `O(n)`): for snapshots and
+    /// counts where [`Classifier::iter`]'s sort is not needed.
+    pub fn iter_unordered(&self) -> impl Iterator<Item = (RuleId, &Arc<Rule<T>>)> + '_ {
+        self.slots.iter().flatten().map(|s| (s.id, &s.rule))
+    }
+}
+
+// Mutations: may copy a rule shared with a clone, so `T: Clone`.
+impl<T: Clone> Classifier<T> {
+    /// OpenFlow ADD. Inserts `rule` with a fresh id, setting `created_ms`
+    /// and `last_used_ms` to `now_ms` and its counters to zero. If a rule
+    /// with the identical match and priority exists it is replaced (its
+    /// slot is reused, the new rule still gets a new id) and returned with
+    /// its id; `counters` says whether its packet and byte counts carry
+    /// over.
+    pub fn insert(
+        &mut self,
+        mut rule: Rule<T>,
+        now_ms: u64,
+        counters: CounterPolicy,
+    ) -> (RuleId, Option<(RuleId, Rule<T>)>) {
+        rule.created_ms = now_ms;
+        rule.last_used_ms = now_ms;
+        rule.n_packets = 0;
+        rule.n_bytes = 0;
+        let (id, old) = self.insert_shared(Arc::new(rule));
+        let old = old.map(|(old_id, r)| (old_id, Arc::unwrap_or_clone(r)));
+        if let (Some((_, old)), CounterPolicy::Keep) = (&old, counters) {
+            if let Some(slot) = self.ids.get(&id).copied() {
+                if let Some(Some(s)) = self.slots.get_mut(slot as usize) {
+                    let r = Arc::make_mut(&mut s.rule);
+                    r.n_packets = old.n_packets;
+                    r.n_bytes = old.n_bytes;
+                }
+            }
+        }
+        (id, old)
+    }
+
+    /// Removes rule `id`, returning it.
+    pub fn remove(&mut self, id: RuleId) -> Option<Rule<T>> {
+        self.remove_shared(id).map(Arc::unwrap_or_clone)
+    }
     /// Removes every rule in `ids` that exists, returning them in the order
     /// given.
     pub fn remove_many(&mut self, ids: impl IntoIterator<Item = RuleId>) -> Vec<(RuleId, Rule<T>)> {
