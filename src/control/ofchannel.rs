@@ -34,7 +34,7 @@
 //! Tasks on the tokio runtime; the switch behind its mutex.
 //!
 //! # Limits
-//! No buffering (buffer_id is always NO_BUFFER), no FLOW_REMOVED, no
+//! No buffering (buffer_id is always NO_BUFFER), no
 //! auxiliary connections, no TLS (`ssl:`/`pssl:`), roles are accepted and
 //! echoed but not enforced (every connection may modify flows), table
 //! statistics report no lookup counts.
@@ -50,7 +50,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::broadcast;
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::control::journal::Durable;
 use crate::control::switch::{OfBridge, OfPort, Switch};
 use crate::datapath::controller::{OfShared, PacketInEvent};
 use crate::openflow::error::{bad_request, ErrorType, OfpError};
@@ -81,6 +80,9 @@ const N_TABLES: u8 = TableId::COUNT as u8;
 const FLOW_MOD: u8 = 14;
 /// Bytes read from a connection at a time (at least).
 const READ_CHUNK: usize = 256 * 1024;
+/// Batches up to this many FLOW_MODs run on the channel's own thread
+/// when the switch lock is free.
+const INLINE_BATCH: usize = 16;
 /// Most FLOW_MODs applied under one lock.
 const MAX_BATCH: usize = 4096;
 /// Flows per table announced in table features/stats.
@@ -164,6 +166,7 @@ impl std::str::FromStr for Target {
 #[derive(Debug)]
 enum AsyncMsg {
     PacketIn(PacketIn),
+    FlowRemoved(crate::openflow::msg::FlowRemoved),
     /// OFPPR_ADD 0, DELETE 1, MODIFY 2.
     PortStatus(u8, OfPort),
 }
@@ -209,8 +212,11 @@ impl Drop for BridgeChan {
 /// Runs the OpenFlow channel of every bridge until dropped.
 pub async fn run(switch: Arc<Mutex<Switch>>) {
     let (pin_tx, mut pin_rx) = tokio::sync::mpsc::channel::<PacketInEvent>(PACKET_IN_QUEUE);
+    let (rem_tx, mut rem_rx) =
+        tokio::sync::mpsc::channel::<crate::control::flows::FlowRemovedEvent>(PACKET_IN_QUEUE);
     let Some(changed) = with_switch(&switch, move |s| {
         s.set_packet_in_sink(pin_tx);
+        s.set_flow_removed_sink(rem_tx);
         s.changed()
     })
     .await
@@ -224,6 +230,26 @@ pub async fn run(switch: Arc<Mutex<Switch>>) {
         tokio::select! {
             _ = changed.notified() => reconcile(&switch, &mut chans).await,
             _ = tick.tick() => reconcile(&switch, &mut chans).await,
+            ev = rem_rx.recv() => {
+                let Some(ev) = ev else { return };
+                if let Some(c) = chans.values().find(|c| c.id == ev.bridge) {
+                    let f = &ev.entry.flow;
+                    let m = crate::openflow::msg::FlowRemoved {
+                        cookie: f.cookie,
+                        priority: f.priority.0,
+                        reason: ev.reason as u8,
+                        table_id: f.table.0,
+                        duration_sec: (ev.duration_ms / 1000) as u32,
+                        duration_nsec: ((ev.duration_ms % 1000) * 1_000_000) as u32,
+                        idle_timeout: f.idle_timeout,
+                        hard_timeout: f.hard_timeout,
+                        packet_count: ev.entry.n_packets(),
+                        byte_count: ev.entry.n_bytes(),
+                        m: f.m,
+                    };
+                    let _ = c.tx.send(Arc::new(AsyncMsg::FlowRemoved(m)));
+                }
+            }
             ev = pin_rx.recv() => {
                 let Some(ev) = ev else { return };
                 if let Some(c) = chans.values().find(|c| c.id == ev.bridge) {
@@ -397,9 +423,6 @@ struct Conn {
     config: SwitchConfig,
     asyncc: AsyncConfig,
     role: u32,
-    /// The last flow changes' journal batch, waited for before a BARRIER
-    /// is answered.
-    unsynced: Option<(Arc<Durable>, u64)>,
     /// Counted in `OfShared` (undone when the connection ends).
     registered: bool,
     next_xid: u32,
@@ -433,7 +456,6 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, peer:
             flow_removed_mask: [0xf, 0],
         },
         role: ROLE_EQUAL,
-        unsynced: None,
         registered: false,
         next_xid: 0x7276_0000,
     };
@@ -565,6 +587,12 @@ fn async_msg(conn: &mut Conn, m: &AsyncMsg) -> Option<Vec<u8>> {
             }
             Message::PacketIn(p.clone())
         }
+        AsyncMsg::FlowRemoved(f) => {
+            if conn.asyncc.flow_removed_mask[slot] & (1 << f.reason) == 0 {
+                return None;
+            }
+            Message::FlowRemoved(f.clone())
+        }
         AsyncMsg::PortStatus(reason, p) => {
             if conn.asyncc.port_status_mask[slot] & (1 << reason) == 0 {
                 return None;
@@ -689,14 +717,9 @@ async fn handle(conn: &mut Conn, ctx: &Ctx, peer: &str, raw: &[u8]) -> (Vec<Vec<
         }
         Message::GetAsyncRequest => reply(conn, xid, &Message::GetAsyncReply(conn.asyncc)),
         Message::BarrierRequest => {
-            // Everything before the barrier is published already; make it
-            // durable too.
-            if let Some((d, seq)) = conn.unsynced.take() {
-                let r = tokio::task::spawn_blocking(move || d.wait(seq)).await;
-                if let Ok(Err(e)) = r {
-                    log::error!("openflow {peer}: {e}");
-                }
-            }
+            // Everything before the barrier is published and written to
+            // the journal already (it survives a crash of rvsd); the disk
+            // sync follows within the journal's group-commit delay.
             reply(conn, xid, &Message::BarrierReply)
         }
         Message::RoleRequest(r) => {
@@ -774,21 +797,32 @@ async fn flow_mods(conn: &mut Conn, ctx: &Ctx, raws: &[&[u8]]) -> (Vec<Vec<u8>>,
     if !fms.is_empty() {
         let bridge = ctx.bridge.clone();
         let of10 = v == OFP10_VERSION;
-        let Some((results, ticket)) = with_switch(&ctx.switch, move |s| {
+        let apply = move |s: &mut Switch| {
             let r = s.of_flow_mods(&bridge, &fms, of10);
-            let t = s.flush_journal().unwrap_or_else(|e| {
+            if let Err(e) = s.flush_journal() {
                 log::error!("saving state after OpenFlow flow mods: {e}");
-                None
-            });
-            (r, t)
-        })
-        .await
-        else {
-            return (Vec::new(), true);
+            }
+            r
         };
-        if ticket.is_some() {
-            conn.unsynced = ticket;
-        }
+        // A few flow mods (a controller's flow-mod + barrier round trip)
+        // take microseconds: run them here when the switch is free rather
+        // than pay two thread hand-offs; larger batches go to the
+        // blocking pool.
+        let inline = if raws.len() <= INLINE_BATCH {
+            match ctx.switch.try_lock() {
+                Ok(mut s) => Ok(apply(&mut s)),
+                Err(_) => Err(apply),
+            }
+        } else {
+            Err(apply)
+        };
+        let results = match inline {
+            Ok(r) => r,
+            Err(apply) => match with_switch(&ctx.switch, apply).await {
+                Some(r) => r,
+                None => return (Vec::new(), true),
+            },
+        };
         for (r, k) in results.into_iter().zip(at) {
             if let Err(e) = r {
                 out.push((k, of::error_reply(v, e, raws[k])));

@@ -43,6 +43,9 @@ use crate::port::{AfPacketPort, PortIo, PortKind, TapPort};
 /// once the journal holds more records than the tables hold flows).
 const COMPACT_MIN: u64 = 100_000;
 
+/// Largest per-bridge flow limit accepted.
+pub const MAX_FLOW_LIMIT: usize = 100_000_000;
+
 /// Default MAC aging time, seconds.
 pub const DEFAULT_AGING_S: u32 = 300;
 /// Default MAC table size, entries.
@@ -820,6 +823,7 @@ impl Switch {
         let b = self.bridge(name)?;
         let (mut aging, mut size) = (b.aging_s, b.table_size);
         let mut dpid = b.datapath_id;
+        let mut flow_limit = b.flows.limit();
         for (k, v) in settings {
             let key = k.replace('_', "-");
             let key = key.strip_prefix("other-config:").unwrap_or(&key);
@@ -833,6 +837,18 @@ impl Switch {
                         ))
                     })?)
                 };
+                continue;
+            }
+            if key == "flow-limit" {
+                flow_limit = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_FLOW_LIMIT).contains(n))
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "set bridge {name}: flow-limit={v}: expected a number of flows, 1-{MAX_FLOW_LIMIT}"
+                        ))
+                    })?;
                 continue;
             }
             let n: u32 = v
@@ -857,7 +873,7 @@ impl Switch {
                 }
                 _ => {
                     return Err(invalid(format!(
-                        "set bridge {name}: unknown setting \"{k}\" (expected mac-aging-time, mac-table-size or datapath-id)"
+                        "set bridge {name}: unknown setting \"{k}\" (expected mac-aging-time, mac-table-size, datapath-id or flow-limit)"
                     )))
                 }
             }
@@ -867,6 +883,7 @@ impl Switch {
         b.aging_s = aging;
         b.table_size = size;
         b.datapath_id = dpid;
+        b.flows.set_limit(flow_limit);
         self.worker.send(Command::SetBridgeKnobs {
             bridge: id,
             aging_s: aging,
@@ -1635,6 +1652,9 @@ impl Switch {
             if let Some(d) = &b.datapath_id {
                 knobs.push(("datapath-id".to_string(), d.clone()));
             }
+            if let Some(l) = b.flow_limit {
+                knobs.push(("flow-limit".to_string(), l.to_string()));
+            }
             if !knobs.is_empty() {
                 self.set_bridge(&b.name, &knobs).map_err(err)?;
             }
@@ -2241,6 +2261,15 @@ impl Switch {
                     "datapath-id".to_string(),
                     want_dpid.map(|d| format!("{d:016x}")).unwrap_or_default(),
                 ));
+            }
+            let want_limit = wb
+                .and_then(|b| b.flow_limit)
+                .map_or(crate::control::flows::DEFAULT_FLOW_LIMIT, |l| l as usize);
+            let cur_limit = cur.map_or(crate::control::flows::DEFAULT_FLOW_LIMIT, |c| {
+                c.flows.limit()
+            });
+            if want_limit != cur_limit {
+                knobs.push(("flow-limit".to_string(), want_limit.to_string()));
             }
             let want_ctl = wb.map(|b| b.controller.clone()).unwrap_or_default();
             if cur.map_or(!want_ctl.is_empty(), |c| c.controllers != want_ctl) {
