@@ -80,6 +80,8 @@ const N_TABLES: u8 = TableId::COUNT as u8;
 const FLOW_MOD: u8 = 14;
 /// Bytes read from a connection at a time (at least).
 const READ_CHUNK: usize = 256 * 1024;
+/// Connections one listening target serves at once; more are closed.
+pub const MAX_CONNECTIONS: usize = 64;
 /// Batches up to this many FLOW_MODs run on the channel's own thread
 /// when the switch lock is free.
 const INLINE_BATCH: usize = 16;
@@ -335,6 +337,10 @@ async fn target_task(t: Target, ctx: Ctx) {
                 tokio::select! {
                     r = l.accept() => match r {
                         Ok((s, peer)) => {
+                            if set.len() >= MAX_CONNECTIONS {
+                                log::warn!("bridge {}: {addr}: refusing {peer}: {MAX_CONNECTIONS} OpenFlow connections already", ctx.bridge);
+                                continue;
+                            }
                             let _ = s.set_nodelay(true);
                             set.spawn(connection(s, peer.to_string(), ctx.clone()));
                         }
@@ -367,6 +373,10 @@ async fn target_task(t: Target, ctx: Ctx) {
                 tokio::select! {
                     r = l.accept() => match r {
                         Ok((s, _)) => {
+                            if set.len() >= MAX_CONNECTIONS {
+                                log::warn!("bridge {}: {}: refusing a connection: {MAX_CONNECTIONS} OpenFlow connections already", ctx.bridge, path.display());
+                                continue;
+                            }
                             set.spawn(connection(s, format!("unix:{}", path.display()), ctx.clone()));
                         }
                         Err(e) => {

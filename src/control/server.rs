@@ -69,13 +69,31 @@ pub fn bind(path: &Path) -> Result<UnixListener, ServerError> {
     Ok(listener)
 }
 
+/// Clients served at once; the next one gets an error and is closed.
+pub const MAX_CLIENTS: usize = 256;
+
 /// Serves connections until the task is dropped.
 pub async fn serve<H: Handler>(listener: UnixListener, handler: Arc<H>, idle: Duration) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS));
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
+            Ok((mut stream, _)) => {
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    let resp = Response::err(
+                        ErrorKind::System,
+                        format!("rvsd serves {MAX_CLIENTS} control connections at most; try again"),
+                    );
+                    if let Ok(mut b) = serde_json::to_vec(&resp) {
+                        b.push(b'\n');
+                        let _ = stream.write_all(&b).await;
+                    }
+                    continue;
+                };
                 let h = handler.clone();
-                tokio::spawn(async move { connection(stream, h, idle).await });
+                tokio::spawn(async move {
+                    connection(stream, h, idle).await;
+                    drop(permit);
+                });
             }
             Err(e) => {
                 log::warn!("control socket accept failed: {e}");

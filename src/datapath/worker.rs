@@ -78,6 +78,8 @@ pub struct WorkerStats {
     pub emc_hits: AtomicU64,
     /// Exact-match cache misses (absolute).
     pub emc_misses: AtomicU64,
+    /// PACKET_OUTs refused because the command queue was full.
+    pub packet_out_dropped: AtomicU64,
 }
 
 /// Worker state; see the module docs.
@@ -607,6 +609,9 @@ fn sl_bridge(slots: &[Option<Slot>], slot: usize) -> Option<u32> {
     slots.get(slot).and_then(Option::as_ref).map(|s| s.bridge)
 }
 
+/// Commands queued to one worker, at most.
+pub const COMMAND_QUEUE: usize = 4096;
+
 /// Handle of one running worker.
 struct WorkerHandle {
     /// Its statistics.
@@ -623,7 +628,7 @@ impl WorkerHandle {
     fn spawn(index: usize, epoch: Instant) -> std::io::Result<WorkerHandle> {
         let poll = Poll::new()?;
         let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
-        let (tx, rx) = crossbeam_channel::unbounded();
+        let (tx, rx) = crossbeam_channel::bounded(COMMAND_QUEUE);
         let stats = Arc::new(WorkerStats::default());
         let worker = Worker::new(index, poll, rx, epoch, stats.clone());
         let thread = std::thread::Builder::new()
@@ -637,8 +642,26 @@ impl WorkerHandle {
         })
     }
 
+    /// Queues `cmd`. Configuration waits for room (the worker drains the
+    /// queue without ever waiting for the control plane); a PACKET_OUT
+    /// finding the queue full is dropped and counted, so a controller
+    /// cannot grow it without bound.
     fn send(&self, cmd: Command) {
-        if self.tx.send(cmd).is_ok() {
+        let sent = if matches!(cmd, Command::PacketOut { .. }) {
+            match self.tx.try_send(cmd) {
+                Ok(()) => true,
+                Err(crossbeam_channel::TrySendError::Full(_)) => {
+                    self.stats
+                        .packet_out_dropped
+                        .fetch_add(1, Ordering::Relaxed);
+                    false
+                }
+                Err(crossbeam_channel::TrySendError::Disconnected(_)) => false,
+            }
+        } else {
+            self.tx.send(cmd).is_ok()
+        };
+        if sent {
             if let Err(e) = self.waker.wake() {
                 log::error!("cannot wake datapath worker: {e}");
             }
