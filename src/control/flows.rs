@@ -119,13 +119,28 @@ pub struct BridgeFlows {
     /// Earliest possible expiry of each flow with a timeout.
     timers: BinaryHeap<Reverse<(u64, u8, RuleId)>>,
     changes: Vec<FlowChange>,
+    /// While a transaction is open ([`BridgeFlows::begin`]): how to undo
+    /// each edit since, and how many changes there were before it.
+    undo: Option<(Vec<Undo>, usize)>,
 }
+
+/// A slot (table, priority, match) and the rule it held before an edit.
+type Undo = ((u8, flowtable::Priority, Match), Option<Arc<FlowRule>>);
 
 /// True if some packet matches both `a` and `b`.
 fn overlaps(a: &Match, b: &Match) -> bool {
     let (ka, ma) = (a.key().words(), a.mask().words());
     let (kb, mb) = (b.key().words(), b.mask().words());
     (0..ka.len()).all(|i| (ka[i] ^ kb[i]) & ma[i] & mb[i] == 0)
+}
+
+/// The earliest time `e` may expire (its hard timeout, or its idle
+/// timeout counted from the last hit).
+fn deadline(e: &FlowEntry) -> Option<u64> {
+    let f = &e.flow;
+    let hard = (f.hard_timeout != 0).then(|| e.created_ms + u64::from(f.hard_timeout) * 1000);
+    let idle = (f.idle_timeout != 0).then(|| e.last_used_ms() + u64::from(f.idle_timeout) * 1000);
+    hard.into_iter().chain(idle).min()
 }
 
 fn rule_of(e: Arc<FlowEntry>) -> FlowRule {
@@ -152,7 +167,64 @@ impl BridgeFlows {
             limit: DEFAULT_FLOW_LIMIT,
             timers: BinaryHeap::new(),
             changes: Vec::new(),
+            undo: None,
         }
+    }
+
+    /// Applies `e`, remembering what its slot held before while a
+    /// transaction is open.
+    fn edit(&mut self, e: Edit) -> crate::datapath::pipeline::Applied {
+        let slot_of = |r: &FlowRule| (r.data.flow.table.0, r.priority, r.m);
+        let new_slot = match &e {
+            Edit::Insert(r) | Edit::Replace(_, _, r) => Some(slot_of(r)),
+            Edit::Remove(..) => None,
+        };
+        let applied = self.tables.edit(e);
+        if let Some((undo, _)) = &mut self.undo {
+            let slot = new_slot.or_else(|| applied.old.as_deref().map(slot_of));
+            if let Some(slot) = slot {
+                undo.push((slot, applied.old.clone()));
+            }
+        }
+        applied
+    }
+
+    /// Opens a transaction: [`BridgeFlows::rollback`] undoes every change
+    /// made after this (nothing is published in between).
+    pub fn begin(&mut self) {
+        self.undo = Some((Vec::new(), self.changes.len()));
+    }
+
+    /// Closes the transaction, keeping its changes.
+    pub fn commit(&mut self) {
+        self.undo = None;
+    }
+
+    /// Undoes every change since [`BridgeFlows::begin`], last first: each
+    /// slot (table, priority, match) gets back the rule it held. A rule
+    /// put back gets a new id (among flows of equal priority it now sorts
+    /// after those added before it).
+    pub fn rollback(&mut self) {
+        let Some((undo, n_changes)) = self.undo.take() else {
+            return;
+        };
+        for ((t, prio, m), old) in undo.into_iter().rev() {
+            let cur = self
+                .view()
+                .tables
+                .get(t as usize)
+                .and_then(|c| c.find_strict(&m, prio));
+            if let Some(id) = cur {
+                self.tables.edit(Edit::Remove(t, id));
+            }
+            if let Some(old) = old {
+                let deadline = deadline(&old.data);
+                if let (Some(d), Some(id)) = (deadline, self.tables.edit(Edit::Insert(old)).id) {
+                    self.timers.push(Reverse((d, t, id)));
+                }
+            }
+        }
+        self.changes.truncate(n_changes);
     }
 
     /// The handle the datapath loads the published tables from.
@@ -221,16 +293,9 @@ impl BridgeFlows {
     }
 
     fn insert_entry(&mut self, e: Arc<FlowEntry>) {
-        let deadline = {
-            let f = &e.flow;
-            let hard =
-                (f.hard_timeout != 0).then(|| e.created_ms + u64::from(f.hard_timeout) * 1000);
-            let idle =
-                (f.idle_timeout != 0).then(|| e.last_used_ms() + u64::from(f.idle_timeout) * 1000);
-            hard.into_iter().chain(idle).min()
-        };
+        let deadline = deadline(&e);
         let table = e.flow.table.0;
-        let applied = self.tables.edit(Edit::Insert(Arc::new(rule_of(e.clone()))));
+        let applied = self.edit(Edit::Insert(Arc::new(rule_of(e.clone()))));
         if let (Some(d), Some(id)) = (deadline, applied.id) {
             self.timers.push(Reverse((d, table, id)));
         }
@@ -345,15 +410,14 @@ impl BridgeFlows {
                 f.cookie = c;
             }
             let e = Arc::new(old.replaced(f, reset));
-            self.tables
-                .edit(Edit::Replace(*t, *id, Arc::new(rule_of(e.clone()))));
+            self.edit(Edit::Replace(*t, *id, Arc::new(rule_of(e.clone()))));
             self.changes.push(FlowChange::Added(e));
         }
         sel.len()
     }
 
     fn remove(&mut self, t: u8, id: RuleId, why: RemoveReason) {
-        if let Some(old) = self.tables.edit(Edit::Remove(t, id)).old {
+        if let Some(old) = self.edit(Edit::Remove(t, id)).old {
             self.changes
                 .push(FlowChange::Removed(old.data.clone(), why));
         }
@@ -502,6 +566,40 @@ mod tests {
             .unwrap();
         b.publish();
         assert_eq!(b.shared().load().n_flows(), 3);
+    }
+
+    #[test]
+    fn rollback_restores_every_slot() {
+        let mut b = BridgeFlows::new("br0", 1);
+        b.add(flow("priority=5,ip,actions=drop"), 0, 0).unwrap();
+        b.add(flow("priority=6,arp,actions=drop"), 0, 0).unwrap();
+        b.publish();
+        b.take_changes();
+        let before: Vec<String> = b
+            .entries(&FlowFilter::default())
+            .iter()
+            .map(|e| e.flow.to_string())
+            .collect();
+        b.begin();
+        b.add(flow("priority=5,ip,actions=output:1"), 0, 1).unwrap(); // replaces
+        b.add(flow("priority=7,ip,actions=drop"), 0, 1).unwrap(); // new
+        b.delete(&filter("arp"), false);
+        b.add(flow("priority=7,ip,actions=output:2"), 0, 1).unwrap(); // replaces the new one
+        b.delete(&filter("priority=7,ip"), true);
+        b.add(flow("priority=7,ip,actions=output:3"), 0, 1).unwrap();
+        b.rollback();
+        assert!(
+            b.take_changes().is_empty(),
+            "rolled-back changes are not journaled"
+        );
+        let after: Vec<String> = b
+            .entries(&FlowFilter::default())
+            .iter()
+            .map(|e| e.flow.to_string())
+            .collect();
+        assert_eq!(after, before);
+        b.publish();
+        assert_eq!(b.shared().load().n_flows(), 2);
     }
 
     #[test]

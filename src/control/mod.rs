@@ -1,5 +1,6 @@
 //! The control plane: the socket server and the switch model it drives.
 
+pub mod bundle;
 pub mod flows;
 pub mod journal;
 pub mod ofchannel;

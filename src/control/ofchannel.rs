@@ -50,6 +50,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::broadcast;
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::control::bundle;
 use crate::control::switch::{OfBridge, OfPort, Switch};
 use crate::datapath::controller::{OfShared, PacketInEvent};
 use crate::openflow::error::{bad_request, ErrorType, OfpError};
@@ -433,6 +434,8 @@ struct Conn {
     config: SwitchConfig,
     asyncc: AsyncConfig,
     role: u32,
+    /// Open OpenFlow bundles.
+    bundles: bundle::Bundles,
     /// Counted in `OfShared` (undone when the connection ends).
     registered: bool,
     next_xid: u32,
@@ -466,6 +469,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, peer:
             flow_removed_mask: [0xf, 0],
         },
         role: ROLE_EQUAL,
+        bundles: bundle::Bundles::default(),
         registered: false,
         next_xid: 0x7276_0000,
     };
@@ -684,12 +688,32 @@ async fn handle(conn: &mut Conn, ctx: &Ctx, peer: &str, raw: &[u8]) -> (Vec<Vec<
             Vec::new()
         }
         Message::EchoRequest(d) => reply(conn, xid, &Message::EchoReply(d)),
-        Message::Experimenter(_) => error(
-            conn,
-            ErrorType::BadRequest,
-            bad_request::BAD_EXPERIMENTER,
-            raw,
-        ),
+        Message::Experimenter(e) => match conn.bundles.handle(v, xid, &e, raw) {
+            None => error(
+                conn,
+                ErrorType::BadRequest,
+                bad_request::BAD_EXPERIMENTER,
+                raw,
+            ),
+            Some(bundle::Outcome::Reply(r)) => r,
+            Some(bundle::Outcome::Commit(mut c)) => {
+                let fms = std::mem::take(&mut c.msgs);
+                let bridge = ctx.bridge.clone();
+                let of10 = v == OFP10_VERSION;
+                let Some(r) = with_switch(&ctx.switch, move |s| {
+                    let r = s.of_flow_mods_atomic(&bridge, &fms, of10);
+                    if let Err(e) = s.flush_journal() {
+                        log::error!("saving state after an OpenFlow bundle: {e}");
+                    }
+                    r
+                })
+                .await
+                else {
+                    return (Vec::new(), true);
+                };
+                bundle::Bundles::committed(v, &c, r)
+            }
+        },
         Message::FeaturesRequest => {
             let Some(b) = bridge(ctx).await else {
                 return (Vec::new(), true);

@@ -1026,55 +1026,44 @@ impl Switch {
         fms: &[crate::openflow::msg::FlowMod],
         of10: bool,
     ) -> Vec<std::result::Result<(), crate::openflow::error::OfpError>> {
-        use crate::control::flows::RESET_COUNTS;
-        use crate::openflow::error::{flow_mod_failed, ErrorType, OfpError};
-        use crate::openflow::msg::FlowModCommand as C;
         let now = self.now_ms();
         let Some(b) = self.bridges.get_mut(bridge) else {
             return fms.iter().map(|_| Ok(())).collect();
         };
-        let flow_err = |e: FlowError| match e {
-            FlowError::TableFull { .. } => {
-                OfpError::new(ErrorType::FlowModFailed, flow_mod_failed::TABLE_FULL)
-            }
-            FlowError::Overlap(_) => {
-                OfpError::new(ErrorType::FlowModFailed, flow_mod_failed::OVERLAP)
-            }
-        };
-        let mut out = Vec::with_capacity(fms.len());
-        for fm in fms {
-            let r = (|| -> std::result::Result<(), OfpError> {
-                match fm.command {
-                    C::Add => {
-                        let f = fm.to_flow().map_err(|e| e.error)?;
-                        b.flows.add(f, fm.flags, now).map_err(flow_err)
-                    }
-                    C::Modify | C::ModifyStrict => {
-                        let filter = fm.filter();
-                        let strict = fm.command.is_strict();
-                        let reset = fm.flags & RESET_COUNTS != 0;
-                        let n = b.flows.modify(&filter, strict, &fm.actions, None, reset);
-                        if n == 0 && of10 {
-                            // 1.0 has no table id in flow mods: add to table 0.
-                            let mut add = fm.clone();
-                            if add.table_id > TableId::MAX.0 {
-                                add.table_id = 0;
-                            }
-                            let f = add.to_flow().map_err(|e| e.error)?;
-                            b.flows.add(f, fm.flags, now).map_err(flow_err)?;
-                        }
-                        Ok(())
-                    }
-                    C::Delete | C::DeleteStrict => {
-                        b.flows.delete(&fm.filter(), fm.command.is_strict());
-                        Ok(())
-                    }
-                }
-            })();
-            out.push(r);
-        }
+        let out = fms
+            .iter()
+            .map(|fm| apply_flow_mod(&mut b.flows, fm, of10, now))
+            .collect();
         self.commit_flows(bridge);
         out
+    }
+
+    /// Applies `fms` atomically (an OpenFlow bundle commit): all of them,
+    /// or — when message `i` fails — none, with `i` and its error.
+    pub fn of_flow_mods_atomic(
+        &mut self,
+        bridge: &str,
+        fms: &[crate::openflow::msg::FlowMod],
+        of10: bool,
+    ) -> std::result::Result<(), (usize, crate::openflow::error::OfpError)> {
+        let now = self.now_ms();
+        let Some(b) = self.bridges.get_mut(bridge) else {
+            return Ok(());
+        };
+        b.flows.begin();
+        let mut failed = None;
+        for (i, fm) in fms.iter().enumerate() {
+            if let Err(e) = apply_flow_mod(&mut b.flows, fm, of10, now) {
+                failed = Some((i, e));
+                break;
+            }
+        }
+        match failed {
+            Some(_) => b.flows.rollback(),
+            None => b.flows.commit(),
+        }
+        self.commit_flows(bridge);
+        failed.map_or(Ok(()), Err)
     }
 
     /// Flows of `bridge` that `filter` selects (loosely), in `dump-flows`
@@ -1768,6 +1757,50 @@ fn port_info(p: &PortState) -> PortInfo {
         peer: p.peer.clone(),
         up: p.shared.is_up(),
         down_reason: p.shared.down_reason(),
+    }
+}
+
+/// Applies one OpenFlow FLOW_MOD to `flows` (not published).
+fn apply_flow_mod(
+    flows: &mut BridgeFlows,
+    fm: &crate::openflow::msg::FlowMod,
+    of10: bool,
+    now: u64,
+) -> std::result::Result<(), crate::openflow::error::OfpError> {
+    use crate::control::flows::RESET_COUNTS;
+    use crate::openflow::error::{flow_mod_failed, ErrorType, OfpError};
+    use crate::openflow::msg::FlowModCommand as C;
+    let flow_err = |e: FlowError| match e {
+        FlowError::TableFull { .. } => {
+            OfpError::new(ErrorType::FlowModFailed, flow_mod_failed::TABLE_FULL)
+        }
+        FlowError::Overlap(_) => OfpError::new(ErrorType::FlowModFailed, flow_mod_failed::OVERLAP),
+    };
+    match fm.command {
+        C::Add => {
+            let f = fm.to_flow().map_err(|e| e.error)?;
+            flows.add(f, fm.flags, now).map_err(flow_err)
+        }
+        C::Modify | C::ModifyStrict => {
+            let filter = fm.filter();
+            let strict = fm.command.is_strict();
+            let reset = fm.flags & RESET_COUNTS != 0;
+            let n = flows.modify(&filter, strict, &fm.actions, None, reset);
+            if n == 0 && of10 {
+                // 1.0 has no table id in flow mods: add to table 0.
+                let mut add = fm.clone();
+                if add.table_id > TableId::MAX.0 {
+                    add.table_id = 0;
+                }
+                let f = add.to_flow().map_err(|e| e.error)?;
+                flows.add(f, fm.flags, now).map_err(flow_err)?;
+            }
+            Ok(())
+        }
+        C::Delete | C::DeleteStrict => {
+            flows.delete(&fm.filter(), fm.command.is_strict());
+            Ok(())
+        }
     }
 }
 
