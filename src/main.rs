@@ -125,7 +125,12 @@ fn run(args: Args) -> anyhow::Result<()> {
             }
             anyhow::bail!("applying configuration: {e}");
         }
-        if let Err(e) = sw.save() {
+        let started = if restoring {
+            sw.resume(&cfg)
+        } else {
+            sw.save()
+        };
+        if let Err(e) = started {
             sw.shutdown();
             anyhow::bail!("saving state: {e}");
         }

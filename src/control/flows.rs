@@ -36,7 +36,9 @@
 //! cannot be found by hashing.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashSet};
+
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 use flowtable::classifier::{CookieMatch, Rule, RuleId};
@@ -436,22 +438,23 @@ impl BridgeFlows {
     /// unchanged flows keep their entries and counters, the rest is
     /// deleted or added. All or nothing with respect to the limit.
     pub fn replace_all(&mut self, flows: Vec<Flow>, now_ms: u64) -> Result<usize, FlowError> {
-        let mut want: HashMap<Slot, Flow> = HashMap::with_capacity(flows.len());
-        for f in flows {
-            want.insert(slot(&f), f);
+        // The last flow given for a slot wins, as a sequence of ADDs would.
+        let mut last: FxHashMap<Slot, usize> = FxHashMap::default();
+        last.reserve(flows.len());
+        for (i, f) in flows.iter().enumerate() {
+            last.insert(slot(f), i);
         }
-        if want.len() > self.limit {
+        if last.len() > self.limit {
             return Err(self.full());
         }
-        let n = want.len();
+        let n = last.len();
+        let mut keep = vec![false; flows.len()];
         let mut gone = Vec::new();
         for (t, c) in self.view().tables.iter().enumerate() {
             for (id, r) in c.iter_unordered() {
                 let f = &r.data.flow;
-                match want.get(&slot(f)) {
-                    Some(w) if w == f => {
-                        want.remove(&slot(f));
-                    }
+                match last.get(&slot(f)) {
+                    Some(&i) if flows[i] == *f => keep[i] = true,
                     _ => gone.push((t as u8, id)),
                 }
             }
@@ -459,12 +462,12 @@ impl BridgeFlows {
         for (t, id) in gone {
             self.remove(t, id, RemoveReason::Delete);
         }
-        // Insert in a stable order (ids decide priority ties).
-        let mut add: Vec<Flow> = want.into_values().collect();
-        add.sort_by_key(|f| (f.table, Reverse(f.priority)));
-        for f in add {
-            let e = self.view().new_entry(f, now_ms);
-            self.insert_entry(Arc::new(e));
+        // New flows in the order given (ids decide priority ties).
+        for (i, f) in flows.into_iter().enumerate() {
+            if !keep[i] && last.get(&slot(&f)) == Some(&i) {
+                let e = self.view().new_entry(f, now_ms);
+                self.insert_entry(Arc::new(e));
+            }
         }
         Ok(n)
     }

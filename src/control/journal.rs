@@ -65,6 +65,10 @@ use crate::datapath::pipeline::FlowEntry;
 /// for it (group commit).
 pub const SYNC_DELAY: Duration = Duration::from_millis(10);
 
+/// Capacity of the write buffer kept between batches (a larger one, from
+/// a big batch, is freed).
+const BUF_KEEP: usize = 1 << 20;
+
 /// One accepted change.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -502,6 +506,36 @@ impl Journal {
         })
     }
 
+    /// Continues after a restore without rewriting the snapshot: the
+    /// state file already names the first journal of the chain, so a new
+    /// file after the last one extends it. `since_snapshot` is the number
+    /// of records replayed (they count towards the next compaction).
+    pub fn resume(dir: &Path, since_snapshot: u64) -> Result<Journal, StateError> {
+        let gen = journal_gens(dir).last().map_or(1, |g| g + 1);
+        let path = journal_path(dir, gen);
+        let file = Arc::new(open_append(&path)?);
+        let durable = Arc::new(Durable::default());
+        durable.lock().file = Some(file.clone());
+        let d = durable.clone();
+        let syncer = std::thread::Builder::new()
+            .name("rvs-journal".into())
+            .spawn(move || d.syncer())
+            .map_err(|source| StateError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(Journal {
+            dir: dir.to_path_buf(),
+            gen,
+            file,
+            since_snapshot,
+            durable,
+            syncer: Some(syncer),
+            compactor: None,
+            buf: Vec::new(),
+        })
+    }
+
     /// The shared durability handle.
     pub fn durable(&self) -> Arc<Durable> {
         self.durable.clone()
@@ -536,6 +570,9 @@ impl Journal {
             )
         })?;
         self.since_snapshot += records.len() as u64;
+        if self.buf.capacity() > BUF_KEEP {
+            self.buf = Vec::new();
+        }
         let mut s = self.durable.lock();
         s.written += 1;
         Ok(s.written)

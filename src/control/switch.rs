@@ -428,6 +428,20 @@ impl Switch {
         Ok(())
     }
 
+    /// Starts the journal after a restore from the state directory,
+    /// extending its chain of journal files instead of rewriting the
+    /// snapshot (restarting with many flows does not rewrite them all).
+    /// Falls back to [`Switch::save`] for a state file without a journal.
+    pub fn resume(&mut self, cfg: &Config) -> std::result::Result<(), String> {
+        let (Some(st), Some(_)) = (&self.store, cfg.journal) else {
+            return self.save();
+        };
+        let since = self.bridges.values().map(|b| b.flows.len() as u64).sum();
+        self.journal = Some(Journal::resume(st.dir(), since).map_err(|e| e.to_string())?);
+        self.records.clear();
+        Ok(())
+    }
+
     /// Appends the records of the changes so far as one batch; returns
     /// what a caller must wait on for them to be durable
     /// ([`Durable::wait`]), and compacts the journal into a new snapshot
