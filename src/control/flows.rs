@@ -372,9 +372,20 @@ impl BridgeFlows {
     /// unchanged flows keep their entries and counters, the rest is
     /// deleted or added. All or nothing with respect to the limit.
     pub fn replace_all(&mut self, flows: Vec<Flow>, now_ms: u64) -> Result<usize, FlowError> {
-        let mut want: HashMap<Slot, Flow> = HashMap::with_capacity(flows.len());
+        // The wanted flows in the order given (a later duplicate of a slot
+        // replaces the earlier one in its place): ids follow this order,
+        // and ids decide between overlapping flows of equal priority, so
+        // a restore or a replace-flows must not reorder them.
+        let mut want: Vec<Option<Flow>> = Vec::with_capacity(flows.len());
+        let mut at: HashMap<Slot, usize> = HashMap::with_capacity(flows.len());
         for f in flows {
-            want.insert(slot(&f), f);
+            match at.get(&slot(&f)) {
+                Some(&i) => want[i] = Some(f),
+                None => {
+                    at.insert(slot(&f), want.len());
+                    want.push(Some(f));
+                }
+            }
         }
         if want.len() > self.limit {
             return Err(self.full());
@@ -384,10 +395,8 @@ impl BridgeFlows {
         for (t, c) in self.view().tables.iter().enumerate() {
             for (id, r) in c.iter_unordered() {
                 let f = &r.data.flow;
-                match want.get(&slot(f)) {
-                    Some(w) if w == f => {
-                        want.remove(&slot(f));
-                    }
+                match at.get(&slot(f)) {
+                    Some(&i) if want[i].as_ref() == Some(f) => want[i] = None,
                     _ => gone.push((t as u8, id)),
                 }
             }
@@ -395,8 +404,9 @@ impl BridgeFlows {
         for (t, id) in gone {
             self.remove(t, id, RemoveReason::Delete);
         }
-        // Insert in a stable order (ids decide priority ties).
-        let mut add: Vec<Flow> = want.into_values().collect();
+        // Insert by table and priority, ties in the order given (a stable
+        // sort).
+        let mut add: Vec<Flow> = want.into_iter().flatten().collect();
         add.sort_by_key(|f| (f.table, Reverse(f.priority)));
         for f in add {
             let e = self.view().new_entry(f, now_ms);
@@ -502,6 +512,52 @@ mod tests {
             .unwrap();
         b.publish();
         assert_eq!(b.shared().load().n_flows(), 3);
+    }
+
+    /// Overlapping flows of equal priority are told apart by insertion
+    /// order; replace_all (restore, replace-flows) keeps the order given,
+    /// whatever the hash seed.
+    #[test]
+    fn replace_all_keeps_the_order_of_equal_priority_flows() {
+        let texts = [
+            "priority=5,ip,actions=output:1",
+            "priority=5,arp,actions=drop",
+            "priority=5,ip,nw_dst=10.0.0.1,actions=output:2",
+            "priority=5,tcp,actions=output:3",
+            "priority=5,ip,nw_src=10.0.0.2,actions=output:4",
+            "priority=5,udp,actions=output:5",
+            "priority=5,actions=NORMAL",
+            "priority=5,ip,nw_dst=10.0.0.0/8,actions=output:6",
+        ];
+        let want: Vec<String> = texts.iter().map(|t| flow(t).to_string()).collect();
+        for _ in 0..16 {
+            let mut b = BridgeFlows::new("br0", 1);
+            b.add(flow("priority=9,actions=drop"), 0, 0).unwrap();
+            b.replace_all(texts.iter().map(|t| flow(t)).collect(), 0)
+                .unwrap();
+            let got: Vec<String> = b.view().tables[0]
+                .iter()
+                .map(|(_, r)| r.data.flow.to_string())
+                .collect();
+            assert_eq!(got, want);
+        }
+        // A later duplicate replaces the earlier flow in its place.
+        let mut b = BridgeFlows::new("br0", 1);
+        let dup = [
+            "priority=5,ip,actions=drop",
+            "priority=5,arp,actions=drop",
+            "priority=5,ip,actions=output:1",
+        ];
+        b.replace_all(dup.iter().map(|t| flow(t)).collect(), 0)
+            .unwrap();
+        let got: Vec<String> = b.view().tables[0]
+            .iter()
+            .map(|(_, r)| r.data.flow.to_string())
+            .collect();
+        assert_eq!(
+            got,
+            vec![flow(dup[2]).to_string(), flow(dup[1]).to_string()]
+        );
     }
 
     #[test]
