@@ -524,6 +524,7 @@ mod tests {
     use super::*;
     use flowtable::classifier::{CounterPolicy, NaiveClassifier};
     use flowtable::syntax::{parse_flow, parse_match_filter};
+    use std::collections::HashMap;
 
     fn flow(s: &str) -> Flow {
         parse_flow(s, &|_| None).unwrap()
@@ -569,6 +570,50 @@ mod tests {
             .unwrap();
         b.publish();
         assert_eq!(b.shared().load().n_flows(), 3);
+    }
+
+    #[test]
+    fn replace_all_keeps_the_order_of_equal_priority_flows() {
+        let texts = [
+            "priority=5,ip,actions=output:1",
+            "priority=5,arp,actions=drop",
+            "priority=5,ip,nw_dst=10.0.0.1,actions=output:2",
+            "priority=5,tcp,actions=output:3",
+            "priority=5,ip,nw_src=10.0.0.2,actions=output:4",
+            "priority=5,udp,actions=output:5",
+            "priority=5,actions=NORMAL",
+            "priority=5,ip,nw_dst=10.0.0.0/8,actions=output:6",
+        ];
+        let want: Vec<String> = texts.iter().map(|t| flow(t).to_string()).collect();
+        for _ in 0..16 {
+            let mut b = BridgeFlows::new("br0", 1);
+            b.add(flow("priority=9,actions=drop"), 0, 0).unwrap();
+            b.replace_all(texts.iter().map(|t| flow(t)).collect(), 0)
+                .unwrap();
+            let got: Vec<String> = b.view().tables[0]
+                .iter()
+                .map(|(_, r)| r.data.flow.to_string())
+                .collect();
+            assert_eq!(got, want);
+        }
+        // A later duplicate replaces the earlier flow as a later ADD would:
+        // with a new id, after the flows given before it (as add-flows).
+        let mut b = BridgeFlows::new("br0", 1);
+        let dup = [
+            "priority=5,ip,actions=drop",
+            "priority=5,arp,actions=drop",
+            "priority=5,ip,actions=output:1",
+        ];
+        b.replace_all(dup.iter().map(|t| flow(t)).collect(), 0)
+            .unwrap();
+        let got: Vec<String> = b.view().tables[0]
+            .iter()
+            .map(|(_, r)| r.data.flow.to_string())
+            .collect();
+        assert_eq!(
+            got,
+            vec![flow(dup[1]).to_string(), flow(dup[2]).to_string()]
+        );
     }
 
     #[test]
