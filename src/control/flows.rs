@@ -92,9 +92,10 @@ pub struct FlowRemovedEvent {
     pub duration_ms: u64,
 }
 
-/// Where the switch sends FLOW_REMOVED events (`try_send`: a full queue
-/// drops the event rather than block the control plane).
-pub type FlowRemovedSink = tokio::sync::mpsc::Sender<FlowRemovedEvent>;
+/// Where the switch hands FLOW_REMOVED events, while the change is being
+/// made (it must not block: the OpenFlow channel queues them in its
+/// bounded per-bridge broadcast).
+pub type FlowRemovedSink = Arc<dyn Fn(FlowRemovedEvent) + Send + Sync>;
 
 /// A flow change that was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

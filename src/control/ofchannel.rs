@@ -215,11 +215,20 @@ impl Drop for BridgeChan {
 /// Runs the OpenFlow channel of every bridge until dropped.
 pub async fn run(switch: Arc<Mutex<Switch>>) {
     let (pin_tx, mut pin_rx) = tokio::sync::mpsc::channel::<PacketInEvent>(PACKET_IN_QUEUE);
-    let (rem_tx, mut rem_rx) =
-        tokio::sync::mpsc::channel::<crate::control::flows::FlowRemovedEvent>(PACKET_IN_QUEUE);
+    // FLOW_REMOVED goes straight from the switch into the bridge's
+    // broadcast while the flow mod that caused it is being applied, so a
+    // connection finds it queued before it answers a later BARRIER.
+    let senders: Senders = Arc::default();
+    let s2 = senders.clone();
+    let sink: crate::control::flows::FlowRemovedSink = Arc::new(move |ev| {
+        let m = s2.lock().ok().and_then(|m| m.get(&ev.bridge).cloned());
+        if let Some(tx) = m {
+            let _ = tx.send(Arc::new(AsyncMsg::FlowRemoved(flow_removed_msg(&ev))));
+        }
+    });
     let Some(changed) = with_switch(&switch, move |s| {
         s.set_packet_in_sink(pin_tx);
-        s.set_flow_removed_sink(rem_tx);
+        s.set_flow_removed_sink(sink);
         s.changed()
     })
     .await
@@ -231,28 +240,8 @@ pub async fn run(switch: Arc<Mutex<Switch>>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            _ = changed.notified() => reconcile(&switch, &mut chans).await,
-            _ = tick.tick() => reconcile(&switch, &mut chans).await,
-            ev = rem_rx.recv() => {
-                let Some(ev) = ev else { return };
-                if let Some(c) = chans.values().find(|c| c.id == ev.bridge) {
-                    let f = &ev.entry.flow;
-                    let m = crate::openflow::msg::FlowRemoved {
-                        cookie: f.cookie,
-                        priority: f.priority.0,
-                        reason: ev.reason as u8,
-                        table_id: f.table.0,
-                        duration_sec: (ev.duration_ms / 1000) as u32,
-                        duration_nsec: ((ev.duration_ms % 1000) * 1_000_000) as u32,
-                        idle_timeout: f.idle_timeout,
-                        hard_timeout: f.hard_timeout,
-                        packet_count: ev.entry.n_packets(),
-                        byte_count: ev.entry.n_bytes(),
-                        m: f.m,
-                    };
-                    let _ = c.tx.send(Arc::new(AsyncMsg::FlowRemoved(m)));
-                }
-            }
+            _ = changed.notified() => reconcile(&switch, &mut chans, &senders).await,
+            _ = tick.tick() => reconcile(&switch, &mut chans, &senders).await,
             ev = pin_rx.recv() => {
                 let Some(ev) = ev else { return };
                 if let Some(c) = chans.values().find(|c| c.id == ev.bridge) {
@@ -263,7 +252,34 @@ pub async fn run(switch: Arc<Mutex<Switch>>) {
     }
 }
 
-async fn reconcile(switch: &Arc<Mutex<Switch>>, chans: &mut HashMap<String, BridgeChan>) {
+/// Each bridge's asynchronous-message broadcast, by bridge id.
+type Senders = Arc<Mutex<HashMap<u32, broadcast::Sender<Arc<AsyncMsg>>>>>;
+
+/// The FLOW_REMOVED message for `ev`.
+fn flow_removed_msg(
+    ev: &crate::control::flows::FlowRemovedEvent,
+) -> crate::openflow::msg::FlowRemoved {
+    let f = &ev.entry.flow;
+    crate::openflow::msg::FlowRemoved {
+        cookie: f.cookie,
+        priority: f.priority.0,
+        reason: ev.reason as u8,
+        table_id: f.table.0,
+        duration_sec: (ev.duration_ms / 1000) as u32,
+        duration_nsec: ((ev.duration_ms % 1000) * 1_000_000) as u32,
+        idle_timeout: f.idle_timeout,
+        hard_timeout: f.hard_timeout,
+        packet_count: ev.entry.n_packets(),
+        byte_count: ev.entry.n_bytes(),
+        m: f.m,
+    }
+}
+
+async fn reconcile(
+    switch: &Arc<Mutex<Switch>>,
+    chans: &mut HashMap<String, BridgeChan>,
+    senders: &Senders,
+) {
     let Some(bridges) = with_switch(switch, |s| s.of_bridges()).await else {
         return;
     };
@@ -297,6 +313,9 @@ async fn reconcile(switch: &Arc<Mutex<Switch>>, chans: &mut HashMap<String, Brid
                 .insert(t.clone(), tokio::spawn(target_task(t.clone(), ctx)));
         }
         port_changes(c, &b);
+    }
+    if let Ok(mut m) = senders.lock() {
+        *m = chans.values().map(|c| (c.id, c.tx.clone())).collect();
     }
 }
 
@@ -534,6 +553,21 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, peer:
                         i += 1;
                         handle(&mut conn, &ctx, &peer, raw).await
                     };
+                    // Asynchronous messages already queued (a FLOW_REMOVED
+                    // of a delete just applied) go before these replies.
+                    while conn.version.is_some() {
+                        match rx.try_recv() {
+                            Ok(m) => {
+                                if let Some(b) = async_msg(&mut conn, &m) {
+                                    if wr.write_all(&b).await.is_err() {
+                                        break 'conn;
+                                    }
+                                }
+                            }
+                            Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                            Err(_) => break,
+                        }
+                    }
                     for m in out {
                         if wr.write_all(&m).await.is_err() {
                             break 'conn;

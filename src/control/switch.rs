@@ -1448,9 +1448,7 @@ impl Switch {
                             reason: *why,
                             duration_ms: now.saturating_sub(e.created_ms),
                         };
-                        if tx.try_send(ev).is_err() {
-                            log::debug!("bridge {bridge}: FLOW_REMOVED queue full; dropped");
-                        }
+                        tx(ev);
                     }
                 }
             }
