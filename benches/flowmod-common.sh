@@ -92,7 +92,8 @@ fmb_cleanup() {
         ip netns del "$ns" 2>/dev/null || true
     done
     if [ -n "$FMB_WORK" ] && [ -d "$FMB_WORK" ]; then
-        if [ "$FMB_KEEP" = 1 ] || [ "$rc" -ne 0 ]; then
+        # kept after a failure (logs), not after Ctrl-C (130) or success
+        if [ "$FMB_KEEP" = 1 ] || { [ "$rc" -ne 0 ] && [ "$rc" -ne 130 ]; }; then
             echo "$(basename "$0"): scratch files kept in $FMB_WORK" >&2
         else
             rm -rf "$FMB_WORK"
@@ -261,13 +262,17 @@ ovs_start() {
     mkdir -p "$OVS_DIR"
     FMB_HINT="OVS logs: $OVS_DIR/*.log"
     ovsdb-tool create "$OVS_DIR/conf.db" /usr/share/openvswitch/vswitch.ovsschema > /dev/null
-    ovs_env ovsdb-server "$OVS_DIR/conf.db" --remote="punix:$OVS_DIR/db.sock" \
+    # A plain command (not a shell function) in the background, so that $!
+    # is ovsdb-server itself (env execs it) and not a subshell around it.
+    env OVS_RUNDIR="$OVS_DIR" OVS_LOGDIR="$OVS_DIR" OVS_DBDIR="$OVS_DIR" OVS_SYSCONFDIR="$OVS_DIR" \
+        ovsdb-server "$OVS_DIR/conf.db" --remote="punix:$OVS_DIR/db.sock" \
         --unixctl="$OVS_DIR/ovsdb-server.ctl" --pidfile="$OVS_DIR/ovsdb-server.pid" \
         --log-file="$OVS_DIR/ovsdb-server.log" -vconsole:off --no-chdir \
         > "$OVS_DIR/ovsdb-server.out" 2>&1 &
     OVSDB_PID=$!
     fmb_track "$OVSDB_PID"
     fmb_wait_for 20 "ovsdb-server socket" test -S "$OVS_DIR/db.sock"
+    ovs_check_pid ovsdb-server "$OVSDB_PID"
     fmb_step "ovs-vsctl init" 30 ovs-vsctl --db="unix:$OVS_DIR/db.sock" --timeout=20 --no-wait init
     if [ "$tso" = 1 ]; then
         vsctl --no-wait set Open_vSwitch . other_config:userspace-tso-enable=true
@@ -281,6 +286,15 @@ ovs_start() {
     fmb_track "$OVSD_PID"
     fmb_wait_for 20 "ovs-vswitchd control socket" test -S "$OVS_DIR/ovs-vswitchd.ctl"
     kill -0 "$OVSD_PID" 2>/dev/null || fmb_die "ovs-vswitchd exited: $(tail -5 "$OVS_DIR/ovs-vswitchd.log")"
+    ovs_check_pid ovs-vswitchd "$OVSD_PID"
+}
+
+# ovs_check_pid NAME PID: the daemon's own pidfile names the PID we track
+# (else stopping PID would leave the daemon running).
+ovs_check_pid() {
+    fmb_wait_for 20 "$1 pidfile" test -s "$OVS_DIR/$1.pid"
+    [ "$(cat "$OVS_DIR/$1.pid")" = "$2" ] ||
+        fmb_die "$1 runs as PID $(cat "$OVS_DIR/$1.pid"), not $2 as started: would not be stopped"
 }
 
 # ovs_bridge NS BR PORT1 PORT2 OFPORT_TCP: a netdev bridge (its default flow
@@ -331,6 +345,8 @@ fmb_minmedmax() {
 fmb_env_md() {
     echo "- date: $(date -u +%FT%TZ)"
     echo "- host: $(uname -r), $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
-    echo "- rvs: $(cd "$FMB_ROOT" && git rev-parse --short HEAD 2>/dev/null)$(cd "$FMB_ROOT" && git diff --quiet 2>/dev/null || echo ' (dirty)') on $(cd "$FMB_ROOT" && git rev-parse --abbrev-ref HEAD 2>/dev/null)"
+    local dirty
+    dirty=$(cd "$FMB_ROOT" && git diff --quiet HEAD -- src ctl flowtable Cargo.toml Cargo.lock 2>/dev/null || echo ' (uncommitted changes to the daemon)')
+    echo "- rvs: $(cd "$FMB_ROOT" && git rev-parse --short HEAD 2>/dev/null)$dirty on $(cd "$FMB_ROOT" && git rev-parse --abbrev-ref HEAD 2>/dev/null), release build"
     echo "- OVS: $(ovs-vswitchd --version 2>/dev/null | head -1)"
 }

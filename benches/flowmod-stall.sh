@@ -92,9 +92,10 @@ fmb_check_uint -w "$WORKERS" 1 8
 fmb_check_uint -i "$PROBE_US" 10 1000000
 IFS=, read -r -a sw_list <<< "$SWITCHES"
 need_ovs=0
+need_rvs=0
 for s in "${sw_list[@]}"; do
     case $s in
-        rvs) ;;
+        rvs) need_rvs=1 ;;
         ovs | ovs-tso) need_ovs=1 ;;
         *) fmb_die "-s: unknown switch '$s' (rvs, ovs, ovs-tso)" ;;
     esac
@@ -110,7 +111,7 @@ done
 fmb_need ip timeout awk ping iperf3 "$PY" ovs-ofctl
 [ "$need_ovs" = 1 ] && fmb_need ovs-vsctl ovs-vswitchd ovsdb-server ovsdb-tool
 fmb_init
-fmb_build_rvs
+[ "$need_rvs" = 1 ] && fmb_build_rvs
 
 NS_SW=fmb${FMB_ID}s
 NS_A=fmb${FMB_ID}a
@@ -122,7 +123,7 @@ IP_A=10.79.0.1
 IP_B=10.79.0.2
 TCP=6653
 IPERF_PORT=5279
-STALL_TIMEOUT=30
+STALL_TIMEOUT=60
 RAW=$FMB_WORK/raw.jsonl
 : > "$RAW"
 HZ=$(getconf CLK_TCK)
@@ -202,7 +203,7 @@ run_phase() {
         srv=$BG_PID
     fi
     if [ "$fm" = 1 ]; then
-        bg flowmod-load $((DUR + 2 * STALL_TIMEOUT + 20)) ip netns exec "$NS_SW" "$PY" \
+        bg flowmod-load $((DUR + 3 * STALL_TIMEOUT + 20)) ip netns exec "$NS_SW" "$PY" \
             "$FMB_ROOT/benches/flowmod_load.py" --port "$TCP" --rate "$RATE" --window "$WINDOW" \
             --tables "$TABLES" --tick-ms "$TICK" --duration $((DUR + 1)) \
             --stall-timeout "$STALL_TIMEOUT" --out "$PH/load.json"
@@ -311,9 +312,11 @@ for r in rows:
 for sw, ph in seen:
     rs = [r for r in rows if r["switch"] == sw and r["phase"] == ph]
     print("| %s | %s | " % (label(sw), ph) + " | ".join(cell([get(r, c[1]) for r in rs], c[2]) for c in cols) + " |")
-fatal = [(r["switch"], r["phase"], r["load"]["fatal"]) for r in rows if get(r, "load.fatal")]
-for sw, ph, f in fatal:
-    print("\n%s/%s: the flow-mod generator stopped early: %s" % (sw, ph, f))
+for r in rows:
+    for k, what in (("fatal", "the flow-mod generator stopped early"),
+                    ("cleanup", "the generator's final delete failed, later phases had its flows")):
+        if get(r, "load." + k):
+            print("\n%s rep %d %s: %s: %s" % (label(r["switch"]), r["rep"], r["phase"], what, r["load"][k]))
 PYEOF
 }
 echo
