@@ -6,7 +6,9 @@
 #![deny(unsafe_code)]
 
 pub mod client;
+pub mod pretty;
 pub mod proto;
+pub mod stream;
 
 pub use client::{Client, ClientError};
 pub use proto::{Reply, Request, Response};

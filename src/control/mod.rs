@@ -1,5 +1,6 @@
 //! The control plane: the socket server and the switch model it drives.
 
+pub mod dump;
 pub mod ofchannel;
 pub mod server;
 pub mod state;
@@ -7,9 +8,10 @@ pub mod switch;
 
 use std::sync::{Arc, Mutex};
 
-use rvs_ctl::proto::{ErrorKind, Request, Response};
+use rvs_ctl::proto::Request;
 
-/// Serves requests by running them on the blocking pool against the model.
+/// Serves requests against the model: on the blocking pool, with large
+/// replies formatted after the lock and streamed ([`dump`]).
 #[derive(Debug, Clone)]
 pub struct SwitchHandler {
     /// The switch.
@@ -17,13 +19,7 @@ pub struct SwitchHandler {
 }
 
 impl server::Handler for SwitchHandler {
-    async fn handle(&self, req: Request) -> Response {
-        let sw = self.switch.clone();
-        let r = tokio::task::spawn_blocking(move || match sw.lock() {
-            Ok(mut s) => s.handle(req),
-            Err(_) => Response::err(ErrorKind::Internal, "switch state is poisoned"),
-        })
-        .await;
-        r.unwrap_or_else(|e| Response::err(ErrorKind::Internal, format!("request failed: {e}")))
+    async fn handle(&self, req: Request) -> server::Answer {
+        dump::answer(self.switch.clone(), req).await
     }
 }

@@ -3,24 +3,37 @@
 //! # Design
 //! A tokio task accepts connections; each connection gets its own task that
 //! reads one request line at a time (bounded by [`MAX_LINE`]), hands it to
-//! the [`Handler`] and writes the response line. A client that sends
+//! the [`Handler`] and writes the answer: one response line, or the lines
+//! of a streamed reply as a producer hands them over a bounded channel
+//! ([`Answer::Lines`], framed by [`rvs_ctl::stream`]), so a slow client
+//! slows the producer instead of growing a buffer. A client that sends
 //! nothing for the idle timeout ([`IDLE_TIMEOUT`] by default) is
 //! disconnected; a line that is too long or
 //! not valid JSON gets an error response (the oversized line also closes the
 //! connection, since the rest of the stream cannot be framed).
 //!
+//! Requests too large for a line arrive in pieces ([`Request::Upload`]);
+//! the connection keeps them in its [`Upload`] buffer and runs the
+//! [`Request::WithUpload`] that follows as one ordinary request with the
+//! whole text, so the handler never sees pieces.
+//!
 //! # Thread-safety
 //! Handlers are shared across connection tasks; the switch model behind them
-//! serialises changes with its own lock.
+//! serialises changes with its own lock. Upload buffers are per connection.
+//!
+//! # Limits
+//! An upload holds at most [`MAX_UPLOAD`] bytes, in lines of at most
+//! [`MAX_TEXT_LINE`] bytes.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rvs_ctl::proto::{ErrorKind, Request, Response, MAX_LINE};
+use rvs_ctl::proto::{ErrorKind, Reply, Request, Response, MAX_LINE, MAX_TEXT_LINE, MAX_UPLOAD};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::mpsc;
 
 /// Default time after which a silent client is disconnected.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -28,7 +41,24 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Processes one request.
 pub trait Handler: Send + Sync + 'static {
     /// Answers `req`.
-    fn handle(&self, req: Request) -> impl std::future::Future<Output = Response> + Send;
+    fn handle(&self, req: Request) -> impl std::future::Future<Output = Answer> + Send;
+}
+
+/// What a [`Handler`] answers.
+#[derive(Debug)]
+pub enum Answer {
+    /// One response line.
+    One(Response),
+    /// Whole lines (each ending in `\n`), with a flag set on the last one
+    /// of the reply. A channel that closes before the last line makes the
+    /// connection end the reply with an error line.
+    Lines(mpsc::Receiver<(Vec<u8>, bool)>),
+}
+
+impl From<Response> for Answer {
+    fn from(r: Response) -> Answer {
+        Answer::One(r)
+    }
 }
 
 /// Socket setup failures.
@@ -89,12 +119,13 @@ async fn connection<H: Handler>(stream: UnixStream, handler: Arc<H>, idle: Durat
     let (rd, mut wr) = stream.into_split();
     let mut rd = BufReader::new(rd);
     let mut line = Vec::with_capacity(4096);
+    let mut upload = Upload::default();
     loop {
         line.clear();
         let read = tokio::time::timeout(idle, read_line(&mut rd, &mut line)).await;
-        let (resp, close) = match read {
+        let (answer, close) = match read {
             Err(_) => (
-                Response::err(ErrorKind::BadRequest, "timed out waiting for a request"),
+                Response::err(ErrorKind::BadRequest, "timed out waiting for a request").into(),
                 true,
             ),
             Ok(Err(e)) => {
@@ -106,29 +137,151 @@ async fn connection<H: Handler>(stream: UnixStream, handler: Arc<H>, idle: Durat
                 Response::err(
                     ErrorKind::BadRequest,
                     format!("request longer than {MAX_LINE} bytes"),
-                ),
+                )
+                .into(),
                 true,
             ),
             Ok(Ok(LineRead::Line)) => match serde_json::from_slice::<Request>(&line) {
-                Ok(req) => (handler.handle(req).await, false),
+                Ok(req) => match upload.take(req) {
+                    Ok(req) => (handler.handle(req).await, false),
+                    Err(resp) => (resp.into(), false),
+                },
                 Err(e) => (
-                    Response::err(ErrorKind::BadRequest, format!("malformed request: {e}")),
+                    Response::err(ErrorKind::BadRequest, format!("malformed request: {e}")).into(),
                     false,
                 ),
             },
         };
-        let mut out = match serde_json::to_vec(&resp) {
-            Ok(v) => v,
-            Err(e) => {
-                log::error!("cannot serialize response: {e}");
-                return;
-            }
-        };
-        out.push(b'\n');
-        if wr.write_all(&out).await.is_err() || close {
+        if !write_answer(&mut wr, answer).await || close {
             return;
         }
     }
+}
+
+/// Writes `answer`; false when the connection is broken.
+async fn write_answer(wr: &mut tokio::net::unix::OwnedWriteHalf, answer: Answer) -> bool {
+    match answer {
+        Answer::One(resp) => {
+            let mut out = match serde_json::to_vec(&resp) {
+                Ok(v) => v,
+                Err(e) => {
+                    log::error!("cannot serialize response: {e}");
+                    return false;
+                }
+            };
+            out.push(b'\n');
+            wr.write_all(&out).await.is_ok()
+        }
+        Answer::Lines(mut rx) => {
+            while let Some((l, last)) = rx.recv().await {
+                if wr.write_all(&l).await.is_err() {
+                    return false;
+                }
+                if last {
+                    return true;
+                }
+            }
+            // The producer stopped without finishing (it panicked).
+            let out = rvs_ctl::stream::json_line(&Response::err(
+                ErrorKind::Internal,
+                "the reply broke off (see the rvsd log)",
+            ));
+            wr.write_all(&out).await.is_ok()
+        }
+    }
+}
+
+/// The text a connection uploaded for its next [`Request::WithUpload`].
+#[derive(Debug, Default)]
+pub struct Upload {
+    text: String,
+    /// Lines completed so far, and the length of the one being received.
+    lines: u64,
+    line_len: usize,
+}
+
+impl Upload {
+    /// Passes an ordinary request through; keeps an [`Request::Upload`]
+    /// piece (answering it); turns a [`Request::WithUpload`] into its
+    /// request with the whole text. Every refusal empties the buffer.
+    pub fn take(&mut self, req: Request) -> Result<Request, Response> {
+        match req {
+            Request::Upload { offset, text } => {
+                if offset == 0 {
+                    *self = Upload::default();
+                }
+                let have = self.text.len() as u64;
+                if offset != have {
+                    *self = Upload::default();
+                    return Err(bad(format!(
+                        "upload piece at offset {offset}, but {have} bytes were uploaded; \
+                         start again at offset 0"
+                    )));
+                }
+                self.append(&text)?;
+                Err(Response::ok(Reply::Done {
+                    message: String::new(),
+                    count: self.text.len() as u64,
+                }))
+            }
+            Request::WithUpload { bytes, request } => {
+                let mut req = *request;
+                let have = self.text.len() as u64;
+                if bytes != have {
+                    *self = Upload::default();
+                    return Err(bad(format!(
+                        "the request counts on {bytes} uploaded bytes, but {have} were uploaded"
+                    )));
+                }
+                let Some(t) = req.text_mut() else {
+                    *self = Upload::default();
+                    return Err(bad(
+                        "with_upload carries add_flows, replace_flows or apply only",
+                    ));
+                };
+                let tail = std::mem::take(t);
+                self.append(&tail)?;
+                *t = std::mem::take(self).text;
+                Ok(req)
+            }
+            req => Ok(req),
+        }
+    }
+
+    /// Appends `piece`, checking the total and the line lengths.
+    fn append(&mut self, piece: &str) -> Result<(), Response> {
+        if self.text.len() as u64 + piece.len() as u64 > MAX_UPLOAD {
+            *self = Upload::default();
+            return Err(Response::err(
+                ErrorKind::Invalid,
+                format!("the request text is longer than {MAX_UPLOAD} bytes (2 GiB)"),
+            ));
+        }
+        for (i, seg) in piece.split('\n').enumerate() {
+            if i > 0 {
+                self.lines += 1;
+                self.line_len = 0;
+            }
+            self.line_len += seg.len();
+            if self.line_len > MAX_TEXT_LINE {
+                let n = self.lines + 1;
+                *self = Upload::default();
+                return Err(Response::err(
+                    ErrorKind::Invalid,
+                    format!(
+                        "line {n} of the request text is longer than {MAX_TEXT_LINE} bytes; \
+                         nothing was changed"
+                    ),
+                ));
+            }
+        }
+        self.text.push_str(piece);
+        Ok(())
+    }
+}
+
+fn bad(message: impl Into<String>) -> Response {
+    Response::err(ErrorKind::BadRequest, message)
 }
 
 enum LineRead {

@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use flowtable::classifier::{CounterPolicy, Rule, RuleId};
-use flowtable::syntax::{self, Flow, FlowFilter, FlowStats};
+use flowtable::syntax::{self, Flow, FlowFilter};
 use flowtable::{PortNo, TableId, Vid};
-use rvs_ctl::proto::{BridgeInfo, ErrorKind, FlowInfo, PortInfo, Reply, Request, Response};
+use rvs_ctl::proto::{BridgeInfo, ErrorKind, PortInfo, Reply, Request, Response};
 
 use crate::bridge::{Bridge, VlanConfig, VlanError, VlanMode};
 use crate::config::{BridgeConfig, Config, FlowConfig, PortConfig};
@@ -393,7 +393,8 @@ impl Switch {
         }
     }
 
-    fn now_ms(&self) -> u64 {
+    /// Milliseconds since the switch started (the clock of flow entries).
+    pub fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
 
@@ -568,6 +569,11 @@ impl Switch {
                 let cfg = Config::parse(&text, &origin).map_err(|e| invalid(e.to_string()))?;
                 self.apply_text(&cfg, &text, &origin, dry_run)
             }
+            // The connection assembles uploads (control::server).
+            Request::Upload { .. } | Request::WithUpload { .. } => Err(reject(
+                ErrorKind::BadRequest,
+                "uploads are taken apart by the connection, not the switch",
+            )),
         }
     }
 
@@ -1418,41 +1424,40 @@ impl Switch {
     }
 
     fn dump_flows(&self, bridge: &str, text: &str) -> Result<Reply> {
+        let filter = self.flow_filter(bridge, "dump-flows", text)?;
+        let now = self.now_ms();
+        let flows = self.flow_entries(bridge, &filter);
+        Ok(Reply::Flows {
+            flows: flows
+                .iter()
+                .map(|e| crate::control::dump::flow_info(e, now))
+                .collect(),
+        })
+    }
+
+    /// Parses a match filter against `bridge`'s port names; errors start
+    /// with `verb`.
+    pub fn flow_filter(&self, bridge: &str, verb: &str, text: &str) -> Result<FlowFilter> {
         let b = self.bridge(bridge)?;
         let lookup = |n: &str| b.port_no(n);
-        let filter = syntax::parse_match_filter(text, &lookup)
-            .map_err(|e| invalid(format!("dump-flows: {e}")))?;
-        let now = self.now_ms();
-        let mut flows = Vec::new();
-        for table in &b.pipeline.tables {
-            for (_, r) in table.iter() {
-                let e = &r.data;
-                if !filter.selects(&e.flow, false) {
-                    continue;
-                }
-                let n_packets = e.n_packets();
-                let n_bytes = e.n_bytes();
-                let last = e.last_used_ms();
-                let stats = FlowStats {
-                    duration_ms: now.saturating_sub(e.created_ms),
-                    n_packets,
-                    n_bytes,
-                    idle_age_s: now.saturating_sub(last) / 1000,
-                };
-                flows.push(FlowInfo {
-                    table: e.flow.table.0,
-                    priority: e.flow.priority.0,
-                    cookie: e.flow.cookie,
-                    n_packets,
-                    n_bytes,
-                    duration_ms: stats.duration_ms,
-                    idle_age: stats.idle_age_s,
-                    flow: syntax::fmt_flow(&e.flow, None),
-                    text: syntax::fmt_with_stats(&e.flow, &stats, None),
-                });
-            }
-        }
-        Ok(Reply::Flows { flows })
+        syntax::parse_match_filter(text, &lookup).map_err(|e| invalid(format!("{verb}: {e}")))
+    }
+
+    /// The flows of `bridge` that `filter` selects (loosely), in dump
+    /// order; none for an unknown bridge. Only pointer copies, so that
+    /// the switch lock is held briefly: formatting is the caller's
+    /// (`control::dump`, the OpenFlow statistics), after the lock.
+    pub fn flow_entries(&self, bridge: &str, filter: &FlowFilter) -> Vec<Arc<FlowEntry>> {
+        let Some(b) = self.bridges.get(bridge) else {
+            return Vec::new();
+        };
+        b.pipeline
+            .tables
+            .iter()
+            .flat_map(|t| t.iter())
+            .filter(|(_, r)| filter.selects(&r.data.flow, false))
+            .map(|(_, r)| r.data.clone())
+            .collect()
     }
 
     /// Removes flows whose idle or hard timeout has passed.
