@@ -216,19 +216,6 @@ fn table_counts(p: &Pipeline) -> Vec<OfTableCounts> {
         .collect()
 }
 
-/// One flow with its statistics, for OpenFlow FLOW/AGGREGATE stats.
-#[derive(Debug, Clone)]
-pub struct OfFlowStats {
-    /// The flow.
-    pub flow: Flow,
-    /// Milliseconds since it was added.
-    pub duration_ms: u64,
-    /// Packets.
-    pub packets: u64,
-    /// Bytes.
-    pub bytes: u64,
-}
-
 /// The whole switch.
 pub struct Switch {
     bridges: BTreeMap<String, BridgeState>,
@@ -960,29 +947,6 @@ impl Switch {
             log::error!("saving state after an OpenFlow flow_mod: {e}");
         }
         Ok(())
-    }
-
-    /// Flows of `bridge` that `filter` selects (loosely), with counters.
-    pub fn of_flow_stats(&self, bridge: &str, filter: &FlowFilter) -> Vec<OfFlowStats> {
-        let now = self.now_ms();
-        let Some(b) = self.bridges.get(bridge) else {
-            return Vec::new();
-        };
-        b.pipeline
-            .tables
-            .iter()
-            .flat_map(|t| t.iter())
-            .filter(|(_, r)| filter.selects(&r.data.flow, false))
-            .map(|(_, r)| {
-                let e = &r.data;
-                OfFlowStats {
-                    flow: e.flow.clone(),
-                    duration_ms: now.saturating_sub(e.created_ms),
-                    packets: e.n_packets(),
-                    bytes: e.n_bytes(),
-                }
-            })
-            .collect()
     }
 
     /// Counters of every table of `bridge` (all 255; an unknown bridge
