@@ -16,7 +16,7 @@
 //! # Thread-safety
 //! One `Switch` behind a mutex: requests are applied one at a time.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -2239,14 +2239,17 @@ impl Switch {
             ws.sort();
             cs.sort();
             if ws != cs {
+                // Sets, not `contains` on the lists: linear, not quadratic.
+                let (want_set, cur_set): (HashSet<&String>, HashSet<&String>) =
+                    (want_text.iter().collect(), cur_text.iter().collect());
                 let added = want_text
                     .iter()
-                    .filter(|f| !cur_text.contains(f))
+                    .filter(|f| !cur_set.contains(f))
                     .cloned()
                     .collect();
                 let removed = cur_text
                     .iter()
-                    .filter(|f| !want_text.contains(f))
+                    .filter(|f| !want_set.contains(f))
                     .cloned()
                     .collect();
                 adds.push(Change::ReplaceFlows {
