@@ -192,15 +192,38 @@ async fn write_answer(wr: &mut tokio::net::unix::OwnedWriteHalf, answer: Answer)
 }
 
 /// The text a connection uploaded for its next [`Request::WithUpload`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Upload {
     text: String,
     /// Lines completed so far, and the length of the one being received.
     lines: u64,
     line_len: usize,
+    /// Most bytes accepted ([`MAX_UPLOAD`]).
+    max: u64,
+}
+
+impl Default for Upload {
+    fn default() -> Upload {
+        Upload::with_limit(MAX_UPLOAD)
+    }
 }
 
 impl Upload {
+    /// An empty buffer that takes at most `max` bytes.
+    pub fn with_limit(max: u64) -> Upload {
+        Upload {
+            text: String::new(),
+            lines: 0,
+            line_len: 0,
+            max,
+        }
+    }
+
+    /// Empties the buffer.
+    fn reset(&mut self) {
+        *self = Upload::with_limit(self.max);
+    }
+
     /// Passes an ordinary request through; keeps an [`Request::Upload`]
     /// piece (answering it); turns a [`Request::WithUpload`] into its
     /// request with the whole text. Every refusal empties the buffer.
@@ -208,11 +231,11 @@ impl Upload {
         match req {
             Request::Upload { offset, text } => {
                 if offset == 0 {
-                    *self = Upload::default();
+                    self.reset();
                 }
                 let have = self.text.len() as u64;
                 if offset != have {
-                    *self = Upload::default();
+                    self.reset();
                     return Err(bad(format!(
                         "upload piece at offset {offset}, but {have} bytes were uploaded; \
                          start again at offset 0"
@@ -228,20 +251,21 @@ impl Upload {
                 let mut req = *request;
                 let have = self.text.len() as u64;
                 if bytes != have {
-                    *self = Upload::default();
+                    self.reset();
                     return Err(bad(format!(
                         "the request counts on {bytes} uploaded bytes, but {have} were uploaded"
                     )));
                 }
                 let Some(t) = req.text_mut() else {
-                    *self = Upload::default();
+                    self.reset();
                     return Err(bad(
                         "with_upload carries add_flows, replace_flows or apply only",
                     ));
                 };
                 let tail = std::mem::take(t);
                 self.append(&tail)?;
-                *t = std::mem::take(self).text;
+                *t = std::mem::take(&mut self.text);
+                self.reset();
                 Ok(req)
             }
             req => Ok(req),
@@ -250,11 +274,12 @@ impl Upload {
 
     /// Appends `piece`, checking the total and the line lengths.
     fn append(&mut self, piece: &str) -> Result<(), Response> {
-        if self.text.len() as u64 + piece.len() as u64 > MAX_UPLOAD {
-            *self = Upload::default();
+        if self.text.len() as u64 + piece.len() as u64 > self.max {
+            let max = self.max;
+            self.reset();
             return Err(Response::err(
                 ErrorKind::Invalid,
-                format!("the request text is longer than {MAX_UPLOAD} bytes (2 GiB)"),
+                format!("the request text is longer than {max} bytes; nothing was changed"),
             ));
         }
         for (i, seg) in piece.split('\n').enumerate() {
@@ -265,7 +290,7 @@ impl Upload {
             self.line_len += seg.len();
             if self.line_len > MAX_TEXT_LINE {
                 let n = self.lines + 1;
-                *self = Upload::default();
+                self.reset();
                 return Err(Response::err(
                     ErrorKind::Invalid,
                     format!(
@@ -320,5 +345,84 @@ async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
             }
             return Ok(LineRead::Line);
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn piece(offset: u64, text: &str) -> Request {
+        Request::Upload {
+            offset,
+            text: text.into(),
+        }
+    }
+
+    fn add(bytes: u64, text: &str) -> Request {
+        Request::WithUpload {
+            bytes,
+            request: Box::new(Request::AddFlows {
+                bridge: "br0".into(),
+                text: text.into(),
+            }),
+        }
+    }
+
+    fn message(r: Result<Request, Response>) -> String {
+        match r {
+            Err(Response::Err { error, .. }) => error.message,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn pieces_join_into_one_request() {
+        let mut u = Upload::default();
+        assert!(matches!(
+            u.take(piece(0, "priority=1,act")),
+            Err(Response::Ok {
+                result: Reply::Done { count: 14, .. },
+                ..
+            })
+        ));
+        assert!(u.take(piece(14, "ions=drop\npri")).is_err());
+        let r = u.take(add(27, "ority=2,actions=drop\n")).unwrap();
+        assert_eq!(
+            r.text(),
+            Some("priority=1,actions=drop\npriority=2,actions=drop\n")
+        );
+        // The buffer is empty again; other requests pass through.
+        assert_eq!(u.take(Request::Ping {}).unwrap(), Request::Ping {});
+        assert!(message(u.take(add(1, ""))).contains("1 uploaded bytes, but 0"));
+    }
+
+    #[test]
+    fn lost_pieces_limits_and_long_lines_are_refused() {
+        let mut u = Upload::default();
+        let _ = u.take(piece(0, "abc"));
+        assert!(message(u.take(piece(5, "x"))).contains("offset 5, but 3 bytes"));
+        // The refusal emptied the buffer; offset 0 starts afresh anyway.
+        let _ = u.take(piece(0, "abc"));
+        let _ = u.take(piece(0, "de"));
+        assert_eq!(u.take(add(2, "f")).unwrap().text(), Some("def"));
+        let _ = u.take(piece(0, "x"));
+        let bad = Request::WithUpload {
+            bytes: 1,
+            request: Box::new(Request::Ping {}),
+        };
+        assert!(message(u.take(bad)).contains("add_flows, replace_flows or apply"));
+
+        let mut u = Upload::with_limit(10);
+        let _ = u.take(piece(0, "12345"));
+        assert!(message(u.take(piece(5, "678901"))).contains("longer than 10 bytes"));
+        assert!(message(u.take(add(0, "x".repeat(11).as_str()))).contains("longer than 10"));
+
+        let mut u = Upload::default();
+        let long = "y".repeat(MAX_TEXT_LINE / 2 + 1);
+        let _ = u.take(piece(0, "ok\nok\n"));
+        let _ = u.take(piece(6, &long));
+        assert!(message(u.take(piece(6 + long.len() as u64, &long))).contains("line 3 of"));
     }
 }

@@ -290,6 +290,17 @@ fn read_file_arg(file: &str) -> Result<String, Fail> {
             .map_err(|e| fail(1, format!("reading standard input: {e}")))?;
         Ok(s)
     } else {
+        // Refuse what the daemon would refuse before reading it all.
+        let len = std::fs::metadata(file).map_or(0, |m| m.len());
+        if len > rvs_ctl::proto::MAX_UPLOAD {
+            return Err(fail(
+                1,
+                format!(
+                    "{file}: {len} bytes; a request may carry at most {} bytes (2 GiB)",
+                    rvs_ctl::proto::MAX_UPLOAD
+                ),
+            ));
+        }
         std::fs::read_to_string(file).map_err(|e| fail(1, format!("{file}: {e}")))
     }
 }
