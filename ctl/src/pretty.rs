@@ -17,6 +17,14 @@
 //! Output equals `to_string_pretty(merged reply) + "\n"` (unit tests
 //! compare them); JSON strings hold no raw newlines, so indenting by
 //! line is safe.
+//!
+//! # Thread-safety
+//! Plain data; one writer per reply.
+//!
+//! # Limits
+//! Pieces must come in order and be of one variant (what
+//! [`crate::Client::call_each`] hands over); a piece of another variant
+//! replaces the document.
 
 use std::io::{self, Write};
 

@@ -23,7 +23,9 @@
 //!
 //! # Limits
 //! An upload holds at most [`MAX_UPLOAD`] bytes, in lines of at most
-//! [`MAX_TEXT_LINE`] bytes.
+//! [`MAX_TEXT_LINE`] bytes. A client that stops reading a streamed reply
+//! keeps its producer (a blocking-pool thread and the entries it
+//! collected) waiting until it reads on or disconnects.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -158,8 +160,10 @@ async fn connection<H: Handler>(stream: UnixStream, handler: Arc<H>, idle: Durat
     }
 }
 
-/// Writes `answer`; false when the connection is broken.
+/// Writes `answer`; false when the connection is broken. Writes wait for
+/// the client as long as it takes (`rvsctl dump-flows | less`).
 async fn write_answer(wr: &mut tokio::net::unix::OwnedWriteHalf, answer: Answer) -> bool {
+    let mut write = async |b: &[u8]| wr.write_all(b).await.is_ok();
     match answer {
         Answer::One(resp) => {
             let mut out = match serde_json::to_vec(&resp) {
@@ -170,11 +174,11 @@ async fn write_answer(wr: &mut tokio::net::unix::OwnedWriteHalf, answer: Answer)
                 }
             };
             out.push(b'\n');
-            wr.write_all(&out).await.is_ok()
+            write(&out).await
         }
         Answer::Lines(mut rx) => {
             while let Some((l, last)) = rx.recv().await {
-                if wr.write_all(&l).await.is_err() {
+                if !write(&l).await {
                     return false;
                 }
                 if last {
@@ -186,7 +190,7 @@ async fn write_answer(wr: &mut tokio::net::unix::OwnedWriteHalf, answer: Answer)
                 ErrorKind::Internal,
                 "the reply broke off (see the rvsd log)",
             ));
-            wr.write_all(&out).await.is_ok()
+            write(&out).await
         }
     }
 }
