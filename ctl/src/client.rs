@@ -197,14 +197,13 @@ impl Client {
     /// Sends `req`'s text but for its last piece as [`Request::Upload`]s,
     /// then `req` with that piece inside a [`Request::WithUpload`].
     fn upload(&mut self, req: &Request) -> Result<(), ClientError> {
-        let mut last = req.clone();
-        let Some(text) = last.text_mut().map(std::mem::take) else {
+        let pieces = split_text(req.text().unwrap_or(""), UPLOAD_PIECE);
+        let (tail, head) = pieces.split_last().unwrap_or((&"", &[]));
+        let Some(last) = req.with_text((*tail).to_string()) else {
             return Err(ClientError::TooLarge(
                 "the request is longer than a line and carries no text to upload".into(),
             ));
         };
-        let pieces = split_text(&text, UPLOAD_PIECE);
-        let (tail, head) = pieces.split_last().unwrap_or((&"", &[]));
         let mut offset = 0u64;
         for p in head {
             let up = Request::Upload {
@@ -220,9 +219,6 @@ impl Client {
                 }
             }
             offset += p.len() as u64;
-        }
-        if let Some(t) = last.text_mut() {
-            *t = (*tail).to_string();
         }
         let fin = Request::WithUpload {
             bytes: offset,

@@ -245,6 +245,29 @@ pub enum Request {
 }
 
 impl Request {
+    /// This request with `text` in place of its file text; `None` for
+    /// requests without one (see [`Request::text_mut`]).
+    pub fn with_text(&self, text: String) -> Option<Request> {
+        Some(match self {
+            Request::AddFlows { bridge, .. } => Request::AddFlows {
+                bridge: bridge.clone(),
+                text,
+            },
+            Request::ReplaceFlows { bridge, .. } => Request::ReplaceFlows {
+                bridge: bridge.clone(),
+                text,
+            },
+            Request::Apply {
+                origin, dry_run, ..
+            } => Request::Apply {
+                text,
+                origin: origin.clone(),
+                dry_run: *dry_run,
+            },
+            _ => return None,
+        })
+    }
+
     /// The file text this request carries (see [`Request::text_mut`]).
     pub fn text(&self) -> Option<&str> {
         match self {

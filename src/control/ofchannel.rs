@@ -782,6 +782,9 @@ async fn multipart(
                     if wr.write_all(&m).await.is_err() {
                         return Ok(Mp::Broken);
                     }
+                    // Encoding runs on the control runtime: let the other
+                    // connections in between messages.
+                    tokio::task::yield_now().await;
                 }
             }
             if wr.write_all(&enc.finish()).await.is_err() {
