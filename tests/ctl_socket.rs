@@ -299,3 +299,57 @@ fn delete_and_recreate_back_to_back() {
         assert!(!netdev_exists(&br) && !netdev_exists(&tap));
     }
 }
+
+#[test]
+fn uploads_in_pieces_run_as_one_request_per_connection() {
+    if !require_root() {
+        return;
+    }
+    let d = Rvsd::start();
+    let br = d.add_br();
+    let mut c = d.conn();
+    let up = |c: &mut Conn, offset: usize, text: &str| {
+        c.call(&json!({"type": "upload", "offset": offset, "text": text}))
+    };
+    let with = |c: &mut Conn, bytes: usize, text: &str| {
+        c.call(&json!({"type": "with_upload", "bytes": bytes,
+            "request": {"type": "add_flows", "bridge": br, "text": text}}))
+    };
+    // Pieces may cut a line anywhere.
+    let v = up(&mut c, 0, "priority=10,actions=dr");
+    assert_eq!(v["result"]["count"], 22, "{v}");
+    let v = up(&mut c, 22, "op\npriority=11,ac");
+    assert_eq!(v["result"]["count"], 39, "{v}");
+    let v = with(&mut c, 39, "tions=drop\n");
+    assert!(resp_ok(&v), "{v}");
+    assert_eq!(v["result"]["count"], 2);
+    assert_eq!(d.flows(&br).len(), 3);
+
+    // A lost piece is noticed, and empties the buffer.
+    up(&mut c, 0, "priority=12,actions=drop\n");
+    let v = up(&mut c, 99, "x");
+    assert_eq!(kind(&v), "bad_request", "{v}");
+    assert!(resp_err(&v).contains("offset 99, but 25 bytes"), "{v}");
+    let v = with(&mut c, 25, "");
+    assert!(resp_err(&v).contains("but 0 were uploaded"), "{v}");
+
+    // A bad line in the joined text: named by its number, nothing added.
+    up(&mut c, 0, "priority=13,actions=drop\n");
+    let v = with(&mut c, 25, "priority=14,nw_src=1.2.3.4,actions=drop\n");
+    let msg = resp_err(&v);
+    assert!(
+        msg.contains("line 2") && msg.contains("no flows were added"),
+        "{v}"
+    );
+    assert_eq!(d.flows(&br).len(), 3);
+
+    // Uploads belong to their connection.
+    let mut other = d.conn();
+    up(&mut other, 0, "priority=15,actions=drop\n");
+    let v = with(&mut c, 25, "");
+    assert!(resp_err(&v).contains("but 0 were uploaded"), "{v}");
+    let v = with(&mut other, 25, "");
+    assert!(resp_ok(&v), "{v}");
+    assert_eq!(d.flows(&br).len(), 4);
+    ping(&mut c);
+}

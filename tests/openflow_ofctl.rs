@@ -208,6 +208,97 @@ fn ofctl10_show_dump_add() {
     h1.assert_ping(h2.ip());
 }
 
+/// FLOW statistics of a large table arrive in many messages, OFPMPF_REPLY_MORE
+/// on all but the last, every flow once: read raw and through `ovs-ofctl`
+/// (1.3 and 1.0); AGGREGATE counts them all.
+#[test]
+fn flow_stats_of_a_large_table_span_many_messages() {
+    if !require_root() || !have_ofctl() {
+        return;
+    }
+    let t = topo();
+    let n = 20_000;
+    let text: String = (0..n)
+        .map(|i| {
+            format!(
+                "cookie={i:#x},priority={},ip,nw_dst=10.{}.{}.{},actions=output:1\n",
+                100 + i % 1000,
+                (i >> 16) & 255,
+                (i >> 8) & 255,
+                i & 255
+            )
+        })
+        .collect();
+    let dir = TempDir::new();
+    let file = dir.0.join("flows.txt");
+    std::fs::write(&file, text).unwrap();
+    t.d.ok(&["add-flows", &t.br, file.to_str().unwrap()]);
+    // All flows, the bridge's NORMAL included.
+    let all = n + 1;
+    let cookies = |dump: &str| {
+        let mut seen = vec![0u32; n];
+        let mut lines = 0;
+        for l in dump.lines().filter(|l| l.starts_with(" cookie=")) {
+            lines += 1;
+            let c = l[" cookie=0x".len()..].split(',').next().unwrap();
+            let c = usize::from_str_radix(c, 16).unwrap();
+            if !l.contains("priority=0 actions=NORMAL") {
+                seen[c] += 1;
+            }
+        }
+        assert_eq!(lines, all);
+        assert!(seen.iter().all(|&k| k == 1), "a flow missing or twice");
+    };
+    for proto in [Some("OpenFlow13"), None] {
+        let dump = ofctl_ok(proto, "dump-flows", &t.target, &[]);
+        cookies(&dump);
+        let replies = dump.lines().filter(|l| l.contains("reply")).count();
+        assert!(replies > 10, "{proto:?}: {replies} reply messages");
+    }
+    let agg = ofctl_ok(Some("OpenFlow13"), "dump-aggregate", &t.target, &[]);
+    assert!(agg.contains(&format!("flow_count={all}")), "{agg}");
+
+    // Raw: the messages, their flags and sizes.
+    let addr = t.target.trim_start_matches("tcp:");
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = Vec::new();
+    send(&mut s, &Message::Hello(msg::Hello { versions: 1 << 4 }));
+    let (_, hello) = read_msg(&mut s, &mut buf).expect("hello");
+    assert!(matches!(hello, Message::Hello(_)), "{hello:?}");
+    let req = of::MultipartRequest {
+        flags: 0,
+        body: of::MpRequest::Flow(of::multipart::FlowStatsRequest {
+            table_id: 0xff,
+            out_port: flowtable::PortNo::NONE,
+            out_group: u32::MAX,
+            cookie: 0,
+            cookie_mask: 0,
+            m: flowtable::Match::CATCHALL,
+        }),
+    };
+    send(&mut s, &Message::MultipartRequest(req));
+    let (mut msgs, mut entries) = (0, 0);
+    loop {
+        let (h, m) = read_msg(&mut s, &mut buf).expect("a multipart reply");
+        let Message::MultipartReply(r) = m else {
+            continue; // an echo request, say
+        };
+        assert!(usize::from(h.length) <= of::MAX_MSG_LEN);
+        let of::MpReply::Flow(f) = r.body else {
+            panic!("{:?}", r.body)
+        };
+        msgs += 1;
+        entries += f.len();
+        if r.flags & of::multipart::MPF_MORE == 0 {
+            break;
+        }
+        assert!(!f.is_empty());
+    }
+    assert_eq!(entries, all);
+    assert!(msgs > 10, "{msgs} messages");
+}
+
 #[test]
 fn fail_mode_standalone_forwards_until_secure() {
     if !require_root() {

@@ -6,6 +6,29 @@
 //! A connection may carry many requests, one at a time. Lines longer than
 //! [`MAX_LINE`] bytes are rejected and the connection is closed.
 //!
+//! # Replies of any size
+//! A reply whose line fits in [`MAX_LINE`] is one line, as above. A larger
+//! one (`dump-flows`, `export`, `dump-ports`, `fdb-show`, `apply`) is
+//! streamed (see [`crate::stream`]): a header line
+//! `{"ok":true,"stream":{"key":"flows"}}`, then chunk lines
+//! `{"chunk":{"flows":[...]}}` of at most [`crate::stream::CHUNK_ITEMS`]
+//! items or about [`crate::stream::CHUNK_BYTES`] bytes, each a complete
+//! [`Reply`] of the same variant holding the next items (for `export` the
+//! next piece of the TOML text), then an end line
+//! `{"end":{"items":N,"chunks":M}}` with which the client checks that
+//! nothing was lost. An error line (`{"ok":false,...}`) may end a stream
+//! early.
+//!
+//! # Requests of any size
+//! A request carrying a flow file or configuration whose line would not
+//! fit in [`MAX_LINE`] is sent in pieces: [`Request::Upload`] lines append
+//! the text to a per-connection buffer (each names the offset it starts
+//! at, so a lost or repeated piece is noticed; offset 0 starts afresh),
+//! and [`Request::WithUpload`] carries the request itself with the last
+//! piece: the daemon puts the uploaded text before the request's own and
+//! runs it as one request, all or nothing. Uploads are capped at
+//! [`MAX_UPLOAD`] bytes, and lines of uploaded text at [`MAX_TEXT_LINE`].
+//!
 //! Requests are internally tagged by `"type"`, e.g.
 //! `{"type":"add_br","name":"br0","may_exist":false}`; responses are
 //! `{"ok":true,"result":{...}}` or
@@ -18,6 +41,12 @@ use serde::{Deserialize, Serialize};
 
 /// Longest request or response line accepted, in bytes.
 pub const MAX_LINE: usize = 4 * 1024 * 1024;
+
+/// Most text one request may carry through [`Request::Upload`], in bytes.
+pub const MAX_UPLOAD: u64 = 2 << 30;
+
+/// Longest line of uploaded text (a flow or a TOML line), in bytes.
+pub const MAX_TEXT_LINE: usize = 1024 * 1024;
 
 /// A request from a client.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -195,6 +224,70 @@ pub enum Request {
         /// Packet description in flow syntax.
         flow: String,
     },
+    /// Appends a piece of text to this connection's upload buffer, for the
+    /// [`Request::WithUpload`] that follows. Answered with
+    /// [`Reply::Done`] whose `count` is the bytes buffered so far.
+    Upload {
+        /// Where this piece starts: the bytes already buffered (0 starts a
+        /// new upload, discarding an unfinished one).
+        offset: u64,
+        /// The piece.
+        text: String,
+    },
+    /// Runs `request` (`add_flows`, `replace_flows` or `apply`) with the
+    /// uploaded text put before its own `text`, and empties the buffer.
+    WithUpload {
+        /// Bytes uploaded before, which must equal what was buffered.
+        bytes: u64,
+        /// The request.
+        request: Box<Request>,
+    },
+}
+
+impl Request {
+    /// This request with `text` in place of its file text; `None` for
+    /// requests without one (see [`Request::text_mut`]).
+    pub fn with_text(&self, text: String) -> Option<Request> {
+        Some(match self {
+            Request::AddFlows { bridge, .. } => Request::AddFlows {
+                bridge: bridge.clone(),
+                text,
+            },
+            Request::ReplaceFlows { bridge, .. } => Request::ReplaceFlows {
+                bridge: bridge.clone(),
+                text,
+            },
+            Request::Apply {
+                origin, dry_run, ..
+            } => Request::Apply {
+                text,
+                origin: origin.clone(),
+                dry_run: *dry_run,
+            },
+            _ => return None,
+        })
+    }
+
+    /// The file text this request carries (see [`Request::text_mut`]).
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Request::AddFlows { text, .. }
+            | Request::ReplaceFlows { text, .. }
+            | Request::Apply { text, .. } => Some(text),
+            _ => None,
+        }
+    }
+
+    /// The file text this request carries, for the requests whose text
+    /// may be uploaded in pieces (`add_flows`, `replace_flows`, `apply`).
+    pub fn text_mut(&mut self) -> Option<&mut String> {
+        match self {
+            Request::AddFlows { text, .. }
+            | Request::ReplaceFlows { text, .. }
+            | Request::Apply { text, .. } => Some(text),
+            _ => None,
+        }
+    }
 }
 
 /// The daemon's answer to one request.
@@ -215,6 +308,53 @@ pub enum Response {
         /// What went wrong.
         error: ErrorBody,
     },
+    /// Success, with a reply too large for one line: [`StreamLine`]s follow.
+    Stream {
+        /// Always true.
+        ok: bool,
+        /// What the chunks carry.
+        stream: StreamHead,
+    },
+}
+
+/// The header of a streamed reply.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StreamHead {
+    /// The field of [`Reply`] whose items the chunks carry (`flows`,
+    /// `ports`, `fdb`, `changes`, `toml`).
+    pub key: String,
+}
+
+/// A line after a [`Response::Stream`] header.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StreamLine {
+    /// The next items, as a reply of the stream's variant.
+    Chunk {
+        /// The items.
+        chunk: Reply,
+    },
+    /// The last line of a complete stream.
+    End {
+        /// Totals to check against.
+        end: StreamEnd,
+    },
+    /// The stream broke off; what was received is incomplete.
+    Err {
+        /// Always false.
+        ok: bool,
+        /// What went wrong.
+        error: ErrorBody,
+    },
+}
+
+/// The totals in the end line of a streamed reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamEnd {
+    /// Items sent: list elements, or bytes of text for `toml`.
+    pub items: u64,
+    /// Chunk lines sent.
+    pub chunks: u64,
 }
 
 impl Response {
@@ -326,6 +466,45 @@ pub enum Reply {
         /// How many items were affected.
         count: u64,
     },
+}
+
+impl Reply {
+    /// How many items this reply holds in its streamable field (list
+    /// elements, or bytes of `toml` text); `None` for replies that are
+    /// never streamed.
+    pub fn items(&self) -> Option<u64> {
+        Some(match self {
+            Reply::Flows { flows } => flows.len() as u64,
+            Reply::Ports { ports } => ports.len() as u64,
+            Reply::Fdb { fdb } => fdb.len() as u64,
+            Reply::Apply { changes, .. } => changes.len() as u64,
+            Reply::Config { toml } => toml.len() as u64,
+            _ => return None,
+        })
+    }
+
+    /// Appends the items of `part`, a later chunk of the same reply.
+    /// Returns `part` back when it is of another variant.
+    pub fn append(&mut self, part: Reply) -> Result<(), Reply> {
+        match (self, part) {
+            (Reply::Flows { flows }, Reply::Flows { flows: more }) => flows.extend(more),
+            (Reply::Ports { ports }, Reply::Ports { ports: more }) => ports.extend(more),
+            (Reply::Fdb { fdb }, Reply::Fdb { fdb: more }) => fdb.extend(more),
+            (
+                Reply::Apply { changes, applied },
+                Reply::Apply {
+                    changes: more,
+                    applied: a,
+                },
+            ) => {
+                changes.extend(more);
+                *applied = a;
+            }
+            (Reply::Config { toml }, Reply::Config { toml: more }) => toml.push_str(&more),
+            (_, part) => return Err(part),
+        }
+        Ok(())
+    }
 }
 
 /// A bridge, as `show` reports it.

@@ -551,7 +551,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, peer:
                     } else {
                         let raw = &inbuf[msgs[i].clone()];
                         i += 1;
-                        handle(&mut conn, &ctx, &peer, raw).await
+                        handle(&mut conn, &ctx, &peer, raw, &mut wr).await
                     };
                     // Asynchronous messages already queued (a FLOW_REMOVED
                     // of a delete just applied) go before these replies.
@@ -669,8 +669,18 @@ fn error(conn: &Conn, etype: ErrorType, code: u16, raw: &[u8]) -> Vec<Vec<u8>> {
     vec![of::error_reply(conn.v(), OfpError::new(etype, code), raw)]
 }
 
-/// Handles one message; returns the replies and whether to close.
-async fn handle(conn: &mut Conn, ctx: &Ctx, peer: &str, raw: &[u8]) -> (Vec<Vec<u8>>, bool) {
+/// Where a connection's messages go.
+type Writer<'a> = dyn AsyncWrite + Unpin + Send + 'a;
+
+/// Handles one message; returns the replies and whether to close. Large
+/// replies (FLOW statistics) are written to `wr` as they are encoded.
+async fn handle(
+    conn: &mut Conn,
+    ctx: &Ctx,
+    peer: &str,
+    raw: &[u8],
+    wr: &mut Writer<'_>,
+) -> (Vec<Vec<u8>>, bool) {
     let (h, msg) = match of::decode(raw) {
         Ok(x) => x,
         Err(e) => {
@@ -818,14 +828,17 @@ async fn handle(conn: &mut Conn, ctx: &Ctx, peer: &str, raw: &[u8]) -> (Vec<Vec<
                 Vec::new()
             }
         }
-        Message::MultipartRequest(r) => match multipart(conn, ctx, r.body).await {
-            Ok(body) => match of::encode_multipart_reply(v, xid, &body, of::MAX_MSG_LEN) {
+        Message::MultipartRequest(r) => match multipart(conn, ctx, xid, r.body, wr).await {
+            Ok(Mp::Written) => Vec::new(),
+            Ok(Mp::Reply(body)) => match of::encode_multipart_reply(v, xid, &body, of::MAX_MSG_LEN)
+            {
                 Ok(msgs) => msgs,
                 Err(e) => {
                     log::warn!("openflow {peer}: cannot encode a multipart reply: {e}");
                     error(conn, ErrorType::BadRequest, bad_request::EPERM, raw)
                 }
             },
+            Ok(Mp::Broken) => return (Vec::new(), true),
             Err((t, c)) => error(conn, t, c, raw),
         },
         // Messages only a switch sends.
@@ -908,11 +921,32 @@ async fn bridge(ctx: &Ctx) -> Option<OfBridge> {
         .flatten()
 }
 
-async fn multipart(conn: &Conn, ctx: &Ctx, req: MpRequest) -> Result<MpReply, (ErrorType, u16)> {
+/// How [`multipart`] answered.
+enum Mp {
+    /// A reply to encode and send.
+    Reply(MpReply),
+    /// The reply was written already.
+    Written,
+    /// Writing it failed: the connection is gone.
+    Broken,
+}
+
+/// Answers a MULTIPART_REQUEST. FLOW statistics are collected as entries
+/// under the switch lock ([`Switch::flow_entries`], pointer copies) and
+/// encoded and written message by message after it, so memory stays at
+/// one message however many flows match; the other replies are small and
+/// built whole.
+async fn multipart(
+    conn: &Conn,
+    ctx: &Ctx,
+    xid: u32,
+    req: MpRequest,
+    wr: &mut Writer<'_>,
+) -> Result<Mp, (ErrorType, u16)> {
     let v = conn.v();
     let gone = (ErrorType::BadRequest, bad_request::EPERM);
     let name = ctx.bridge.clone();
-    Ok(match req {
+    Ok(Mp::Reply(match req {
         MpRequest::Desc => MpReply::Desc(Desc {
             mfr_desc: "rvs".into(),
             hw_desc: "rvs userspace switch".into(),
@@ -922,25 +956,44 @@ async fn multipart(conn: &Conn, ctx: &Ctx, req: MpRequest) -> Result<MpReply, (E
         }),
         MpRequest::Flow(f) => {
             let filter = f.filter();
-            let flows = with_switch(&ctx.switch, move |s| s.of_flow_stats(&name, &filter))
-                .await
-                .ok_or(gone)?;
-            MpReply::Flow(
-                flows
-                    .iter()
-                    .map(|f| FlowStats::new(&f.flow, f.duration_ms, f.packets, f.bytes))
-                    .collect(),
-            )
+            let (flows, now) = with_switch(&ctx.switch, move |s| {
+                (s.flow_entries(&name, &filter), s.now_ms())
+            })
+            .await
+            .ok_or(gone)?;
+            let mut enc =
+                of::MultipartEncoder::new(v, xid, &MpReply::Flow(Vec::new()), of::MAX_MSG_LEN)
+                    .map_err(|_| gone)?;
+            for e in &flows {
+                let fs = FlowStats::new(
+                    &e.flow,
+                    now.saturating_sub(e.created_ms),
+                    e.n_packets(),
+                    e.n_bytes(),
+                );
+                if let Some(m) = enc.push_flow(&fs) {
+                    if wr.write_all(&m).await.is_err() {
+                        return Ok(Mp::Broken);
+                    }
+                    // Encoding runs on the control runtime: let the other
+                    // connections in between messages.
+                    tokio::task::yield_now().await;
+                }
+            }
+            if wr.write_all(&enc.finish()).await.is_err() {
+                return Ok(Mp::Broken);
+            }
+            return Ok(Mp::Written);
         }
         MpRequest::Aggregate(f) => {
             let filter = f.filter();
-            let flows = with_switch(&ctx.switch, move |s| s.of_flow_stats(&name, &filter))
+            let flows = with_switch(&ctx.switch, move |s| s.flow_entries(&name, &filter))
                 .await
                 .ok_or(gone)?;
             MpReply::Aggregate(AggregateStats {
-                packet_count: flows.iter().map(|f| f.packets).sum(),
-                byte_count: flows.iter().map(|f| f.bytes).sum(),
-                flow_count: flows.len() as u32,
+                packet_count: flows.iter().map(|e| e.n_packets()).sum(),
+                byte_count: flows.iter().map(|e| e.n_bytes()).sum(),
+                flow_count: u32::try_from(flows.len()).unwrap_or(u32::MAX),
             })
         }
         MpRequest::Table => {
@@ -1007,7 +1060,7 @@ async fn multipart(conn: &Conn, ctx: &Ctx, req: MpRequest) -> Result<MpReply, (E
         MpRequest::Experimenter { .. } => {
             return Err((ErrorType::BadRequest, bad_request::BAD_EXPERIMENTER))
         }
-    })
+    }))
 }
 
 #[cfg(test)]

@@ -16,13 +16,13 @@
 //! # Thread-safety
 //! One `Switch` behind a mutex: requests are applied one at a time.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flowtable::syntax::{self, Flow, FlowFilter, FlowStats};
+use flowtable::syntax::{self, Flow, FlowFilter};
 use flowtable::{PortNo, TableId, Vid};
-use rvs_ctl::proto::{BridgeInfo, ErrorKind, FlowInfo, PortInfo, Reply, Request, Response};
+use rvs_ctl::proto::{BridgeInfo, ErrorKind, PortInfo, Reply, Request, Response};
 
 use crate::bridge::{Bridge, VlanConfig, VlanError, VlanMode};
 use crate::config::{BridgeConfig, Config, FlowConfig, PortConfig};
@@ -221,19 +221,6 @@ fn table_counts(p: &Pipeline) -> Vec<OfTableCounts> {
             }
         })
         .collect()
-}
-
-/// One flow with its statistics, for OpenFlow FLOW/AGGREGATE stats.
-#[derive(Debug, Clone)]
-pub struct OfFlowStats {
-    /// The flow.
-    pub flow: Flow,
-    /// Milliseconds since it was added.
-    pub duration_ms: u64,
-    /// Packets.
-    pub packets: u64,
-    /// Bytes.
-    pub bytes: u64,
 }
 
 /// The whole switch.
@@ -486,7 +473,8 @@ impl Switch {
         }
     }
 
-    fn now_ms(&self) -> u64 {
+    /// Milliseconds since the switch started (the clock of flow entries).
+    pub fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
 
@@ -682,6 +670,11 @@ impl Switch {
                 let cfg = Config::parse(&text, &origin).map_err(|e| invalid(e.to_string()))?;
                 self.apply_text(&cfg, &text, &origin, dry_run)
             }
+            // The connection assembles uploads (control::server).
+            Request::Upload { .. } | Request::WithUpload { .. } => Err(reject(
+                ErrorKind::BadRequest,
+                "uploads are taken apart by the connection, not the switch",
+            )),
         }
     }
 
@@ -1087,20 +1080,6 @@ impl Switch {
             Some(b) => b.flows.entries(filter),
             None => Vec::new(),
         }
-    }
-
-    /// Flows of `bridge` that `filter` selects (loosely), with counters.
-    pub fn of_flow_stats(&self, bridge: &str, filter: &FlowFilter) -> Vec<OfFlowStats> {
-        let now = self.now_ms();
-        self.flow_entries(bridge, filter)
-            .iter()
-            .map(|e| OfFlowStats {
-                flow: e.flow.clone(),
-                duration_ms: now.saturating_sub(e.created_ms),
-                packets: e.n_packets(),
-                bytes: e.n_bytes(),
-            })
-            .collect()
     }
 
     /// Counters of every table of `bridge` (all 255; an unknown bridge
@@ -1543,35 +1522,23 @@ impl Switch {
     }
 
     fn dump_flows(&self, bridge: &str, text: &str) -> Result<Reply> {
+        let filter = self.flow_filter(bridge, "dump-flows", text)?;
+        let now = self.now_ms();
+        let flows = self.flow_entries(bridge, &filter);
+        Ok(Reply::Flows {
+            flows: flows
+                .iter()
+                .map(|e| crate::control::dump::flow_info(e, now))
+                .collect(),
+        })
+    }
+
+    /// Parses a match filter against `bridge`'s port names; errors start
+    /// with `verb`.
+    pub fn flow_filter(&self, bridge: &str, verb: &str, text: &str) -> Result<FlowFilter> {
         let b = self.bridge(bridge)?;
         let lookup = |n: &str| b.port_no(n);
-        let filter = syntax::parse_match_filter(text, &lookup)
-            .map_err(|e| invalid(format!("dump-flows: {e}")))?;
-        let now = self.now_ms();
-        let mut flows = Vec::new();
-        for e in b.flows.entries(&filter) {
-            let n_packets = e.n_packets();
-            let n_bytes = e.n_bytes();
-            let last = e.last_used_ms();
-            let stats = FlowStats {
-                duration_ms: now.saturating_sub(e.created_ms),
-                n_packets,
-                n_bytes,
-                idle_age_s: now.saturating_sub(last) / 1000,
-            };
-            flows.push(FlowInfo {
-                table: e.flow.table.0,
-                priority: e.flow.priority.0,
-                cookie: e.flow.cookie,
-                n_packets,
-                n_bytes,
-                duration_ms: stats.duration_ms,
-                idle_age: stats.idle_age_s,
-                flow: syntax::fmt_flow(&e.flow, None),
-                text: syntax::fmt_with_stats(&e.flow, &stats, None),
-            });
-        }
-        Ok(Reply::Flows { flows })
+        syntax::parse_match_filter(text, &lookup).map_err(|e| invalid(format!("{verb}: {e}")))
     }
 
     /// Removes flows whose idle or hard timeout has passed (a heap of
@@ -2424,14 +2391,17 @@ impl Switch {
             ws.sort();
             cs.sort();
             if ws != cs {
+                // Sets, not `contains` on the lists: linear, not quadratic.
+                let (want_set, cur_set): (HashSet<&String>, HashSet<&String>) =
+                    (want_text.iter().collect(), cur_text.iter().collect());
                 let added = want_text
                     .iter()
-                    .filter(|f| !cur_text.contains(f))
+                    .filter(|f| !cur_set.contains(f))
                     .cloned()
                     .collect();
                 let removed = cur_text
                     .iter()
-                    .filter(|f| !want_text.contains(f))
+                    .filter(|f| !want_set.contains(f))
                     .cloned()
                     .collect();
                 adds.push(Change::ReplaceFlows {

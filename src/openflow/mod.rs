@@ -11,7 +11,8 @@
 //!   connection.
 //! - [`encode`] writes a message for version 0x01 or 0x04;
 //!   [`encode_multipart_reply`] splits a large reply into several
-//!   messages with the MORE flag.
+//!   messages with the MORE flag; [`MultipartEncoder`] does the same one
+//!   item at a time, for replies too large to build whole.
 //! - [`Hello`] / [`negotiate`] handle version negotiation (bitmaps, and
 //!   peers that send none).
 //! - Flow mods decode straight into rvs types: [`msg::FlowMod::to_flow`]
@@ -281,37 +282,97 @@ pub fn encode_multipart_reply(
     body: &MpReply,
     max_len: usize,
 ) -> Result<Vec<Vec<u8>>, EncodeError> {
-    check_version(version)?;
-    let max_len = max_len.clamp(1024, MAX_MSG_LEN);
-    let items = multipart::encode_reply_items(version, body)?;
-    let t = MsgType::MultipartReply
-        .wire(version)
-        .ok_or(EncodeError::BadVersion(version))?;
-    let start = |flags: u16| {
-        let mut b = Vec::new();
-        put_header(&mut b, version, t, xid);
-        b.extend_from_slice(&multipart::reply_header(version, body, flags));
-        b
-    };
+    let mut enc = MultipartEncoder::new(version, xid, body, max_len)?;
     let mut out = Vec::new();
-    let mut cur = start(0);
-    let empty_len = cur.len();
-    for i in items {
-        if cur.len() > empty_len && cur.len() + i.len() > max_len {
-            out.push(std::mem::replace(&mut cur, start(0)));
-        }
-        cur.extend_from_slice(&i);
+    for i in multipart::encode_reply_items(version, body)? {
+        out.extend(enc.push(&i));
     }
-    out.push(cur);
-    let n = out.len();
-    for (k, m) in out.iter_mut().enumerate() {
+    out.push(enc.finish());
+    Ok(out)
+}
+
+/// Encodes a multipart reply one item at a time, handing out each
+/// message as soon as it is full, so that a reply of any size is encoded
+/// in the memory of one message: what [`encode_multipart_reply`] makes of
+/// the whole reply, message by message.
+///
+/// ```
+/// use rvs::openflow::{multipart::FlowStats, MpReply, MultipartEncoder, OFP13_VERSION};
+/// let mut enc = MultipartEncoder::new(OFP13_VERSION, 7, &MpReply::Flow(vec![]), 1024).unwrap();
+/// let flow = flowtable::syntax::parse_flow("actions=drop", &|_: &str| None).unwrap();
+/// let mut msgs = Vec::new();
+/// for _ in 0..100 {
+///     msgs.extend(enc.push_flow(&FlowStats::new(&flow, 0, 0, 0)));
+/// }
+/// msgs.push(enc.finish());
+/// assert!(msgs.len() > 1 && msgs.iter().all(|m| m.len() <= 1024));
+/// ```
+#[derive(Debug)]
+pub struct MultipartEncoder {
+    version: u8,
+    /// An empty message: header and multipart header, flags 0.
+    empty: Vec<u8>,
+    max_len: usize,
+    cur: Vec<u8>,
+}
+
+impl MultipartEncoder {
+    /// An encoder for a reply of `kind`'s type (its items are ignored),
+    /// in messages of at most `max_len` bytes (at least 1024).
+    pub fn new(
+        version: u8,
+        xid: u32,
+        kind: &MpReply,
+        max_len: usize,
+    ) -> Result<MultipartEncoder, EncodeError> {
+        check_version(version)?;
+        let t = MsgType::MultipartReply
+            .wire(version)
+            .ok_or(EncodeError::BadVersion(version))?;
+        let mut empty = Vec::new();
+        put_header(&mut empty, version, t, xid);
+        empty.extend_from_slice(&multipart::reply_header(version, kind, 0));
+        Ok(MultipartEncoder {
+            version,
+            cur: empty.clone(),
+            empty,
+            max_len: max_len.clamp(1024, MAX_MSG_LEN),
+        })
+    }
+
+    /// Adds one FLOW stats entry; returns the previous message, complete
+    /// and flagged MORE, when the entry did not fit in it.
+    pub fn push_flow(&mut self, f: &multipart::FlowStats) -> Option<Vec<u8>> {
+        let mut b = Vec::with_capacity(128);
+        multipart::encode_flow_stats(self.version, &mut b, f);
+        self.push(&b)
+    }
+
+    /// Adds one encoded item (see [`Self::push_flow`]).
+    fn push(&mut self, item: &[u8]) -> Option<Vec<u8>> {
+        let mut full = None;
+        if self.cur.len() > self.empty.len() && self.cur.len() + item.len() > self.max_len {
+            let mut m = std::mem::replace(&mut self.cur, self.empty.clone());
+            Self::seal(&mut m, multipart::MPF_MORE);
+            full = Some(m);
+        }
+        self.cur.extend_from_slice(item);
+        full
+    }
+
+    /// The last message (MORE clear).
+    pub fn finish(mut self) -> Vec<u8> {
+        Self::seal(&mut self.cur, 0);
+        self.cur
+    }
+
+    fn seal(m: &mut [u8], flags: u16) {
         let len = len16(m.len());
         patch_u16(m, 2, len);
-        if k + 1 < n {
-            patch_u16(m, HEADER_LEN + 2, multipart::MPF_MORE);
+        if flags != 0 {
+            patch_u16(m, HEADER_LEN + 2, flags);
         }
     }
-    Ok(out)
 }
 
 /// The ERROR message answering `offending` (a whole received message)

@@ -739,7 +739,7 @@ fn decode_flow_stats(version: u8, r: &mut Reader<'_>) -> Result<FlowStats, Decod
     })
 }
 
-fn encode_flow_stats(version: u8, b: &mut Vec<u8>, f: &FlowStats) {
+pub(crate) fn encode_flow_stats(version: u8, b: &mut Vec<u8>, f: &FlowStats) {
     let s = b.len();
     put_u16(b, 0);
     put_u8(b, f.table_id);

@@ -401,6 +401,48 @@ impl Rvsd {
             .expect("run rvsctl")
     }
 
+    /// Runs `rvsctl --timeout 120 ARGS…` (for large requests and replies,
+    /// slow in debug builds), reporting how long it took.
+    pub fn ctl_slow(&self, args: &[&str]) -> Output {
+        let t = Instant::now();
+        let out = Command::new(&self.ctl_bin)
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--timeout")
+            .arg("120")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run rvsctl");
+        eprintln!("rvsctl {args:?}: {:.1?}", t.elapsed());
+        out
+    }
+
+    /// [`Rvsd::ctl_slow`], asserting success; returns stdout.
+    pub fn ok_slow(&self, args: &[&str]) -> String {
+        let out = self.ctl_slow(args);
+        assert!(
+            out.status.success(),
+            "rvsctl {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+
+    /// (VmRSS, VmHWM) of the daemon, in KiB.
+    pub fn rss_kib(&self) -> (u64, u64) {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let get = |k: &str| {
+            s.lines()
+                .find(|l| l.starts_with(k))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (get("VmRSS:"), get("VmHWM:"))
+    }
+
     /// Runs rvsctl and asserts success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.ctl(args);
@@ -532,6 +574,28 @@ impl Drop for Rvsd {
             }
         }
     }
+}
+
+/// Flow `i` of a generated table: about 280 bytes, distinct for every
+/// `i` (its cookie is `i`), spread over tables 0-3.
+pub fn gen_flow(i: usize) -> String {
+    let (a, b, c) = ((i >> 16) & 255, (i >> 8) & 255, i & 255);
+    format!(
+        "table={},priority={},cookie={i:#x},tcp,in_port={},dl_src=02:00:00:{a:02x}:{b:02x}:{c:02x},\
+         dl_dst=02:00:01:{a:02x}:{b:02x}:{c:02x},nw_src=10.{a}.{b}.{c},nw_dst=192.168.{b}.{c},\
+         tp_dst={},actions=mod_nw_tos:4,mod_dl_src:02:aa:bb:cc:dd:ee,mod_dl_dst:02:11:22:33:44:55,\
+         mod_vlan_vid:{},output:1,output:2,output:3\n",
+        i % 4,
+        100 + i % 1000,
+        1 + i % 3,
+        1 + i % 60000,
+        1 + i % 4000
+    )
+}
+
+/// Flows `0..n` of [`gen_flow`], as a flow file.
+pub fn gen_flows(n: usize) -> String {
+    (0..n).map(gen_flow).collect()
 }
 
 // ---- namespaces and links ------------------------------------------------

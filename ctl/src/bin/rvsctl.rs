@@ -6,19 +6,24 @@
 
 use std::io::{Read, Write};
 
-/// `println!` that ends quietly when stdout is closed (`rvsctl … | head`).
+/// `writeln!` that ends quietly when stdout is closed (`rvsctl … | head`).
 macro_rules! outln {
-    ($($t:tt)*) => {
-        if writeln!(std::io::stdout(), $($t)*).is_err() {
+    ($w:expr) => {
+        if writeln!($w).is_err() {
+            std::process::exit(0)
+        }
+    };
+    ($w:expr, $($t:tt)*) => {
+        if writeln!($w, $($t)*).is_err() {
             std::process::exit(0)
         }
     };
 }
 
-/// `print!` that ends quietly when stdout is closed.
+/// `write!` that ends quietly when stdout is closed.
 macro_rules! out {
-    ($($t:tt)*) => {
-        if write!(std::io::stdout(), $($t)*).is_err() {
+    ($w:expr, $($t:tt)*) => {
+        if write!($w, $($t)*).is_err() {
             std::process::exit(0)
         }
     };
@@ -28,6 +33,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use rvs_ctl::pretty::PrettyJson;
 use rvs_ctl::proto::{FdbEntry, FlowInfo, PortStats, Reply, Request, TraceResult, WorkerInfo};
 use rvs_ctl::{Client, ClientError};
 
@@ -284,6 +290,17 @@ fn read_file_arg(file: &str) -> Result<String, Fail> {
             .map_err(|e| fail(1, format!("reading standard input: {e}")))?;
         Ok(s)
     } else {
+        // Refuse what the daemon would refuse before reading it all.
+        let len = std::fs::metadata(file).map_or(0, |m| m.len());
+        if len > rvs_ctl::proto::MAX_UPLOAD {
+            return Err(fail(
+                1,
+                format!(
+                    "{file}: {len} bytes; a request may carry at most {} bytes (2 GiB)",
+                    rvs_ctl::proto::MAX_UPLOAD
+                ),
+            ));
+        }
         std::fs::read_to_string(file).map_err(|e| fail(1, format!("{file}: {e}")))
     }
 }
@@ -442,50 +459,124 @@ fn run(cli: &Cli) -> Result<(), Fail> {
         .unwrap_or_else(rvs_ctl::client::default_socket);
     let timeout = (cli.timeout > 0).then(|| Duration::from_secs(cli.timeout));
     let mut client = Client::connect(&socket, timeout).map_err(|e| fail(3, e.to_string()))?;
-    let reply = client.call(&req).map_err(|e| match e {
+    // Buffered: a large dump is millions of lines. Each piece of the reply
+    // is printed as it arrives.
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let mut printer = Printer::new(cli.format, &cli.cmd);
+    let r = client.call_each(&req, |part| {
+        printer.part(&mut w, part);
+        Ok(())
+    });
+    // What arrived before an error is printed before the error.
+    if w.flush().is_err() {
+        std::process::exit(0)
+    }
+    r.map_err(|e| match e {
         ClientError::Rejected(body) => fail(1, body.message),
+        e @ ClientError::TooLarge(_) => fail(1, e.to_string()),
         other => fail(3, other.to_string()),
     })?;
-    if cli.format == Format::Json {
-        let s = serde_json::to_string_pretty(&reply).map_err(|e| fail(1, e.to_string()))?;
-        outln!("{s}");
-        return Ok(());
+    printer.finish(&mut w);
+    if w.flush().is_err() {
+        std::process::exit(0)
     }
-    print_table(&cli.cmd, &reply);
     Ok(())
 }
 
+/// Prints a reply piece by piece (one piece, or one per chunk of a
+/// streamed reply).
+struct Printer<'a> {
+    cmd: &'a Cmd,
+    json: Option<PrettyJson>,
+    pieces: u64,
+    /// `apply`: changes printed, and whether they were applied.
+    changes: Option<(u64, bool)>,
+}
+
+impl<'a> Printer<'a> {
+    fn new(format: Format, cmd: &'a Cmd) -> Printer<'a> {
+        Printer {
+            cmd,
+            json: (format == Format::Json).then(PrettyJson::new),
+            pieces: 0,
+            changes: None,
+        }
+    }
+
+    fn part(&mut self, w: &mut dyn Write, reply: Reply) {
+        self.pieces += 1;
+        if let Some(j) = &mut self.json {
+            if j.part(w, reply).is_err() {
+                std::process::exit(0)
+            }
+            return;
+        }
+        match reply {
+            Reply::Fdb { fdb } => print_fdb(w, &fdb, self.pieces == 1),
+            Reply::Apply { changes, applied } => {
+                let (n, a) = self.changes.get_or_insert((0, applied));
+                *n += changes.len() as u64;
+                *a = applied;
+                for c in changes {
+                    outln!(w, "{c}");
+                }
+            }
+            other => print_table(w, self.cmd, &other),
+        }
+    }
+
+    fn finish(self, w: &mut dyn Write) {
+        if let Some(j) = self.json {
+            if j.finish(w).is_err() {
+                std::process::exit(0)
+            }
+            return;
+        }
+        match self.changes {
+            Some((0, _)) => outln!(w, "no changes"),
+            Some((_, false)) => outln!(w, "(dry run: nothing was changed)"),
+            _ => {}
+        }
+    }
+}
+
 fn print_parsed(format: Format, flows: &[flowtable::syntax::Flow]) -> Result<(), Fail> {
+    let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+    let w = &mut w;
     if format == Format::Json {
         let v: Vec<String> = flows.iter().map(|f| f.to_string()).collect();
         let s = serde_json::to_string_pretty(&serde_json::json!({ "flows": v }))
             .map_err(|e| fail(1, e.to_string()))?;
-        outln!("{s}");
+        outln!(w, "{s}");
     } else {
         for f in flows {
-            outln!("{f}");
+            outln!(w, "{f}");
         }
+    }
+    if w.flush().is_err() {
+        std::process::exit(0)
     }
     Ok(())
 }
 
-fn print_table(cmd: &Cmd, reply: &Reply) {
+fn print_table(w: &mut dyn Write, cmd: &Cmd, reply: &Reply) {
     match reply {
         Reply::Done { message, .. } => {
             if !message.is_empty() {
-                outln!("{message}");
+                outln!(w, "{message}");
             }
         }
         Reply::Bridges { bridges } => match cmd {
-            Cmd::ListBr => bridges.iter().for_each(|b| outln!("{}", b.name)),
+            Cmd::ListBr => bridges.iter().for_each(|b| outln!(w, "{}", b.name)),
             Cmd::ListPorts { .. } => bridges
                 .iter()
                 .flat_map(|b| b.ports.iter().filter(|p| p.name != b.name))
-                .for_each(|p| outln!("{}", p.name)),
+                .for_each(|p| outln!(w, "{}", p.name)),
             _ => {
                 for b in bridges {
-                    outln!("Bridge {}", b.name);
+                    outln!(w, "Bridge {}", b.name);
                     outln!(
+                        w,
                         "    mac_aging_time: {}s, mac_table_size: {}",
                         b.mac_aging_time,
                         b.mac_table_size
@@ -500,17 +591,22 @@ fn print_table(cmd: &Cmd, reply: &Reply) {
                                 p.down_reason.as_deref().unwrap_or("unknown reason")
                             )
                         };
-                        outln!("    Port {} (ofport {ofport}, {}, {state})", p.name, p.kind);
+                        outln!(
+                            w,
+                            "    Port {} (ofport {ofport}, {}, {state})",
+                            p.name,
+                            p.kind
+                        );
                         if let Some(t) = p.tag {
-                            outln!("        tag: {t}");
+                            outln!(w, "        tag: {t}");
                         }
                         if !p.trunks.is_empty() {
                             let t: Vec<String> = p.trunks.iter().map(u16::to_string).collect();
-                            outln!("        trunks: [{}]", t.join(", "));
+                            outln!(w, "        trunks: [{}]", t.join(", "));
                         }
-                        outln!("        vlan_mode: {}", p.vlan_mode);
+                        outln!(w, "        vlan_mode: {}", p.vlan_mode);
                         if let Some(peer) = &p.peer {
-                            outln!("        peer: {peer}");
+                            outln!(w, "        peer: {peer}");
                         }
                     }
                 }
@@ -518,52 +614,53 @@ fn print_table(cmd: &Cmd, reply: &Reply) {
         },
         Reply::Flows { flows } => {
             let no_stats = matches!(cmd, Cmd::DumpFlows { no_stats: true, .. });
-            print_flows(flows, no_stats)
+            print_flows(w, flows, no_stats)
         }
-        Reply::Ports { ports } => print_ports(ports),
-        Reply::Fdb { fdb } => print_fdb(fdb),
-        Reply::Workers { workers } => print_workers(workers),
-        Reply::Trace { trace } => print_trace(trace),
-        Reply::Config { toml } => out!("{toml}"),
+        Reply::Ports { ports } => print_ports(w, ports),
+        Reply::Fdb { fdb } => print_fdb(w, fdb, true),
+        Reply::Workers { workers } => print_workers(w, workers),
+        Reply::Trace { trace } => print_trace(w, trace),
+        Reply::Config { toml } => out!(w, "{toml}"),
         Reply::Controller {
             controllers,
             fail_mode,
             ..
         } => {
             if matches!(cmd, Cmd::GetFailMode { .. }) {
-                outln!("{fail_mode}");
+                outln!(w, "{fail_mode}");
             } else {
-                controllers.iter().for_each(|c| outln!("{c}"));
+                controllers.iter().for_each(|c| outln!(w, "{c}"));
             }
         }
         Reply::Apply { changes, applied } => {
             if changes.is_empty() {
-                outln!("no changes");
+                outln!(w, "no changes");
             }
             for c in changes {
-                outln!("{c}");
+                outln!(w, "{c}");
             }
             if !changes.is_empty() && !applied {
-                outln!("(dry run: nothing was changed)");
+                outln!(w, "(dry run: nothing was changed)");
             }
         }
     }
 }
 
-fn print_flows(flows: &[FlowInfo], no_stats: bool) {
+fn print_flows(w: &mut dyn Write, flows: &[FlowInfo], no_stats: bool) {
     for f in flows {
         if no_stats {
-            outln!("{}", f.flow);
+            outln!(w, "{}", f.flow);
         } else {
-            outln!(" {}", f.text);
+            outln!(w, " {}", f.text);
         }
     }
 }
 
-fn print_ports(ports: &[PortStats]) {
+fn print_ports(w: &mut dyn Write, ports: &[PortStats]) {
     for p in ports {
         let no = flowtable::PortNo(p.ofport);
         outln!(
+            w,
             "port {no:>5} {:<15} {}: rx pkts={}, bytes={} tx pkts={}, bytes={}",
             p.name,
             if p.up { "up" } else { "DOWN" },
@@ -581,6 +678,7 @@ fn print_ports(ports: &[PortStats]) {
             }
         };
         outln!(
+            w,
             "      rx dropped: {}   tx dropped: {}",
             fmt(&p.rx_dropped),
             fmt(&p.tx_dropped)
@@ -588,68 +686,73 @@ fn print_ports(ports: &[PortStats]) {
     }
 }
 
-fn print_fdb(fdb: &[FdbEntry]) {
-    outln!(" port  VLAN  MAC                Age");
+fn print_fdb(w: &mut dyn Write, fdb: &[FdbEntry], header: bool) {
+    if header {
+        outln!(w, " port  VLAN  MAC                Age");
+    }
     for e in fdb {
         let port = if e.port_name.is_empty() {
             flowtable::PortNo(e.port).to_string()
         } else {
             e.port_name.clone()
         };
-        outln!("{port:>5}  {:>4}  {}  {:>3}", e.vlan, e.mac, e.age);
+        outln!(w, "{port:>5}  {:>4}  {}  {:>3}", e.vlan, e.mac, e.age);
     }
 }
 
-fn print_workers(workers: &[WorkerInfo]) {
-    for w in workers {
-        outln!("worker {} (rvs-dp{}):", w.id, w.id);
-        if w.ports.is_empty() {
-            outln!("  ports: (none)");
+fn print_workers(w: &mut dyn Write, workers: &[WorkerInfo]) {
+    for k in workers {
+        outln!(w, "worker {} (rvs-dp{}):", k.id, k.id);
+        if k.ports.is_empty() {
+            outln!(w, "  ports: (none)");
         } else {
-            outln!("  ports: {}", w.ports.join(", "));
+            outln!(w, "  ports: {}", k.ports.join(", "));
         }
-        let per_batch = if w.batches > 0 {
-            w.rx_packets as f64 / w.batches as f64
+        let per_batch = if k.batches > 0 {
+            k.rx_packets as f64 / k.batches as f64
         } else {
             0.0
         };
         outln!(
+            w,
             "  packets received: {} in {} batches ({per_batch:.1} per batch)",
-            w.rx_packets,
-            w.batches
+            k.rx_packets,
+            k.batches
         );
-        let lookups = w.emc_hits + w.emc_misses;
+        let lookups = k.emc_hits + k.emc_misses;
         let rate = if lookups > 0 {
-            100.0 * w.emc_hits as f64 / lookups as f64
+            100.0 * k.emc_hits as f64 / lookups as f64
         } else {
             0.0
         };
         outln!(
+            w,
             "  exact-match cache: {} hits, {} misses ({rate:.1} % hit rate)",
-            w.emc_hits,
-            w.emc_misses
+            k.emc_hits,
+            k.emc_misses
         );
     }
 }
 
-fn print_trace(t: &TraceResult) {
-    outln!("Flow: {}", t.packet);
+fn print_trace(w: &mut dyn Write, t: &TraceResult) {
+    outln!(w, "Flow: {}", t.packet);
     for s in &t.steps {
         let indent = "    ".repeat(s.depth as usize);
         match (s.table, &s.rule) {
             (Some(table), Some(rule)) => {
-                outln!("{indent}{table}. {rule}");
+                outln!(w, "{indent}{table}. {rule}");
                 if !s.detail.is_empty() {
-                    outln!("{indent}    {}", s.detail);
+                    outln!(w, "{indent}    {}", s.detail);
                 }
             }
-            (Some(table), None) => outln!("{indent}{table}. No match. {}", s.detail),
-            _ => outln!("{indent}    {}", s.detail),
+            (Some(table), None) => outln!(w, "{indent}{table}. No match. {}", s.detail),
+            _ => outln!(w, "{indent}    {}", s.detail),
         }
     }
-    outln!();
+    outln!(w);
     if t.outputs.is_empty() {
         outln!(
+            w,
             "Datapath actions: drop ({})",
             t.drop_reason.as_deref().unwrap_or("no output")
         );
@@ -662,6 +765,6 @@ fn print_trace(t: &TraceResult) {
                 None => format!("{} (untagged)", o.name),
             })
             .collect();
-        outln!("Outputs: {}", v.join(", "));
+        outln!(w, "Outputs: {}", v.join(", "));
     }
 }
