@@ -1,6 +1,10 @@
 //! The control plane: the socket server and the switch model it drives.
+//!
+//! The datapath answers in its own types; [`convert`] turns them into the
+//! `rvsctl` protocol and OpenFlow messages at the control plane's edges.
 
 pub mod bundle;
+pub mod convert;
 pub mod dump;
 pub mod flows;
 pub mod journal;

@@ -17,11 +17,12 @@
 //! `Switch` call runs under `spawn_blocking`, never on an async thread.
 //! The manager reconciles the running tasks with the configuration when
 //! the switch signals a change (and once a second, which is also when it
-//! notices ports going up or down and sends PORT_STATUS). PACKET_INs come
-//! from the datapath over a bounded channel (see
-//! [`crate::datapath::controller`]) and are fanned out per bridge with a
-//! `broadcast` channel; a connection that lags loses messages rather than
-//! stalling the others.
+//! notices ports going up or down and sends PORT_STATUS). Punted frames
+//! come from the datapath over a bounded channel as plain
+//! [`ControllerPacket`]s (see [`crate::datapath::controller`]); the
+//! manager makes each a PACKET_IN ([`crate::control::convert`]) and fans
+//! it out per bridge with a `broadcast` channel; a connection that lags
+//! loses messages rather than stalling the others.
 //!
 //! # Invariants
 //! Nothing a peer sends closes the connection except a framing error (a
@@ -52,7 +53,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::control::bundle;
 use crate::control::switch::{OfBridge, OfPort, Switch};
-use crate::datapath::controller::{OfShared, PacketInEvent};
+use crate::datapath::controller::{ControllerPacket, OfShared};
 use crate::openflow::error::{bad_request, ErrorType, OfpError};
 use crate::openflow::msg::{
     AsyncConfig, FeaturesReply, PacketIn, PortDesc, PortStatus, Role, SwitchConfig, CAPABILITIES,
@@ -214,7 +215,7 @@ impl Drop for BridgeChan {
 
 /// Runs the OpenFlow channel of every bridge until dropped.
 pub async fn run(switch: Arc<Mutex<Switch>>) {
-    let (pin_tx, mut pin_rx) = tokio::sync::mpsc::channel::<PacketInEvent>(PACKET_IN_QUEUE);
+    let (pin_tx, mut pin_rx) = tokio::sync::mpsc::channel::<ControllerPacket>(PACKET_IN_QUEUE);
     // FLOW_REMOVED goes straight from the switch into the bridge's
     // broadcast while the flow mod that caused it is being applied, so a
     // connection finds it queued before it answers a later BARRIER.
@@ -245,7 +246,7 @@ pub async fn run(switch: Arc<Mutex<Switch>>) {
             ev = pin_rx.recv() => {
                 let Some(ev) = ev else { return };
                 if let Some(c) = chans.values().find(|c| c.id == ev.bridge) {
-                    let _ = c.tx.send(Arc::new(AsyncMsg::PacketIn(ev.pin)));
+                    let _ = c.tx.send(Arc::new(AsyncMsg::PacketIn(ev.into())));
                 }
             }
         }

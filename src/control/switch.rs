@@ -11,7 +11,8 @@
 //! Each bridge keeps its authoritative [`Pipeline`]; a flow change clones
 //! it, edits the clone and stores it in the bridge's `ArcSwap`, from where
 //! workers load it. MAC tables live in the worker; `fdb-show`, `fdb-flush`
-//! and `trace` are answered by the worker over a reply channel.
+//! and `trace` are answered by the worker over a reply channel, in
+//! datapath types that [`crate::control::convert`] turns into replies.
 //!
 //! # Thread-safety
 //! One `Switch` behind a mutex: requests are applied one at a time.
@@ -26,6 +27,7 @@ use rvs_ctl::proto::{BridgeInfo, ErrorKind, PortInfo, Reply, Request, Response};
 
 use crate::bridge::{Bridge, VlanConfig, VlanError, VlanMode};
 use crate::config::{BridgeConfig, Config, FlowConfig, PortConfig};
+use crate::control::convert;
 use crate::control::flows::{BridgeFlows, FlowChange, FlowError, FlowRemovedSink};
 use crate::control::journal::{Durable, Journal, Record, Snapshot};
 use crate::control::ofchannel::Target;
@@ -632,6 +634,7 @@ impl Switch {
                 let fdb = rx
                     .recv_timeout(Duration::from_secs(5))
                     .map_err(|_| reject(ErrorKind::Internal, "datapath did not answer"))?;
+                let fdb = fdb.into_iter().map(Into::into).collect();
                 Ok(Reply::Fdb { fdb })
             }
             Request::PmdStatsShow {} => Ok(Reply::Workers {
@@ -1103,7 +1106,7 @@ impl Switch {
         b.ports
             .values()
             .filter(|p| port.is_none_or(|n| n == p.ofport))
-            .map(|p| p.shared.stats(&p.name, p.ofport.0))
+            .map(|p| convert::port_stats(&p.name, p.ofport, &p.shared.snapshot()))
             .collect()
     }
 
@@ -1397,7 +1400,7 @@ impl Switch {
         let ports: Vec<_> = b
             .ports_local_first()
             .filter(|p| port.is_none_or(|n| n == p.name))
-            .map(|p| p.shared.stats(&p.name, p.ofport.0))
+            .map(|p| convert::port_stats(&p.name, p.ofport, &p.shared.snapshot()))
             .collect();
         Ok(Reply::Ports { ports })
     }
@@ -1588,10 +1591,11 @@ impl Switch {
             key,
             reply: tx,
         });
-        let mut trace = rx
+        let trace = rx
             .recv_timeout(Duration::from_secs(5))
             .map_err(|_| reject(ErrorKind::Internal, "datapath did not answer"))?;
-        trace.packet = syntax::fmt_match(&filter.m, flowtable::Priority::DEFAULT, None);
+        let packet = syntax::fmt_match(&filter.m, flowtable::Priority::DEFAULT, None);
+        let trace = convert::trace_result(packet, trace);
         Ok(Reply::Trace { trace })
     }
 

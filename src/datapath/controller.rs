@@ -1,18 +1,29 @@
-//! What the datapath knows about a bridge's OpenFlow controllers.
+//! What the datapath knows about a bridge's controllers, and the frames
+//! it punts to them.
 //!
 //! # What?
 //! [`OfShared`] is shared by the control plane (which sets the fail mode
 //! and whether controllers are configured), the OpenFlow channel (which
-//! counts connected controllers and installs the PACKET_IN sink) and the
+//! counts connected controllers and installs the punt sink) and the
 //! datapath worker (which reads them per packet that needs them: a
-//! `CONTROLLER` action or a table miss).
+//! `CONTROLLER` action or a table miss). [`ControllerPacket`] is what the
+//! worker punts: the frame (already truncated to the action's `max_len`)
+//! with its bridge, input port, reason, table and cookie.
 //!
 //! # Design
-//! Plain atomics and an `ArcSwapOption` for the sink: the worker never
-//! takes a lock. PACKET_INs travel over a bounded tokio channel with
+//! The datapath knows no OpenFlow wire types: a [`ControllerPacket`] is a
+//! plain value, and the OpenFlow channel (`control::ofchannel`) turns it
+//! into a PACKET_IN of the connection's version (`control::convert`). Plain
+//! atomics and an `ArcSwapOption` for the sink: the worker never takes a
+//! lock. Punted packets travel over a bounded tokio channel with
 //! `try_send`; when it is full the packet is dropped and counted
 //! ([`OfShared::packet_in_dropped`]), so a slow controller never stalls
 //! forwarding.
+//!
+//! # Invariants
+//! A punt allocates once: the (truncated) frame copy in
+//! [`ControllerPacket::from_frame`]; the channel moves it into the message
+//! it encodes.
 //!
 //! # Thread-safety
 //! Everything is `Sync`; writers are the control plane and channel tasks,
@@ -22,20 +33,72 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use arc_swap::ArcSwapOption;
+use flowtable::PortNo;
 
-use crate::openflow::msg::PacketIn;
-
-/// A PACKET_IN produced by the datapath for the bridge with id `bridge`.
-#[derive(Debug)]
-pub struct PacketInEvent {
-    /// Bridge id.
-    pub bridge: u32,
-    /// The message (version independent).
-    pub pin: PacketIn,
+/// Why a packet was punted to the controllers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PuntReason {
+    /// No flow matched (not produced yet: a table miss drops or, in fail
+    /// mode standalone without a connected controller, runs NORMAL).
+    NoMatch,
+    /// A flow's `CONTROLLER` action.
+    Action,
 }
 
-/// Where the worker sends PACKET_INs.
-pub type PacketInSink = tokio::sync::mpsc::Sender<PacketInEvent>;
+/// A frame the datapath punts to the controllers of bridge `bridge`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControllerPacket {
+    /// Bridge id.
+    pub bridge: u32,
+    /// Port the packet came in on.
+    pub in_port: PortNo,
+    /// Why it is punted.
+    pub reason: PuntReason,
+    /// Table whose flow punted it.
+    pub table: u8,
+    /// Cookie of that flow (all ones: none).
+    pub cookie: u64,
+    /// The frame as it is at that point, truncated to the action's
+    /// `max_len`.
+    pub frame: Vec<u8>,
+    /// Length of the whole frame, before truncation.
+    pub total_len: usize,
+}
+
+impl ControllerPacket {
+    /// A punt of `frame`, keeping at most `max_len` bytes of it (the one
+    /// allocation of the punt path).
+    ///
+    /// ```
+    /// use flowtable::PortNo;
+    /// use rvs::datapath::controller::{ControllerPacket, PuntReason};
+    /// let p = ControllerPacket::from_frame(0, PortNo(1), PuntReason::Action, 0, 7, &[0u8; 100], 64);
+    /// assert_eq!((p.total_len, p.frame.len()), (100, 64));
+    /// ```
+    pub fn from_frame(
+        bridge: u32,
+        in_port: PortNo,
+        reason: PuntReason,
+        table: u8,
+        cookie: u64,
+        frame: &[u8],
+        max_len: u16,
+    ) -> ControllerPacket {
+        let n = frame.len().min(usize::from(max_len));
+        ControllerPacket {
+            bridge,
+            in_port,
+            reason,
+            table,
+            cookie,
+            frame: frame[..n].to_vec(),
+            total_len: frame.len(),
+        }
+    }
+}
+
+/// Where the worker sends punted packets.
+pub type PacketInSink = tokio::sync::mpsc::Sender<ControllerPacket>;
 
 /// Per-bridge controller state; see the module docs.
 #[derive(Debug, Default)]
@@ -48,11 +111,11 @@ pub struct OfShared {
     has_controllers: AtomicBool,
     /// Fail mode `secure` (false: `standalone`).
     secure: AtomicBool,
-    /// Where PACKET_INs go.
+    /// Where punted packets go.
     sink: ArcSwapOption<PacketInSink>,
-    /// PACKET_INs sent to the channel.
+    /// Packets handed to the channel.
     packet_in_sent: AtomicU64,
-    /// PACKET_INs dropped because the channel was full or gone.
+    /// Packets dropped because the channel was full or gone.
     packet_in_dropped: AtomicU64,
 }
 
@@ -64,7 +127,7 @@ impl OfShared {
         self.secure.store(secure, Ordering::Relaxed);
     }
 
-    /// Installs the PACKET_IN sink.
+    /// Installs the sink for punted packets.
     pub fn set_sink(&self, sink: Option<PacketInSink>) {
         self.sink.store(sink.map(std::sync::Arc::new));
     }
@@ -105,14 +168,14 @@ impl OfShared {
             && self.n_connected() == 0
     }
 
-    /// Sends a PACKET_IN if a controller is connected; false when it was
-    /// not sent (no controller, or the queue is full).
-    pub fn send_packet_in(&self, ev: PacketInEvent) -> bool {
+    /// Punts `p` to the channel if a controller is connected; false when
+    /// it was not sent (no controller, or the queue is full).
+    pub fn send_packet_in(&self, p: ControllerPacket) -> bool {
         if self.n_connected() == 0 {
             return false;
         }
         let guard = self.sink.load();
-        let ok = guard.as_ref().is_some_and(|s| s.try_send(ev).is_ok());
+        let ok = guard.as_ref().is_some_and(|s| s.try_send(p).is_ok());
         if ok {
             self.packet_in_sent.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -121,12 +184,12 @@ impl OfShared {
         ok
     }
 
-    /// PACKET_INs handed to the channel.
+    /// Punted packets handed to the channel.
     pub fn packet_in_sent(&self) -> u64 {
         self.packet_in_sent.load(Ordering::Relaxed)
     }
 
-    /// PACKET_INs dropped (queue full).
+    /// Punted packets dropped (queue full).
     pub fn packet_in_dropped(&self) -> u64 {
         self.packet_in_dropped.load(Ordering::Relaxed)
     }
@@ -135,13 +198,21 @@ impl OfShared {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flowtable::PortNo;
 
-    fn ev() -> PacketInEvent {
-        PacketInEvent {
-            bridge: 0,
-            pin: PacketIn::from_frame(PortNo(1), 1, 0, 0, &[0u8; 60], 128),
-        }
+    fn ev() -> ControllerPacket {
+        ControllerPacket::from_frame(0, PortNo(1), PuntReason::Action, 0, 0, &[0u8; 60], 128)
+    }
+
+    #[test]
+    fn from_frame_truncates_to_max_len() {
+        let p = ControllerPacket::from_frame(3, PortNo(2), PuntReason::Action, 5, 9, &[7; 60], 16);
+        assert_eq!(
+            (p.bridge, p.in_port, p.table, p.cookie),
+            (3, PortNo(2), 5, 9)
+        );
+        assert_eq!((p.frame.len(), p.total_len), (16, 60));
+        let p = ControllerPacket::from_frame(0, PortNo(1), PuntReason::Action, 0, 0, &[7; 60], 128);
+        assert_eq!((p.frame.len(), p.total_len), (60, 60));
     }
 
     #[test]

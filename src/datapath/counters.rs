@@ -8,12 +8,10 @@
 //! writers), and the control plane sums the blocks with relaxed loads. Totals may be momentarily
 //! inconsistent with each other (rx vs tx), never torn.
 //!
-//! # JSON format
-//! `dump-ports --format json` reports these as [`rvs_ctl::proto::PortStats`]:
-//! `rx_packets`, `rx_bytes`, `tx_packets`, `tx_bytes`, and `rx_dropped` /
-//! `tx_dropped` maps from reason name to count (zero reasons omitted).
+//! Readers get a [`PortSnapshot`] (plain numbers, drops by [`RxDrop`] /
+//! [`TxDrop`] index); the control plane turns it into what `dump-ports`
+//! and OpenFlow PORT_STATS report (`control::convert`).
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -246,28 +244,74 @@ impl PortShared {
         self.down_reason.lock().ok().and_then(|r| r.clone())
     }
 
-    /// Snapshot for `dump-ports`.
-    pub fn stats(&self, name: &str, ofport: u32) -> rvs_ctl::proto::PortStats {
-        let map = |names: &mut dyn Iterator<Item = (&'static str, u64)>| {
-            names
-                .filter(|(_, n)| *n > 0)
-                .map(|(k, n)| (k.to_string(), n))
-                .collect::<BTreeMap<_, _>>()
-        };
-        rvs_ctl::proto::PortStats {
-            name: name.to_string(),
-            ofport,
+    /// The counters summed over workers, and whether the port is up (for
+    /// `dump-ports` and PORT_STATS).
+    pub fn snapshot(&self) -> PortSnapshot {
+        PortSnapshot {
             up: self.is_up(),
             rx_packets: self.sum(|c| &c.rx_packets),
             rx_bytes: self.sum(|c| &c.rx_bytes),
             tx_packets: self.sum(|c| &c.tx_packets),
             tx_bytes: self.sum(|c| &c.tx_bytes),
-            rx_dropped: map(&mut RxDrop::ALL
-                .iter()
-                .map(|r| (r.name(), self.sum(|c| &c.rx_dropped[*r as usize])))),
-            tx_dropped: map(&mut TxDrop::ALL
-                .iter()
-                .map(|r| (r.name(), self.sum(|c| &c.tx_dropped[*r as usize])))),
+            rx_dropped: RxDrop::ALL.map(|r| self.sum(|c| &c.rx_dropped[r as usize])),
+            tx_dropped: TxDrop::ALL.map(|r| self.sum(|c| &c.tx_dropped[r as usize])),
         }
+    }
+}
+
+/// A port's counters at one moment, summed over workers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortSnapshot {
+    /// True when the port can carry traffic.
+    pub up: bool,
+    /// Frames received.
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Frames sent.
+    pub tx_packets: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Received frames dropped, by [`RxDrop`] index.
+    pub rx_dropped: [u64; RxDrop::COUNT],
+    /// Frames not sent, by [`TxDrop`] index.
+    pub tx_dropped: [u64; TxDrop::COUNT],
+}
+
+impl PortSnapshot {
+    /// Receive drops by reason, in [`RxDrop::ALL`] order (zeros included).
+    pub fn rx_drops(&self) -> impl Iterator<Item = (RxDrop, u64)> {
+        RxDrop::ALL.into_iter().zip(self.rx_dropped)
+    }
+
+    /// Transmit drops by reason, in [`TxDrop::ALL`] order (zeros included).
+    pub fn tx_drops(&self) -> impl Iterator<Item = (TxDrop, u64)> {
+        TxDrop::ALL.into_iter().zip(self.tx_dropped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_sums_workers_by_reason() {
+        let s = PortShared::new(None);
+        s.w(0).rx_packets.add(2);
+        s.w(1).rx_packets.add(3);
+        s.w(0).rx_drop(RxDrop::NoMatch);
+        s.w(1).rx_drop(RxDrop::NoMatch);
+        s.w(1).tx_drop(TxDrop::PortDown);
+        let n = s.snapshot();
+        assert!(n.up);
+        assert_eq!(n.rx_packets, 5);
+        assert_eq!(n.rx_dropped[RxDrop::NoMatch as usize], 2);
+        assert_eq!(n.rx_drops().filter(|(_, c)| *c > 0).count(), 1);
+        assert_eq!(
+            n.tx_drops().find(|(_, c)| *c > 0),
+            Some((TxDrop::PortDown, 1))
+        );
+        s.set_down("gone".into());
+        assert!(!s.snapshot().up);
     }
 }

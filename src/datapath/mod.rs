@@ -4,7 +4,16 @@
 //! [`worker`] owns ports and bridges and runs the receive → extract →
 //! pipeline → transmit loop; [`xlate`] executes flow tables and actions
 //! (including NORMAL) for one packet; [`pipeline`] holds the published flow
-//! tables; [`counters`] the per-port counters the control plane reads.
+//! tables; [`counters`] the per-port counters the control plane reads;
+//! [`controller`] the state shared with the OpenFlow channel and the
+//! frames punted to it.
+//!
+//! # Design
+//! The datapath answers in its own plain types — [`xlate::Trace`],
+//! [`xlate::FdbRow`], [`counters::PortSnapshot`],
+//! [`controller::ControllerPacket`] — and depends neither on the OpenFlow
+//! wire codec nor on the `rvsctl` protocol: the control plane converts at
+//! its edges (`control::convert`, `control::ofchannel`).
 //!
 //! # Thread-safety
 //! The control plane talks to workers only through [`Command`]s (plus the
@@ -23,7 +32,6 @@ pub mod xlate;
 use std::sync::Arc;
 
 use flowtable::{FlowKey, PortNo};
-use rvs_ctl::proto::{FdbEntry, TraceResult};
 
 use crate::bridge::VlanConfig;
 use crate::port::PortIo;
@@ -120,7 +128,7 @@ pub enum Command {
         /// Bridge id.
         bridge: u32,
         /// Where to send it.
-        reply: Reply<Vec<FdbEntry>>,
+        reply: Reply<Vec<xlate::FdbRow>>,
     },
     /// Empty the MAC table; replies with the number of entries removed.
     FdbFlush {
@@ -154,7 +162,7 @@ pub enum Command {
         /// The packet's key.
         key: FlowKey,
         /// Where to send the result.
-        reply: Reply<TraceResult>,
+        reply: Reply<xlate::Trace>,
     },
 }
 

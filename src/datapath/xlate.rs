@@ -6,7 +6,11 @@
 //! outputs (to ports, patch peers, FLOOD/ALL/IN_PORT/LOCAL), header
 //! rewrites, VLAN push/pop, `resubmit`, `goto_table`, and NORMAL (the
 //! learning switch in [`crate::bridge`]). [`trace`] runs the same code on a
-//! synthetic key without sending or learning, recording each step.
+//! synthetic key without sending or learning, recording each step in a
+//! [`Trace`]; [`BridgeRt::fdb`] lists the MAC table as [`FdbRow`]s. These
+//! are the datapath's own types: the control plane converts them to what
+//! `rvsctl` prints (`control::convert`), and a `CONTROLLER` action punts a
+//! [`ControllerPacket`] that the OpenFlow channel encodes.
 //!
 //! # Design
 //! Rewrites edit the frame in place (headroom absorbs VLAN pushes) and keep
@@ -43,10 +47,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use arc_swap::ArcSwap;
 use flowtable::extract::{extract_layout, Layout};
 use flowtable::key::{VLAN_PCP_MASK, VLAN_PRESENT, VLAN_VID_MASK};
-use flowtable::{offload, rewrite, Action, Field, FlowKey, PortNo};
-use rvs_ctl::proto::{FdbEntry, TraceOutput, TraceResult, TraceStep};
+use flowtable::{offload, rewrite, Action, Field, FlowKey, Mac, PortNo, Vid};
 
-use super::controller::{OfShared, PacketInEvent};
+use super::controller::{ControllerPacket, OfShared, PuntReason};
 use super::counters::{PortShared, RxDrop, TxDrop};
 use super::emc::Emc;
 use super::pipeline::Pipeline;
@@ -173,23 +176,74 @@ impl BridgeRt {
     }
 
     /// The MAC table for `fdb-show`.
-    pub fn fdb(&self, slots: &[Option<Slot>], now_ms: u64) -> Vec<FdbEntry> {
+    pub fn fdb(&self, slots: &[Option<Slot>], now_ms: u64) -> Vec<FdbRow> {
         self.normal()
             .fdb_show(now_ms)
             .into_iter()
-            .map(|e| FdbEntry {
-                port: e.port.0,
+            .map(|e| FdbRow {
+                port: e.port,
                 port_name: self
                     .slot_of(e.port)
                     .and_then(|s| slots.get(s).and_then(Option::as_ref))
                     .map(|s| s.name.clone())
                     .unwrap_or_default(),
-                vlan: e.vlan.0,
-                mac: e.mac.to_string(),
-                age: e.age_s,
+                vlan: e.vlan,
+                mac: e.mac,
+                age_s: e.age_s,
             })
             .collect()
     }
+}
+
+/// One MAC table entry with the name of its port (`fdb-show`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FdbRow {
+    /// Port the MAC was last seen on.
+    pub port: PortNo,
+    /// That port's name (empty if it is gone).
+    pub port_name: String,
+    /// VLAN it was learned in (0: the untagged VLAN of trunk ports).
+    pub vlan: Vid,
+    /// The learned MAC.
+    pub mac: Mac,
+    /// Whole seconds since it was last seen.
+    pub age_s: u64,
+}
+
+/// What [`trace`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Trace {
+    /// Steps in order: table lookups, actions, NORMAL decisions.
+    pub steps: Vec<TraceStep>,
+    /// Where the packet would leave.
+    pub outputs: Vec<TraceOutput>,
+    /// Why it is dropped; set exactly when `outputs` is empty.
+    pub drop_reason: Option<RxDrop>,
+}
+
+/// One step of a [`Trace`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceStep {
+    /// Table looked up, if this step is a lookup.
+    pub table: Option<u8>,
+    /// The matched flow in `--no-stats` form (`None` on a miss or for an
+    /// action step).
+    pub rule: Option<String>,
+    /// What happened, for people (one line).
+    pub detail: String,
+    /// Nesting depth (resubmits plus patch-port hops).
+    pub depth: u32,
+}
+
+/// One output of a [`Trace`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceOutput {
+    /// OpenFlow port number.
+    pub port: PortNo,
+    /// Port name.
+    pub name: String,
+    /// Egress VLAN id, `None` when sent untagged.
+    pub vlan: Option<u16>,
 }
 
 /// What translation may touch besides the packet.
@@ -251,11 +305,11 @@ pub fn packet_out(
 }
 
 /// Traces a synthetic packet with `key` through `bridge`.
-pub fn trace(ctx: &mut XlateCtx<'_>, bridge: u32, key: FlowKey) -> TraceResult {
-    let mut t = TraceResult::default();
+pub fn trace(ctx: &mut XlateCtx<'_>, bridge: u32, key: FlowKey) -> Trace {
+    let mut t = Trace::default();
     let verdict = run_bridge(ctx, bridge, None, key, Layout::NONE, 0, Some(&mut t), None);
     if t.outputs.is_empty() {
-        t.drop_reason = Some(verdict.unwrap_or(RxDrop::Action).name().to_string());
+        t.drop_reason = Some(verdict.unwrap_or(RxDrop::Action));
     }
     t
 }
@@ -271,7 +325,7 @@ fn run_bridge(
     key: FlowKey,
     layout: Layout,
     hops: usize,
-    trace: Option<&mut TraceResult>,
+    trace: Option<&mut Trace>,
     actions: Option<&[Action]>,
 ) -> Option<RxDrop> {
     let Some(mut rt) = ctx.bridges.get_mut(bridge as usize).and_then(Option::take) else {
@@ -339,7 +393,7 @@ struct Exec<'a, 'c, 'b> {
     drop: Option<RxDrop>,
     /// Stop executing actions (dec_ttl expiry, limits).
     abort: bool,
-    trace: Option<&'a mut TraceResult>,
+    trace: Option<&'a mut Trace>,
     /// resubmit depth.
     depth: u32,
     /// Bridge id.
@@ -471,8 +525,8 @@ impl Exec<'_, '_, '_> {
         }
     }
 
-    /// CONTROLLER: a PACKET_IN (reason ACTION, the flow's cookie and
-    /// table, the frame as it is now) to the connected controllers.
+    /// CONTROLLER: punts the frame as it is now (reason ACTION, the
+    /// flow's cookie and table) to the connected controllers.
     fn controller(&mut self, max_len: u16, table: u8) {
         let connected = self.rt.of.n_connected() > 0;
         if self.tracing() {
@@ -491,19 +545,16 @@ impl Exec<'_, '_, '_> {
             self.n_out += 1;
             return;
         };
-        let pin = crate::openflow::msg::PacketIn::from_frame(
+        let p = ControllerPacket::from_frame(
+            self.bridge,
             PortNo(self.key.in_port),
-            crate::openflow::msg::packet_in_reason::ACTION,
+            PuntReason::Action,
             table,
             self.cookie,
             b.frame(),
             max_len,
         );
-        let ev = PacketInEvent {
-            bridge: self.bridge,
-            pin,
-        };
-        if self.rt.of.send_packet_in(ev) {
+        if self.rt.of.send_packet_in(p) {
             self.n_out += 1;
         } else {
             self.drop = Some(RxDrop::NoController);
@@ -588,7 +639,7 @@ impl Exec<'_, '_, '_> {
         self.n_out += 1;
         if let Some(t) = self.trace.as_deref_mut() {
             t.outputs.push(TraceOutput {
-                port: port.0,
+                port,
                 name: slot.name.clone(),
                 vlan: want,
             });

@@ -341,14 +341,35 @@ impl PacketIn {
         max_len: u16,
     ) -> PacketIn {
         let n = frame.len().min(usize::from(max_len));
+        PacketIn::with_data(
+            in_port,
+            reason,
+            table_id,
+            cookie,
+            frame[..n].to_vec(),
+            frame.len(),
+        )
+    }
+
+    /// A PACKET_IN carrying `data`, a frame of `total_len` bytes already
+    /// truncated (`buffer_id` NO_BUFFER; a `total_len` above 65535 is sent
+    /// as 65535).
+    pub fn with_data(
+        in_port: PortNo,
+        reason: u8,
+        table_id: u8,
+        cookie: u64,
+        data: Vec<u8>,
+        total_len: usize,
+    ) -> PacketIn {
         PacketIn {
             buffer_id: NO_BUFFER,
-            total_len: len16(frame.len()),
+            total_len: len16(total_len),
             reason,
             table_id,
             cookie,
             in_port,
-            data: frame[..n].to_vec(),
+            data,
         }
     }
 }
