@@ -1,0 +1,637 @@
+//! `rvsctl apply`: resolving a desired configuration against the running
+//! one, planning the steps (with the diff `--dry-run` prints), executing
+//! them, and rolling back when the kernel refuses one.
+//!
+//! # Invariants
+//! Everything is validated before the first step; a failed step restores
+//! the previous state (see [`Switch::apply_text`]).
+//!
+//! # Thread-safety
+//! Part of [`Switch`], behind its mutex.
+
+use super::*;
+
+/// One step of an `apply`.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Change {
+    DelPort {
+        bridge: String,
+        name: String,
+    },
+    DelBr(String),
+    AddBr(String),
+    SetBridge {
+        bridge: String,
+        settings: Vec<(String, String)>,
+    },
+    AddPort {
+        bridge: String,
+        name: String,
+        settings: Vec<(String, String)>,
+    },
+    SetPort {
+        name: String,
+        settings: Vec<(String, String)>,
+    },
+    ReplaceFlows {
+        bridge: String,
+        flows: Vec<String>,
+        added: Vec<String>,
+        removed: Vec<String>,
+    },
+    SetController {
+        bridge: String,
+        targets: Vec<String>,
+    },
+    SetFailMode {
+        bridge: String,
+        mode: String,
+    },
+}
+
+pub(super) fn kv_text(settings: &[(String, String)]) -> String {
+    settings
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl Change {
+    /// The change as diff lines.
+    fn describe(&self) -> Vec<String> {
+        match self {
+            Change::DelPort { bridge, name } => vec![format!("- del-port {bridge} {name}")],
+            Change::DelBr(b) => vec![format!("- del-br {b}")],
+            Change::AddBr(b) => vec![format!("+ add-br {b}")],
+            Change::SetBridge { bridge, settings } => {
+                vec![format!("~ set bridge {bridge} {}", kv_text(settings))]
+            }
+            Change::AddPort {
+                bridge,
+                name,
+                settings,
+            } => {
+                vec![format!("+ add-port {bridge} {name} {}", kv_text(settings))
+                    .trim_end()
+                    .to_string()]
+            }
+            Change::SetPort { name, settings } => {
+                vec![format!("~ set port {name} {}", kv_text(settings))]
+            }
+            Change::ReplaceFlows {
+                bridge,
+                added,
+                removed,
+                ..
+            } => removed
+                .iter()
+                .map(|f| format!("- flow {bridge}: {f}"))
+                .chain(added.iter().map(|f| format!("+ flow {bridge}: {f}")))
+                .collect(),
+            Change::SetController { bridge, targets } => {
+                vec![format!("~ set-controller {bridge} {}", targets.join(" "))
+                    .trim_end()
+                    .to_string()]
+            }
+            Change::SetFailMode { bridge, mode } => {
+                vec![format!("~ set-fail-mode {bridge} {mode}")]
+            }
+        }
+    }
+}
+
+/// A desired port with its resolved settings.
+pub(super) struct WantPort<'a> {
+    cfg: &'a PortConfig,
+    kind: Option<PortKind>,
+    vlan: VlanConfig,
+    ofport: PortNo,
+}
+
+/// A desired bridge: name, ports, flows.
+pub(super) type WantBridge<'a> = (String, Vec<WantPort<'a>>, Vec<Flow>);
+
+impl Switch {
+    /// Checks `want` completely and resolves port numbers; errors name the
+    /// file, line and key.
+    pub(super) fn resolve<'a>(
+        &self,
+        want: &'a Config,
+        text: &str,
+        origin: &str,
+    ) -> Result<Vec<WantBridge<'a>>> {
+        let at = |spot: Spot<'_>| match line_of(text, spot) {
+            Some(l) => format!("{origin}: line {l}"),
+            None => origin.to_string(),
+        };
+        let br_at = |bi: usize, key: &'static str| {
+            at(Spot {
+                bridge: bi,
+                sub: None,
+                key: Some(key),
+            })
+        };
+        let mut seen: HashMap<&str, &str> = HashMap::new();
+        for (bi, b) in want.bridge.iter().enumerate() {
+            netdev::validate_name(&b.name)
+                .map_err(|e| invalid(format!("{}: bridge name: {e}", br_at(bi, "name"))))?;
+            if seen.insert(&b.name, &b.name).is_some() {
+                return Err(invalid(format!(
+                    "{}: bridge {} is defined twice",
+                    br_at(bi, "name"),
+                    b.name
+                )));
+            }
+        }
+        let mut out = Vec::new();
+        for (bi, b) in want.bridge.iter().enumerate() {
+            if let Some(a) = b.mac_aging_time {
+                if !(15..=3600).contains(&a) {
+                    return Err(invalid(format!(
+                        "{}: bridge {}: mac_aging_time = {a} is outside 15-3600 seconds",
+                        br_at(bi, "mac_aging_time"),
+                        b.name
+                    )));
+                }
+            }
+            if let Some(n) = b.mac_table_size {
+                if !(10..=1_000_000).contains(&n) {
+                    return Err(invalid(format!(
+                        "{}: bridge {}: mac_table_size = {n} is outside 10-1000000",
+                        br_at(bi, "mac_table_size"),
+                        b.name
+                    )));
+                }
+            }
+            for t in &b.controller {
+                t.parse::<Target>().map_err(|e| {
+                    invalid(format!(
+                        "{}: bridge {}: controller = \"{t}\": {e}",
+                        br_at(bi, "controller"),
+                        b.name
+                    ))
+                })?;
+            }
+            if let Some(m) = &b.fail_mode {
+                if parse_fail_mode(m).is_none() {
+                    return Err(invalid(format!(
+                        "{}: bridge {}: fail_mode = \"{m}\": expected standalone or secure",
+                        br_at(bi, "fail_mode"),
+                        b.name
+                    )));
+                }
+            }
+            if let Some(d) = &b.datapath_id {
+                if parse_dpid(d).is_none() {
+                    return Err(invalid(format!(
+                        "{}: bridge {}: datapath_id = \"{d}\": expected 16 hex digits",
+                        br_at(bi, "datapath_id"),
+                        b.name
+                    )));
+                }
+            }
+            let cur = self.bridges.get(&b.name);
+            let mut ports = Vec::new();
+            let mut taken: HashMap<PortNo, &str> = HashMap::new();
+            for (pi, p) in b.port.iter().enumerate() {
+                let ctx = |key: &str| {
+                    let where_ = at(Spot {
+                        bridge: bi,
+                        sub: Some(("port", pi)),
+                        key: Some(key),
+                    });
+                    format!("{where_}: bridge {} port {}", b.name, p.name)
+                };
+                netdev::validate_name(&p.name)
+                    .map_err(|e| invalid(format!("{}: {e}", ctx("name"))))?;
+                if let Some(other) = seen.insert(&p.name, &b.name) {
+                    let ctx = ctx("name");
+                    return Err(invalid(if other == p.name {
+                        format!("{ctx}: {} is a bridge name", p.name)
+                    } else if other == b.name {
+                        format!("{ctx}: duplicate port name")
+                    } else {
+                        format!("{ctx}: {} is also a port of bridge {other}", p.name)
+                    }));
+                }
+                let kind = match &p.kind {
+                    Some(k) => Some(k.parse::<PortKind>().map_err(|_| {
+                        invalid(format!(
+                            "{}: type = \"{k}\": expected tap, system, internal or patch",
+                            ctx("type")
+                        ))
+                    })?),
+                    None => None,
+                };
+                let mode = match &p.vlan_mode {
+                    Some(m) => Some(m.parse::<VlanMode>().map_err(|_| {
+                        invalid(format!(
+                            "{}: vlan_mode = \"{m}\": expected access, trunk, native-tagged or native-untagged",
+                            ctx("vlan_mode")
+                        ))
+                    })?),
+                    None => None,
+                };
+                let vlan = VlanConfig::new(
+                    mode,
+                    p.tag.map(Vid),
+                    p.trunks.iter().copied().map(Vid).collect(),
+                )
+                .map_err(|e| {
+                    let key = match e {
+                        VlanError::TrunkOutOfRange(_) | VlanError::TrunksOnAccess => "trunks",
+                        VlanError::UnknownMode(_) => "vlan_mode",
+                        VlanError::MissingTag(_) if p.vlan_mode.is_some() => "vlan_mode",
+                        _ => "tag",
+                    };
+                    invalid(format!("{}: {e}", ctx(key)))
+                })?;
+                let is_patch =
+                    kind == Some(PortKind::Patch) || (kind.is_none() && p.peer.is_some());
+                if is_patch && p.peer.is_none() {
+                    return Err(invalid(format!("{}: a patch port needs peer", ctx("type"))));
+                }
+                if !is_patch && p.peer.is_some() {
+                    return Err(invalid(format!(
+                        "{}: peer is only for type = \"patch\"",
+                        ctx("peer")
+                    )));
+                }
+                if let Some(o) = p.ofport {
+                    if o == 0 || o > PortNo::MAX.0 {
+                        return Err(invalid(format!(
+                            "{}: ofport = {o} is outside 1-{}",
+                            ctx("ofport"),
+                            PortNo::MAX.0
+                        )));
+                    }
+                    if let Some(prev) = taken.insert(PortNo(o), &p.name) {
+                        return Err(invalid(format!(
+                            "{}: ofport {o} is also requested by {prev}",
+                            ctx("ofport")
+                        )));
+                    }
+                }
+                ports.push(WantPort {
+                    cfg: p,
+                    kind,
+                    vlan,
+                    ofport: PortNo(p.ofport.unwrap_or(0)),
+                });
+            }
+            // Unnumbered ports keep their current number, else get the
+            // lowest free one.
+            for wp in ports.iter_mut().filter(|w| w.ofport.0 == 0) {
+                if let Some(no) = cur.and_then(|c| c.port_no(&wp.cfg.name)) {
+                    if let std::collections::hash_map::Entry::Vacant(e) = taken.entry(no) {
+                        wp.ofport = no;
+                        e.insert(&wp.cfg.name);
+                    }
+                }
+            }
+            for wp in ports.iter_mut().filter(|w| w.ofport.0 == 0) {
+                let no = (1..=PortNo::MAX.0)
+                    .map(PortNo)
+                    .find(|n| !taken.contains_key(n))
+                    .ok_or_else(|| {
+                        invalid(format!("{origin}: bridge {}: no free port number", b.name))
+                    })?;
+                wp.ofport = no;
+                taken.insert(no, &wp.cfg.name);
+            }
+            let names: HashMap<&str, PortNo> = ports
+                .iter()
+                .map(|w| (w.cfg.name.as_str(), w.ofport))
+                .collect();
+            let lookup = |n: &str| names.get(n).copied();
+            let mut flows = Vec::new();
+            match &b.flow {
+                Some(fs) => {
+                    for (i, f) in fs.iter().enumerate() {
+                        let fl = syntax::parse_flow(&f.flow, &lookup).map_err(|e| {
+                            invalid(format!(
+                                "{}: bridge {} flow {}: {e}",
+                                at(Spot {
+                                    bridge: bi,
+                                    sub: Some(("flow", i)),
+                                    key: Some("flow"),
+                                }),
+                                b.name,
+                                i + 1
+                            ))
+                        })?;
+                        flows.push(fl);
+                    }
+                }
+                None => flows.push(
+                    syntax::parse_flow("priority=0,actions=NORMAL", &|_| None)
+                        .map_err(|e| reject(ErrorKind::Internal, e.to_string()))?,
+                ),
+            }
+            out.push((b.name.clone(), ports, flows));
+        }
+        Ok(out)
+    }
+
+    /// The steps from the running state to `want`.
+    pub(super) fn plan(&self, want: &Config, text: &str, origin: &str) -> Result<Vec<Change>> {
+        let resolved = self.resolve(want, text, origin)?;
+        let mut dels = Vec::new();
+        let mut del_brs = Vec::new();
+        let mut adds = Vec::new();
+        let wanted_port: HashMap<&str, (&str, &WantPort<'_>)> = resolved
+            .iter()
+            .flat_map(|(b, ps, _)| {
+                ps.iter()
+                    .map(move |p| (p.cfg.name.as_str(), (b.as_str(), p)))
+            })
+            .collect();
+        // Ports that go away or must be re-created.
+        for (bname, b) in &self.bridges {
+            for p in b.ports.values().filter(|p| p.ofport != PortNo::LOCAL) {
+                let recreate = match wanted_port.get(p.name.as_str()) {
+                    None => true,
+                    Some((wb, wp)) => {
+                        *wb != bname
+                            || wp.ofport != p.ofport
+                            || wp.kind.is_some_and(|k| k != p.kind)
+                            || (wp.kind.is_none()
+                                && p.kind == PortKind::Patch
+                                && wp.cfg.peer.is_none())
+                    }
+                };
+                let bridge_goes = !resolved.iter().any(|(n, _, _)| n == bname);
+                if recreate && !bridge_goes {
+                    dels.push(Change::DelPort {
+                        bridge: bname.clone(),
+                        name: p.name.clone(),
+                    });
+                }
+            }
+            if !resolved.iter().any(|(n, _, _)| n == bname) {
+                del_brs.push(Change::DelBr(bname.clone()));
+            }
+        }
+        for (bname, ports, flows) in &resolved {
+            let wb = want.bridge.iter().find(|b| &b.name == bname);
+            let cur = self.bridges.get(bname);
+            if cur.is_none() {
+                adds.push(Change::AddBr(bname.clone()));
+            }
+            let aging = wb.and_then(|b| b.mac_aging_time).unwrap_or(DEFAULT_AGING_S);
+            let size = wb
+                .and_then(|b| b.mac_table_size)
+                .unwrap_or(DEFAULT_TABLE_SIZE);
+            let (ca, cs) = cur.map_or((DEFAULT_AGING_S, DEFAULT_TABLE_SIZE), |c| {
+                (c.aging_s, c.table_size)
+            });
+            let mut knobs = Vec::new();
+            if aging != ca {
+                knobs.push(("mac-aging-time".to_string(), aging.to_string()));
+            }
+            if size != cs {
+                knobs.push(("mac-table-size".to_string(), size.to_string()));
+            }
+            let want_dpid = wb
+                .and_then(|b| b.datapath_id.as_deref())
+                .and_then(parse_dpid);
+            if want_dpid != cur.and_then(|c| c.datapath_id) {
+                knobs.push((
+                    "datapath-id".to_string(),
+                    want_dpid.map(|d| format!("{d:016x}")).unwrap_or_default(),
+                ));
+            }
+            let want_limit = wb
+                .and_then(|b| b.flow_limit)
+                .map_or(crate::control::flows::DEFAULT_FLOW_LIMIT, |l| l as usize);
+            let cur_limit = cur.map_or(crate::control::flows::DEFAULT_FLOW_LIMIT, |c| {
+                c.flows.limit()
+            });
+            if want_limit != cur_limit {
+                knobs.push(("flow-limit".to_string(), want_limit.to_string()));
+            }
+            let want_ctl = wb.map(|b| b.controller.clone()).unwrap_or_default();
+            if cur.map_or(!want_ctl.is_empty(), |c| c.controllers != want_ctl) {
+                adds.push(Change::SetController {
+                    bridge: bname.clone(),
+                    targets: want_ctl,
+                });
+            }
+            let want_secure = wb
+                .and_then(|b| b.fail_mode.as_deref())
+                .and_then(parse_fail_mode)
+                .unwrap_or(false);
+            if cur.map_or(want_secure, |c| c.secure != want_secure) {
+                adds.push(Change::SetFailMode {
+                    bridge: bname.clone(),
+                    mode: if want_secure { "secure" } else { "standalone" }.to_string(),
+                });
+            }
+            if !knobs.is_empty() {
+                adds.push(Change::SetBridge {
+                    bridge: bname.clone(),
+                    settings: knobs,
+                });
+            }
+            for wp in ports {
+                let existing = cur
+                    .and_then(|c| c.ports.get(&wp.ofport))
+                    .filter(|p| p.name == wp.cfg.name)
+                    .filter(|p| {
+                        !dels
+                            .iter()
+                            .any(|d| matches!(d, Change::DelPort { name, .. } if *name == p.name))
+                    });
+                let mut vlan_settings = vec![
+                    (
+                        "tag".to_string(),
+                        wp.vlan.tag.map(|v| v.0.to_string()).unwrap_or_default(),
+                    ),
+                    (
+                        "trunks".to_string(),
+                        wp.vlan
+                            .trunks
+                            .iter()
+                            .map(|v| v.0.to_string())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    ),
+                    (
+                        "vlan_mode".to_string(),
+                        wp.cfg.vlan_mode.clone().unwrap_or_default(),
+                    ),
+                ];
+                match existing {
+                    Some(p) => {
+                        let mut settings = Vec::new();
+                        if p.vlan != wp.vlan || p.vlan_mode_set != wp.cfg.vlan_mode.is_some() {
+                            settings.append(&mut vlan_settings);
+                        }
+                        if p.kind == PortKind::Patch
+                            && wp.cfg.peer.is_some()
+                            && p.peer != wp.cfg.peer
+                        {
+                            settings.push((
+                                "peer".to_string(),
+                                wp.cfg.peer.clone().unwrap_or_default(),
+                            ));
+                        }
+                        if !settings.is_empty() {
+                            adds.push(Change::SetPort {
+                                name: wp.cfg.name.clone(),
+                                settings,
+                            });
+                        }
+                    }
+                    None => {
+                        let mut settings: Vec<(String, String)> = port_settings(wp.cfg)
+                            .into_iter()
+                            .filter(|(k, _)| k != "ofport_request")
+                            .collect();
+                        settings.push(("ofport_request".to_string(), wp.ofport.0.to_string()));
+                        vlan_settings.clear();
+                        adds.push(Change::AddPort {
+                            bridge: bname.clone(),
+                            name: wp.cfg.name.clone(),
+                            settings,
+                        });
+                    }
+                }
+            }
+            let want_text: Vec<String> = flows.iter().map(|f| syntax::fmt_flow(f, None)).collect();
+            let cur_text: Vec<String> = match cur {
+                Some(c) => c
+                    .flows
+                    .view()
+                    .tables
+                    .iter()
+                    .flat_map(|t| t.iter())
+                    .map(|(_, r)| syntax::fmt_flow(&r.data.flow, None))
+                    .collect(),
+                None => vec![syntax::fmt_flow(
+                    &syntax::parse_flow("priority=0,actions=NORMAL", &|_| None)
+                        .map_err(|e| reject(ErrorKind::Internal, e.to_string()))?,
+                    None,
+                )],
+            };
+            let (mut ws, mut cs) = (want_text.clone(), cur_text.clone());
+            ws.sort();
+            cs.sort();
+            if ws != cs {
+                // Sets, not `contains` on the lists: linear, not quadratic.
+                let (want_set, cur_set): (HashSet<&String>, HashSet<&String>) =
+                    (want_text.iter().collect(), cur_text.iter().collect());
+                let added = want_text
+                    .iter()
+                    .filter(|f| !cur_set.contains(f))
+                    .cloned()
+                    .collect();
+                let removed = cur_text
+                    .iter()
+                    .filter(|f| !want_set.contains(f))
+                    .cloned()
+                    .collect();
+                adds.push(Change::ReplaceFlows {
+                    bridge: bname.clone(),
+                    flows: want_text,
+                    added,
+                    removed,
+                });
+            }
+        }
+        let mut all = dels;
+        all.append(&mut del_brs);
+        all.append(&mut adds);
+        Ok(all)
+    }
+
+    pub(super) fn exec(&mut self, c: &Change) -> Result<()> {
+        match c {
+            Change::DelPort { bridge, name } => self.del_port(Some(bridge), name, false),
+            Change::DelBr(b) => self.del_br(b, false),
+            Change::AddBr(b) => self.add_br(b, false),
+            Change::SetBridge { bridge, settings } => self.set_bridge(bridge, settings),
+            Change::AddPort {
+                bridge,
+                name,
+                settings,
+            } => self.add_port(bridge, name, settings, false),
+            Change::SetPort { name, settings } => self.set_port(name, settings),
+            Change::ReplaceFlows { bridge, flows, .. } => {
+                self.replace_flows(bridge, &flows.join("\n"))
+            }
+            Change::SetController { bridge, targets } => self.set_controller(bridge, targets),
+            Change::SetFailMode { bridge, mode } => self.dispatch(Request::SetFailMode {
+                bridge: bridge.clone(),
+                mode: mode.clone(),
+            }),
+        }
+        .map(|_| ())
+    }
+
+    /// Checks `want` (parsed from `text`, read from `origin`) as `apply`
+    /// would, without changing anything; the error names file, line and key.
+    pub fn check(
+        &self,
+        want: &Config,
+        text: &str,
+        origin: &str,
+    ) -> std::result::Result<(), String> {
+        self.resolve(want, text, origin)
+            .map(|_| ())
+            .map_err(|e| e.message)
+    }
+
+    /// `apply`: makes the running state equal to `want` (parsed from
+    /// `text`, which error messages point into), all or nothing.
+    pub(super) fn apply_text(
+        &mut self,
+        want: &Config,
+        text: &str,
+        origin: &str,
+        dry_run: bool,
+    ) -> Result<Reply> {
+        let plan = self.plan(want, text, origin)?;
+        let changes: Vec<String> = plan.iter().flat_map(Change::describe).collect();
+        if dry_run || plan.is_empty() {
+            return Ok(Reply::Apply {
+                changes,
+                applied: false,
+            });
+        }
+        let before = self.export();
+        for c in &plan {
+            if let Err(e) = self.exec(c) {
+                // Roll back to where we started, best effort.
+                let before_text = toml::to_string(&before).unwrap_or_default();
+                match self.plan(&before, &before_text, "<rollback>") {
+                    Ok(undo) => {
+                        for u in &undo {
+                            if let Err(ue) = self.exec(u) {
+                                log::error!(
+                                    "apply rollback: {}: {}",
+                                    u.describe().join("; "),
+                                    ue.message
+                                );
+                            }
+                        }
+                    }
+                    Err(pe) => log::error!("apply rollback: {}", pe.message),
+                }
+                return Err(reject(
+                    e.kind,
+                    format!(
+                        "{origin}: {}: {}; the previous state was restored",
+                        c.describe().join("; "),
+                        e.message
+                    ),
+                ));
+            }
+        }
+        Ok(Reply::Apply {
+            changes,
+            applied: true,
+        })
+    }
+}

@@ -1,0 +1,457 @@
+//! The switch model: bridges, ports and flows as the control plane keeps
+//! them, and the requests that change them.
+//!
+//! # What?
+//! [`Switch`] validates every request completely before changing anything
+//! (a rejected request leaves the configuration as it was), then applies it:
+//! it creates TAPs and AF_PACKET sockets, hands their fds to the datapath
+//! worker, edits and publishes flow tables.
+//!
+//! # Design
+//! This module holds the model (bridges, ports, the request dispatch);
+//! each kind of request lives in its own submodule: [`bridges`],
+//! [`ports`], flow requests ([`flow_requests`], over each bridge's
+//! [`BridgeFlows`]), the OpenFlow channel's facade ([`openflow`]),
+//! persistence ([`persist`]: journal records, snapshots, restore, export),
+//! `apply` planning and rollback ([`apply`]) and TOML line finding
+//! ([`toml_lines`]). Flow tables are edited in place and published in
+//! batches ([`crate::datapath::pipeline::PipelineWriter`]). MAC tables
+//! live in the worker; `fdb-show`, `fdb-flush` and `trace` are answered by
+//! the worker over a reply channel, in datapath types that
+//! [`crate::control::convert`] turns into replies.
+//!
+//! # Thread-safety
+//! One `Switch` behind a mutex: requests are applied one at a time.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flowtable::syntax::{self, Flow, FlowFilter};
+use flowtable::{PortNo, TableId, Vid};
+use rvs_ctl::proto::{BridgeInfo, ErrorKind, PortInfo, Reply, Request, Response};
+
+use crate::bridge::{Bridge, VlanConfig, VlanError, VlanMode};
+use crate::config::{BridgeConfig, Config, FlowConfig, PortConfig};
+use crate::control::convert;
+use crate::control::flows::{BridgeFlows, FlowChange, FlowError, FlowRemovedSink};
+use crate::control::journal::{Durable, Journal, Record, Snapshot};
+use crate::control::ofchannel::Target;
+use crate::control::state::StateStore;
+use crate::datapath::controller::{OfShared, PacketInSink};
+use crate::datapath::counters::PortShared;
+use crate::datapath::pipeline::{FlowEntry, Pipeline};
+use crate::datapath::worker::WorkerSet;
+use crate::datapath::xlate::BridgeRt;
+use crate::datapath::Command;
+use crate::netdev;
+use crate::port::{AfPacketPort, PortIo, PortKind, TapPort};
+
+mod apply;
+mod bridges;
+mod flow_requests;
+mod openflow;
+mod persist;
+mod ports;
+mod toml_lines;
+
+pub use openflow::{OfBridge, OfPort, OfTableCounts};
+use persist::*;
+use ports::*;
+use toml_lines::*;
+
+/// Journal records after which a snapshot is written, at least (else:
+/// once the journal holds more records than the tables hold flows).
+const COMPACT_MIN: u64 = 100_000;
+
+/// Largest per-bridge flow limit accepted.
+pub const MAX_FLOW_LIMIT: usize = 100_000_000;
+
+/// Default MAC aging time, seconds.
+pub const DEFAULT_AGING_S: u32 = 300;
+/// Default MAC table size, entries.
+pub const DEFAULT_TABLE_SIZE: u32 = 8192;
+
+/// A rejected request: category and message.
+#[derive(Debug, Clone)]
+pub struct Reject {
+    /// Category.
+    pub kind: ErrorKind,
+    /// Message for the user.
+    pub message: String,
+}
+
+fn reject(kind: ErrorKind, message: impl Into<String>) -> Reject {
+    Reject {
+        kind,
+        message: message.into(),
+    }
+}
+
+fn invalid(message: impl Into<String>) -> Reject {
+    reject(ErrorKind::Invalid, message)
+}
+
+type Result<T> = std::result::Result<T, Reject>;
+
+/// One port as configured.
+#[derive(Debug)]
+struct PortState {
+    name: String,
+    ofport: PortNo,
+    kind: PortKind,
+    vlan: VlanConfig,
+    /// Whether `vlan_mode` was given explicitly (for show/export).
+    vlan_mode_set: bool,
+    peer: Option<String>,
+    shared: Arc<PortShared>,
+    /// MAC address when the port was added (zero if unknown).
+    mac: [u8; 6],
+    /// The datapath worker that polls it.
+    worker: usize,
+}
+
+/// One bridge as configured.
+#[derive(Debug)]
+struct BridgeState {
+    id: u32,
+    name: String,
+    aging_s: u32,
+    table_size: u32,
+    ports: BTreeMap<PortNo, PortState>,
+    /// Flow tables (published to the datapath in batches).
+    flows: BridgeFlows,
+    /// OpenFlow controller targets, as given.
+    controllers: Vec<String>,
+    /// Fail mode `secure` (false: `standalone`).
+    secure: bool,
+    /// Datapath id set with `set bridge BR datapath-id=`.
+    datapath_id: Option<u64>,
+    /// Controller state shared with the channel and the worker.
+    of: Arc<OfShared>,
+}
+
+impl BridgeState {
+    fn port_by_name(&self, name: &str) -> Option<&PortState> {
+        self.ports.values().find(|p| p.name == name)
+    }
+
+    /// Ports in the order `show` and `dump-ports` list them: LOCAL first,
+    /// then by port number.
+    fn ports_local_first(&self) -> impl Iterator<Item = &PortState> {
+        let local = self.ports.get(&PortNo::LOCAL);
+        local
+            .into_iter()
+            .chain(self.ports.values().filter(|p| p.ofport != PortNo::LOCAL))
+    }
+
+    fn port_no(&self, name: &str) -> Option<PortNo> {
+        self.port_by_name(name).map(|p| p.ofport)
+    }
+
+    fn dpid(&self) -> u64 {
+        self.datapath_id.unwrap_or_else(|| default_dpid(&self.name))
+    }
+}
+
+/// The datapath id of a bridge named `name` unless one is set: a locally
+/// administered unicast MAC derived from the name (FNV-1a), so it is
+/// stable across restarts.
+pub fn default_dpid(name: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let mac = h & 0xffff_ffff_ffff;
+    // First octet: locally administered (0x02), not multicast (0x01).
+    (mac & !(0x01 << 40)) | (0x02 << 40)
+}
+
+/// Parses a datapath id: exactly 16 hex digits (an optional `0x` prefix
+/// is accepted).
+pub fn parse_dpid(v: &str) -> Option<u64> {
+    let h = v.strip_prefix("0x").unwrap_or(v);
+    (h.len() == 16 && h.bytes().all(|c| c.is_ascii_hexdigit()))
+        .then(|| u64::from_str_radix(h, 16).ok())
+        .flatten()
+}
+
+fn parse_fail_mode(v: &str) -> Option<bool> {
+    match v {
+        "secure" => Some(true),
+        "standalone" | "" => Some(false),
+        _ => None,
+    }
+}
+
+/// The whole switch.
+pub struct Switch {
+    bridges: BTreeMap<String, BridgeState>,
+    /// Port name → bridge name (LOCAL ports included).
+    owner: HashMap<String, String>,
+    worker: WorkerSet,
+    next_bridge_id: u32,
+    epoch: Instant,
+    /// Where accepted changes are persisted (`None` in unit tests).
+    store: Option<StateStore>,
+    /// True while restoring saved state: a missing system netdev then
+    /// leaves its port configured and down instead of failing.
+    restoring: bool,
+    /// Where the datapath sends PACKET_INs (set by the OpenFlow channel).
+    packet_in_sink: Option<PacketInSink>,
+    /// Woken after every accepted change (the OpenFlow channel waits on it).
+    changed: Arc<tokio::sync::Notify>,
+    /// Where accepted changes are appended (started after the initial
+    /// load; `None` without a store).
+    journal: Option<Journal>,
+    /// Records of the request being handled, appended as one batch.
+    records: Vec<Record>,
+    /// Where FLOW_REMOVED events go (set by the OpenFlow channel).
+    flow_removed: Option<FlowRemovedSink>,
+}
+
+impl std::fmt::Debug for Switch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Switch")
+            .field("bridges", &self.bridges.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Switch {
+    /// A switch with no bridges, with `workers` datapath workers running.
+    pub fn new(
+        epoch: Instant,
+        store: Option<StateStore>,
+        workers: usize,
+    ) -> std::io::Result<Switch> {
+        Ok(Switch {
+            bridges: BTreeMap::new(),
+            owner: HashMap::new(),
+            worker: WorkerSet::spawn(epoch, workers)?,
+            next_bridge_id: 0,
+            epoch,
+            store,
+            restoring: false,
+            packet_in_sink: None,
+            changed: Arc::new(tokio::sync::Notify::new()),
+            journal: None,
+            records: Vec::new(),
+            flow_removed: None,
+        })
+    }
+
+    /// Waits until the datapath carried out what was sent to it.
+    fn sync_worker(&self) {
+        if !self.worker.barrier(Duration::from_secs(5)) {
+            log::warn!("datapath did not answer within 5 s");
+        }
+    }
+
+    /// Milliseconds since the switch started (the clock of flow entries).
+    pub fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Stops the datapath; switch-owned TAPs go away with their fds.
+    pub fn shutdown(&mut self) {
+        // Fold the journal into a complete snapshot, then stop recording:
+        // removing the bridges below tears down the datapath, not state.
+        if self.journal.is_some() {
+            if let Err(e) = self.save() {
+                log::error!("writing the final state snapshot: {e}");
+            }
+        }
+        self.journal = None;
+        let names: Vec<String> = self.bridges.keys().cloned().collect();
+        for b in names {
+            let _ = self.del_br(&b, true);
+        }
+        self.worker.shutdown();
+    }
+
+    /// Answers one request.
+    pub fn handle(&mut self, req: Request) -> Response {
+        let mutating = !matches!(
+            req,
+            Request::Ping {}
+                | Request::ListBr {}
+                | Request::Show {}
+                | Request::ListPorts { .. }
+                | Request::DumpFlows { .. }
+                | Request::DumpPorts { .. }
+                | Request::FdbShow { .. }
+                | Request::FdbFlush { .. }
+                | Request::PmdStatsShow {}
+                | Request::Trace { .. }
+                | Request::Export {}
+                | Request::GetController { .. }
+                | Request::Apply { dry_run: true, .. }
+        );
+        let flows_only = matches!(
+            req,
+            Request::AddFlows { .. }
+                | Request::ModFlows { .. }
+                | Request::DelFlows { .. }
+                | Request::ReplaceFlows { .. }
+        );
+        let r = self.dispatch(req);
+        if r.is_ok() && mutating {
+            self.changed.notify_one();
+            if !flows_only && self.journal.is_some() {
+                self.records.push(Record::Config {
+                    cfg: Box::new(self.export_config(false)),
+                });
+            }
+        }
+        // Even a rejected request may have journaled (an apply that
+        // failed and rolled back): the records say what happened.
+        if let Err(e) = self.flush_journal() {
+            log::error!("saving state: {e}");
+            return Response::err(
+                ErrorKind::System,
+                format!("the change was applied but could not be saved: {e}"),
+            );
+        }
+        match r {
+            Ok(r) => Response::ok(r),
+            Err(e) => Response::err(e.kind, e.message),
+        }
+    }
+
+    fn bridge(&self, name: &str) -> Result<&BridgeState> {
+        self.bridges
+            .get(name)
+            .ok_or_else(|| reject(ErrorKind::NotFound, format!("no bridge named {name}")))
+    }
+
+    fn bridge_mut(&mut self, name: &str) -> Result<&mut BridgeState> {
+        self.bridges
+            .get_mut(name)
+            .ok_or_else(|| reject(ErrorKind::NotFound, format!("no bridge named {name}")))
+    }
+
+    fn done(message: impl Into<String>, count: u64) -> Reply {
+        Reply::Done {
+            message: message.into(),
+            count,
+        }
+    }
+
+    fn dispatch(&mut self, req: Request) -> Result<Reply> {
+        match req {
+            Request::Ping {} => Ok(Self::done(format!("rvsd {}", env!("CARGO_PKG_VERSION")), 0)),
+            Request::AddBr { name, may_exist } => self.add_br(&name, may_exist),
+            Request::DelBr { name, if_exists } => self.del_br(&name, if_exists),
+            Request::ListBr {} | Request::Show {} => Ok(self.show(None)),
+            Request::ListPorts { bridge } => {
+                self.bridge(&bridge)?;
+                Ok(self.show(Some(&bridge)))
+            }
+            Request::AddPort {
+                bridge,
+                name,
+                settings,
+                may_exist,
+            } => self.add_port(&bridge, &name, &settings, may_exist),
+            Request::DelPort {
+                bridge,
+                name,
+                if_exists,
+            } => self.del_port(bridge.as_deref(), &name, if_exists),
+            Request::SetPort { name, settings } => self.set_port(&name, &settings),
+            Request::SetBridge { name, settings } => self.set_bridge(&name, &settings),
+            Request::SetController { bridge, targets } => self.set_controller(&bridge, &targets),
+            Request::DelController { bridge } => self.set_controller(&bridge, &[]),
+            Request::GetController { bridge } => {
+                let b = self.bridge(&bridge)?;
+                Ok(Reply::Controller {
+                    controllers: b.controllers.clone(),
+                    connected: b.of.peers(),
+                    fail_mode: if b.secure { "secure" } else { "standalone" }.to_string(),
+                    datapath_id: format!("{:016x}", b.dpid()),
+                })
+            }
+            Request::SetFailMode { bridge, mode } => {
+                let secure = parse_fail_mode(&mode).ok_or_else(|| {
+                    invalid(format!(
+                        "set-fail-mode {bridge} {mode}: expected standalone or secure"
+                    ))
+                })?;
+                let b = self.bridge_mut(&bridge)?;
+                b.secure = secure;
+                b.of.configure(!b.controllers.is_empty(), secure);
+                Ok(Self::done("", 1))
+            }
+            Request::AddFlows { bridge, text } => self.add_flows(&bridge, &text),
+            Request::ModFlows {
+                bridge,
+                flow,
+                strict,
+            } => self.mod_flows(&bridge, &flow, strict),
+            Request::DelFlows {
+                bridge,
+                filter,
+                strict,
+            } => self.del_flows(&bridge, &filter, strict),
+            Request::ReplaceFlows { bridge, text } => self.replace_flows(&bridge, &text),
+            Request::DumpFlows { bridge, filter } => self.dump_flows(&bridge, &filter),
+            Request::DumpPorts { bridge, port } => self.dump_ports(&bridge, port.as_deref()),
+            Request::FdbShow { bridge } => {
+                let id = self.bridge(&bridge)?.id;
+                let (tx, rx) = crossbeam_channel::bounded(1);
+                self.worker.send(Command::FdbShow {
+                    bridge: id,
+                    reply: tx,
+                });
+                let fdb = rx
+                    .recv_timeout(Duration::from_secs(5))
+                    .map_err(|_| reject(ErrorKind::Internal, "datapath did not answer"))?;
+                let fdb = fdb.into_iter().map(Into::into).collect();
+                Ok(Reply::Fdb { fdb })
+            }
+            Request::PmdStatsShow {} => Ok(Reply::Workers {
+                workers: self.workers_info(),
+            }),
+            Request::FdbFlush { bridge } => {
+                let id = self.bridge(&bridge)?.id;
+                let (tx, rx) = crossbeam_channel::bounded(1);
+                self.worker.send(Command::FdbFlush {
+                    bridge: id,
+                    reply: tx,
+                });
+                let n = rx
+                    .recv_timeout(Duration::from_secs(5))
+                    .map_err(|_| reject(ErrorKind::Internal, "datapath did not answer"))?;
+                Ok(Self::done(format!("flushed {n} MAC entries"), n as u64))
+            }
+            Request::Trace { bridge, flow } => self.trace(&bridge, &flow),
+            Request::Export {} => {
+                let toml = self
+                    .export()
+                    .to_toml()
+                    .map_err(|e| reject(ErrorKind::Internal, e.to_string()))?;
+                Ok(Reply::Config { toml })
+            }
+            Request::Apply {
+                text,
+                origin,
+                dry_run,
+            } => {
+                let origin = if origin.is_empty() {
+                    "<apply>".to_string()
+                } else {
+                    origin
+                };
+                let cfg = Config::parse(&text, &origin).map_err(|e| invalid(e.to_string()))?;
+                self.apply_text(&cfg, &text, &origin, dry_run)
+            }
+            // The connection assembles uploads (control::server).
+            Request::Upload { .. } | Request::WithUpload { .. } => Err(reject(
+                ErrorKind::BadRequest,
+                "uploads are taken apart by the connection, not the switch",
+            )),
+        }
+    }
+}

@@ -1,0 +1,435 @@
+//! Port requests: `add-port` (TAPs, AF_PACKET system ports, internal and
+//! patch ports), `del-port`, `set port`, `dump-ports`, and re-attaching
+//! system ports whose netdev appeared.
+//!
+//! # Thread-safety
+//! Part of [`Switch`], behind its mutex.
+
+use super::*;
+
+/// Port settings given to `add-port` / `set port`.
+#[derive(Debug, Default)]
+pub(super) struct PortSettings {
+    kind: Option<PortKind>,
+    tag: Option<Option<Vid>>,
+    trunks: Option<Vec<Vid>>,
+    vlan_mode: Option<Option<VlanMode>>,
+    ofport: Option<PortNo>,
+    peer: Option<String>,
+}
+
+pub(super) fn parse_vid(key: &str, v: &str) -> Result<Vid> {
+    let n: u16 = v
+        .trim()
+        .parse()
+        .map_err(|_| invalid(format!("{key}={v}: expected a VLAN id (1-4094)")))?;
+    Ok(Vid(n))
+}
+
+pub(super) fn parse_settings(
+    verb: &str,
+    items: &[(String, String)],
+    allow_create: bool,
+) -> Result<PortSettings> {
+    let mut s = PortSettings::default();
+    for (k, v) in items {
+        let key = k.replace('-', "_");
+        match key.as_str() {
+            "type" if allow_create => {
+                s.kind = Some(v.parse::<PortKind>().map_err(|_| {
+                    invalid(format!(
+                        "{verb}: type={v}: expected tap, system, internal or patch"
+                    ))
+                })?)
+            }
+            "tag" => {
+                s.tag = Some(if v.is_empty() || v == "[]" {
+                    None
+                } else {
+                    Some(parse_vid("tag", v)?)
+                })
+            }
+            "trunks" => {
+                let v = v.trim_start_matches('[').trim_end_matches(']');
+                s.trunks = Some(
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|x| !x.is_empty())
+                        .map(|x| parse_vid("trunks", x))
+                        .collect::<Result<_>>()?,
+                )
+            }
+            "vlan_mode" => {
+                s.vlan_mode = Some(if v.is_empty() || v == "[]" {
+                    None
+                } else {
+                    Some(v.parse::<VlanMode>().map_err(|_| {
+                        invalid(format!(
+                            "{verb}: vlan_mode={v}: expected access, trunk, native-tagged or native-untagged"
+                        ))
+                    })?)
+                })
+            }
+            "ofport_request" | "ofport" if allow_create => {
+                let n: u32 = v.parse().map_err(|_| {
+                    invalid(format!(
+                        "{verb}: ofport_request={v}: expected a port number"
+                    ))
+                })?;
+                if n == 0 || n > PortNo::MAX.0 {
+                    return Err(invalid(format!(
+                        "{verb}: ofport_request={v}: must be between 1 and {}",
+                        PortNo::MAX.0
+                    )));
+                }
+                s.ofport = Some(PortNo(n));
+            }
+            "peer" | "options:peer" => s.peer = Some(v.clone()),
+            _ => {
+                return Err(invalid(format!(
+                    "{verb}: unknown setting \"{k}\" (expected {})",
+                    if allow_create {
+                        "type, tag, trunks, vlan_mode, ofport_request or peer"
+                    } else {
+                        "tag, trunks, vlan_mode or peer"
+                    }
+                )))
+            }
+        }
+    }
+    Ok(s)
+}
+
+pub(super) fn vlan_from(
+    mode: Option<VlanMode>,
+    tag: Option<Vid>,
+    trunks: Vec<Vid>,
+    who: &str,
+) -> Result<VlanConfig> {
+    VlanConfig::new(mode, tag, trunks).map_err(|e| invalid(format!("{who}: {e}")))
+}
+
+pub(super) fn port_info(p: &PortState) -> PortInfo {
+    PortInfo {
+        name: p.name.clone(),
+        ofport: p.ofport.0,
+        kind: p.kind.to_string(),
+        tag: p.vlan.tag.map(|v| v.0),
+        trunks: p.vlan.trunks.iter().map(|v| v.0).collect(),
+        vlan_mode: p.vlan.mode.to_string(),
+        peer: p.peer.clone(),
+        up: p.shared.is_up(),
+        down_reason: p.shared.down_reason(),
+    }
+}
+
+impl Switch {
+    pub(super) fn add_port(
+        &mut self,
+        bridge: &str,
+        name: &str,
+        settings: &[(String, String)],
+        may_exist: bool,
+    ) -> Result<Reply> {
+        let verb = format!("add-port {bridge} {name}");
+        self.bridge(bridge)?;
+        if let Some(owner) = self.owner.get(name) {
+            if owner == bridge && may_exist && owner != name {
+                return Ok(Self::done("", 0));
+            }
+        }
+        self.check_new_netdev_name(name, &verb)?;
+        let s = parse_settings(&verb, settings, true)?;
+        let vlan_mode_set = matches!(s.vlan_mode, Some(Some(_)));
+        let vlan = vlan_from(
+            s.vlan_mode.flatten(),
+            s.tag.flatten(),
+            s.trunks.clone().unwrap_or_default(),
+            &verb,
+        )?;
+        let b = self.bridge(bridge)?;
+        let ofport = match s.ofport {
+            Some(p) => {
+                if b.ports.contains_key(&p) {
+                    return Err(reject(
+                        ErrorKind::Exists,
+                        format!("{verb}: ofport {p} is already used by {}", b.ports[&p].name),
+                    ));
+                }
+                p
+            }
+            None => (1..=PortNo::MAX.0)
+                .map(PortNo)
+                .find(|p| !b.ports.contains_key(p))
+                .ok_or_else(|| invalid(format!("{verb}: no free port number")))?,
+        };
+        let kind = match s.kind {
+            Some(k) => k,
+            None if s.peer.is_some() => PortKind::Patch,
+            None if netdev::exists(name) => PortKind::System,
+            None => PortKind::Tap,
+        };
+        if kind == PortKind::Patch && s.peer.is_none() {
+            return Err(invalid(format!("{verb}: a patch port needs peer=PORT")));
+        }
+        if kind != PortKind::Patch && s.peer.is_some() {
+            return Err(invalid(format!("{verb}: peer= is only for type=patch")));
+        }
+        if let Some(peer) = &s.peer {
+            if peer == name {
+                return Err(invalid(format!(
+                    "{verb}: a patch port cannot be its own peer"
+                )));
+            }
+        }
+        let io = match kind {
+            PortKind::Tap | PortKind::Internal => {
+                if netdev::exists(name) {
+                    return Err(reject(
+                        ErrorKind::Exists,
+                        format!("{verb}: a network device named {name} already exists (omit type= to attach it as a system port)"),
+                    ));
+                }
+                Some(PortIo::Tap(TapPort::create(name).map_err(|e| {
+                    reject(ErrorKind::System, format!("{verb}: creating tap: {e}"))
+                })?))
+            }
+            PortKind::System if self.restoring && !netdev::exists(name) => None,
+            PortKind::System => {
+                if !netdev::exists(name) {
+                    return Err(reject(
+                        ErrorKind::NotFound,
+                        format!("{verb}: no network device named {name} to attach (use type=tap to create one)"),
+                    ));
+                }
+                Some(PortIo::AfPacket(AfPacketPort::open(name).map_err(|e| {
+                    reject(ErrorKind::System, format!("{verb}: attaching: {e}"))
+                })?))
+            }
+            PortKind::Patch => None,
+        };
+        let down = (kind == PortKind::System && io.is_none())
+            .then(|| format!("netdev {name} not found; it is attached when it appears"));
+        let mac = if io.is_some() {
+            netdev::mac(name).map(|m| m.0).unwrap_or_default()
+        } else {
+            [0; 6]
+        };
+        // A port without I/O yet (netdev missing) is polled by worker 0
+        // once it appears.
+        let worker = if io.is_some() {
+            self.worker.pick_owner()
+        } else {
+            0
+        };
+        let b = self.bridge_mut(bridge)?;
+        let id = b.id;
+        let shared = Arc::new(PortShared::new(down));
+        b.ports.insert(
+            ofport,
+            PortState {
+                name: name.to_string(),
+                ofport,
+                kind,
+                vlan: vlan.clone(),
+                vlan_mode_set,
+                peer: s.peer.clone(),
+                shared: shared.clone(),
+                mac,
+                worker,
+            },
+        );
+        self.owner.insert(name.to_string(), bridge.to_string());
+        self.worker.send(Command::AddPort {
+            bridge: id,
+            ofport,
+            name: name.to_string(),
+            owner: worker,
+            io: io.map(Arc::new),
+            shared,
+            vlan,
+        });
+        if kind == PortKind::Patch {
+            self.link_patch(name);
+            if let Some(peer) = &s.peer {
+                self.link_patch(peer);
+            }
+        }
+        log::info!("{verb}: added as {kind} port {ofport}");
+        Ok(Self::done("", 1))
+    }
+
+    /// Where a port lives: (bridge name, ofport).
+    pub(super) fn locate(&self, port: &str) -> Option<(String, PortNo)> {
+        let b = self.owner.get(port)?;
+        let no = self.bridges.get(b)?.port_no(port)?;
+        Some((b.clone(), no))
+    }
+
+    /// Tells the worker where patch port `name` leads (if both ends exist
+    /// and name each other).
+    pub(super) fn link_patch(&self, name: &str) {
+        let Some((b, no)) = self.locate(name) else {
+            return;
+        };
+        let Some(bs) = self.bridges.get(&b) else {
+            return;
+        };
+        let Some(p) = bs.ports.get(&no) else { return };
+        let peer = p.peer.as_deref().and_then(|peer| {
+            let (pb, pno) = self.locate(peer)?;
+            let pbs = self.bridges.get(&pb)?;
+            let pp = pbs.ports.get(&pno)?;
+            (pp.kind == PortKind::Patch && pp.peer.as_deref() == Some(name))
+                .then_some((pbs.id, pno))
+        });
+        if peer.is_none() {
+            p.shared.set_down("patch peer missing".to_string());
+        } else {
+            p.shared.set_up();
+        }
+        self.worker.send(Command::SetPatchPeer {
+            bridge: bs.id,
+            ofport: no,
+            peer,
+        });
+    }
+
+    pub(super) fn del_port(
+        &mut self,
+        bridge: Option<&str>,
+        name: &str,
+        if_exists: bool,
+    ) -> Result<Reply> {
+        let verb = match bridge {
+            Some(b) => format!("del-port {b} {name}"),
+            None => format!("del-port {name}"),
+        };
+        let Some((b, no)) = self.locate(name) else {
+            if if_exists {
+                return Ok(Self::done("", 0));
+            }
+            return Err(reject(
+                ErrorKind::NotFound,
+                format!("{verb}: no port named {name}"),
+            ));
+        };
+        if let Some(want) = bridge {
+            self.bridge(want)?;
+            if want != b {
+                return Err(reject(
+                    ErrorKind::NotFound,
+                    format!("{verb}: {name} is a port of {b}, not {want}"),
+                ));
+            }
+        }
+        if no == PortNo::LOCAL {
+            return Err(invalid(format!(
+                "{verb}: {name} is the bridge's LOCAL port; use del-br"
+            )));
+        }
+        let bs = self.bridge_mut(&b)?;
+        let id = bs.id;
+        let p = bs.ports.remove(&no);
+        self.owner.remove(name);
+        self.worker.send(Command::DelPort {
+            bridge: id,
+            ofport: no,
+        });
+        self.sync_worker();
+        if let Some(peer) = p.and_then(|p| p.peer) {
+            self.link_patch(&peer);
+        }
+        Ok(Self::done("", 1))
+    }
+
+    pub(super) fn set_port(&mut self, name: &str, settings: &[(String, String)]) -> Result<Reply> {
+        let verb = format!("set port {name}");
+        let (b, no) = self
+            .locate(name)
+            .ok_or_else(|| reject(ErrorKind::NotFound, format!("{verb}: no port named {name}")))?;
+        let s = parse_settings(&verb, settings, false)?;
+        let bs = self.bridge(&b)?;
+        let p = &bs.ports[&no];
+        let cur = &p.vlan;
+        let mut mode = if p.vlan_mode_set {
+            Some(cur.mode)
+        } else {
+            None
+        };
+        if let Some(m) = s.vlan_mode {
+            mode = m;
+        }
+        let tag = s.tag.unwrap_or(cur.tag);
+        let trunks = s.trunks.clone().unwrap_or_else(|| cur.trunks.clone());
+        let vlan = vlan_from(mode, tag, trunks, &verb)?;
+        if s.peer.is_some() && p.kind != PortKind::Patch {
+            return Err(invalid(format!("{verb}: peer= is only for patch ports")));
+        }
+        let id = bs.id;
+        let bs = self.bridge_mut(&b)?;
+        let Some(p) = bs.ports.get_mut(&no) else {
+            return Err(reject(ErrorKind::Internal, "port vanished"));
+        };
+        p.vlan = vlan.clone();
+        p.vlan_mode_set = mode.is_some();
+        let old_peer = if s.peer.is_some() {
+            std::mem::replace(&mut p.peer, s.peer.clone())
+        } else {
+            None
+        };
+        self.worker.send(Command::SetPortVlan {
+            bridge: id,
+            ofport: no,
+            vlan,
+        });
+        if s.peer.is_some() {
+            self.link_patch(name);
+            for n in old_peer.iter().chain(s.peer.iter()) {
+                self.link_patch(n);
+            }
+        }
+        Ok(Self::done("", 1))
+    }
+
+    pub(super) fn dump_ports(&self, bridge: &str, port: Option<&str>) -> Result<Reply> {
+        let b = self.bridge(bridge)?;
+        if let Some(p) = port {
+            if b.port_by_name(p).is_none() {
+                return Err(reject(
+                    ErrorKind::NotFound,
+                    format!("dump-ports {bridge} {p}: no port named {p} on {bridge}"),
+                ));
+            }
+        }
+        let ports: Vec<_> = b
+            .ports_local_first()
+            .filter(|p| port.is_none_or(|n| n == p.name))
+            .map(|p| convert::port_stats(&p.name, p.ofport, &p.shared.snapshot()))
+            .collect();
+        Ok(Reply::Ports { ports })
+    }
+
+    /// Re-attaches system ports whose netdev was missing or vanished and
+    /// exists again.
+    pub fn reattach(&mut self) {
+        for b in self.bridges.values() {
+            for p in b.ports.values() {
+                if p.kind != PortKind::System || p.shared.is_up() || !netdev::exists(&p.name) {
+                    continue;
+                }
+                match AfPacketPort::open(&p.name) {
+                    Ok(io) => {
+                        p.shared.set_up();
+                        self.worker.send(Command::AttachIo {
+                            bridge: b.id,
+                            ofport: p.ofport,
+                            io: Arc::new(PortIo::AfPacket(io)),
+                        });
+                    }
+                    Err(e) => log::debug!("port {}: not attached yet: {e}", p.name),
+                }
+            }
+        }
+    }
+}
