@@ -15,6 +15,8 @@
 #     -p PRIORITY  priority of the generated flows (default 100)
 #     -t SECS      timeout of every single step (default 600)
 #     -D           skip the del-flows steps
+#     -b           ovs-ofctl --bundle add-flows (one atomic bundle, no
+#                  barrier per flow mod) on both switches
 #     -o           also write the table and raw numbers to
 #                  benches/results/flowmod-<date>.md
 #     -k           keep the scratch directory (/tmp/fmb.*)
@@ -46,8 +48,9 @@ PRIO=100
 T=600
 DEL=1
 OUT=0
+ADD=(add-flows)
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2; }
-while getopts "n:r:w:s:p:t:Dokh" o; do
+while getopts "n:r:w:s:p:t:Dbokh" o; do
     case $o in
         n) N=$OPTARG ;;
         r) REPS=$OPTARG ;;
@@ -56,6 +59,7 @@ while getopts "n:r:w:s:p:t:Dokh" o; do
         p) PRIO=$OPTARG ;;
         t) T=$OPTARG ;;
         D) DEL=0 ;;
+        b) ADD=(--bundle add-flows) ;;
         o) OUT=1 ;;
         k) FMB_KEEP=1 ;;
         *) usage ;;
@@ -130,7 +134,7 @@ run_ovs() {
     base=$(nflows)
     sleep 1
     r0=$(fmb_rss_kb "$OVSD_PID")
-    ofctl_step "OVS: ovs-ofctl add-flows" add-flows "$OF" "$FLOWS"
+    ofctl_step "OVS: ovs-ofctl add-flows" "${ADD[@]}" "$OF" "$FLOWS"
     record $sw "$rep" add_ofctl_s "$STEP_S"
     local add=$STEP_S
     r1=$(fmb_rss_kb "$OVSD_PID")
@@ -165,7 +169,7 @@ run_rvs() {
     base=$(nflows)
     sleep 1
     r0=$(fmb_rss_kb "$RVSD_PID")
-    ofctl_step "rvs: ovs-ofctl add-flows" add-flows "$OF" "$FLOWS"
+    ofctl_step "rvs: ovs-ofctl add-flows" "${ADD[@]}" "$OF" "$FLOWS"
     record "$sw" "$rep" add_ofctl_s "$STEP_S"
     local add=$STEP_S
     r1=$(fmb_rss_kb "$RVSD_PID")

@@ -96,8 +96,10 @@ fn run(args: Args) -> anyhow::Result<()> {
             ),
         },
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+    // One thread polls every control connection: a controller's flow-mod +
+    // barrier round trip is then one epoll wake-up, no hand-off between
+    // scheduler threads. Anything slow runs on the blocking pool.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .thread_name("rvs-ctl")
         .build()?;
