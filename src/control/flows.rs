@@ -386,6 +386,14 @@ impl BridgeFlows {
     /// The entries `filter` selects (loosely), in `dump-flows` order.
     pub fn entries(&self, filter: &FlowFilter) -> Vec<Arc<FlowEntry>> {
         let p = self.view();
+        if *filter == FlowFilter::default() {
+            // Everything (a snapshot, a plain dump-flows): no per-flow test.
+            return p
+                .tables
+                .iter()
+                .flat_map(|c| c.iter().map(|(_, r)| r.data.clone()))
+                .collect();
+        }
         self.select(filter, false)
             .into_iter()
             .filter_map(|(t, id)| Some(p.tables.get(t as usize)?.get(id)?.data.clone()))
