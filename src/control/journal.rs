@@ -58,7 +58,7 @@ use flowtable::Match;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, FlowConfig};
-use crate::control::state::{StateError, FORMAT_VERSION, STATE_FILE};
+use crate::control::state::{write_state, StateError, FORMAT_VERSION, STATE_FILE};
 use crate::datapath::pipeline::FlowEntry;
 
 /// Longest time a written record waits for its fsync when nobody waits
@@ -318,31 +318,6 @@ impl Snapshot {
     }
 }
 
-/// Writes `text` as `dir/state.toml` atomically (temp file, fsync,
-/// rename, fsync the directory).
-pub fn write_state(dir: &Path, text: &str) -> Result<(), StateError> {
-    let path = dir.join(STATE_FILE);
-    let tmp = dir.join(format!("{STATE_FILE}.tmp"));
-    let io = |p: &Path| {
-        let path = p.to_path_buf();
-        move |source| StateError::Io { path, source }
-    };
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    f.write_all(text.as_bytes()).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    drop(f);
-    std::fs::rename(&tmp, &path).map_err(io(&path))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir))?;
-    Ok(())
-}
-
 /// Writes `snap` and deletes the journals it covers.
 fn write_snapshot(dir: &Path, snap: &Snapshot) -> Result<(), String> {
     let text = snap.to_toml()?;
@@ -480,30 +455,9 @@ impl Journal {
             path: dir.join(STATE_FILE),
             message,
         })?;
-        let path = journal_path(dir, snap.journal);
         // A leftover file of this generation was covered by nothing: empty it.
-        let _ = std::fs::remove_file(&path);
-        let file = Arc::new(open_append(&path)?);
-        let durable = Arc::new(Durable::default());
-        durable.lock().file = Some(file.clone());
-        let d = durable.clone();
-        let syncer = std::thread::Builder::new()
-            .name("rvs-journal".into())
-            .spawn(move || d.syncer())
-            .map_err(|source| StateError::Io {
-                path: path.clone(),
-                source,
-            })?;
-        Ok(Journal {
-            dir: dir.to_path_buf(),
-            gen: snap.journal,
-            file,
-            since_snapshot: 0,
-            durable,
-            syncer: Some(syncer),
-            compactor: None,
-            buf: Vec::new(),
-        })
+        let _ = std::fs::remove_file(journal_path(dir, snap.journal));
+        Journal::open(dir, snap.journal, 0)
     }
 
     /// Continues after a restore without rewriting the snapshot: the
@@ -512,6 +466,11 @@ impl Journal {
     /// of records replayed (they count towards the next compaction).
     pub fn resume(dir: &Path, since_snapshot: u64) -> Result<Journal, StateError> {
         let gen = journal_gens(dir).last().map_or(1, |g| g + 1);
+        Journal::open(dir, gen, since_snapshot)
+    }
+
+    /// Appends to journal `gen` with a syncer thread.
+    fn open(dir: &Path, gen: u64, since_snapshot: u64) -> Result<Journal, StateError> {
         let path = journal_path(dir, gen);
         let file = Arc::new(open_append(&path)?);
         let durable = Arc::new(Durable::default());

@@ -118,26 +118,34 @@ impl StateStore {
             path: self.path(),
             message: format!("cannot serialize state: {e}"),
         })?;
-        let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| StateError::Io { path, source }
-        };
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(io(&tmp))?;
-        f.write_all(text.as_bytes()).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        drop(f);
-        std::fs::rename(&tmp, self.path()).map_err(io(&self.path()))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(&self.dir))?;
-        Ok(())
+        write_state(&self.dir, &text)
     }
+}
+
+/// Writes `text` as `dir/state.toml` atomically (temp file, fsync,
+/// rename, fsync the directory): after a crash the file is the old or the
+/// new one, never a mix.
+pub fn write_state(dir: &Path, text: &str) -> Result<(), StateError> {
+    let path = dir.join(STATE_FILE);
+    let tmp = dir.join(format!("{STATE_FILE}.tmp"));
+    let io = |p: &Path| {
+        let path = p.to_path_buf();
+        move |source| StateError::Io { path, source }
+    };
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(io(&tmp))?;
+    f.write_all(text.as_bytes()).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    drop(f);
+    std::fs::rename(&tmp, &path).map_err(io(&path))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))?;
+    Ok(())
 }
 
 #[cfg(test)]
