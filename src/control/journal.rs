@@ -167,6 +167,16 @@ pub fn read_journals(dir: &Path, from: u64) -> Result<Vec<Record>, StateError> {
     Ok(out)
 }
 
+/// Records (lines) in journals `from..` in `dir`; unreadable files count 0.
+pub fn count_records(dir: &Path, from: u64) -> u64 {
+    journal_gens(dir)
+        .into_iter()
+        .filter(|&g| g >= from)
+        .filter_map(|g| std::fs::read(journal_path(dir, g)).ok())
+        .map(|b| b.iter().filter(|&&c| c == b'\n').count() as u64)
+        .sum()
+}
+
 /// Table, priority and match: where a flow sits.
 type Slot = (u8, u16, Match);
 
