@@ -58,7 +58,7 @@ fn bench(c: &mut Criterion) {
                             p.lookup(0, &key)
                         };
                         let e = e.expect("NORMAL matches");
-                        e.hit(0, pkt.len(), 1);
+                        e.data.hit(0, pkt.len(), 1);
                         br.normal(&key, 1, &mut out);
                         std::hint::black_box((layout, out.outputs.len()))
                     },

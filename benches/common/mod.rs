@@ -1,11 +1,9 @@
 //! What the pipeline benches share: a 64-byte UDP frame and a flow table
 //! with extra flows spread over several masks.
 
-use std::sync::Arc;
-
-use flowtable::classifier::{CounterPolicy, Rule};
+use flowtable::classifier::CounterPolicy;
 use flowtable::syntax::parse_flow;
-use rvs::datapath::pipeline::{FlowEntry, Pipeline};
+use rvs::datapath::pipeline::{new_entry, Pipeline};
 
 /// An Ethernet/IPv4/UDP frame (64 bytes), 5001 → 5002.
 pub fn udp_frame(src: [u8; 6], dst: [u8; 6], src_ip: [u8; 4], dst_ip: [u8; 4]) -> Vec<u8> {
@@ -33,9 +31,8 @@ pub fn pipeline(extra: usize, masks: usize) -> Pipeline {
     let mut p = Pipeline::new(2);
     let mut add = |text: &str| {
         let f = parse_flow(text, &|_| None).expect("flow");
-        let e = Arc::new(FlowEntry::new(f.clone(), 0, 2));
         p.table_mut(0)
-            .insert(Rule::new(f.m, f.priority, e), 0, CounterPolicy::Reset);
+            .insert(new_entry(f, 0, 2), 0, CounterPolicy::Reset);
     };
     add("priority=0,actions=NORMAL");
     for i in 0..extra {

@@ -48,7 +48,7 @@ use tokio::sync::mpsc;
 use crate::config::{BridgeConfig, Config, FlowConfig};
 use crate::control::server::Answer;
 use crate::control::switch::Switch;
-use crate::datapath::pipeline::FlowEntry;
+use crate::datapath::pipeline::{flow_of, FlowEntry};
 
 /// Lines a producer may be ahead of the connection writing them.
 pub const LINES_IN_FLIGHT: usize = 4;
@@ -96,24 +96,25 @@ pub async fn answer(sw: Arc<Mutex<Switch>>, req: Request) -> Answer {
 /// A flow as `dump-flows` reports it; `now` is the switch clock
 /// ([`Switch::now_ms`]).
 pub fn flow_info(e: &FlowEntry, now: u64) -> FlowInfo {
-    let n_packets = e.n_packets();
-    let n_bytes = e.n_bytes();
+    let n_packets = e.data.n_packets();
+    let n_bytes = e.data.n_bytes();
     let stats = FlowStats {
         duration_ms: now.saturating_sub(e.created_ms),
         n_packets,
         n_bytes,
-        idle_age_s: now.saturating_sub(e.last_used_ms()) / 1000,
+        idle_age_s: now.saturating_sub(e.data.last_used_ms()) / 1000,
     };
+    let flow = flow_of(e);
     FlowInfo {
-        table: e.flow.table.0,
-        priority: e.flow.priority.0,
-        cookie: e.flow.cookie,
+        table: flow.table.0,
+        priority: flow.priority.0,
+        cookie: flow.cookie,
         n_packets,
         n_bytes,
         duration_ms: stats.duration_ms,
         idle_age: stats.idle_age_s,
-        flow: syntax::fmt_flow(&e.flow, None),
-        text: syntax::fmt_with_stats(&e.flow, &stats, None),
+        text: syntax::fmt_with_stats(&flow, &stats, None),
+        flow: syntax::fmt_flow(&flow, None),
     }
 }
 

@@ -41,11 +41,13 @@ use std::collections::{BinaryHeap, HashSet};
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
-use flowtable::classifier::{CookieMatch, Rule, RuleId};
+use flowtable::classifier::{CookieMatch, RuleId};
 use flowtable::syntax::{Flow, FlowFilter};
 use flowtable::{Match, TableId};
 
-use crate::datapath::pipeline::{Edit, FlowEntry, FlowRule, Pipeline, PipelineWriter};
+use crate::datapath::pipeline::{
+    flow_of, replaced, Edit, FlowData, FlowEntry, FlowRule, Pipeline, PipelineWriter,
+};
 
 /// Default per-bridge flow limit (`set bridge BR flow-limit=N`).
 pub const DEFAULT_FLOW_LIMIT: usize = 1_000_000;
@@ -140,18 +142,10 @@ fn overlaps(a: &Match, b: &Match) -> bool {
 /// The earliest time `e` may expire (its hard timeout, or its idle
 /// timeout counted from the last hit).
 fn deadline(e: &FlowEntry) -> Option<u64> {
-    let f = &e.flow;
-    let hard = (f.hard_timeout != 0).then(|| e.created_ms + u64::from(f.hard_timeout) * 1000);
-    let idle = (f.idle_timeout != 0).then(|| e.last_used_ms() + u64::from(f.idle_timeout) * 1000);
+    let hard = (e.hard_timeout != 0).then(|| e.created_ms + u64::from(e.hard_timeout) * 1000);
+    let idle =
+        (e.idle_timeout != 0).then(|| e.data.last_used_ms() + u64::from(e.idle_timeout) * 1000);
     hard.into_iter().chain(idle).min()
-}
-
-fn rule_of(e: Arc<FlowEntry>) -> FlowRule {
-    let f = &e.flow;
-    Rule::new(f.m, f.priority, e.clone())
-        .with_cookie(f.cookie)
-        .with_idle_timeout(f.idle_timeout)
-        .with_hard_timeout(f.hard_timeout)
 }
 
 /// Key of a flow's slot: table, priority and match.
@@ -177,7 +171,7 @@ impl BridgeFlows {
     /// Applies `e`, remembering what its slot held before while a
     /// transaction is open.
     fn edit(&mut self, e: Edit) -> crate::datapath::pipeline::Applied {
-        let slot_of = |r: &FlowRule| (r.data.flow.table.0, r.priority, r.m);
+        let slot_of = |r: &FlowRule| (r.data.table.0, r.priority, r.m);
         let new_slot = match &e {
             Edit::Insert(r) | Edit::Replace(_, _, r) => Some(slot_of(r)),
             Edit::Remove(..) => None,
@@ -221,7 +215,7 @@ impl BridgeFlows {
                 self.tables.edit(Edit::Remove(t, id));
             }
             if let Some(old) = old {
-                let deadline = deadline(&old.data);
+                let deadline = deadline(&old);
                 if let (Some(d), Some(id)) = (deadline, self.tables.edit(Edit::Insert(old)).id) {
                     self.timers.push(Reverse((d, t, id)));
                 }
@@ -297,8 +291,8 @@ impl BridgeFlows {
 
     fn insert_entry(&mut self, e: Arc<FlowEntry>) {
         let deadline = deadline(&e);
-        let table = e.flow.table.0;
-        let applied = self.edit(Edit::Insert(Arc::new(rule_of(e.clone()))));
+        let table = e.data.table.0;
+        let applied = self.edit(Edit::Insert(e.clone()));
         if let (Some(d), Some(id)) = (deadline, applied.id) {
             self.timers.push(Reverse((d, table, id)));
         }
@@ -324,13 +318,17 @@ impl BridgeFlows {
         if old.is_none() && self.len() >= self.limit {
             return Err(self.full());
         }
-        let mut e = self.view().new_entry(f, now_ms).with_flags(flags);
-        if let Some(old) = old.and_then(|id| self.get(e.flow.table.0, id)) {
-            if flags & RESET_COUNTS == 0 {
-                e = old.replaced(e.flow, false).with_flags(flags);
+        let table = f.table.0;
+        let mut e = match old.and_then(|id| self.get(table, id)) {
+            Some(old) if flags & RESET_COUNTS == 0 => {
+                let mut e = replaced(&old, f, false);
                 e.created_ms = now_ms;
+                e.last_used_ms = now_ms;
+                e
             }
-        }
+            _ => self.view().new_entry(f, now_ms),
+        };
+        e.data.flags = flags;
         self.insert_entry(Arc::new(e));
         Ok(())
     }
@@ -355,8 +353,11 @@ impl BridgeFlows {
     }
 
     fn get(&self, table: u8, id: RuleId) -> Option<Arc<FlowEntry>> {
-        let r = self.view().tables.get(table as usize)?.get(id)?;
-        Some(r.data.clone())
+        self.view()
+            .tables
+            .get(table as usize)?
+            .get_shared(id)
+            .cloned()
     }
 
     /// Flows `filter` selects (`strict` as `--strict`), by table, then
@@ -372,7 +373,8 @@ impl BridgeFlows {
             if filter.table.is_some_and(|x| x.0 as usize != t) || c.is_empty() {
                 continue;
             }
-            let pred = |e: &Arc<FlowEntry>| filter.selects(&e.flow, strict);
+            // Match, priority and cookie are the classifier's to check.
+            let pred = |d: &FlowData| filter.selects_actions(&d.actions);
             let ids = if strict {
                 c.select_strict(&filter.m, filter.priority.unwrap_or_default(), cookie, pred)
             } else {
@@ -391,12 +393,12 @@ impl BridgeFlows {
             return p
                 .tables
                 .iter()
-                .flat_map(|c| c.iter().map(|(_, r)| r.data.clone()))
+                .flat_map(|c| c.iter_shared().map(|(_, r)| r.clone()))
                 .collect();
         }
         self.select(filter, false)
             .into_iter()
-            .filter_map(|(t, id)| Some(p.tables.get(t as usize)?.get(id)?.data.clone()))
+            .filter_map(|(t, id)| p.tables.get(t as usize)?.get_shared(id).cloned())
             .collect()
     }
 
@@ -415,13 +417,13 @@ impl BridgeFlows {
             let Some(old) = self.get(*t, *id) else {
                 continue;
             };
-            let mut f = old.flow.clone();
+            let mut f = flow_of(&old);
             f.actions = actions.to_vec();
             if let Some(c) = cookie {
                 f.cookie = c;
             }
-            let e = Arc::new(old.replaced(f, reset));
-            self.edit(Edit::Replace(*t, *id, Arc::new(rule_of(e.clone()))));
+            let e = Arc::new(replaced(&old, f, reset));
+            self.edit(Edit::Replace(*t, *id, e.clone()));
             self.changes.push(FlowChange::Added(e));
         }
         sel.len()
@@ -429,8 +431,7 @@ impl BridgeFlows {
 
     fn remove(&mut self, t: u8, id: RuleId, why: RemoveReason) {
         if let Some(old) = self.edit(Edit::Remove(t, id)).old {
-            self.changes
-                .push(FlowChange::Removed(old.data.clone(), why));
+            self.changes.push(FlowChange::Removed(old, why));
         }
     }
 
@@ -461,9 +462,9 @@ impl BridgeFlows {
         let mut gone = Vec::new();
         for (t, c) in self.view().tables.iter().enumerate() {
             for (id, r) in c.iter_unordered() {
-                let f = &r.data.flow;
-                match last.get(&slot(f)) {
-                    Some(&i) if flows[i] == *f => keep[i] = true,
+                let f = flow_of(r);
+                match last.get(&slot(&f)) {
+                    Some(&i) if flows[i] == f => keep[i] = true,
                     _ => gone.push((t as u8, id)),
                 }
             }
@@ -497,11 +498,10 @@ impl BridgeFlows {
             let Some(e) = self.get(t, id) else {
                 continue; // removed or replaced since
             };
-            let f = &e.flow;
             let hard =
-                (f.hard_timeout != 0).then(|| e.created_ms + u64::from(f.hard_timeout) * 1000);
-            let idle =
-                (f.idle_timeout != 0).then(|| e.last_used_ms() + u64::from(f.idle_timeout) * 1000);
+                (e.hard_timeout != 0).then(|| e.created_ms + u64::from(e.hard_timeout) * 1000);
+            let idle = (e.idle_timeout != 0)
+                .then(|| e.data.last_used_ms() + u64::from(e.idle_timeout) * 1000);
             match (hard, idle) {
                 (Some(h), _) if h <= now_ms => {
                     self.remove(t, id, RemoveReason::Hard);
@@ -531,7 +531,7 @@ impl BridgeFlows {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use flowtable::classifier::{CounterPolicy, NaiveClassifier};
+    use flowtable::classifier::{CounterPolicy, NaiveClassifier, Rule};
     use flowtable::syntax::{parse_flow, parse_match_filter};
     use std::collections::HashMap;
 
@@ -601,7 +601,7 @@ mod tests {
                 .unwrap();
             let got: Vec<String> = b.view().tables[0]
                 .iter()
-                .map(|(_, r)| r.data.flow.to_string())
+                .map(|(_, r)| flow_of(r).to_string())
                 .collect();
             assert_eq!(got, want);
         }
@@ -617,7 +617,7 @@ mod tests {
             .unwrap();
         let got: Vec<String> = b.view().tables[0]
             .iter()
-            .map(|(_, r)| r.data.flow.to_string())
+            .map(|(_, r)| flow_of(r).to_string())
             .collect();
         assert_eq!(
             got,
@@ -635,7 +635,7 @@ mod tests {
         let before: Vec<String> = b
             .entries(&FlowFilter::default())
             .iter()
-            .map(|e| e.flow.to_string())
+            .map(|e| flow_of(e).to_string())
             .collect();
         b.begin();
         b.add(flow("priority=5,ip,actions=output:1"), 0, 1).unwrap(); // replaces
@@ -652,7 +652,7 @@ mod tests {
         let after: Vec<String> = b
             .entries(&FlowFilter::default())
             .iter()
-            .map(|e| e.flow.to_string())
+            .map(|e| flow_of(e).to_string())
             .collect();
         assert_eq!(after, before);
         b.publish();
@@ -683,7 +683,7 @@ mod tests {
             .take_changes()
             .into_iter()
             .map(|c| match c {
-                FlowChange::Removed(e, r) => (e.flow.priority.0, e.flags, r),
+                FlowChange::Removed(e, r) => (e.priority.0, e.data.flags, r),
                 c => panic!("{c:?}"),
             })
             .collect();
@@ -770,7 +770,7 @@ mod tests {
                 }
                 let mut have: Vec<String> = pubd.tables[0]
                     .iter()
-                    .map(|(_, r)| r.data.flow.to_string())
+                    .map(|(_, r)| flow_of(r).to_string())
                     .collect();
                 let mut want: Vec<String> = model.values().map(|g| g.to_string()).collect();
                 have.sort();
@@ -784,7 +784,7 @@ mod tests {
                     frame[30..34].copy_from_slice(&[10, 0, (probe % 16) as u8, (probe % 17) as u8]);
                     frame[36..38].copy_from_slice(&((probe % 16) as u16).to_be_bytes());
                     let key = flowtable::extract::extract(&frame, flowtable::PortNo(1));
-                    let got = pubd.lookup(0, &key).map(|e| e.flow.priority);
+                    let got = pubd.lookup(0, &key).map(|e| e.priority);
                     let want = naive.lookup(&key).map(|(_, r)| r.priority);
                     assert_eq!(got, want, "step {step} probe {probe}");
                 }

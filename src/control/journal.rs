@@ -59,7 +59,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, FlowConfig};
 use crate::control::state::{write_state, StateError, FORMAT_VERSION, STATE_FILE};
-use crate::datapath::pipeline::FlowEntry;
+use crate::datapath::pipeline::{flow_of, FlowEntry};
 
 /// Longest time a written record waits for its fsync when nobody waits
 /// for it (group commit).
@@ -320,7 +320,7 @@ impl Snapshot {
             out.push_str(&head.to_toml().map_err(|e| e.to_string())?);
             for e in flows {
                 out.push_str("\n[[bridge.flow]]\nflow = ");
-                toml_str(&mut out, &syntax::fmt_flow(&e.flow, None));
+                toml_str(&mut out, &syntax::fmt_flow(&flow_of(e), None));
                 out.push('\n');
             }
         }
@@ -733,7 +733,7 @@ mod tests {
         assert_eq!(flows(&load(&d)), vec!["priority=7,actions=drop"]);
         // Compaction with an entry list standing for the live table.
         let f = syntax::parse_flow("priority=7,actions=drop", &|_| None).unwrap();
-        let e = Arc::new(FlowEntry::new(f, 0, 1));
+        let e = Arc::new(crate::datapath::pipeline::new_entry(f, 0, 1));
         j.compact(Snapshot {
             cfg: load(&d),
             flows: vec![vec![e]],

@@ -260,18 +260,18 @@ type Senders = Arc<Mutex<HashMap<u32, broadcast::Sender<Arc<AsyncMsg>>>>>;
 fn flow_removed_msg(
     ev: &crate::control::flows::FlowRemovedEvent,
 ) -> crate::openflow::msg::FlowRemoved {
-    let f = &ev.entry.flow;
+    let f = &ev.entry;
     crate::openflow::msg::FlowRemoved {
         cookie: f.cookie,
         priority: f.priority.0,
         reason: ev.reason as u8,
-        table_id: f.table.0,
+        table_id: f.data.table.0,
         duration_sec: (ev.duration_ms / 1000) as u32,
         duration_nsec: ((ev.duration_ms % 1000) * 1_000_000) as u32,
         idle_timeout: f.idle_timeout,
         hard_timeout: f.hard_timeout,
-        packet_count: ev.entry.n_packets(),
-        byte_count: ev.entry.n_bytes(),
+        packet_count: f.data.n_packets(),
+        byte_count: f.data.n_bytes(),
         m: f.m,
     }
 }
@@ -967,10 +967,10 @@ async fn multipart(
                     .map_err(|_| gone)?;
             for e in &flows {
                 let fs = FlowStats::new(
-                    &e.flow,
+                    &crate::datapath::pipeline::flow_of(e),
                     now.saturating_sub(e.created_ms),
-                    e.n_packets(),
-                    e.n_bytes(),
+                    e.data.n_packets(),
+                    e.data.n_bytes(),
                 );
                 if let Some(m) = enc.push_flow(&fs) {
                     if wr.write_all(&m).await.is_err() {
@@ -992,8 +992,8 @@ async fn multipart(
                 .await
                 .ok_or(gone)?;
             MpReply::Aggregate(AggregateStats {
-                packet_count: flows.iter().map(|e| e.n_packets()).sum(),
-                byte_count: flows.iter().map(|e| e.n_bytes()).sum(),
+                packet_count: flows.iter().map(|e| e.data.n_packets()).sum(),
+                byte_count: flows.iter().map(|e| e.data.n_bytes()).sum(),
                 flow_count: u32::try_from(flows.len()).unwrap_or(u32::MAX),
             })
         }

@@ -140,10 +140,10 @@ impl Emc {
         pipe: &'p Pipeline,
         table: u8,
         key: &FlowKey,
-    ) -> Option<&'p std::sync::Arc<FlowEntry>> {
+    ) -> Option<&'p FlowEntry> {
         let cls = pipe.tables.get(table as usize)?;
         if cls.n_subtables() < MIN_MASKS {
-            return cls.lookup(key).map(|(_, r)| &r.data);
+            return cls.lookup(key).map(|(_, r)| r);
         }
         let i = index(table, key);
         // `index` yields values below EMC_ENTRIES by construction.
@@ -152,7 +152,7 @@ impl Emc {
         if e.generation == generation && e.table == table && e.key.words() == key.words() {
             self.stats.hits += 1;
             return match e.rule {
-                Some(id) => cls.get(id).map(|r| &r.data),
+                Some(id) => cls.get(id),
                 None => None,
             };
         }
@@ -164,25 +164,24 @@ impl Emc {
             rule: hit.map(|(id, _)| id),
             key: *key,
         };
-        hit.map(|(_, r)| &r.data)
+        hit.map(|(_, r)| r)
     }
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use super::super::pipeline::{flow_of, new_entry};
     use super::*;
-    use flowtable::classifier::{CounterPolicy, Rule};
+    use flowtable::classifier::CounterPolicy;
     use flowtable::extract::extract;
     use flowtable::syntax::parse_flow;
     use flowtable::PortNo;
-    use std::sync::Arc;
 
     fn add(p: &mut Pipeline, text: &str) {
         let f = parse_flow(text, &|_| None).unwrap();
-        let e = Arc::new(FlowEntry::new(f.clone(), 0, 1));
         p.table_mut(0)
-            .insert(Rule::new(f.m, f.priority, e), 0, CounterPolicy::Reset);
+            .insert(new_entry(f, 0, 1), 0, CounterPolicy::Reset);
     }
 
     fn udp(src: [u8; 4], dport: u16) -> FlowKey {
@@ -202,8 +201,8 @@ mod tests {
         extract(&f, PortNo(1))
     }
 
-    fn text(e: Option<&Arc<FlowEntry>>) -> Option<String> {
-        e.map(|e| e.flow.to_string())
+    fn text(e: Option<&FlowEntry>) -> Option<String> {
+        e.map(|e| flow_of(e).to_string())
     }
 
     #[test]

@@ -18,8 +18,11 @@
 //! dropped it (a reader holds it for one packet; the writer spins briefly,
 //! and after [`RECLAIM_WAIT`] gives up and clones the front instead). A
 //! flow-mod therefore costs O(1) classifier work twice, never a copy of
-//! the table. Rules are `Arc`s shared by both copies, and [`FlowEntry`]
-//! (actions, counters) is shared by both, so counters never diverge.
+//! the table. A flow is one [`FlowEntry`]: the classifier rule (match,
+//! priority, cookie, timeouts, creation time) carrying [`FlowData`]
+//! (table, actions, flags, per-worker counters), stored once as an `Arc`
+//! that both copies share, so nothing about a flow is kept twice and its
+//! counters never diverge.
 //!
 //! Each table has its own generation number, unique across all tables of
 //! all bridges and renewed when a publish changed that table; the
@@ -43,6 +46,8 @@
 //! # Limits
 //! Two copies of the index structures (hash nodes, slab, id map: about
 //! 100 bytes per flow each); rules, matches and actions are stored once.
+//! The rule's own `n_packets`/`n_bytes`/`last_used_ms` fields (the
+//! classifier's generic counters) are unused by rvsd.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -51,7 +56,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use flowtable::classifier::{Classifier, Rule, RuleId};
 use flowtable::syntax::Flow;
-use flowtable::FlowKey;
+use flowtable::{Action, FlowKey, TableId};
 
 use super::counters::MAX_WORKERS;
 
@@ -68,74 +73,74 @@ struct FlowCounters {
     last_used_ms: AtomicU64,
 }
 
-/// One installed flow and its counters.
+/// What a flow holds besides what the classifier rule holds (match,
+/// priority, cookie, timeouts, creation time): its table, actions, FLOW_MOD
+/// flags and per-worker counters. A flow is one [`FlowEntry`], a
+/// classifier rule carrying this, so nothing about it is stored twice.
 #[derive(Debug)]
-pub struct FlowEntry {
-    /// The flow as added (match, priority, actions, timeouts, cookie).
-    pub flow: Flow,
+pub struct FlowData {
+    /// Table the flow is in.
+    pub table: TableId,
+    /// What it does, in order; empty means drop.
+    pub actions: Vec<Action>,
     /// OpenFlow FLOW_MOD flags it was added with (`OFPFF_*`; only
     /// `SEND_FLOW_REM` matters after insertion).
     pub flags: u16,
-    /// When it was added, ms since the daemon's epoch.
-    pub created_ms: u64,
     /// Counters by worker index (worker `w` writes only its own).
     per_worker: Box<[FlowCounters]>,
 }
 
-impl FlowEntry {
-    /// A fresh entry with zero counters for `workers` workers.
-    pub fn new(flow: Flow, now_ms: u64, workers: usize) -> FlowEntry {
-        FlowEntry::with_counts(flow, now_ms, workers, 0, 0, now_ms)
-    }
+/// One installed flow: the classifier rule with its [`FlowData`]. The
+/// rule's own `n_packets`/`n_bytes`/`last_used_ms` are unused (the
+/// per-worker counters in [`FlowData`] are the flow's counters); its
+/// `created_ms` is the flow's creation time.
+pub type FlowEntry = Rule<FlowData>;
 
+impl Clone for FlowData {
+    /// A copy whose counters start from this one's sums.
+    fn clone(&self) -> Self {
+        FlowData::with_counts(
+            self.table,
+            self.actions.clone(),
+            self.per_worker.len(),
+            self.n_packets(),
+            self.n_bytes(),
+            self.last_used_ms(),
+        )
+        .with_flags(self.flags)
+    }
+}
+
+impl FlowData {
     fn with_counts(
-        flow: Flow,
-        created_ms: u64,
+        table: TableId,
+        actions: Vec<Action>,
         workers: usize,
         p: u64,
         b: u64,
         used: u64,
-    ) -> FlowEntry {
+    ) -> FlowData {
         let per_worker: Box<[FlowCounters]> = (0..workers.clamp(1, MAX_WORKERS))
             .map(|_| FlowCounters::default())
             .collect();
         per_worker[0].packets.store(p, Ordering::Relaxed);
         per_worker[0].bytes.store(b, Ordering::Relaxed);
         per_worker[0].last_used_ms.store(used, Ordering::Relaxed);
-        FlowEntry {
-            flow,
+        FlowData {
+            table,
+            actions,
             flags: 0,
-            created_ms,
             per_worker,
         }
     }
 
-    /// The same entry with FLOW_MOD `flags`.
-    pub fn with_flags(mut self, flags: u16) -> FlowEntry {
+    /// The same data with FLOW_MOD `flags`.
+    pub fn with_flags(mut self, flags: u16) -> FlowData {
         self.flags = flags;
         self
     }
 
-    /// A replacement with new contents that keeps this entry's counters
-    /// (or zeroes them: `reset`, OpenFlow's RESET_COUNTS) and its age.
-    pub fn replaced(&self, flow: Flow, reset: bool) -> FlowEntry {
-        let (p, b) = if reset {
-            (0, 0)
-        } else {
-            (self.n_packets(), self.n_bytes())
-        };
-        FlowEntry::with_counts(
-            flow,
-            self.created_ms,
-            self.per_worker.len(),
-            p,
-            b,
-            self.last_used_ms(),
-        )
-        .with_flags(self.flags)
-    }
-
-    /// Counter memory of one entry, bytes.
+    /// Counter memory of one flow, bytes.
     pub fn counter_bytes(&self) -> usize {
         std::mem::size_of_val(&*self.per_worker)
     }
@@ -173,8 +178,61 @@ impl FlowEntry {
             .iter()
             .map(|c| c.last_used_ms.load(Ordering::Relaxed))
             .max()
-            .unwrap_or(self.created_ms)
+            .unwrap_or(0)
     }
+}
+
+/// A fresh flow from `flow` with zero counters for `workers` workers,
+/// created (and last used) at `now_ms`.
+pub fn new_entry(flow: Flow, now_ms: u64, workers: usize) -> FlowEntry {
+    let data = FlowData::with_counts(flow.table, flow.actions, workers, 0, 0, now_ms);
+    let mut r = Rule::new(flow.m, flow.priority, data)
+        .with_cookie(flow.cookie)
+        .with_idle_timeout(flow.idle_timeout)
+        .with_hard_timeout(flow.hard_timeout);
+    r.created_ms = now_ms;
+    r.last_used_ms = now_ms;
+    r
+}
+
+/// The flow `e` is, as the flow syntax prints and parses it.
+pub fn flow_of(e: &FlowEntry) -> Flow {
+    Flow {
+        table: e.data.table,
+        priority: e.priority,
+        cookie: e.cookie,
+        idle_timeout: e.idle_timeout,
+        hard_timeout: e.hard_timeout,
+        m: e.m,
+        actions: e.data.actions.clone(),
+    }
+}
+
+/// A replacement of `e` with `flow`'s contents (same table, match and
+/// priority) that keeps `e`'s age and counters, or zeroes the counters
+/// (`reset`: OpenFlow's RESET_COUNTS).
+pub fn replaced(e: &FlowEntry, flow: Flow, reset: bool) -> FlowEntry {
+    let (p, b) = if reset {
+        (0, 0)
+    } else {
+        (e.data.n_packets(), e.data.n_bytes())
+    };
+    let data = FlowData::with_counts(
+        flow.table,
+        flow.actions,
+        e.data.per_worker.len(),
+        p,
+        b,
+        e.data.last_used_ms(),
+    )
+    .with_flags(e.data.flags);
+    let mut r = Rule::new(flow.m, flow.priority, data)
+        .with_cookie(flow.cookie)
+        .with_idle_timeout(flow.idle_timeout)
+        .with_hard_timeout(flow.hard_timeout);
+    r.created_ms = e.created_ms;
+    r.last_used_ms = e.last_used_ms;
+    r
 }
 
 /// One worker's lookup counters for all 255 tables: `[lookups, matched]`.
@@ -234,14 +292,14 @@ impl TableStats {
     }
 }
 
-/// A flow rule as the tables store it.
-pub type FlowRule = Rule<Arc<FlowEntry>>;
+/// A flow rule as the tables store it (the same as [`FlowEntry`]).
+pub type FlowRule = FlowEntry;
 
 /// All tables of one bridge, one version.
 #[derive(Clone, Debug)]
 pub struct Pipeline {
     /// Tables by id; missing trailing tables are empty.
-    pub tables: Vec<Classifier<Arc<FlowEntry>>>,
+    pub tables: Vec<Classifier<FlowData>>,
     /// Generation of each table in `tables` (same index): unique across
     /// every table of every bridge and version
     /// ([`Pipeline::next_generation`]), renewed when the table changes;
@@ -296,7 +354,7 @@ impl Pipeline {
 
     /// A fresh entry for `flow` with counters sized for this pipeline.
     pub fn new_entry(&self, flow: Flow, now_ms: u64) -> FlowEntry {
-        FlowEntry::new(flow, now_ms, self.workers)
+        new_entry(flow, now_ms, self.workers)
     }
 
     /// The generation of table `id` (0 for a table that never existed).
@@ -321,7 +379,7 @@ impl Pipeline {
     }
 
     /// The table with `id`, created if needed.
-    pub fn table_mut(&mut self, id: u8) -> &mut Classifier<Arc<FlowEntry>> {
+    pub fn table_mut(&mut self, id: u8) -> &mut Classifier<FlowData> {
         let i = id as usize;
         while self.tables.len() <= i {
             self.tables.push(Classifier::new());
@@ -337,18 +395,15 @@ impl Pipeline {
 
     /// Looks up `key` in table `id` (the classifier; not counted).
     #[inline]
-    pub fn lookup(&self, id: u8, key: &FlowKey) -> Option<&Arc<FlowEntry>> {
-        self.tables
-            .get(id as usize)?
-            .lookup(key)
-            .map(|(_, r)| &r.data)
+    pub fn lookup(&self, id: u8, key: &FlowKey) -> Option<&FlowEntry> {
+        self.tables.get(id as usize)?.lookup(key).map(|(_, r)| r)
     }
 
     /// Applies `e` (generations are not renewed here).
     pub fn apply(&mut self, e: &Edit) -> Applied {
         match e {
             Edit::Insert(r) => {
-                let (id, old) = self.table_mut(r.data.flow.table.0).insert_shared(r.clone());
+                let (id, old) = self.table_mut(r.data.table.0).insert_shared(r.clone());
                 Applied {
                     id: Some(id),
                     old: old.map(|(_, r)| r),
@@ -373,7 +428,7 @@ impl Pipeline {
 /// The table an edit changes.
 fn edit_table(e: &Edit) -> u8 {
     match e {
-        Edit::Insert(r) => r.data.flow.table.0,
+        Edit::Insert(r) => r.data.table.0,
         Edit::Remove(t, _) | Edit::Replace(t, _, _) => *t,
     }
 }
@@ -538,8 +593,7 @@ mod tests {
 
     fn rule(p: &Pipeline, text: &str) -> Arc<FlowRule> {
         let f = parse_flow(text, &|_| None).unwrap();
-        let e = Arc::new(p.new_entry(f.clone(), 0));
-        Arc::new(Rule::new(f.m, f.priority, e).with_cookie(f.cookie))
+        Arc::new(p.new_entry(f, 0))
     }
 
     fn flows(p: &Pipeline) -> Vec<(u8, RuleId, String)> {
@@ -549,7 +603,7 @@ mod tests {
             .enumerate()
             .flat_map(|(t, c)| {
                 c.iter()
-                    .map(move |(id, r)| (t as u8, id, r.data.flow.to_string()))
+                    .map(move |(id, r)| (t as u8, id, flow_of(r).to_string()))
             })
             .collect();
         v.sort();
@@ -607,8 +661,7 @@ mod tests {
         w.publish();
         let g0 = w.published().generation(0);
         let f5 = parse_flow("table=5,priority=1,actions=drop", &|_| None).unwrap();
-        let e = Arc::new(w.view().new_entry(f5.clone(), 0));
-        w.edit(Edit::Insert(Arc::new(Rule::new(f5.m, f5.priority, e))));
+        w.edit(Edit::Insert(Arc::new(w.view().new_entry(f5, 0))));
         w.publish();
         assert_eq!(w.published().generation(0), g0, "table 0 untouched");
         assert_ne!(w.published().generation(5), 0);

@@ -449,18 +449,18 @@ impl Exec<'_, '_, '_> {
                 return;
             };
             if let Some(b) = self.buf.as_deref() {
-                entry.hit(self.ctx.w, b.len, self.ctx.now_ms);
+                entry.data.hit(self.ctx.w, b.len, self.ctx.now_ms);
             }
             if self.tracing() {
-                let text = entry.flow.to_string();
+                let text = super::pipeline::flow_of(entry).to_string();
                 self.step(Some(table), Some(text), String::new());
             }
             let mut goto = None;
-            self.cookie = entry.flow.cookie;
-            if entry.flow.actions.is_empty() {
+            self.cookie = entry.cookie;
+            if entry.data.actions.is_empty() {
                 self.drop = Some(RxDrop::Action);
             }
-            for a in &entry.flow.actions {
+            for a in &entry.data.actions {
                 if self.abort {
                     return;
                 }

@@ -1177,6 +1177,19 @@ impl<T> Classifier<T> {
         self.slots.get(slot as usize)?.as_ref().map(|s| &s.rule)
     }
 
+    /// [`Classifier::iter`] yielding the stored (shared) rules.
+    pub fn iter_shared(&self) -> impl Iterator<Item = (RuleId, &Arc<Rule<T>>)> + '_ {
+        type Sorted<'a, T> = (Reverse<Priority>, RuleId, &'a Arc<Rule<T>>);
+        let mut all: Vec<Sorted<'_, T>> = self
+            .slots
+            .iter()
+            .flatten()
+            .map(|s| (Reverse(s.rule.priority), s.id, &s.rule))
+            .collect();
+        all.sort_unstable_by_key(|&(p, id, _)| (p, id));
+        all.into_iter().map(|(_, id, r)| (id, r))
+    }
+
     /// Every rule in storage order (unsorted, `O(n)`): for snapshots and
     /// counts where [`Classifier::iter`]'s sort is not needed.
     pub fn iter_unordered(&self) -> impl Iterator<Item = (RuleId, &Arc<Rule<T>>)> + '_ {

@@ -175,6 +175,15 @@ impl FlowFilter {
     }
 }
 
+impl FlowFilter {
+    /// The part of [`FlowFilter::selects`] about actions: with `out_port`,
+    /// only flows that output there.
+    pub fn selects_actions(&self, actions: &[Action]) -> bool {
+        self.out_port
+            .is_none_or(|p| actions.iter().any(|a| outputs_to(a, p)))
+    }
+}
+
 fn outputs_to(a: &Action, p: PortNo) -> bool {
     match a {
         Action::Output(q) => *q == p,

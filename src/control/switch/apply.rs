@@ -507,7 +507,7 @@ impl Switch {
                     .tables
                     .iter()
                     .flat_map(|t| t.iter())
-                    .map(|(_, r)| syntax::fmt_flow(&r.data.flow, None))
+                    .map(|(_, r)| syntax::fmt_flow(&crate::datapath::pipeline::flow_of(r), None))
                     .collect(),
                 None => vec![syntax::fmt_flow(
                     &syntax::parse_flow("priority=0,actions=NORMAL", &|_| None)

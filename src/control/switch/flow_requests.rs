@@ -24,7 +24,7 @@ impl Switch {
         if let Some(tx) = &self.flow_removed {
             for c in &changes {
                 if let FlowChange::Removed(e, why) = c {
-                    if e.flags & crate::control::flows::SEND_FLOW_REM != 0 {
+                    if e.data.flags & crate::control::flows::SEND_FLOW_REM != 0 {
                         let ev = crate::control::flows::FlowRemovedEvent {
                             bridge: id,
                             entry: e.clone(),

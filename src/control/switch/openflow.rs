@@ -272,12 +272,12 @@ mod tests {
 
     #[test]
     fn table_counts_report_the_datapath_lookups() {
-        use flowtable::classifier::{CounterPolicy, Rule};
+        use flowtable::classifier::CounterPolicy;
         use flowtable::key::FlowKey;
         let mut p = Pipeline::new(2);
         let flow =
             syntax::parse_flow("table=1,priority=5,actions=drop", &|_: &str| None).expect("flow");
-        let rule = Rule::new(flow.m, flow.priority, Arc::new(FlowEntry::new(flow, 0, 2)));
+        let rule = crate::datapath::pipeline::new_entry(flow, 0, 2);
         p.table_mut(1).insert(rule, 0, CounterPolicy::Reset);
         let k = FlowKey::default();
         // Lookups as the datapath counts them, on two workers.

@@ -128,11 +128,11 @@ impl Switch {
         self.records.extend(changes.into_iter().map(|c| match c {
             FlowChange::Added(e) => Record::Add {
                 b: b.clone(),
-                f: syntax::fmt_flow(&e.flow, None),
+                f: syntax::fmt_flow(&crate::datapath::pipeline::flow_of(&e), None),
             },
             FlowChange::Removed(e, _) => Record::Del {
                 b: b.clone(),
-                f: syntax::fmt_flow(&e.flow, None),
+                f: syntax::fmt_flow(&crate::datapath::pipeline::flow_of(&e), None),
             },
             FlowChange::Cleared => Record::Clear { b: b.clone() },
         }));
@@ -232,7 +232,10 @@ impl Switch {
                             .iter()
                             .flat_map(|t| t.iter())
                             .map(|(_, r)| FlowConfig {
-                                flow: syntax::fmt_flow(&r.data.flow, None),
+                                flow: syntax::fmt_flow(
+                                    &crate::datapath::pipeline::flow_of(r),
+                                    None,
+                                ),
                             })
                             .collect()
                     }),
