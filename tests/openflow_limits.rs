@@ -35,21 +35,6 @@ fn ofctl_ok(cmd: &str, target: &str, extra: &[&str]) -> String {
     out
 }
 
-fn have_ofctl() -> bool {
-    let ok = Command::new("ovs-ofctl")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "ovs-ofctl is missing in CI (openvswitch-common)"
-        );
-        eprintln!("skipping: ovs-ofctl not installed");
-    }
-    ok
-}
-
 /// Listens on a fresh `ptcp:` port and waits until `ovs-ofctl show`
 /// answers; returns the `tcp:` target.
 fn listen(d: &Rvsd, br: &str) -> String {

@@ -43,21 +43,6 @@ fn ofctl_ok(proto: Option<&str>, cmd: &str, target: &str, extra: &[&str]) -> Str
     text
 }
 
-fn have_ofctl() -> bool {
-    let ok = Command::new("ovs-ofctl")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "ovs-ofctl is missing in CI (openvswitch-common)"
-        );
-        eprintln!("skipping: ovs-ofctl not installed");
-    }
-    ok
-}
-
 /// A bridge with two TAP hosts (10.7.0.1, .2) and a `ptcp:` controller
 /// target; returns once `ovs-ofctl show` answers.
 struct Topo {

@@ -1825,3 +1825,20 @@ pub fn pip_venv(
     eprintln!("skipping: {spec} could not be installed (no network?)");
     None
 }
+
+/// True if the real `ovs-ofctl` is installed; in CI its absence fails the
+/// test instead of skipping it.
+pub fn have_ofctl() -> bool {
+    let ok = std::process::Command::new("ovs-ofctl")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "ovs-ofctl is missing in CI (openvswitch-common)"
+        );
+        eprintln!("skipping: ovs-ofctl not installed");
+    }
+    ok
+}
