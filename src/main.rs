@@ -43,6 +43,9 @@ struct Args {
 }
 
 /// Half the CPUs this process may run on, 1 to 8.
+/// Nice level of the control-plane threads (the datapath's is 0).
+const CONTROL_NICE: i32 = 5;
+
 fn default_workers() -> usize {
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     (cpus / 2).clamp(1, 8)
@@ -136,6 +139,14 @@ fn run(args: Args) -> anyhow::Result<()> {
             sw.shutdown();
             anyhow::bail!("saving state: {e}");
         }
+    }
+    // The datapath workers exist now, at the default priority; the
+    // control plane (this thread, and every thread it starts from here on:
+    // the blocking pool, the journal's syncer and compactor) runs at a
+    // lower one, so that a controller's flood of flow mods takes CPU from
+    // nothing but itself when the host is busy.
+    if let Err(e) = rvs::netdev::set_thread_nice(CONTROL_NICE) {
+        log::warn!("cannot lower the control plane's priority: {e}");
     }
     let result = rt.block_on(async {
         let listener = control::server::bind(&args.socket)?;

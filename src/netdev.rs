@@ -266,6 +266,22 @@ pub fn mac(name: &str) -> Result<Mac, NetdevError> {
     Ok(Mac(m))
 }
 
+/// Lowers the calling thread's CPU scheduling priority to nice `nice`
+/// (0–19). Threads it creates afterwards inherit it (Linux semantics):
+/// rvsd calls this on its control thread once the datapath workers run,
+/// so that on a busy host flow-mod processing yields to forwarding.
+pub fn set_thread_nice(nice: i32) -> io::Result<()> {
+    // SAFETY: gettid() has no preconditions; setpriority() takes plain
+    // integers (which = PRIO_PROCESS, who = this thread's id) and touches
+    // no memory of ours.
+    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
