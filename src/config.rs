@@ -156,7 +156,77 @@ impl Config {
     }
 }
 
+/// Why [`Config::write_pieces`] stopped.
+#[derive(Debug)]
+pub enum PiecesError<E> {
+    /// The sink refused a piece.
+    Sink(E),
+    /// A part could not be serialized.
+    Toml(toml::ser::Error),
+}
+
+impl Config {
+    /// Writes [`Config::to_toml`] as a sequence of pieces: each bridge
+    /// with at most its first flow (serialized whole, so its keys, ports
+    /// and inline empty lists come out exactly as `to_toml` writes them),
+    /// then each further flow as its own `[[bridge.flow]]` table, so that
+    /// no more than one bridge's settings are serialized at once (the
+    /// streamed `export`, the state snapshot).
+    pub fn write_pieces<E>(
+        &self,
+        piece: &mut dyn FnMut(&str) -> Result<(), E>,
+    ) -> Result<(), PiecesError<E>> {
+        let sink = PiecesError::Sink;
+        if self.bridge.is_empty() {
+            return piece(&self.to_toml().map_err(PiecesError::Toml)?).map_err(sink);
+        }
+        for (i, b) in self.bridge.iter().enumerate() {
+            let (first, rest) = match &b.flow {
+                Some(f) if !f.is_empty() => (Some(f[..1].to_vec()), &f[1..]),
+                other => (other.clone(), &[][..]),
+            };
+            let head = Config {
+                format_version: if i == 0 { self.format_version } else { None },
+                journal: if i == 0 { self.journal } else { None },
+                bridge: vec![BridgeConfig {
+                    name: b.name.clone(),
+                    mac_aging_time: b.mac_aging_time,
+                    mac_table_size: b.mac_table_size,
+                    controller: b.controller.clone(),
+                    fail_mode: b.fail_mode.clone(),
+                    datapath_id: b.datapath_id.clone(),
+                    flow_limit: b.flow_limit,
+                    port: b.port.clone(),
+                    flow: first,
+                }],
+            };
+            if i > 0 {
+                piece("\n").map_err(sink)?;
+            }
+            piece(&toml::to_string(&head).map_err(PiecesError::Toml)?).map_err(sink)?;
+            for fl in rest {
+                piece(&flow_toml(fl).map_err(PiecesError::Toml)?).map_err(sink)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One more `[[bridge.flow]]` table, as [`Config::to_toml`] writes it
+/// after the previous one.
+fn flow_toml(f: &FlowConfig) -> Result<String, toml::ser::Error> {
+    #[derive(Serialize)]
+    struct One<'a> {
+        flow: &'a str,
+    }
+    Ok(format!(
+        "\n[[bridge.flow]]\n{}",
+        toml::to_string(&One { flow: &f.flow })?
+    ))
+}
+
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -199,5 +269,66 @@ mod tests {
             }
         }
         assert!(n >= 1);
+    }
+
+    fn pieces(cfg: &Config) -> String {
+        let mut s = String::new();
+        cfg.write_pieces(&mut |p| {
+            s.push_str(p);
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        s
+    }
+
+    #[test]
+    fn streamed_toml_is_to_toml() {
+        let text = r#"
+[[bridge]]
+name = "a"
+controller = ["ptcp:6653"]
+fail_mode = "secure"
+[[bridge.port]]
+name = "p1"
+trunks = [1, 2]
+[[bridge.port]]
+name = "p2"
+tag = 5
+[[bridge.flow]]
+flow = "actions=drop"
+[[bridge.flow]]
+flow = "priority=5,actions=output:p1 # it's \"quoted\""
+
+[[bridge]]
+name = "b"
+flow = []
+[[bridge.port]]
+name = "p3"
+
+[[bridge]]
+name = "c"
+mac_aging_time = 20
+
+[[bridge]]
+name = "d"
+[[bridge.flow]]
+flow = "actions=NORMAL"
+
+[[bridge]]
+name = "e"
+port = []
+[[bridge.flow]]
+flow = "actions=drop"
+[[bridge.flow]]
+flow = 'x"y\'
+[[bridge.flow]]
+flow = """it's "x" '''"""
+"#;
+        let mut cfg = Config::parse(text, "t").unwrap();
+        assert_eq!(pieces(&cfg), cfg.to_toml().unwrap());
+        cfg.format_version = Some(1);
+        assert_eq!(pieces(&cfg), cfg.to_toml().unwrap());
+        let empty = Config::parse("", "t").unwrap();
+        assert_eq!(pieces(&empty), empty.to_toml().unwrap());
     }
 }

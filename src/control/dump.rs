@@ -45,7 +45,7 @@ use rvs_ctl::stream::{json_line, Framer, Gone, CHUNK_ITEMS};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::config::{BridgeConfig, Config, FlowConfig};
+use crate::config::PiecesError;
 use crate::control::server::Answer;
 use crate::control::switch::Switch;
 use crate::datapath::pipeline::{flow_of, FlowEntry};
@@ -171,76 +171,12 @@ fn export(sw: &Mutex<Switch>, out: &mut Out<'_>) -> Result<(), Gone> {
         Err(_) => return reject(out, ErrorKind::Internal, "switch state is poisoned".into()),
     };
     let mut f = Framer::text("toml");
-    let r = toml_pieces(&cfg, &mut |piece| f.text_piece(piece, out));
+    let r = cfg.write_pieces(&mut |piece| f.text_piece(piece, out));
     match r {
         Ok(()) => f.finish(out),
-        Err(TomlError::Gone) => Err(Gone),
-        Err(TomlError::Toml(e)) => reject(out, ErrorKind::Internal, e.to_string()),
+        Err(PiecesError::Sink(gone)) => Err(gone),
+        Err(PiecesError::Toml(e)) => reject(out, ErrorKind::Internal, e.to_string()),
     }
-}
-
-/// Why [`toml_pieces`] stopped.
-#[derive(Debug)]
-enum TomlError {
-    Gone,
-    Toml(toml::ser::Error),
-}
-
-/// Writes [`Config::to_toml`] of `cfg` as a sequence of pieces: each
-/// bridge with at most its first flow (serialized whole, so its keys,
-/// ports and inline empty lists come out exactly as `to_toml` writes
-/// them), then each further flow as its own `[[bridge.flow]]` table, so
-/// that no more than one bridge's settings are serialized at once.
-fn toml_pieces(
-    cfg: &Config,
-    piece: &mut dyn FnMut(&str) -> Result<(), Gone>,
-) -> Result<(), TomlError> {
-    let gone = |_| TomlError::Gone;
-    if cfg.bridge.is_empty() {
-        return piece(&cfg.to_toml().map_err(TomlError::Toml)?).map_err(gone);
-    }
-    for (i, b) in cfg.bridge.iter().enumerate() {
-        let (first, rest) = match &b.flow {
-            Some(f) if !f.is_empty() => (Some(f[..1].to_vec()), &f[1..]),
-            other => (other.clone(), &[][..]),
-        };
-        let head = Config {
-            format_version: if i == 0 { cfg.format_version } else { None },
-            journal: if i == 0 { cfg.journal } else { None },
-            bridge: vec![BridgeConfig {
-                name: b.name.clone(),
-                mac_aging_time: b.mac_aging_time,
-                mac_table_size: b.mac_table_size,
-                controller: b.controller.clone(),
-                fail_mode: b.fail_mode.clone(),
-                datapath_id: b.datapath_id.clone(),
-                flow_limit: b.flow_limit,
-                port: b.port.clone(),
-                flow: first,
-            }],
-        };
-        if i > 0 {
-            piece("\n").map_err(gone)?;
-        }
-        piece(&toml::to_string(&head).map_err(TomlError::Toml)?).map_err(gone)?;
-        for fl in rest {
-            piece(&flow_toml(fl).map_err(TomlError::Toml)?).map_err(gone)?;
-        }
-    }
-    Ok(())
-}
-
-/// One more `[[bridge.flow]]` table, as [`Config::to_toml`] writes it
-/// after the previous one.
-fn flow_toml(f: &FlowConfig) -> Result<String, toml::ser::Error> {
-    #[derive(Serialize)]
-    struct One<'a> {
-        flow: &'a str,
-    }
-    Ok(format!(
-        "\n[[bridge.flow]]\n{}",
-        toml::to_string(&One { flow: &f.flow })?
-    ))
 }
 
 /// `resp` as is, or streamed when it carries many items.
@@ -274,71 +210,4 @@ fn list<T: Serialize>(mut f: Framer, items: &[T], out: &mut Out<'_>) -> Result<(
         f.item(i, out)?;
     }
     f.finish(out)
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    fn pieces(cfg: &Config) -> String {
-        let mut s = String::new();
-        toml_pieces(cfg, &mut |p| {
-            s.push_str(p);
-            Ok(())
-        })
-        .unwrap();
-        s
-    }
-
-    #[test]
-    fn streamed_toml_is_to_toml() {
-        let text = r#"
-[[bridge]]
-name = "a"
-controller = ["ptcp:6653"]
-fail_mode = "secure"
-[[bridge.port]]
-name = "p1"
-trunks = [1, 2]
-[[bridge.port]]
-name = "p2"
-tag = 5
-[[bridge.flow]]
-flow = "actions=drop"
-[[bridge.flow]]
-flow = "priority=5,actions=output:p1 # it's \"quoted\""
-
-[[bridge]]
-name = "b"
-flow = []
-[[bridge.port]]
-name = "p3"
-
-[[bridge]]
-name = "c"
-mac_aging_time = 20
-
-[[bridge]]
-name = "d"
-[[bridge.flow]]
-flow = "actions=NORMAL"
-
-[[bridge]]
-name = "e"
-port = []
-[[bridge.flow]]
-flow = "actions=drop"
-[[bridge.flow]]
-flow = 'x"y\'
-[[bridge.flow]]
-flow = """it's "x" '''"""
-"#;
-        let mut cfg = Config::parse(text, "t").unwrap();
-        assert_eq!(pieces(&cfg), cfg.to_toml().unwrap());
-        cfg.format_version = Some(1);
-        assert_eq!(pieces(&cfg), cfg.to_toml().unwrap());
-        let empty = Config::parse("", "t").unwrap();
-        assert_eq!(pieces(&empty), empty.to_toml().unwrap());
-    }
 }

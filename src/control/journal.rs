@@ -57,7 +57,7 @@ use flowtable::syntax::{self, Flow};
 use flowtable::Match;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, FlowConfig};
+use crate::config::{Config, FlowConfig, PiecesError};
 use crate::control::state::{write_state, StateError, FORMAT_VERSION, STATE_FILE};
 use crate::datapath::pipeline::{flow_of, FlowEntry};
 
@@ -270,22 +270,6 @@ pub fn replay(mut cfg: Config, records: Vec<Record>) -> Result<Config, String> {
     Ok(cfg)
 }
 
-/// TOML basic-string escaping.
-fn toml_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\u{:04x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
 /// A snapshot to write: the configuration without flows, and each
 /// bridge's flow entries (in `dump-flows` order).
 #[derive(Debug)]
@@ -300,30 +284,33 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// The state file text: the same TOML as `rvsctl export` plus
-    /// `format_version` and `journal`, formatted without building a TOML
-    /// document of every flow.
+    /// `format_version` and `journal` ([`Config::write_pieces`], so no
+    /// TOML document of every flow is built at once).
     pub fn to_toml(&self) -> Result<String, String> {
-        let mut out = format!(
-            "format_version = {FORMAT_VERSION}\njournal = {}\n",
-            self.journal
-        );
-        for (i, b) in self.cfg.bridge.iter().enumerate() {
+        let mut cfg = self.cfg.clone();
+        cfg.format_version = Some(FORMAT_VERSION);
+        cfg.journal = Some(self.journal);
+        for (i, b) in cfg.bridge.iter_mut().enumerate() {
             let flows = self.flows.get(i).map(Vec::as_slice).unwrap_or_default();
-            let mut one = b.clone();
-            // Absent means "the default flow": an empty table is `flow = []`.
-            one.flow = flows.is_empty().then(Vec::new);
-            let head = Config {
-                bridge: vec![one],
-                ..Config::default()
-            };
-            out.push('\n');
-            out.push_str(&head.to_toml().map_err(|e| e.to_string())?);
-            for e in flows {
-                out.push_str("\n[[bridge.flow]]\nflow = ");
-                toml_str(&mut out, &syntax::fmt_flow(&flow_of(e), None));
-                out.push('\n');
-            }
+            // Always a list: absent would mean "the default flow".
+            b.flow = Some(
+                flows
+                    .iter()
+                    .map(|e| FlowConfig {
+                        flow: syntax::fmt_flow(&flow_of(e), None),
+                    })
+                    .collect(),
+            );
         }
+        let mut out = String::new();
+        cfg.write_pieces(&mut |p| {
+            out.push_str(p);
+            Ok::<(), std::convert::Infallible>(())
+        })
+        .map_err(|e| match e {
+            PiecesError::Toml(e) => e.to_string(),
+            PiecesError::Sink(never) => match never {},
+        })?;
         Ok(out)
     }
 }
