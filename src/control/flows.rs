@@ -142,10 +142,17 @@ fn overlaps(a: &Match, b: &Match) -> bool {
 /// The earliest time `e` may expire (its hard timeout, or its idle
 /// timeout counted from the last hit).
 fn deadline(e: &FlowEntry) -> Option<u64> {
+    let (hard, idle) = timeouts(e);
+    hard.into_iter().chain(idle).min()
+}
+
+/// When `e`'s hard timeout and its idle timeout (from its last hit) fall
+/// due.
+fn timeouts(e: &FlowEntry) -> (Option<u64>, Option<u64>) {
     let hard = (e.hard_timeout != 0).then(|| e.created_ms + u64::from(e.hard_timeout) * 1000);
     let idle =
         (e.idle_timeout != 0).then(|| e.data.last_used_ms() + u64::from(e.idle_timeout) * 1000);
-    hard.into_iter().chain(idle).min()
+    (hard, idle)
 }
 
 /// Key of a flow's slot: table, priority and match.
@@ -498,11 +505,7 @@ impl BridgeFlows {
             let Some(e) = self.get(t, id) else {
                 continue; // removed or replaced since
             };
-            let hard =
-                (e.hard_timeout != 0).then(|| e.created_ms + u64::from(e.hard_timeout) * 1000);
-            let idle = (e.idle_timeout != 0)
-                .then(|| e.data.last_used_ms() + u64::from(e.idle_timeout) * 1000);
-            match (hard, idle) {
+            match timeouts(&e) {
                 (Some(h), _) if h <= now_ms => {
                     self.remove(t, id, RemoveReason::Hard);
                     n += 1;

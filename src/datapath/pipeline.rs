@@ -500,17 +500,10 @@ impl PipelineWriter {
     /// Brings `back` up to date with `front` and returns it, mutable.
     fn back_mut(&mut self) -> &mut Pipeline {
         if !self.lag.is_empty() {
+            // Wait for the workers still running a packet on the old copy.
             let start = Instant::now();
             let mut spins = 0u32;
-            while Arc::get_mut(&mut self.back).is_none() {
-                if start.elapsed() >= RECLAIM_WAIT {
-                    // A reader kept the old copy: start over from the front.
-                    log::debug!("pipeline: readers held the old copy; cloning");
-                    self.back = Arc::new((*self.front).clone());
-                    self.clones += 1;
-                    self.lag.clear();
-                    break;
-                }
+            while Arc::get_mut(&mut self.back).is_none() && start.elapsed() < RECLAIM_WAIT {
                 spins += 1;
                 if spins < 64 {
                     std::hint::spin_loop();
@@ -530,12 +523,13 @@ impl PipelineWriter {
             }
         }
         if Arc::get_mut(&mut self.back).is_none() {
-            // Only reachable if a clone above was shared since: never, but
-            // stay correct rather than panic.
+            // A reader kept the old copy: start over from the front (which
+            // holds every edit, the lag included).
+            log::debug!("pipeline: readers held the old copy; cloning");
             self.back = Arc::new((*self.front).clone());
             self.clones += 1;
         }
-        // The loop and the check above leave `back` unique.
+        // Caught up or freshly cloned: nothing else holds `back`.
         Arc::get_mut(&mut self.back).expect("back copy is unique after catching up")
     }
 

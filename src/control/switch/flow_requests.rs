@@ -40,10 +40,7 @@ impl Switch {
     }
 
     pub(super) fn flow_error(e: FlowError, verb: &str) -> Reject {
-        match e {
-            FlowError::TableFull { .. } => reject(ErrorKind::Invalid, format!("{verb}: {e}")),
-            FlowError::Overlap(_) => invalid(format!("{verb}: {e}")),
-        }
+        invalid(format!("{verb}: {e}"))
     }
 
     pub(super) fn add_flows(&mut self, bridge: &str, text: &str) -> Result<Reply> {
