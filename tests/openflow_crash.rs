@@ -233,26 +233,6 @@ fn restored(d: &Rvsd, br: &str, n: usize) -> Vec<bool> {
     present
 }
 
-fn rng() -> impl FnMut() -> u64 {
-    let mut x = std::env::var("RVS_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        })
-        | 1;
-    eprintln!("RVS_TEST_SEED={x}");
-    move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    }
-}
-
 #[test]
 fn kill9_during_openflow_install_restores_an_acknowledged_prefix() {
     if !require_root() {

@@ -18,7 +18,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -29,23 +29,6 @@ fn osken_manager() -> Option<PathBuf> {
     let mgr = |d: &Path| d.join("venv/bin/osken-manager");
     let dir = pip_venv("osken", "os-ken<4", |d| mgr(d).exists(), |_| true)?;
     Some(mgr(&dir))
-}
-
-/// osken-manager, killed (by PID) on drop; its log is printed if the test
-/// failed.
-struct Manager(Child, PathBuf);
-
-impl Drop for Manager {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-        if std::thread::panicking() {
-            eprintln!(
-                "----- osken-manager log -----\n{}",
-                std::fs::read_to_string(&self.1).unwrap_or_default()
-            );
-        }
-    }
 }
 
 /// The os-ken app. `GO_FILE` is where the test signals that it has sent

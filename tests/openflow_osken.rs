@@ -11,7 +11,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -49,22 +49,6 @@ fn osken() -> Option<(PathBuf, PathBuf)> {
         },
     )?;
     Some((mgr(&dir), app(&dir)))
-}
-
-/// osken-manager, killed (by PID) on drop.
-struct Manager(Child, PathBuf);
-
-impl Drop for Manager {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-        if std::thread::panicking() {
-            eprintln!(
-                "----- osken-manager log -----\n{}",
-                std::fs::read_to_string(&self.1).unwrap_or_default()
-            );
-        }
-    }
 }
 
 #[test]

@@ -189,28 +189,6 @@ fn restart_after_sigkill_restores_state_and_traffic() {
     restart_keeps_everything(true);
 }
 
-/// A small deterministic generator (xorshift), seeded from the clock; the
-/// seed is printed so a failure can be replayed with `RVS_TEST_SEED`.
-fn rng() -> impl FnMut() -> u64 {
-    let mut x = std::env::var("RVS_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        })
-        | 1;
-    eprintln!("RVS_TEST_SEED={x}");
-    move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    }
-}
-
 const N_FLOWS: usize = 1000;
 
 fn flow_text(i: usize) -> String {

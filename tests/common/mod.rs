@@ -1842,3 +1842,42 @@ pub fn have_ofctl() -> bool {
     }
     ok
 }
+
+/// A small deterministic generator (xorshift), seeded from the clock; the
+/// seed is printed so a failure can be replayed with `RVS_TEST_SEED`.
+pub fn rng() -> impl FnMut() -> u64 {
+    let mut x = std::env::var("RVS_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        })
+        | 1;
+    eprintln!("RVS_TEST_SEED={x}");
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
+}
+
+/// osken-manager (or any child process logging to a file), killed (by
+/// PID) on drop; its log is printed if the test failed.
+pub struct Manager(pub std::process::Child, pub std::path::PathBuf);
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "----- osken-manager log -----\n{}",
+                std::fs::read_to_string(&self.1).unwrap_or_default()
+            );
+        }
+    }
+}
