@@ -205,23 +205,23 @@ impl Config {
             }
             piece(&toml::to_string(&head).map_err(PiecesError::Toml)?).map_err(sink)?;
             for fl in rest {
-                piece(&flow_toml(fl).map_err(PiecesError::Toml)?).map_err(sink)?;
+                piece(&flow_table_toml(&fl.flow).map_err(PiecesError::Toml)?).map_err(sink)?;
             }
         }
         Ok(())
     }
 }
 
-/// One more `[[bridge.flow]]` table, as [`Config::to_toml`] writes it
-/// after the previous one.
-fn flow_toml(f: &FlowConfig) -> Result<String, toml::ser::Error> {
+/// One more `[[bridge.flow]]` table holding `flow`, as
+/// [`Config::to_toml`] writes it after the bridge's previous table.
+pub fn flow_table_toml(flow: &str) -> Result<String, toml::ser::Error> {
     #[derive(Serialize)]
     struct One<'a> {
         flow: &'a str,
     }
     Ok(format!(
         "\n[[bridge.flow]]\n{}",
-        toml::to_string(&One { flow: &f.flow })?
+        toml::to_string(&One { flow })?
     ))
 }
 

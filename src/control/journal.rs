@@ -57,7 +57,7 @@ use flowtable::syntax::{self, Flow};
 use flowtable::Match;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, FlowConfig, PiecesError};
+use crate::config::{flow_table_toml, Config, FlowConfig};
 use crate::control::state::{write_state, StateError, FORMAT_VERSION, STATE_FILE};
 use crate::datapath::pipeline::{flow_of, FlowEntry};
 
@@ -284,33 +284,30 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// The state file text: the same TOML as `rvsctl export` plus
-    /// `format_version` and `journal` ([`Config::write_pieces`], so no
-    /// TOML document of every flow is built at once).
+    /// `format_version` and `journal`. Each flow is formatted straight
+    /// into the text ([`flow_table_toml`]), so no list of every flow's
+    /// text or TOML document of the whole table is built.
     pub fn to_toml(&self) -> Result<String, String> {
-        let mut cfg = self.cfg.clone();
-        cfg.format_version = Some(FORMAT_VERSION);
-        cfg.journal = Some(self.journal);
-        for (i, b) in cfg.bridge.iter_mut().enumerate() {
+        let mut out = format!(
+            "format_version = {FORMAT_VERSION}\njournal = {}\n",
+            self.journal
+        );
+        for (i, b) in self.cfg.bridge.iter().enumerate() {
             let flows = self.flows.get(i).map(Vec::as_slice).unwrap_or_default();
-            // Always a list: absent would mean "the default flow".
-            b.flow = Some(
-                flows
-                    .iter()
-                    .map(|e| FlowConfig {
-                        flow: syntax::fmt_flow(&flow_of(e), None),
-                    })
-                    .collect(),
-            );
+            let mut one = b.clone();
+            // Absent means "the default flow": an empty table is `flow = []`.
+            one.flow = flows.is_empty().then(Vec::new);
+            let head = Config {
+                bridge: vec![one],
+                ..Config::default()
+            };
+            out.push('\n');
+            out.push_str(&head.to_toml().map_err(|e| e.to_string())?);
+            for e in flows {
+                let text = syntax::fmt_flow(&flow_of(e), None);
+                out.push_str(&flow_table_toml(&text).map_err(|e| e.to_string())?);
+            }
         }
-        let mut out = String::new();
-        cfg.write_pieces(&mut |p| {
-            out.push_str(p);
-            Ok::<(), std::convert::Infallible>(())
-        })
-        .map_err(|e| match e {
-            PiecesError::Toml(e) => e.to_string(),
-            PiecesError::Sink(never) => match never {},
-        })?;
         Ok(out)
     }
 }
