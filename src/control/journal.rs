@@ -58,7 +58,7 @@ use flowtable::Match;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{flow_table_toml, Config, FlowConfig};
-use crate::control::state::{write_state, StateError, FORMAT_VERSION, STATE_FILE};
+use crate::control::state::{write_state_with, StateError, FORMAT_VERSION, STATE_FILE};
 use crate::datapath::pipeline::{flow_of, FlowEntry};
 
 /// Longest time a written record waits for its fsync when nobody waits
@@ -283,15 +283,17 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// The state file text: the same TOML as `rvsctl export` plus
-    /// `format_version` and `journal`. Each flow is formatted straight
-    /// into the text ([`flow_table_toml`]), so no list of every flow's
-    /// text or TOML document of the whole table is built.
-    pub fn to_toml(&self) -> Result<String, String> {
-        let mut out = format!(
+    /// Writes the state file text to `w`: the same TOML as `rvsctl
+    /// export` plus `format_version` and `journal`, each flow formatted
+    /// straight into the output ([`flow_table_toml`]), so neither the
+    /// text of every flow nor the whole file is held in memory at once.
+    pub fn write_toml(&self, w: &mut dyn Write) -> std::io::Result<()> {
+        let toml_err = |e: toml::ser::Error| std::io::Error::other(e.to_string());
+        write!(
+            w,
             "format_version = {FORMAT_VERSION}\njournal = {}\n",
             self.journal
-        );
+        )?;
         for (i, b) in self.cfg.bridge.iter().enumerate() {
             let flows = self.flows.get(i).map(Vec::as_slice).unwrap_or_default();
             let mut one = b.clone();
@@ -301,21 +303,20 @@ impl Snapshot {
                 bridge: vec![one],
                 ..Config::default()
             };
-            out.push('\n');
-            out.push_str(&head.to_toml().map_err(|e| e.to_string())?);
+            w.write_all(b"\n")?;
+            w.write_all(head.to_toml().map_err(toml_err)?.as_bytes())?;
             for e in flows {
                 let text = syntax::fmt_flow(&flow_of(e), None);
-                out.push_str(&flow_table_toml(&text).map_err(|e| e.to_string())?);
+                w.write_all(flow_table_toml(&text).map_err(toml_err)?.as_bytes())?;
             }
         }
-        Ok(out)
+        Ok(())
     }
 }
 
 /// Writes `snap` and deletes the journals it covers.
 fn write_snapshot(dir: &Path, snap: &Snapshot) -> Result<(), String> {
-    let text = snap.to_toml()?;
-    write_state(dir, &text).map_err(|e| e.to_string())?;
+    write_state_with(dir, &mut |w| snap.write_toml(w)).map_err(|e| e.to_string())?;
     for g in journal_gens(dir) {
         if g < snap.journal {
             let _ = std::fs::remove_file(journal_path(dir, g));

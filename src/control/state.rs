@@ -126,19 +126,30 @@ impl StateStore {
 /// rename, fsync the directory): after a crash the file is the old or the
 /// new one, never a mix.
 pub fn write_state(dir: &Path, text: &str) -> Result<(), StateError> {
+    write_state_with(dir, &mut |w| w.write_all(text.as_bytes()))
+}
+
+/// [`write_state`] of whatever `fill` writes, streamed to the file (a
+/// large snapshot is never held as one string).
+pub fn write_state_with(
+    dir: &Path,
+    fill: &mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), StateError> {
     let path = dir.join(STATE_FILE);
     let tmp = dir.join(format!("{STATE_FILE}.tmp"));
     let io = |p: &Path| {
         let path = p.to_path_buf();
         move |source| StateError::Io { path, source }
     };
-    let mut f = OpenOptions::new()
+    let f = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .open(&tmp)
         .map_err(io(&tmp))?;
-    f.write_all(text.as_bytes()).map_err(io(&tmp))?;
+    let mut w = std::io::BufWriter::new(f);
+    fill(&mut w).map_err(io(&tmp))?;
+    let f = w.into_inner().map_err(|e| io(&tmp)(e.into_error()))?;
     f.sync_all().map_err(io(&tmp))?;
     drop(f);
     std::fs::rename(&tmp, &path).map_err(io(&path))?;
