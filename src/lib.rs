@@ -10,11 +10,15 @@
 //! - [`control`]: the control socket and the switch model.
 //! - [`config`]: the TOML schema.
 //! - [`openflow`]: the OpenFlow 1.3/1.0 wire codec.
+//! - [`alloc`]: the daemon's allocator and its tuning.
 //!
 //! `unsafe` is denied everywhere except the two modules that do fd and
-//! ioctl work ([`netdev`], [`port`]).
+//! ioctl work ([`netdev`], [`port`]) and the one FFI call that tunes the
+//! allocator ([`alloc`]).
 #![deny(unsafe_code)]
 
+#[allow(unsafe_code)]
+pub mod alloc;
 pub mod bridge;
 pub mod config;
 pub mod control;

@@ -11,6 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+
+/// mimalloc, tuned in `main` (see [`rvs::alloc`]).
+#[global_allocator]
+static GLOBAL: rvs::alloc::Allocator = mimalloc::MiMalloc;
 use clap::Parser;
 
 /// Command line of rvsd.
@@ -57,6 +61,7 @@ fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
 }
 
 fn main() -> std::process::ExitCode {
+    rvs::alloc::tune();
     let args = Args::parse();
     match run(args) {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -4,6 +4,7 @@
 //! `rvsctl` protocol and OpenFlow messages at the control plane's edges.
 
 pub mod bundle;
+pub mod busypoll;
 pub mod convert;
 pub mod dump;
 pub mod flows;

@@ -52,6 +52,7 @@ use tokio::sync::broadcast;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::control::bundle;
+use crate::control::busypoll::BusyPoll;
 use crate::control::switch::{OfBridge, OfPort, Switch};
 use crate::datapath::controller::{ControllerPacket, OfShared};
 use crate::openflow::error::{bad_request, ErrorType, OfpError};
@@ -508,6 +509,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, peer:
     let mut last_rx = Instant::now();
     let mut echo_at: Option<Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut busy = BusyPoll::default();
     'conn: loop {
         tokio::select! {
             r = rd.read_buf(&mut inbuf) => {
@@ -516,7 +518,9 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, peer:
                     Ok(_) => {}
                 }
                 last_rx = Instant::now();
+                busy.arrived(last_rx);
                 echo_at = None;
+                let mut wrote = false;
                 // Every complete message read so far, handled in order;
                 // consecutive FLOW_MODs go to the switch as one batch
                 // (one lock, one publish, one journal write).
@@ -573,6 +577,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, peer:
                         if wr.write_all(&m).await.is_err() {
                             break 'conn;
                         }
+                        wrote = true;
                     }
                     if close {
                         break 'conn;
@@ -586,7 +591,13 @@ async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, peer:
                 }
                 inbuf.drain(..off);
                 inbuf.reserve(READ_CHUNK);
+                if wrote {
+                    busy.replied(Instant::now());
+                }
             }
+            // Busy-polling: yielding lets the runtime poll its I/O driver
+            // without sleeping, then the select polls the read again.
+            _ = tokio::task::yield_now(), if busy.polling(Instant::now()) => {}
             m = rx.recv(), if conn.version.is_some() => match m {
                 Ok(m) => {
                     if let Some(b) = async_msg(&mut conn, &m) {
