@@ -41,6 +41,16 @@ struct Args {
     /// kernel work and the VMs or processes the switch serves.
     #[arg(long, env = "RVS_WORKERS", value_parser = clap::value_parser!(u8).range(1..=8))]
     workers: Option<u8>,
+    /// PEM private key of this switch, for OpenFlow over TLS (`ssl:`/`pssl:`
+    /// controller targets); needs --certificate and --ca-cert too.
+    #[arg(long, requires_all = ["certificate", "ca_cert"])]
+    private_key: Option<PathBuf>,
+    /// PEM certificate of this switch (signed by the CA controllers trust).
+    #[arg(long, requires_all = ["private_key", "ca_cert"])]
+    certificate: Option<PathBuf>,
+    /// PEM CA certificate that controllers' certificates must chain to.
+    #[arg(long, requires_all = ["private_key", "certificate"])]
+    ca_cert: Option<PathBuf>,
     /// Stay in the foreground (rvsd never daemonizes; accepted for compatibility).
     #[arg(long)]
     foreground: bool,
@@ -74,6 +84,18 @@ fn main() -> std::process::ExitCode {
 
 fn run(args: Args) -> anyhow::Result<()> {
     logging::init(args.log_level);
+    // Certificates are checked before anything is opened or created.
+    let tls = match (&args.private_key, &args.certificate, &args.ca_cert) {
+        (Some(k), Some(c), Some(ca)) => Some(Arc::new(
+            control::tls::Tls::load(&control::tls::TlsFiles {
+                private_key: k.clone(),
+                certificate: c.clone(),
+                ca_cert: ca.clone(),
+            })
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        )),
+        _ => None,
+    };
     let store = control::state::StateStore::open(&args.state_dir)?;
     // Saved state wins; a fresh state dir is seeded from --config or the
     // embedded default. An unreadable state file stops us (and is kept).
@@ -119,6 +141,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     )?));
     {
         let mut sw = switch.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        sw.set_tls(tls.is_some());
         // The whole configuration is checked first, so that a bad one names
         // file, line and key and nothing is created.
         if let Err(e) = sw.check(&cfg, &text, &origin) {
@@ -168,7 +191,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             handler,
             Duration::from_secs(args.client_timeout.max(1)),
         ));
-        let openflow = tokio::spawn(control::ofchannel::run(switch.clone()));
+        let openflow = tokio::spawn(control::ofchannel::run(switch.clone(), tls));
         let sw = switch.clone();
         let expiry = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));

@@ -17,19 +17,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
-
-/// The venv's `osken-manager`, installing os-ken on first use.
-fn osken_manager() -> Option<PathBuf> {
-    let mgr = |d: &Path| d.join("venv/bin/osken-manager");
-    let dir = pip_venv("osken", "os-ken<4", |d| mgr(d).exists(), |_| true)?;
-    Some(mgr(&dir))
-}
 
 /// The os-ken app. `GO_FILE` is where the test signals that it has sent
 /// its frames to the flow that is deleted later.

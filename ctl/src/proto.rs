@@ -121,8 +121,8 @@ pub enum Request {
     SetController {
         /// Bridge name.
         bridge: String,
-        /// Targets: `ptcp:PORT[:IP]`, `punix:PATH`, `tcp:IP[:PORT]`,
-        /// `unix:PATH`.
+        /// Targets: `ptcp:PORT[:IP]`, `pssl:PORT[:IP]`, `punix:PATH`,
+        /// `tcp:IP[:PORT]`, `ssl:IP[:PORT]`, `unix:PATH`.
         targets: Vec<String>,
     },
     /// A bridge's controller targets, fail mode and datapath id.

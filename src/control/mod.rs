@@ -13,6 +13,7 @@ pub mod ofchannel;
 pub mod server;
 pub mod state;
 pub mod switch;
+pub mod tls;
 
 use std::sync::{Arc, Mutex};
 

@@ -2,10 +2,12 @@
 //!
 //! # What?
 //! [`run`] keeps, for each bridge, one task per controller target
-//! (`rvsctl set-controller`): `ptcp:`/`punix:` targets listen and serve
-//! any number of connections at once (that is how `ovs-ofctl` reaches a
-//! bridge), `tcp:`/`unix:` targets connect and reconnect with backoff
-//! ([`BACKOFF_MIN`] doubling to [`BACKOFF_MAX`]). Each connection speaks
+//! (`rvsctl set-controller`): `ptcp:`/`pssl:`/`punix:` targets listen and
+//! serve any number of connections at once (that is how `ovs-ofctl`
+//! reaches a bridge), `tcp:`/`ssl:`/`unix:` targets connect and reconnect
+//! with backoff ([`BACKOFF_MIN`] doubling to [`BACKOFF_MAX`]);
+//! `ssl:`/`pssl:` put mutually authenticated TLS ([`crate::control::tls`])
+//! under the same OpenFlow connection code. Each connection speaks
 //! the codec in [`crate::openflow`]: HELLO negotiation (1.3 or 1.0), ECHO
 //! both ways, FEATURES, GET/SET_CONFIG, ROLE, GET/SET_ASYNC, BARRIER,
 //! FLOW_MOD, PACKET_OUT and the MULTIPART statistics; it forwards
@@ -36,7 +38,7 @@
 //!
 //! # Limits
 //! No buffering (buffer_id is always NO_BUFFER), no
-//! auxiliary connections, no TLS (`ssl:`/`pssl:`), roles are accepted and
+//! auxiliary connections, roles are accepted and
 //! echoed but not enforced (every connection may modify flows), table
 //! statistics report no lookup counts.
 
@@ -54,6 +56,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::control::bundle;
 use crate::control::busypoll::BusyPoll;
 use crate::control::switch::{OfBridge, OfPort, Switch};
+use crate::control::tls::Tls;
 use crate::datapath::controller::{ControllerPacket, OfShared};
 use crate::openflow::error::{bad_request, ErrorType, OfpError};
 use crate::openflow::msg::{
@@ -104,6 +107,51 @@ pub enum Target {
     Tcp(SocketAddr),
     /// `unix:PATH`: connect to a unix socket.
     Unix(PathBuf),
+    /// `pssl:PORT[:IP]`: listen for TLS (IP defaults to 127.0.0.1).
+    PSsl(SocketAddr),
+    /// `ssl:IP[:PORT]`: connect with TLS (port defaults to 6653).
+    Ssl(SocketAddr),
+}
+
+impl Target {
+    /// Whether this target listens (`ptcp:`, `punix:`, `pssl:`).
+    pub fn is_passive(&self) -> bool {
+        matches!(self, Target::PTcp(_) | Target::PUnix(_) | Target::PSsl(_))
+    }
+
+    /// Whether this target needs `rvsd --private-key --certificate --ca-cert`.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Target::PSsl(_) | Target::Ssl(_))
+    }
+}
+
+/// What [`Target::from_str`] accepts, for its errors.
+const TARGET_FORMS: &str =
+    "expected ptcp:PORT[:IP], pssl:PORT[:IP], punix:PATH, tcp:IP[:PORT], ssl:IP[:PORT] or unix:PATH";
+
+/// `PORT[:IP]` of a passive target (IP defaults to 127.0.0.1, the port to
+/// [`DEFAULT_PORT`]).
+fn parse_passive(rest: &str, t: &str) -> Result<SocketAddr, String> {
+    let (port, ip) = match rest.split_once(':') {
+        Some((p, ip)) => (p, parse_ip(ip, t)?),
+        None => (rest, IpAddr::from([127, 0, 0, 1])),
+    };
+    let port = if port.is_empty() {
+        DEFAULT_PORT
+    } else {
+        parse_port(port, t)?
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// `IP[:PORT]` of an active target; IPv6 addresses come in brackets
+/// (`tcp:[::1]:6653`).
+fn parse_active(rest: &str, t: &str) -> Result<SocketAddr, String> {
+    let (ip, port) = match rest.rsplit_once(':') {
+        Some((ip, p)) if !rest.starts_with('[') || ip.ends_with(']') => (ip, parse_port(p, t)?),
+        _ => (rest, DEFAULT_PORT),
+    };
+    Ok(SocketAddr::new(parse_ip(ip, t)?, port))
 }
 
 /// The default OpenFlow port.
@@ -124,45 +172,19 @@ fn parse_port(s: &str, t: &str) -> Result<u16, String> {
 impl std::str::FromStr for Target {
     type Err = String;
 
-    /// Parses `ptcp:PORT[:IP]`, `punix:PATH`, `tcp:IP[:PORT]`, `unix:PATH`.
+    /// Parses the forms of [`TARGET_FORMS`], as `ovs-vsctl set-controller`.
     fn from_str(t: &str) -> Result<Target, String> {
-        let (kind, rest) = t.split_once(':').ok_or_else(|| {
-            format!("{t}: expected ptcp:PORT[:IP], punix:PATH, tcp:IP[:PORT] or unix:PATH")
-        })?;
+        let (kind, rest) = t
+            .split_once(':')
+            .ok_or_else(|| format!("{t}: {TARGET_FORMS}"))?;
         match kind {
-            "ptcp" => {
-                let (port, ip) = match rest.split_once(':') {
-                    Some((p, ip)) => (p, parse_ip(ip, t)?),
-                    None => (rest, IpAddr::from([127, 0, 0, 1])),
-                };
-                let port = if port.is_empty() {
-                    DEFAULT_PORT
-                } else {
-                    parse_port(port, t)?
-                };
-                Ok(Target::PTcp(SocketAddr::new(ip, port)))
-            }
-            "tcp" => {
-                // IPv6 addresses come in brackets: tcp:[::1]:6653.
-                let (ip, port) = match rest.rsplit_once(':') {
-                    Some((ip, p)) if !rest.starts_with('[') || ip.ends_with(']') => {
-                        (ip, parse_port(p, t)?)
-                    }
-                    _ => (rest, DEFAULT_PORT),
-                };
-                Ok(Target::Tcp(SocketAddr::new(parse_ip(ip, t)?, port)))
-            }
-            "punix" | "unix" if !rest.is_empty() => {
-                let p = PathBuf::from(rest);
-                Ok(if kind == "punix" {
-                    Target::PUnix(p)
-                } else {
-                    Target::Unix(p)
-                })
-            }
-            _ => Err(format!(
-                "{t}: expected ptcp:PORT[:IP], punix:PATH, tcp:IP[:PORT] or unix:PATH"
-            )),
+            "ptcp" => Ok(Target::PTcp(parse_passive(rest, t)?)),
+            "pssl" => Ok(Target::PSsl(parse_passive(rest, t)?)),
+            "tcp" => Ok(Target::Tcp(parse_active(rest, t)?)),
+            "ssl" => Ok(Target::Ssl(parse_active(rest, t)?)),
+            "punix" if !rest.is_empty() => Ok(Target::PUnix(PathBuf::from(rest))),
+            "unix" if !rest.is_empty() => Ok(Target::Unix(PathBuf::from(rest))),
+            _ => Err(format!("{t}: {TARGET_FORMS}")),
         }
     }
 }
@@ -183,6 +205,8 @@ struct Ctx {
     bridge: String,
     of: Arc<OfShared>,
     tx: broadcast::Sender<Arc<AsyncMsg>>,
+    /// `rvsd --private-key --certificate --ca-cert`, for `ssl:`/`pssl:`.
+    tls: Option<Arc<Tls>>,
 }
 
 /// Runs `f` on the switch on the blocking pool; `None` if the switch is
@@ -214,8 +238,9 @@ impl Drop for BridgeChan {
     }
 }
 
-/// Runs the OpenFlow channel of every bridge until dropped.
-pub async fn run(switch: Arc<Mutex<Switch>>) {
+/// Runs the OpenFlow channel of every bridge until dropped; `tls` serves
+/// the `ssl:`/`pssl:` targets (without it they log an error and idle).
+pub async fn run(switch: Arc<Mutex<Switch>>, tls: Option<Arc<Tls>>) {
     let (pin_tx, mut pin_rx) = tokio::sync::mpsc::channel::<ControllerPacket>(PACKET_IN_QUEUE);
     // FLOW_REMOVED goes straight from the switch into the bridge's
     // broadcast while the flow mod that caused it is being applied, so a
@@ -242,8 +267,8 @@ pub async fn run(switch: Arc<Mutex<Switch>>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            _ = changed.notified() => reconcile(&switch, &mut chans, &senders).await,
-            _ = tick.tick() => reconcile(&switch, &mut chans, &senders).await,
+            _ = changed.notified() => reconcile(&switch, &mut chans, &senders, &tls).await,
+            _ = tick.tick() => reconcile(&switch, &mut chans, &senders, &tls).await,
             ev = pin_rx.recv() => {
                 let Some(ev) = ev else { return };
                 if let Some(c) = chans.values().find(|c| c.id == ev.bridge) {
@@ -281,6 +306,7 @@ async fn reconcile(
     switch: &Arc<Mutex<Switch>>,
     chans: &mut HashMap<String, BridgeChan>,
     senders: &Senders,
+    tls: &Option<Arc<Tls>>,
 ) {
     let Some(bridges) = with_switch(switch, |s| s.of_bridges()).await else {
         return;
@@ -309,6 +335,7 @@ async fn reconcile(
                 bridge: b.name.clone(),
                 of: b.of.clone(),
                 tx: c.tx.clone(),
+                tls: tls.clone(),
             };
             log::info!("bridge {}: controller {t:?}", b.name);
             c.tasks
@@ -344,37 +371,16 @@ fn port_changes(c: &mut BridgeChan, b: &OfBridge) {
 
 async fn target_task(t: Target, ctx: Ctx) {
     match t {
-        Target::PTcp(addr) => {
-            let l = loop {
-                match tokio::net::TcpListener::bind(addr).await {
-                    Ok(l) => break l,
-                    Err(e) => {
-                        log::warn!("bridge {}: cannot listen on {addr}: {e}", ctx.bridge);
-                        tokio::time::sleep(BACKOFF_MAX).await;
-                    }
-                }
-            };
-            let mut set = JoinSet::new();
-            loop {
-                tokio::select! {
-                    r = l.accept() => match r {
-                        Ok((s, peer)) => {
-                            if set.len() >= MAX_CONNECTIONS {
-                                log::warn!("bridge {}: {addr}: refusing {peer}: {MAX_CONNECTIONS} OpenFlow connections already", ctx.bridge);
-                                continue;
-                            }
-                            let _ = s.set_nodelay(true);
-                            set.spawn(connection(s, peer.to_string(), ctx.clone()));
-                        }
-                        Err(e) => {
-                            log::warn!("bridge {}: accept on {addr}: {e}", ctx.bridge);
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                    },
-                    Some(_) = set.join_next(), if !set.is_empty() => {}
-                }
-            }
-        }
+        Target::PTcp(addr) => listen_tcp(addr, None, ctx).await,
+        Target::PSsl(addr) => match ctx.tls.clone() {
+            Some(tls) => listen_tcp(addr, Some(tls), ctx).await,
+            None => no_tls(&ctx, addr).await,
+        },
+        Target::Tcp(addr) => connect_tcp(addr, None, ctx).await,
+        Target::Ssl(addr) => match ctx.tls.clone() {
+            Some(tls) => connect_tcp(addr, Some(tls), ctx).await,
+            None => no_tls(&ctx, addr).await,
+        },
         Target::PUnix(path) => {
             let l = loop {
                 let _ = std::fs::remove_file(&path);
@@ -410,23 +416,6 @@ async fn target_task(t: Target, ctx: Ctx) {
                 }
             }
         }
-        Target::Tcp(addr) => {
-            let mut backoff = BACKOFF_MIN;
-            loop {
-                match tokio::net::TcpStream::connect(addr).await {
-                    Ok(s) => {
-                        let _ = s.set_nodelay(true);
-                        log::info!("bridge {}: connected to controller {addr}", ctx.bridge);
-                        connection(s, addr.to_string(), ctx.clone()).await;
-                        log::info!("bridge {}: controller {addr} disconnected", ctx.bridge);
-                        backoff = BACKOFF_MIN;
-                    }
-                    Err(e) => log::debug!("bridge {}: connecting to {addr}: {e}", ctx.bridge),
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-            }
-        }
         Target::Unix(path) => {
             let mut backoff = BACKOFF_MIN;
             loop {
@@ -445,6 +434,117 @@ async fn target_task(t: Target, ctx: Ctx) {
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
         }
+    }
+}
+
+/// A TLS target on an rvsd started without certificates: said once, then
+/// the target stays idle (`set-controller` refuses such targets; this is
+/// saved state from a run that had them).
+async fn no_tls(ctx: &Ctx, addr: SocketAddr) {
+    log::error!(
+        "bridge {}: controller target at {addr} needs TLS, but rvsd runs without \
+         --private-key, --certificate and --ca-cert; it stays down",
+        ctx.bridge
+    );
+    std::future::pending::<()>().await
+}
+
+/// A `ptcp:` (`tls` None) or `pssl:` listener: serves up to
+/// [`MAX_CONNECTIONS`] connections at once; with TLS each runs its
+/// handshake in its own task (a slow or failing peer delays no other).
+async fn listen_tcp(addr: SocketAddr, tls: Option<Arc<Tls>>, ctx: Ctx) {
+    let scheme = if tls.is_some() { "pssl" } else { "ptcp" };
+    let l = loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => break l,
+            Err(e) => {
+                log::warn!("bridge {}: cannot listen on {addr}: {e}", ctx.bridge);
+                tokio::time::sleep(BACKOFF_MAX).await;
+            }
+        }
+    };
+    let mut set = JoinSet::new();
+    loop {
+        tokio::select! {
+            r = l.accept() => match r {
+                Ok((s, peer)) => {
+                    if set.len() >= MAX_CONNECTIONS {
+                        log::warn!("bridge {}: {scheme}:{addr}: refusing {peer}: {MAX_CONNECTIONS} OpenFlow connections already", ctx.bridge);
+                        continue;
+                    }
+                    let _ = s.set_nodelay(true);
+                    let ctx = ctx.clone();
+                    match tls.clone() {
+                        None => {
+                            set.spawn(connection(s, peer.to_string(), ctx));
+                        }
+                        Some(tls) => {
+                            set.spawn(async move {
+                                match tls.accept(s).await {
+                                    Ok(s) => connection(s, format!("ssl:{peer}"), ctx).await,
+                                    Err(e) => log::warn!(
+                                        "bridge {}: pssl:{addr}: refused {peer}: TLS handshake failed: {e}",
+                                        ctx.bridge
+                                    ),
+                                }
+                            });
+                        }
+                    }
+                }
+                Err(e) => {
+                    log::warn!("bridge {}: accept on {addr}: {e}", ctx.bridge);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = set.join_next(), if !set.is_empty() => {}
+        }
+    }
+}
+
+/// A `tcp:` (`tls` None) or `ssl:` controller: connects, serves the
+/// connection, reconnects with backoff.
+async fn connect_tcp(addr: SocketAddr, tls: Option<Arc<Tls>>, ctx: Ctx) {
+    let scheme = if tls.is_some() { "ssl" } else { "tcp" };
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                log::info!(
+                    "bridge {}: connected to controller {scheme}:{addr}",
+                    ctx.bridge
+                );
+                let served = match &tls {
+                    None => {
+                        connection(s, addr.to_string(), ctx.clone()).await;
+                        true
+                    }
+                    Some(tls) => match tls.connect(addr.ip(), s).await {
+                        Ok(s) => {
+                            connection(s, format!("ssl:{addr}"), ctx.clone()).await;
+                            true
+                        }
+                        Err(e) => {
+                            log::warn!(
+                                "bridge {}: ssl:{addr}: TLS handshake failed: {e}",
+                                ctx.bridge
+                            );
+                            false
+                        }
+                    },
+                };
+                if served {
+                    log::info!(
+                        "bridge {}: controller {scheme}:{addr} disconnected",
+                        ctx.bridge
+                    );
+                    backoff = BACKOFF_MIN;
+                }
+            }
+            Err(e) => log::debug!("bridge {}: connecting to {scheme}:{addr}: {e}", ctx.bridge),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX);
     }
 }
 
@@ -1116,13 +1216,31 @@ mod tests {
             p("unix:/run/x.sock"),
             Ok(Target::Unix("/run/x.sock".into()))
         );
+        assert_eq!(
+            p("pssl:6654"),
+            Ok(Target::PSsl("127.0.0.1:6654".parse().unwrap()))
+        );
+        assert_eq!(
+            p("ssl:10.0.0.1"),
+            Ok(Target::Ssl("10.0.0.1:6653".parse().unwrap()))
+        );
+        assert_eq!(
+            p("ssl:[::1]:6634"),
+            Ok(Target::Ssl("[::1]:6634".parse().unwrap()))
+        );
+        assert!(p("pssl:1").unwrap().is_tls() && p("pssl:1").unwrap().is_passive());
+        assert!(p("ssl:1.2.3.4").unwrap().is_tls() && !p("ssl:1.2.3.4").unwrap().is_passive());
+        assert!(!p("ptcp:1").unwrap().is_tls());
         for bad in [
             "",
             "tcp",
             "tcp:",
             "tcp:host:1",
             "ptcp:99999",
-            "ssl:1.2.3.4",
+            "ssl:",
+            "ssl:host",
+            "pssl:x",
+            "tls:1.2.3.4",
             "punix:",
         ] {
             assert!(p(bad).is_err(), "{bad} should be rejected");

@@ -1867,6 +1867,13 @@ pub fn rng() -> impl FnMut() -> u64 {
 
 /// osken-manager (or any child process logging to a file), killed (by
 /// PID) on drop; its log is printed if the test failed.
+/// The venv's `osken-manager`, installing os-ken on first use.
+pub fn osken_manager() -> Option<PathBuf> {
+    let mgr = |d: &Path| d.join("venv/bin/osken-manager");
+    let dir = pip_venv("osken", "os-ken<4", |d| mgr(d).exists(), |_| true)?;
+    Some(mgr(&dir))
+}
+
 pub struct Manager(pub std::process::Child, pub std::path::PathBuf);
 
 impl Drop for Manager {

@@ -110,7 +110,8 @@ enum Cmd {
         what: SetCmd,
     },
     /// Set the OpenFlow controllers of a bridge (replaces the list):
-    /// ptcp:PORT[:IP], punix:PATH, tcp:IP[:PORT], unix:PATH.
+    /// ptcp:PORT[:IP], pssl:PORT[:IP], punix:PATH, tcp:IP[:PORT],
+    /// ssl:IP[:PORT], unix:PATH.
     SetController {
         bridge: String,
         #[arg(required = true)]

@@ -232,8 +232,17 @@ impl Switch {
 
     pub(super) fn set_controller(&mut self, name: &str, targets: &[String]) -> Result<Reply> {
         for t in targets {
-            t.parse::<Target>()
+            let target = t
+                .parse::<Target>()
                 .map_err(|e| invalid(format!("set-controller {name}: {e}")))?;
+            // Saved state from a run with certificates is restored anyway
+            // (the target logs why it stays down).
+            if target.is_tls() && !self.tls && !self.restoring {
+                return Err(invalid(format!(
+                    "set-controller {name}: {t}: TLS is not configured \
+                     (start rvsd with --private-key, --certificate and --ca-cert)"
+                )));
+            }
         }
         let mut seen = std::collections::HashSet::new();
         if let Some(d) = targets.iter().find(|t| !seen.insert(t.as_str())) {
@@ -256,7 +265,7 @@ impl Switch {
         let current = &self.bridge(name)?.controllers;
         for t in targets.iter().filter(|t| !current.contains(t)) {
             let target = t.parse::<Target>();
-            if !matches!(target, Ok(Target::PTcp(_) | Target::PUnix(_))) {
+            if !target.as_ref().is_ok_and(Target::is_passive) {
                 continue;
             }
             if let Some(other) = self
@@ -269,7 +278,7 @@ impl Switch {
                     other.name
                 )));
             }
-            if let (Ok(Target::PTcp(addr)), false) = (target, self.restoring) {
+            if let (Ok(Target::PTcp(addr) | Target::PSsl(addr)), false) = (target, self.restoring) {
                 std::net::TcpListener::bind(addr).map_err(|e| {
                     invalid(format!(
                         "set-controller {name}: {t}: cannot listen on {addr}: {e}"

@@ -209,6 +209,8 @@ pub struct Switch {
     records: Vec<Record>,
     /// Where FLOW_REMOVED events go (set by the OpenFlow channel).
     flow_removed: Option<FlowRemovedSink>,
+    /// rvsd has TLS certificates: `ssl:`/`pssl:` targets are accepted.
+    tls: bool,
 }
 
 impl std::fmt::Debug for Switch {
@@ -239,7 +241,14 @@ impl Switch {
             journal: None,
             records: Vec::new(),
             flow_removed: None,
+            tls: false,
         })
+    }
+
+    /// Whether `ssl:`/`pssl:` controller targets can be served (rvsd was
+    /// given certificates).
+    pub fn set_tls(&mut self, on: bool) {
+        self.tls = on;
     }
 
     /// Waits until the datapath carried out what was sent to it.
