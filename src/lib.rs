@@ -11,6 +11,7 @@
 //! - [`config`]: the TOML schema.
 //! - [`openflow`]: the OpenFlow 1.3/1.0 wire codec.
 //! - [`alloc`]: the daemon's allocator and its tuning.
+//! - [`fuzzing`]: the fuzz targets' entry points.
 //!
 //! `unsafe` is denied everywhere except the two modules that do fd and
 //! ioctl work ([`netdev`], [`port`]) and the one FFI call that tunes the
@@ -23,6 +24,7 @@ pub mod bridge;
 pub mod config;
 pub mod control;
 pub mod datapath;
+pub mod fuzzing;
 pub mod logging;
 #[allow(unsafe_code)]
 pub mod netdev;
