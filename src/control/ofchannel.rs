@@ -38,7 +38,10 @@
 //! No buffering (buffer_id is always NO_BUFFER), no
 //! auxiliary connections, no TLS (`ssl:`/`pssl:`), roles are accepted and
 //! echoed but not enforced (every connection may modify flows), table
-//! statistics report no lookup counts.
+//! statistics report no lookup counts. Every message fits in 65535
+//! bytes (see [`crate::openflow::encode`]): a PACKET_IN carries as much of
+//! its frame as fits, and FLOW stats leave out (and log) flows whose
+//! actions alone are longer.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -980,6 +983,13 @@ async fn multipart(
                     // connections in between messages.
                     tokio::task::yield_now().await;
                 }
+            }
+            if enc.n_skipped() > 0 {
+                log::warn!(
+                    "bridge {}: FLOW stats reply left out {} flow(s) whose actions do not fit in an OpenFlow message",
+                    ctx.bridge,
+                    enc.n_skipped()
+                );
             }
             if wr.write_all(&enc.finish()).await.is_err() {
                 return Ok(Mp::Broken);
