@@ -2,7 +2,9 @@
 //!
 //! Starts the datapath worker and the control socket, creates the
 //! configured bridges and ports (from `--config FILE`, or the embedded
-//! default), and serves `rvsctl` until SIGTERM/SIGINT.
+//! default), and serves `rvsctl` until SIGTERM/SIGINT. It first locks its
+//! state directory ([`control::lockfile`]): a second rvsd on the same
+//! directory exits with an error naming the first one's pid.
 
 use rvs::{config, control, logging};
 
@@ -69,6 +71,9 @@ fn main() -> std::process::ExitCode {
 
 fn run(args: Args) -> anyhow::Result<()> {
     logging::init(args.log_level);
+    // One rvsd per state directory: refused before anything is touched
+    // (netdevs, journal, control socket). Held until run() returns.
+    let _lock = control::lockfile::StateLock::acquire(&args.state_dir)?;
     let store = control::state::StateStore::open(&args.state_dir)?;
     // Saved state wins; a fresh state dir is seeded from --config or the
     // embedded default. An unreadable state file stops us (and is kept).

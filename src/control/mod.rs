@@ -8,6 +8,7 @@ pub mod convert;
 pub mod dump;
 pub mod flows;
 pub mod journal;
+pub mod lockfile;
 pub mod ofchannel;
 pub mod server;
 pub mod state;
