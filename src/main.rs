@@ -28,6 +28,11 @@ struct Args {
     /// Control socket (default: $RVS_SOCKET or /run/rvs/rvsd.sock).
     #[arg(long, env = "RVS_SOCKET", default_value = rvs_ctl::client::DEFAULT_SOCKET)]
     socket: PathBuf,
+    /// Group that may use the control socket (name or number): the
+    /// socket is then mode 0660 with that group, for operators who are
+    /// not root. Default: mode 0600, root only.
+    #[arg(long, value_name = "GROUP")]
+    socket_group: Option<String>,
     /// error, warn, info, debug or trace.
     #[arg(long, default_value = "info", value_parser = parse_level)]
     log_level: log::LevelFilter,
@@ -69,8 +74,20 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// The gid of `--socket-group`: a group name, else a number.
+fn socket_gid(group: &str) -> anyhow::Result<u32> {
+    match rvs::netdev::group_id(group) {
+        Ok(Some(gid)) => Ok(gid),
+        Ok(None) => group
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--socket-group {group}: no such group")),
+        Err(e) => anyhow::bail!("--socket-group {group}: cannot look the group up: {e}"),
+    }
+}
+
 fn run(args: Args) -> anyhow::Result<()> {
     logging::init(args.log_level);
+    let gid = args.socket_group.as_deref().map(socket_gid).transpose()?;
     // One rvsd per state directory: refused before anything is touched
     // (netdevs, journal, control socket). Held until run() returns.
     let _lock = control::lockfile::StateLock::acquire(&args.state_dir)?;
@@ -153,12 +170,19 @@ fn run(args: Args) -> anyhow::Result<()> {
     if let Err(e) = rvs::netdev::set_thread_nice(CONTROL_NICE) {
         log::warn!("cannot lower the control plane's priority: {e}");
     }
+    // Removes the socket file when dropped (only if we created it).
+    let mut socket_file = None;
     let result = rt.block_on(async {
-        let listener = control::server::bind(&args.socket)?;
+        let (listener, file) = control::server::bind(&args.socket, gid)?;
+        socket_file = Some(file);
         log::info!(
-            "rvsd {} listening on {}",
+            "rvsd {} listening on {} (mode {})",
             env!("CARGO_PKG_VERSION"),
-            args.socket.display()
+            args.socket.display(),
+            match (&args.socket_group, gid) {
+                (Some(g), Some(id)) => format!("0660, group {g} ({id})"),
+                _ => "0600".to_string(),
+            }
         );
         let handler = Arc::new(control::SwitchHandler {
             switch: switch.clone(),
@@ -197,7 +221,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         openflow.abort();
         anyhow::Ok(())
     });
-    let _ = std::fs::remove_file(&args.socket);
+    drop(socket_file);
     if let Ok(mut s) = switch.lock() {
         s.shutdown();
     }
