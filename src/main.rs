@@ -136,6 +136,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     )?));
     {
         let mut sw = switch.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        // Before anything is restored: no punix: target may take it.
+        sw.set_control_socket(&args.socket);
         // The whole configuration is checked first, so that a bad one names
         // file, line and key and nothing is created.
         if let Err(e) = sw.check(&cfg, &text, &origin) {

@@ -10,6 +10,7 @@ pub mod flows;
 pub mod journal;
 pub mod lockfile;
 pub mod ofchannel;
+pub mod punix;
 pub mod server;
 pub mod state;
 pub mod switch;

@@ -4,7 +4,9 @@
 //! [`run`] keeps, for each bridge, one task per controller target
 //! (`rvsctl set-controller`): `ptcp:`/`punix:` targets listen and serve
 //! any number of connections at once (that is how `ovs-ofctl` reaches a
-//! bridge), `tcp:`/`unix:` targets connect and reconnect with backoff
+//! bridge; a `punix:` listener replaces nothing but a stale socket and
+//! removes its socket when it ends, see [`crate::control::punix`]),
+//! `tcp:`/`unix:` targets connect and reconnect with backoff
 //! ([`BACKOFF_MIN`] doubling to [`BACKOFF_MAX`]). Each connection speaks
 //! the codec in [`crate::openflow`]: HELLO negotiation (1.3 or 1.0), ECHO
 //! both ways, FEATURES, GET/SET_CONFIG, ROLE, GET/SET_ASYNC, BARRIER,
@@ -54,8 +56,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::broadcast;
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::control::bundle;
 use crate::control::switch::{OfBridge, OfPort, Switch};
+use crate::control::{bundle, punix};
 use crate::datapath::controller::{ControllerPacket, OfShared};
 use crate::openflow::error::{bad_request, ErrorType, OfpError};
 use crate::openflow::msg::{
@@ -185,6 +187,8 @@ struct Ctx {
     bridge: String,
     of: Arc<OfShared>,
     tx: broadcast::Sender<Arc<AsyncMsg>>,
+    /// The `punix:` sockets this rvsd's listeners hold.
+    bound: punix::Bound,
 }
 
 /// Runs `f` on the switch on the blocking pool; `None` if the switch is
@@ -230,10 +234,10 @@ pub async fn run(switch: Arc<Mutex<Switch>>) {
             let _ = tx.send(Arc::new(AsyncMsg::FlowRemoved(flow_removed_msg(&ev))));
         }
     });
-    let Some(changed) = with_switch(&switch, move |s| {
+    let Some((changed, bound)) = with_switch(&switch, move |s| {
         s.set_packet_in_sink(pin_tx);
         s.set_flow_removed_sink(sink);
-        s.changed()
+        (s.changed(), s.punix_bound())
     })
     .await
     else {
@@ -244,8 +248,8 @@ pub async fn run(switch: Arc<Mutex<Switch>>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            _ = changed.notified() => reconcile(&switch, &mut chans, &senders).await,
-            _ = tick.tick() => reconcile(&switch, &mut chans, &senders).await,
+            _ = changed.notified() => reconcile(&switch, &mut chans, &senders, &bound).await,
+            _ = tick.tick() => reconcile(&switch, &mut chans, &senders, &bound).await,
             ev = pin_rx.recv() => {
                 let Some(ev) = ev else { return };
                 if let Some(c) = chans.values().find(|c| c.id == ev.bridge) {
@@ -283,6 +287,7 @@ async fn reconcile(
     switch: &Arc<Mutex<Switch>>,
     chans: &mut HashMap<String, BridgeChan>,
     senders: &Senders,
+    bound: &punix::Bound,
 ) {
     let Some(bridges) = with_switch(switch, |s| s.of_bridges()).await else {
         return;
@@ -311,6 +316,7 @@ async fn reconcile(
                 bridge: b.name.clone(),
                 of: b.of.clone(),
                 tx: c.tx.clone(),
+                bound: bound.clone(),
             };
             log::info!("bridge {}: controller {t:?}", b.name);
             c.tasks
@@ -378,9 +384,10 @@ async fn target_task(t: Target, ctx: Ctx) {
             }
         }
         Target::PUnix(path) => {
-            let l = loop {
-                let _ = std::fs::remove_file(&path);
-                match tokio::net::UnixListener::bind(&path) {
+            // Only a stale socket is removed to bind; the guard removes
+            // ours again when this task ends (del-controller, shutdown).
+            let (l, _listening) = loop {
+                match punix::listen(&path, &ctx.bound) {
                     Ok(l) => break l,
                     Err(e) => {
                         log::warn!(

@@ -111,6 +111,14 @@ pub fn file_kind(m: &std::fs::Metadata) -> &'static str {
     }
 }
 
+/// Which file `m` describes: device, inode and status-change time (an
+/// inode number alone is soon reused: tmpfs hands a removed file's number
+/// to the next file created).
+pub fn file_id(m: &std::fs::Metadata) -> (u64, u64, i64, i64) {
+    use std::os::unix::fs::MetadataExt;
+    (m.dev(), m.ino(), m.ctime(), m.ctime_nsec())
+}
+
 /// Binds the control socket at `path`: mode 0600 owned by us, or 0660
 /// with group `group` (`--socket-group`). A stale socket (one nobody
 /// listens on) is replaced; anything else there is an error.
@@ -178,13 +186,14 @@ pub fn bind(path: &Path, group: Option<u32>) -> Result<(UnixListener, SocketFile
         }
         let mode = if group.is_some() { 0o660 } else { 0o600 };
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
-        let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::symlink_metadata(&tmp)?);
         std::fs::rename(&tmp, path)?;
+        // (The rename changed its ctime: identify it after.)
+        let id = file_id(&std::fs::symlink_metadata(path)?);
         Ok((
             listener,
             SocketFile {
                 path: path.to_path_buf(),
-                ino,
+                id,
             },
         ))
     })();
@@ -198,13 +207,13 @@ pub fn bind(path: &Path, group: Option<u32>) -> Result<(UnixListener, SocketFile
 #[derive(Debug)]
 pub struct SocketFile {
     path: PathBuf,
-    ino: u64,
+    /// [`file_id`] of the socket bound.
+    id: (u64, u64, i64, i64),
 }
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
-        let ours = std::fs::symlink_metadata(&self.path)
-            .is_ok_and(|m| std::os::unix::fs::MetadataExt::ino(&m) == self.ino);
+        let ours = std::fs::symlink_metadata(&self.path).is_ok_and(|m| file_id(&m) == self.id);
         if ours {
             let _ = std::fs::remove_file(&self.path);
         }
