@@ -4,7 +4,10 @@
 //! configured bridges and ports (from `--config FILE`, or the embedded
 //! default), and serves `rvsctl` until SIGTERM/SIGINT. It first locks its
 //! state directory ([`control::lockfile`]): a second rvsd on the same
-//! directory exits with an error naming the first one's pid.
+//! directory exits with an error naming the first one's pid. Under
+//! systemd (`Type=notify`, `config/rvsd.service`) it sends `READY=1` once
+//! state is restored and the control socket listens, and `STOPPING=1`
+//! when it begins to stop ([`control::notify`]).
 
 use rvs::{config, control, logging};
 
@@ -61,6 +64,15 @@ fn default_workers() -> usize {
 fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
     s.parse()
         .map_err(|_| format!("unknown log level {s:?} (error, warn, info, debug, trace)"))
+}
+
+/// Tells systemd `state` when it started us (`Type=notify`).
+fn ready(state: &str) {
+    match control::notify::notify(state) {
+        Ok(true) => log::debug!("told systemd {state}"),
+        Ok(false) => {}
+        Err(e) => log::warn!("cannot tell systemd {state}: {e}"),
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -213,11 +225,18 @@ fn run(args: Args) -> anyhow::Result<()> {
                 .await;
             }
         });
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        use tokio::signal::unix::{signal, SignalKind};
+        // Handlers first: a SIGTERM right after READY=1 stops us cleanly.
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        // State is restored and the control socket listens (its accept
+        // task runs as soon as this task waits): tell systemd.
+        ready("READY=1");
         tokio::select! {
             _ = term.recv() => log::info!("SIGTERM: stopping"),
-            _ = tokio::signal::ctrl_c() => log::info!("SIGINT: stopping"),
+            _ = int.recv() => log::info!("SIGINT: stopping"),
         }
+        ready("STOPPING=1");
         server.abort();
         expiry.abort();
         openflow.abort();

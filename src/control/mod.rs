@@ -9,6 +9,7 @@ pub mod dump;
 pub mod flows;
 pub mod journal;
 pub mod lockfile;
+pub mod notify;
 pub mod ofchannel;
 pub mod punix;
 pub mod server;
