@@ -2,7 +2,12 @@
 //!
 //! Starts the datapath worker and the control socket, creates the
 //! configured bridges and ports (from `--config FILE`, or the embedded
-//! default), and serves `rvsctl` until SIGTERM/SIGINT.
+//! default), and serves `rvsctl` until SIGTERM/SIGINT. It first locks its
+//! state directory ([`control::lockfile`]): a second rvsd on the same
+//! directory exits with an error naming the first one's pid. Under
+//! systemd (`Type=notify`, `config/rvsd.service`) it sends `READY=1` once
+//! state is restored and the control socket listens, and `STOPPING=1`
+//! when it begins to stop ([`control::notify`]).
 
 use rvs::{config, control, logging};
 
@@ -30,6 +35,11 @@ struct Args {
     /// Control socket (default: $RVS_SOCKET or /run/rvs/rvsd.sock).
     #[arg(long, env = "RVS_SOCKET", default_value = rvs_ctl::client::DEFAULT_SOCKET)]
     socket: PathBuf,
+    /// Group that may use the control socket (name or number): the
+    /// socket is then mode 0660 with that group, for operators who are
+    /// not root. Default: mode 0600, root only.
+    #[arg(long, value_name = "GROUP")]
+    socket_group: Option<String>,
     /// error, warn, info, debug or trace.
     #[arg(long, default_value = "info", value_parser = parse_level)]
     log_level: log::LevelFilter,
@@ -70,6 +80,15 @@ fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
         .map_err(|_| format!("unknown log level {s:?} (error, warn, info, debug, trace)"))
 }
 
+/// Tells systemd `state` when it started us (`Type=notify`).
+fn ready(state: &str) {
+    match control::notify::notify(state) {
+        Ok(true) => log::debug!("told systemd {state}"),
+        Ok(false) => {}
+        Err(e) => log::warn!("cannot tell systemd {state}: {e}"),
+    }
+}
+
 fn main() -> std::process::ExitCode {
     rvs::alloc::tune();
     let args = Args::parse();
@@ -79,6 +98,17 @@ fn main() -> std::process::ExitCode {
             eprintln!("rvsd: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// The gid of `--socket-group`: a group name, else a number.
+fn socket_gid(group: &str) -> anyhow::Result<u32> {
+    match rvs::netdev::group_id(group) {
+        Ok(Some(gid)) => Ok(gid),
+        Ok(None) => group
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--socket-group {group}: no such group")),
+        Err(e) => anyhow::bail!("--socket-group {group}: cannot look the group up: {e}"),
     }
 }
 
@@ -96,6 +126,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         )),
         _ => None,
     };
+    let gid = args.socket_group.as_deref().map(socket_gid).transpose()?;
+    // One rvsd per state directory: refused before anything is touched
+    // (netdevs, journal, control socket). Held until run() returns.
+    let _lock = control::lockfile::StateLock::acquire(&args.state_dir)?;
     let store = control::state::StateStore::open(&args.state_dir)?;
     // Saved state wins; a fresh state dir is seeded from --config or the
     // embedded default. An unreadable state file stops us (and is kept).
@@ -142,6 +176,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     {
         let mut sw = switch.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
         sw.set_tls(tls.is_some());
+        // Before anything is restored: no punix: target may take it.
+        sw.set_control_socket(&args.socket);
         // The whole configuration is checked first, so that a bad one names
         // file, line and key and nothing is created.
         if let Err(e) = sw.check(&cfg, &text, &origin) {
@@ -176,12 +212,19 @@ fn run(args: Args) -> anyhow::Result<()> {
     if let Err(e) = rvs::netdev::set_thread_nice(CONTROL_NICE) {
         log::warn!("cannot lower the control plane's priority: {e}");
     }
+    // Removes the socket file when dropped (only if we created it).
+    let mut socket_file = None;
     let result = rt.block_on(async {
-        let listener = control::server::bind(&args.socket)?;
+        let (listener, file) = control::server::bind(&args.socket, gid)?;
+        socket_file = Some(file);
         log::info!(
-            "rvsd {} listening on {}",
+            "rvsd {} listening on {} (mode {})",
             env!("CARGO_PKG_VERSION"),
-            args.socket.display()
+            args.socket.display(),
+            match (&args.socket_group, gid) {
+                (Some(g), Some(id)) => format!("0660, group {g} ({id})"),
+                _ => "0600".to_string(),
+            }
         );
         let handler = Arc::new(control::SwitchHandler {
             switch: switch.clone(),
@@ -210,17 +253,24 @@ fn run(args: Args) -> anyhow::Result<()> {
                 .await;
             }
         });
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        use tokio::signal::unix::{signal, SignalKind};
+        // Handlers first: a SIGTERM right after READY=1 stops us cleanly.
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        // State is restored and the control socket listens (its accept
+        // task runs as soon as this task waits): tell systemd.
+        ready("READY=1");
         tokio::select! {
             _ = term.recv() => log::info!("SIGTERM: stopping"),
-            _ = tokio::signal::ctrl_c() => log::info!("SIGINT: stopping"),
+            _ = int.recv() => log::info!("SIGINT: stopping"),
         }
+        ready("STOPPING=1");
         server.abort();
         expiry.abort();
         openflow.abort();
         anyhow::Ok(())
     });
-    let _ = std::fs::remove_file(&args.socket);
+    drop(socket_file);
     if let Ok(mut s) = switch.lock() {
         s.shutdown();
     }

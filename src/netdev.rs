@@ -5,6 +5,12 @@
 //! [`ifindex`], [`name_of`], [`exists`], [`is_up`], [`set_up`], [`mtu`],
 //! [`mac`], plus [`validate_name`] for interface names. No netlink.
 //!
+//! Also the few process-level calls rvsd needs that std does not offer
+//! on its minimum Rust version, kept here so that `unsafe` stays in the
+//! modules that already do fd work: [`set_thread_nice`],
+//! [`try_lock_exclusive`] (the state directory's lock) and [`group_id`]
+//! (`--socket-group`).
+//!
 //! # Design
 //! Each call opens a throw-away `AF_INET`/`SOCK_DGRAM` control socket, issues
 //! one or two ioctls on a `struct ifreq`, and closes the socket. That costs a
@@ -282,10 +288,84 @@ pub fn set_thread_nice(nice: i32) -> io::Result<()> {
     }
 }
 
+/// Takes an exclusive `flock(2)` lock on `f` without waiting: `Ok(false)`
+/// when another open file description holds one. The lock lasts until
+/// every descriptor of this open file is closed — also when the process
+/// is killed.
+pub fn try_lock_exclusive(f: &std::fs::File) -> io::Result<bool> {
+    // SAFETY: flock() takes a descriptor that `f` keeps open for the
+    // duration of the call, and plain flags; it touches no memory of ours.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+/// The id of the group named `name` (through NSS, as `getent group`
+/// resolves it); `None` when there is no such group.
+pub fn group_id(name: &str) -> io::Result<Option<u32>> {
+    let cname = std::ffi::CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "the name contains NUL"))?;
+    let mut buf = vec![0u8; 1024];
+    loop {
+        // SAFETY: `group` is a plain C struct of pointers and integers;
+        // all-zero bytes (null pointers) is a valid value of it.
+        let mut grp: libc::group = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call: `cname` is a
+        // NUL-terminated string, `grp` and `found` are exclusively
+        // borrowed locals, and `buf` is writable for `buf.len()` bytes.
+        // getgrnam_r only writes into them, and we read `grp` (not the
+        // strings it points into `buf`) only when `found` is non-null.
+        let r = unsafe {
+            libc::getgrnam_r(
+                cname.as_ptr(),
+                &mut grp,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut found,
+            )
+        };
+        if r == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        if r != 0 {
+            return Err(io::Error::from_raw_os_error(r));
+        }
+        return Ok((!found.is_null()).then_some(grp.gr_gid));
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn groups_resolve_by_name() {
+        assert_eq!(group_id("root").unwrap(), Some(0));
+        assert_eq!(group_id("rvs-no-such-group").unwrap(), None);
+        assert!(group_id("a\u{0}b").is_err());
+    }
+
+    #[test]
+    fn exclusive_locks_exclude_other_open_files() {
+        let p = std::env::temp_dir().join(format!("rvs-flock-{}", std::process::id()));
+        let a = std::fs::File::create(&p).unwrap();
+        let b = std::fs::File::open(&p).unwrap();
+        assert!(try_lock_exclusive(&a).unwrap());
+        assert!(!try_lock_exclusive(&b).unwrap(), "held through a");
+        drop(a);
+        assert!(try_lock_exclusive(&b).unwrap(), "released with a");
+        let _ = std::fs::remove_file(&p);
+    }
 
     #[test]
     fn name_validation() {

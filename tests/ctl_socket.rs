@@ -1,12 +1,16 @@
 //! The control socket under bad input: malformed JSON, unknown request
 //! types, oversized lines, silent clients, many clients at once — each
 //! gets an error or is timed out, and the daemon keeps serving the others.
+//! And its access: mode 0600 from the moment it appears (0660 and a
+//! group with `--socket-group`), nothing but a stale socket replaced.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -352,4 +356,144 @@ fn uploads_in_pieces_run_as_one_request_per_connection() {
     assert!(resp_ok(&v), "{v}");
     assert_eq!(d.flows(&br).len(), 4);
     ping(&mut c);
+}
+
+/// Runs rvsd with `args` (on a fresh state dir in `dir`), expecting it to
+/// refuse to start within 10 s; returns its stderr.
+fn refused_start(dir: &std::path::Path, args: &[&str]) -> String {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rvsd"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn rvsd");
+    let st = poll(Duration::from_secs(10), || c.try_wait().ok().flatten());
+    let Some(st) = st else {
+        let _ = c.kill();
+        let _ = c.wait();
+        panic!("rvsd {args:?} did not exit");
+    };
+    let mut err = String::new();
+    c.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(!st.success(), "rvsd {args:?} should refuse to start: {err}");
+    err
+}
+
+#[test]
+fn the_socket_is_0600_from_the_moment_it_appears() {
+    if !require_root() {
+        return;
+    }
+    let mut d = Rvsd::spawn_with_env(&[], &[]);
+    // Watch the socket path from the start: whenever it exists, its mode
+    // is final already (it used to be chmod-ed after bind).
+    let mut seen = 0;
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        if let Ok(m) = std::fs::symlink_metadata(&d.socket) {
+            assert_eq!(m.permissions().mode() & 0o777, 0o600, "mode as it appeared");
+            seen += 1;
+            if d.ctl(&["list-br"]).status.success() {
+                break;
+            }
+        }
+        // The private directory it is bound in is never open to others.
+        for e in std::fs::read_dir(d.dir()).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let (true, Ok(m)) = (name.starts_with(".rvsd."), e.metadata()) {
+                assert_eq!(
+                    m.permissions().mode() & 0o077,
+                    0,
+                    "{name} is open to others"
+                );
+            }
+        }
+    }
+    assert!(seen > 0, "the socket never appeared");
+    d.wait_ready();
+    let m = std::fs::symlink_metadata(&d.socket).unwrap();
+    assert_eq!(m.permissions().mode() & 0o7777, 0o600);
+    assert_eq!((m.uid(), m.gid()), (0, 0));
+    let leftovers: Vec<_> = std::fs::read_dir(d.dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".rvsd."))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // A restart over the socket left by kill -9 (stale) works too.
+    d.kill9();
+    assert!(d.socket.exists());
+    d.restart();
+    let m = std::fs::symlink_metadata(&d.socket).unwrap();
+    assert_eq!(m.permissions().mode() & 0o7777, 0o600);
+}
+
+#[test]
+fn socket_group_opens_the_socket_to_that_group_only() {
+    if !require_root() {
+        return;
+    }
+    // "daemon" (gid 1) exists on every Debian system; nobody (65534) is
+    // not in it.
+    let d = Rvsd::start_with(&["--socket-group", "daemon"]);
+    let m = std::fs::symlink_metadata(&d.socket).unwrap();
+    assert_eq!(m.permissions().mode() & 0o7777, 0o660);
+    assert_eq!((m.uid(), m.gid()), (0, 1));
+    let as_nobody = |groups: &[&str]| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534"])
+            .args(groups)
+            .arg(rvsctl_bin())
+            .arg("--socket")
+            .arg(&d.socket)
+            .args(["--timeout", "10", "list-br"])
+            .output()
+            .expect("run setpriv")
+    };
+    let out = as_nobody(&["--groups=1"]);
+    assert!(
+        out.status.success(),
+        "a member of the group is served: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = as_nobody(&["--clear-groups"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "others are not");
+    assert!(err.to_lowercase().contains("permission denied"), "{err}");
+}
+
+#[test]
+fn unknown_socket_group_and_non_socket_paths_are_clear_errors() {
+    if !require_root() {
+        return;
+    }
+    let t = TempDir::new();
+    let sock = t.0.join("rvsd.sock");
+    let s = sock.to_str().unwrap();
+    let err = refused_start(
+        &t.0,
+        &["--socket", s, "--socket-group", "rvs-no-such-group"],
+    );
+    assert!(
+        err.contains("rvsd: --socket-group rvs-no-such-group: no such group"),
+        "{err}"
+    );
+    assert!(
+        !sock.exists() && !t.0.join("state").exists(),
+        "nothing is created"
+    );
+
+    // A regular file where the socket should be is not replaced.
+    std::fs::write(&sock, "precious\n").unwrap();
+    let err = refused_start(&t.0, &["--socket", s]);
+    assert!(
+        err.contains(&format!(
+            "cannot listen on {s}: it exists and is not a socket (a regular file); refusing to replace it"
+        )),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&sock).unwrap(), "precious\n");
 }

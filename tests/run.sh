@@ -12,8 +12,9 @@ if [ "$(id -u)" = 0 ]; then
     # ovs-ofctl (openvswitch-common), a private Open vSwitch as the os-ken
     # switch tester's "tester" switch (openvswitch-switch; the test starts
     # its own daemons in its own namespace) and venvs for os-ken and Faucet
-    # in the OpenFlow tests.
-    pkgs=(iproute2 iputils-ping tcpdump iperf3 procps openvswitch-common openvswitch-switch python3-venv)
+    # in the OpenFlow tests; systemd-analyze checks config/rvsd.service and
+    # setpriv (util-linux) runs rvsctl as a non-root --socket-group member.
+    pkgs=(iproute2 iputils-ping tcpdump iperf3 procps openvswitch-common openvswitch-switch python3-venv systemd util-linux)
     missing=()
     for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

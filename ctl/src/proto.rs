@@ -402,6 +402,16 @@ pub enum ErrorKind {
     Internal,
 }
 
+/// A configured controller target that is not running.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailingController {
+    /// The target, as configured.
+    pub target: String,
+    /// Why it does not run.
+    pub error: String,
+}
+
 /// Command-specific results.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -452,6 +462,10 @@ pub enum Reply {
     Controller {
         /// Configured targets.
         controllers: Vec<String>,
+        /// Configured targets that cannot run (restored from state with a
+        /// `punix:` path that is no longer usable), with why.
+        #[serde(default)]
+        failing: Box<[FailingController]>,
         /// Targets with a connected controller, one entry per connection.
         connected: Vec<String>,
         /// `standalone` or `secure`.

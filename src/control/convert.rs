@@ -18,7 +18,8 @@
 //! The output is exactly what the datapath built before it had its own
 //! types: drop reasons by [`RxDrop::name`] / [`TxDrop::name`] with zero
 //! counts omitted, MACs lower-case, total lengths above 65535 sent as
-//! 65535.
+//! 65535. (The PACKET_IN keeps the whole punted frame; its encoder sends
+//! what fits in a 65535-byte message, see [`crate::openflow::encode`].)
 //!
 //! [`RxDrop::name`]: crate::datapath::counters::RxDrop::name
 //! [`TxDrop::name`]: crate::datapath::counters::TxDrop::name

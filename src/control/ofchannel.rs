@@ -4,8 +4,10 @@
 //! [`run`] keeps, for each bridge, one task per controller target
 //! (`rvsctl set-controller`): `ptcp:`/`pssl:`/`punix:` targets listen and
 //! serve any number of connections at once (that is how `ovs-ofctl`
-//! reaches a bridge), `tcp:`/`ssl:`/`unix:` targets connect and reconnect
-//! with backoff ([`BACKOFF_MIN`] doubling to [`BACKOFF_MAX`]);
+//! reaches a bridge; a `punix:` listener replaces nothing but a stale
+//! socket and removes its socket when it ends, see
+//! [`crate::control::punix`]), `tcp:`/`ssl:`/`unix:` targets connect and
+//! reconnect with backoff ([`BACKOFF_MIN`] doubling to [`BACKOFF_MAX`]);
 //! `ssl:`/`pssl:` put mutually authenticated TLS ([`crate::control::tls`])
 //! under the same OpenFlow connection code. Each connection speaks
 //! the codec in [`crate::openflow`]: HELLO negotiation (1.3 or 1.0), ECHO
@@ -40,7 +42,10 @@
 //! No buffering (buffer_id is always NO_BUFFER), no
 //! auxiliary connections, roles are accepted and
 //! echoed but not enforced (every connection may modify flows), table
-//! statistics report no lookup counts.
+//! statistics report no lookup counts. Every message fits in 65535
+//! bytes (see [`crate::openflow::encode`]): a PACKET_IN carries as much of
+//! its frame as fits, and FLOW stats leave out (and log) flows whose
+//! actions alone are longer.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -53,10 +58,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::broadcast;
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::control::bundle;
 use crate::control::busypoll::BusyPoll;
 use crate::control::switch::{OfBridge, OfPort, Switch};
 use crate::control::tls::Tls;
+use crate::control::{bundle, punix};
 use crate::datapath::controller::{ControllerPacket, OfShared};
 use crate::openflow::error::{bad_request, ErrorType, OfpError};
 use crate::openflow::msg::{
@@ -207,6 +212,8 @@ struct Ctx {
     tx: broadcast::Sender<Arc<AsyncMsg>>,
     /// `rvsd --private-key --certificate --ca-cert`, for `ssl:`/`pssl:`.
     tls: Option<Arc<Tls>>,
+    /// The `punix:` sockets this rvsd's listeners hold.
+    bound: punix::Bound,
 }
 
 /// Runs `f` on the switch on the blocking pool; `None` if the switch is
@@ -253,10 +260,10 @@ pub async fn run(switch: Arc<Mutex<Switch>>, tls: Option<Arc<Tls>>) {
             let _ = tx.send(Arc::new(AsyncMsg::FlowRemoved(flow_removed_msg(&ev))));
         }
     });
-    let Some(changed) = with_switch(&switch, move |s| {
+    let Some((changed, bound)) = with_switch(&switch, move |s| {
         s.set_packet_in_sink(pin_tx);
         s.set_flow_removed_sink(sink);
-        s.changed()
+        (s.changed(), s.punix_bound())
     })
     .await
     else {
@@ -267,8 +274,8 @@ pub async fn run(switch: Arc<Mutex<Switch>>, tls: Option<Arc<Tls>>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            _ = changed.notified() => reconcile(&switch, &mut chans, &senders, &tls).await,
-            _ = tick.tick() => reconcile(&switch, &mut chans, &senders, &tls).await,
+            _ = changed.notified() => reconcile(&switch, &mut chans, &senders, &tls, &bound).await,
+            _ = tick.tick() => reconcile(&switch, &mut chans, &senders, &tls, &bound).await,
             ev = pin_rx.recv() => {
                 let Some(ev) = ev else { return };
                 if let Some(c) = chans.values().find(|c| c.id == ev.bridge) {
@@ -307,6 +314,7 @@ async fn reconcile(
     chans: &mut HashMap<String, BridgeChan>,
     senders: &Senders,
     tls: &Option<Arc<Tls>>,
+    bound: &punix::Bound,
 ) {
     let Some(bridges) = with_switch(switch, |s| s.of_bridges()).await else {
         return;
@@ -336,6 +344,7 @@ async fn reconcile(
                 of: b.of.clone(),
                 tx: c.tx.clone(),
                 tls: tls.clone(),
+                bound: bound.clone(),
             };
             log::info!("bridge {}: controller {t:?}", b.name);
             c.tasks
@@ -382,9 +391,10 @@ async fn target_task(t: Target, ctx: Ctx) {
             None => no_tls(&ctx, addr).await,
         },
         Target::PUnix(path) => {
-            let l = loop {
-                let _ = std::fs::remove_file(&path);
-                match tokio::net::UnixListener::bind(&path) {
+            // Only a stale socket is removed to bind; the guard removes
+            // ours again when this task ends (del-controller, shutdown).
+            let (l, _listening) = loop {
+                match punix::listen(&path, &ctx.bound) {
                     Ok(l) => break l,
                     Err(e) => {
                         log::warn!(
@@ -1091,6 +1101,13 @@ async fn multipart(
                     // connections in between messages.
                     tokio::task::yield_now().await;
                 }
+            }
+            if enc.n_skipped() > 0 {
+                log::warn!(
+                    "bridge {}: FLOW stats reply left out {} flow(s) whose actions do not fit in an OpenFlow message",
+                    ctx.bridge,
+                    enc.n_skipped()
+                );
             }
             if wr.write_all(&enc.finish()).await.is_err() {
                 return Ok(Mp::Broken);

@@ -17,6 +17,11 @@
 //! [`Request::WithUpload`] that follows as one ordinary request with the
 //! whole text, so the handler never sees pieces.
 //!
+//! The socket is never reachable by anyone but its owner before it has
+//! its final mode: [`bind`] creates it inside a fresh 0700 directory,
+//! sets its mode (0600, or 0660 and a group for `--socket-group`) and
+//! only then renames it into place.
+//!
 //! # Thread-safety
 //! Handlers are shared across connection tasks; the switch model behind them
 //! serialises changes with its own lock. Upload buffers are per connection.
@@ -77,28 +82,142 @@ pub enum ServerError {
     /// Another daemon is serving this socket.
     #[error("{0} is in use by another running rvsd")]
     InUse(PathBuf),
+    /// Something that is not a socket is in the way.
+    #[error("cannot listen on {}: it exists and is not a socket ({kind}); refusing to replace it", path.display())]
+    NotSocket {
+        /// Socket path.
+        path: PathBuf,
+        /// What is there instead.
+        kind: &'static str,
+    },
 }
 
-/// Binds the socket at `path` with mode 0600, replacing a stale socket file.
-pub fn bind(path: &Path) -> Result<UnixListener, ServerError> {
+/// What a file is, in words, for errors about it.
+pub fn file_kind(m: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = m.file_type();
+    if t.is_file() {
+        "a regular file"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else {
+        "a device"
+    }
+}
+
+/// Which file `m` describes: device, inode and status-change time (an
+/// inode number alone is soon reused: tmpfs hands a removed file's number
+/// to the next file created).
+pub fn file_id(m: &std::fs::Metadata) -> (u64, u64, i64, i64) {
+    use std::os::unix::fs::MetadataExt;
+    (m.dev(), m.ino(), m.ctime(), m.ctime_nsec())
+}
+
+/// Binds the control socket at `path`: mode 0600 owned by us, or 0660
+/// with group `group` (`--socket-group`). A stale socket (one nobody
+/// listens on) is replaced; anything else there is an error.
+///
+/// The socket is bound inside a new directory of mode 0700 next to
+/// `path`, given its mode and group there, and renamed into place, so
+/// nobody else can connect before it has its final mode. (Setting the
+/// umask around `bind` would do the same, but the umask is
+/// process-wide: the datapath workers and the journal already run and
+/// may create files meanwhile. A `chmod` after `bind` leaves a window in
+/// which the socket is open to everyone the umask allows.)
+///
+/// The returned [`SocketFile`] removes the socket's path when dropped.
+pub fn bind(path: &Path, group: Option<u32>) -> Result<(UnixListener, SocketFile), ServerError> {
+    use std::os::unix::fs::{DirBuilderExt, FileTypeExt};
     let bind_err = |source| ServerError::Bind {
         path: path.to_path_buf(),
         source,
     };
-    if let Some(dir) = path.parent() {
-        if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir).map_err(bind_err)?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).map_err(bind_err)?;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(ServerError::InUse(path.to_path_buf()));
+            }
+            // Stale: the rename below replaces it.
+        }
+        Ok(m) => {
+            return Err(ServerError::NotSocket {
+                path: path.to_path_buf(),
+                kind: file_kind(&m),
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(bind_err(e)),
+    }
+    // A fresh private directory: `create` fails if the name exists, so
+    // nobody can have prepared it for us.
+    let mut private = None;
+    for n in 0..100 {
+        let p = dir.join(format!(".rvsd.{}.{n}", std::process::id()));
+        match std::fs::DirBuilder::new().mode(0o700).create(&p) {
+            Ok(()) => {
+                private = Some(p);
+                break;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(bind_err(e)),
         }
     }
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(ServerError::InUse(path.to_path_buf()));
+    let Some(private) = private else {
+        return Err(bind_err(std::io::Error::other(
+            "cannot create a private directory next to it",
+        )));
+    };
+    let tmp = private.join("s");
+    let bound = (|| {
+        let listener = UnixListener::bind(&tmp)?;
+        if let Some(gid) = group {
+            std::os::unix::fs::chown(&tmp, None, Some(gid))?;
         }
-        std::fs::remove_file(path).map_err(bind_err)?;
+        let mode = if group.is_some() { 0o660 } else { 0o600 };
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+        std::fs::rename(&tmp, path)?;
+        // (The rename changed its ctime: identify it after.)
+        let id = file_id(&std::fs::symlink_metadata(path)?);
+        Ok((
+            listener,
+            SocketFile {
+                path: path.to_path_buf(),
+                id,
+            },
+        ))
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    let _ = std::fs::remove_dir(&private);
+    bound.map_err(bind_err)
+}
+
+/// The control socket's path, removed on drop if it still is the socket
+/// [`bind`] created (never whatever replaced it).
+#[derive(Debug)]
+pub struct SocketFile {
+    path: PathBuf,
+    /// [`file_id`] of the socket bound.
+    id: (u64, u64, i64, i64),
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let ours = std::fs::symlink_metadata(&self.path).is_ok_and(|m| file_id(&m) == self.id);
+        if ours {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
-    let listener = UnixListener::bind(path).map_err(bind_err)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_err)?;
-    Ok(listener)
 }
 
 /// Clients served at once; the next one gets an error and is closed.

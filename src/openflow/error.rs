@@ -7,7 +7,7 @@
 //! refuses: it carries the [`OfpError`] to answer with, so the caller
 //! replies with an ERROR (see [`super::error_reply`]) instead of dropping
 //! the connection. [`EncodeError`] is returned when a message has no form
-//! in the requested version.
+//! in the requested version, or would not fit in 65535 bytes.
 //!
 //! # Limits
 //! OpenFlow 1.0 has no BAD_MATCH or BAD_INSTRUCTION type: those are sent as
@@ -364,6 +364,14 @@ pub enum EncodeError {
     /// The version is not one this codec speaks.
     #[error("unsupported OpenFlow version {0:#04x}")]
     BadVersion(u8),
+    /// The message would be longer than its 16-bit length field can say.
+    #[error("{msg_type:?} would be {len} bytes, more than an OpenFlow message holds (65535)")]
+    TooLong {
+        /// The message type.
+        msg_type: super::MsgType,
+        /// Its encoded length.
+        len: usize,
+    },
 }
 
 /// Framing errors on the byte stream.

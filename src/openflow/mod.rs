@@ -56,7 +56,10 @@
 //! No input makes the decoder panic (a property test feeds random bytes).
 //! For every message the decoder accepts, `decode(encode(m)) == m`, and
 //! flows from [`msg::FlowMod::to_flow`] print and re-parse to themselves
-//! with rvs's flow syntax.
+//! with rvs's flow syntax. No encoder hands out a message longer than
+//! [`MAX_MSG_LEN`], and every length field it writes is the length
+//! written (what cannot fit is cut where OpenFlow allows it, left out and
+//! counted, or refused: see [`encode`] and [`MultipartEncoder`]).
 //!
 //! # Thread-safety
 //! Pure functions.
@@ -244,8 +247,10 @@ fn put_header(b: &mut Vec<u8>, version: u8, t: u8, xid: u32) {
 /// Encodes `msg` for `version` with transaction id `xid`. A HELLO's
 /// header carries the highest version of its bitmap instead.
 ///
-/// Bodies longer than 64 KiB get a saturated length field; use
-/// [`encode_multipart_reply`] for large replies.
+/// No message is longer than [`MAX_MSG_LEN`]: a PACKET_IN's frame and a
+/// 1.0 FEATURES_REPLY's port list are cut to fit ([`msg::encode_body`]);
+/// any other message that would be longer is [`EncodeError::TooLong`]
+/// (use [`encode_multipart_reply`] for large replies).
 pub fn encode(version: u8, xid: u32, msg: &Message) -> Result<Vec<u8>, EncodeError> {
     let version = match msg {
         Message::Hello(h) if h.versions != 0 => (31 - h.versions.leading_zeros()) as u8,
@@ -268,14 +273,21 @@ pub fn encode(version: u8, xid: u32, msg: &Message) -> Result<Vec<u8>, EncodeErr
     let mut b = Vec::with_capacity(64);
     put_header(&mut b, version, t, xid);
     msg::encode_body(version, msg, &mut b)?;
-    let len = len16(b.len());
+    let Ok(len) = u16::try_from(b.len()) else {
+        return Err(EncodeError::TooLong {
+            msg_type: msg.msg_type(),
+            len: b.len(),
+        });
+    };
     patch_u16(&mut b, 2, len);
     Ok(b)
 }
 
 /// Encodes a multipart reply as one or more messages of at most
 /// `max_len` bytes (at least 1024), each but the last flagged
-/// OFPMPF_REPLY_MORE. An item larger than a message on its own goes alone.
+/// OFPMPF_REPLY_MORE. An item larger than `max_len` on its own goes
+/// alone; one that does not fit in a [`MAX_MSG_LEN`] message at all makes
+/// the reply [`EncodeError::TooLong`].
 pub fn encode_multipart_reply(
     version: u8,
     xid: u32,
@@ -286,6 +298,12 @@ pub fn encode_multipart_reply(
     let mut out = Vec::new();
     for i in multipart::encode_reply_items(version, body)? {
         out.extend(enc.push(&i));
+        if enc.n_skipped() > 0 {
+            return Err(EncodeError::TooLong {
+                msg_type: MsgType::MultipartReply,
+                len: enc.empty.len() + i.len(),
+            });
+        }
     }
     out.push(enc.finish());
     Ok(out)
@@ -307,6 +325,10 @@ pub fn encode_multipart_reply(
 /// msgs.push(enc.finish());
 /// assert!(msgs.len() > 1 && msgs.iter().all(|m| m.len() <= 1024));
 /// ```
+///
+/// An item that does not fit in a [`MAX_MSG_LEN`] message even alone (a
+/// flow whose actions take more than 64 KiB, which `rvsctl` can add) has
+/// no OpenFlow form: it is left out and counted ([`Self::n_skipped`]).
 #[derive(Debug)]
 pub struct MultipartEncoder {
     version: u8,
@@ -314,6 +336,8 @@ pub struct MultipartEncoder {
     empty: Vec<u8>,
     max_len: usize,
     cur: Vec<u8>,
+    /// Items left out because they cannot fit in any message.
+    skipped: usize,
 }
 
 impl MultipartEncoder {
@@ -337,7 +361,13 @@ impl MultipartEncoder {
             cur: empty.clone(),
             empty,
             max_len: max_len.clamp(1024, MAX_MSG_LEN),
+            skipped: 0,
         })
+    }
+
+    /// Items left out so far because they are too large for any message.
+    pub fn n_skipped(&self) -> usize {
+        self.skipped
     }
 
     /// Adds one FLOW stats entry; returns the previous message, complete
@@ -350,6 +380,10 @@ impl MultipartEncoder {
 
     /// Adds one encoded item (see [`Self::push_flow`]).
     fn push(&mut self, item: &[u8]) -> Option<Vec<u8>> {
+        if self.empty.len() + item.len() > MAX_MSG_LEN {
+            self.skipped += 1;
+            return None;
+        }
         let mut full = None;
         if self.cur.len() > self.empty.len() && self.cur.len() + item.len() > self.max_len {
             let mut m = std::mem::replace(&mut self.cur, self.empty.clone());

@@ -21,7 +21,7 @@ use super::error::{bad_request, flow_mod_failed, DecodeError, EncodeError, Error
 use super::multipart::{MultipartReply, MultipartRequest};
 use super::oxm::{decode_of10_match, decode_oxm_match, encode_of10_match, encode_oxm_match};
 use super::wire::{len16, put_string, put_u16, put_u32, put_u64, put_u8, put_zeros, Reader};
-use super::{port_from_of13, port_to_of13, OFP10_VERSION, OFP13_VERSION};
+use super::{port_from_of13, port_to_of13, HEADER_LEN, MAX_MSG_LEN, OFP10_VERSION, OFP13_VERSION};
 use flowtable::syntax::{Flow, FlowFilter};
 use flowtable::{Action, Match, PortNo, Priority, TableId};
 
@@ -307,7 +307,8 @@ pub mod packet_in_reason {
 pub struct PacketIn {
     /// Buffer id, [`NO_BUFFER`] in rvs.
     pub buffer_id: u32,
-    /// Full length of the frame.
+    /// Full length of the frame (65535 for longer frames: the field is
+    /// 16 bits in 1.0 and 1.3).
     pub total_len: u16,
     /// Why it was sent ([`packet_in_reason`]).
     pub reason: u8,
@@ -318,7 +319,9 @@ pub struct PacketIn {
     pub cookie: u64,
     /// Ingress port (1.3: an IN_PORT OXM in the match).
     pub in_port: PortNo,
-    /// The frame, possibly truncated to `max_len`.
+    /// The frame, possibly truncated to `max_len`. The encoder sends at
+    /// most what fits in a 65535-byte message (65517 bytes in 1.0, 65493
+    /// in 1.3).
     pub data: Vec<u8>,
 }
 
@@ -1118,9 +1121,16 @@ pub fn decode_body(version: u8, t: MsgType, body: &[u8]) -> Result<Message, Deco
     })
 }
 
-/// Encodes a message body (after the header) for `version`.
+/// Encodes a message body for `version`, appending it to `b`, which
+/// holds the message's header (and nothing else) already: the body is
+/// fitted to what remains of the [`MAX_MSG_LEN`] bytes a message holds
+/// (a PACKET_IN's frame is cut short, a 1.0 FEATURES_REPLY lists the
+/// ports that fit, as Open vSwitch does); other bodies are encoded whole
+/// and [`super::encode`] refuses one that is too long.
 pub fn encode_body(version: u8, msg: &Message, b: &mut Vec<u8>) -> Result<(), EncodeError> {
     let v10 = version == OFP10_VERSION;
+    // Where the message started, for what still fits (see above).
+    let start = b.len().saturating_sub(HEADER_LEN);
     let not_in = |what: &'static str| EncodeError::NotInVersion { what, version };
     match msg {
         Message::Hello(h) => {
@@ -1161,8 +1171,15 @@ pub fn encode_body(version: u8, msg: &Message, b: &mut Vec<u8>) -> Result<(), En
                 put_zeros(b, 3);
                 put_u32(b, f.capabilities);
                 put_u32(b, f.actions);
+                // Ports beyond 65535 bytes are left out (a controller
+                // then asks for PORT_DESC, as with Open vSwitch).
                 for p in &f.ports {
+                    let at = b.len();
                     encode_port(version, b, p);
+                    if b.len() - start > MAX_MSG_LEN {
+                        b.truncate(at);
+                        break;
+                    }
                 }
             } else {
                 put_u8(b, f.auxiliary_id);
@@ -1189,7 +1206,12 @@ pub fn encode_body(version: u8, msg: &Message, b: &mut Vec<u8>) -> Result<(), En
                 encode_oxm_match(b, &in_port_match(p.in_port));
                 put_zeros(b, 2);
             }
-            b.extend_from_slice(&p.data);
+            // The frame is cut to what fits in the message (total_len
+            // still says how long it was): a 64 KiB TSO frame sent with
+            // max_len NO_BUFFER loses its last bytes, not the stream its
+            // framing.
+            let room = MAX_MSG_LEN.saturating_sub(b.len() - start);
+            b.extend_from_slice(&p.data[..p.data.len().min(room)]);
         }
         Message::FlowRemoved(f) => {
             if v10 {

@@ -884,3 +884,164 @@ fn partial_oxm_masks_carry_only_the_fields_bits() {
     ];
     assert!(b.ends_with(&label), "{b:02x?}");
 }
+
+// ---- message length limits -------------------------------------------------
+
+/// Splits a byte stream into messages with [`frame`] and decodes each, as
+/// a controller would; panics if the stream does not frame exactly.
+fn decode_stream(mut s: &[u8]) -> Vec<(Header, Message)> {
+    let mut out = Vec::new();
+    while !s.is_empty() {
+        let n = frame(s, MAX_MSG_LEN)
+            .expect("framing")
+            .expect("a whole message");
+        out.push(decode(&s[..n]).expect("decodes"));
+        s = &s[n..];
+    }
+    out
+}
+
+/// A frame of `n` bytes: an Ethernet header, then a counting pattern.
+fn big_frame(n: usize) -> Vec<u8> {
+    let mut f = arp_frame()[..14].to_vec();
+    f.extend((0..n - 14).map(|i| (i % 251) as u8));
+    f
+}
+
+#[test]
+fn packet_in_of_a_70000_byte_frame_fits_and_the_stream_still_frames() {
+    let f = big_frame(70_000);
+    // What a CONTROLLER action with max_len NO_BUFFER (0xffff) punts.
+    let p = PacketIn::from_frame(PortNo(3), packet_in_reason::ACTION, 2, 9, &f, 0xffff);
+    for (v, room) in [(OFP10_VERSION, 65_535 - 18), (OFP13_VERSION, 65_535 - 42)] {
+        let mut stream = encode(v, 0, &Message::PacketIn(p.clone())).unwrap();
+        assert_eq!(stream.len(), MAX_MSG_LEN, "version {v}");
+        stream.extend(encode(v, 5, &Message::EchoRequest(b"after".to_vec())).unwrap());
+        let msgs = decode_stream(&stream);
+        assert_eq!(msgs.len(), 2, "version {v}");
+        let Message::PacketIn(back) = &msgs[0].1 else {
+            panic!("{:?}", msgs[0].1.msg_type())
+        };
+        assert_eq!(usize::from(msgs[0].0.length), MAX_MSG_LEN);
+        assert_eq!(back.total_len, u16::MAX, "saturated, version {v}");
+        assert_eq!(back.data.len(), room, "version {v}");
+        assert_eq!(back.data[..], f[..room], "version {v}");
+        assert_eq!(back.in_port, PortNo(3));
+        assert_eq!(
+            msgs[1],
+            (msgs[1].0, Message::EchoRequest(b"after".to_vec()))
+        );
+        assert_eq!(msgs[1].0.xid, 5);
+    }
+}
+
+#[test]
+fn packet_in_data_is_cut_exactly_at_the_message_limit() {
+    for (v, room) in [(OFP10_VERSION, 65_517), (OFP13_VERSION, 65_493)] {
+        for n in [room - 1, room, room + 1, 65_535, 65_536] {
+            let f = big_frame(n);
+            let p = PacketIn::from_frame(PortNo(1), packet_in_reason::ACTION, 0, 0, &f, 0xffff);
+            let b = encode(v, 0, &Message::PacketIn(p)).unwrap();
+            assert_eq!(b.len(), (n.min(room) + MAX_MSG_LEN - room), "v{v} n={n}");
+            let Message::PacketIn(back) = decode(&b).unwrap().1 else {
+                panic!()
+            };
+            assert_eq!(back.data.len(), n.min(room).min(65_535), "v{v} n={n}");
+            assert_eq!(usize::from(back.total_len), n.min(65_535), "v{v} n={n}");
+        }
+    }
+}
+
+#[test]
+fn features_reply_of10_lists_the_ports_that_fit() {
+    let ports: Vec<PortDesc> = (1..=2000).map(|i| port(i, "p", OFP10_VERSION)).collect();
+    let fr = FeaturesReply {
+        datapath_id: 1,
+        n_buffers: 0,
+        n_tables: 255,
+        auxiliary_id: 0,
+        capabilities: CAPABILITIES,
+        actions: OF10_ACTIONS,
+        ports,
+    };
+    let b = encode(OFP10_VERSION, 1, &Message::FeaturesReply(fr)).unwrap();
+    assert!(b.len() <= MAX_MSG_LEN);
+    let Message::FeaturesReply(back) = decode(&b).unwrap().1 else {
+        panic!()
+    };
+    // 32 bytes of header and fields, 48 per port.
+    assert_eq!(back.ports.len(), (MAX_MSG_LEN - 32) / 48);
+    assert_eq!(back.ports.last().unwrap().port_no, PortNo(1364));
+}
+
+#[test]
+fn oversized_messages_are_refused_not_sent_with_a_wrong_length() {
+    let e = Message::Error(ErrorMsg {
+        etype: 1,
+        code: 0,
+        data: vec![0; 70_000],
+    });
+    for v in [OFP10_VERSION, OFP13_VERSION] {
+        assert!(matches!(
+            encode(v, 0, &e),
+            Err(EncodeError::TooLong {
+                msg_type: MsgType::Error,
+                len: 70_012
+            })
+        ));
+        // An ERROR answering a maximal request quotes its first 64 bytes.
+        let req = encode(v, 7, &Message::EchoRequest(vec![1; MAX_MSG_LEN - 8])).unwrap();
+        assert_eq!(req.len(), MAX_MSG_LEN);
+        let err = error_reply(v, OfpError::new(ErrorType::BadRequest, 0), &req);
+        assert_eq!(err.len(), 8 + 4 + ERROR_DATA_LEN);
+        // An ECHO_REPLY to it is as long as the request, not longer.
+        let Message::EchoRequest(d) = decode(&req).unwrap().1 else {
+            panic!()
+        };
+        assert_eq!(
+            encode(v, 7, &Message::EchoReply(d)).unwrap().len(),
+            MAX_MSG_LEN
+        );
+    }
+}
+
+#[test]
+fn flow_stats_too_large_for_any_message_are_left_out_and_counted() {
+    let huge = flowtable::syntax::Flow {
+        actions: vec![Action::Note(vec![7; 70_000])],
+        ..flow("priority=5,actions=drop")
+    };
+    for v in [OFP10_VERSION, OFP13_VERSION] {
+        let mut enc = MultipartEncoder::new(v, 3, &MpReply::Flow(Vec::new()), MAX_MSG_LEN).unwrap();
+        let mut msgs = Vec::new();
+        for f in [
+            flow("priority=1,actions=drop"),
+            huge.clone(),
+            flow("priority=2,actions=drop"),
+        ] {
+            msgs.extend(enc.push_flow(&FlowStats::new(&f, 0, 0, 0)));
+        }
+        assert_eq!(enc.n_skipped(), 1);
+        msgs.push(enc.finish());
+        let stream: Vec<u8> = msgs.concat();
+        let mut prios = Vec::new();
+        for (h, m) in decode_stream(&stream) {
+            assert!(usize::from(h.length) <= MAX_MSG_LEN);
+            let Message::MultipartReply(MultipartReply {
+                body: MpReply::Flow(fs),
+                ..
+            }) = m
+            else {
+                panic!()
+            };
+            prios.extend(fs.iter().map(|f| f.priority));
+        }
+        assert_eq!(prios, [1, 2], "version {v}");
+        // Built whole, the same reply is refused.
+        let body = MpReply::Flow(vec![FlowStats::new(&huge, 0, 0, 0)]);
+        assert!(matches!(
+            encode_multipart_reply(v, 3, &body, MAX_MSG_LEN),
+            Err(EncodeError::TooLong { .. })
+        ));
+    }
+}

@@ -186,6 +186,8 @@ pub struct Rvsd {
     ctl_bin: PathBuf,
     /// Extra arguments given to every run.
     args: Vec<String>,
+    /// Extra environment variables of every run.
+    env: Vec<(String, String)>,
 }
 
 /// Path of `rvsctl` in the target directory of `rvsd`.
@@ -228,6 +230,16 @@ impl Rvsd {
 
     /// Like [`Rvsd::start`], with extra rvsd arguments (kept for restarts).
     pub fn start_with(args: &[&str]) -> Rvsd {
+        let mut d = Rvsd::spawn_with_env(args, &[]);
+        d.wait_ready();
+        d
+    }
+
+    /// Spawns a daemon with extra arguments and environment variables
+    /// (kept for restarts) and returns at once, without waiting for its
+    /// socket: the caller watches the start, then calls
+    /// [`Rvsd::wait_ready`].
+    pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Rvsd {
         SWEEP.call_once(sweep_stale);
         let dir = TempDir::new();
         let socket = dir.0.join("rvsd.sock");
@@ -241,8 +253,12 @@ impl Rvsd {
             log,
             ctl_bin: rvsctl_bin(),
             args: args.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
-        d.launch();
+        d.spawn();
         d
     }
 
@@ -258,12 +274,19 @@ impl Rvsd {
             .arg("--log-level")
             .arg("debug")
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         c
     }
 
     /// Spawns the daemon and waits (≤ 10 s) until it answers.
     fn launch(&mut self) {
+        self.spawn();
+        self.wait_ready();
+    }
+
+    /// Spawns the daemon (output to the log file).
+    fn spawn(&mut self) {
         assert!(self.child.is_none(), "rvsd is already running");
         let logf = std::fs::OpenOptions::new()
             .create(true)
@@ -277,6 +300,11 @@ impl Rvsd {
             .spawn()
             .expect("spawn rvsd");
         self.child = Some(child);
+    }
+
+    /// Waits (≤ 10 s) until the daemon answers on its socket; panics with
+    /// its log if it exits or does not answer.
+    pub fn wait_ready(&mut self) {
         let ready = poll(Duration::from_secs(10), || {
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(st)) = c.try_wait() {

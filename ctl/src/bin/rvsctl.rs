@@ -625,12 +625,20 @@ fn print_table(w: &mut dyn Write, cmd: &Cmd, reply: &Reply) {
         Reply::Controller {
             controllers,
             fail_mode,
+            failing,
             ..
         } => {
             if matches!(cmd, Cmd::GetFailMode { .. }) {
                 outln!(w, "{fail_mode}");
             } else {
                 controllers.iter().for_each(|c| outln!(w, "{c}"));
+                // stdout stays the list of targets, as ovs-vsctl prints it.
+                for f in failing {
+                    eprintln!(
+                        "rvsctl: controller {} is not running: {}",
+                        f.target, f.error
+                    );
+                }
             }
         }
         Reply::Apply { changes, applied } => {

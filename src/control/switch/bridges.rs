@@ -100,6 +100,7 @@ impl Switch {
                 ports,
                 flows,
                 controllers: Vec::new(),
+                failing: BTreeMap::new(),
                 secure: false,
                 datapath_id: None,
                 of,
@@ -250,28 +251,81 @@ impl Switch {
                 "set-controller {name}: {d} is given twice"
             )));
         }
-        self.check_listeners(name, targets)?;
+        let failing = self.check_listeners(name, targets)?;
         let b = self.bridge_mut(name)?;
         b.controllers = targets.to_vec();
+        b.failing = failing;
         b.of.configure(!b.controllers.is_empty(), b.secure);
         Ok(Self::done("", targets.len() as u64))
     }
 
     /// A new passive target must be free: not another bridge's, and (for
     /// `ptcp:`) bindable now, so a busy or foreign address is an error for
-    /// the user instead of a listener retrying in the background. Restoring
-    /// saved state skips the bind (the listener retries and logs).
-    pub(super) fn check_listeners(&self, name: &str, targets: &[String]) -> Result<()> {
-        let current = &self.bridge(name)?.controllers;
-        for t in targets.iter().filter(|t| !current.contains(t)) {
+    /// the user instead of a listener retrying in the background; a
+    /// `punix:` path must pass [`Punix::check`] (nothing but this bridge's
+    /// stale socket is ever replaced). Restoring saved state skips the
+    /// `ptcp:` bind (the listener retries and logs) and does not fail on a
+    /// `punix:` path that became unusable: that target is returned as
+    /// failing (logged, kept configured, not started), so that rvsd
+    /// still starts and can be managed. Targets failing before count as
+    /// new: they are checked again.
+    pub(super) fn check_listeners(
+        &self,
+        name: &str,
+        targets: &[String],
+    ) -> Result<BTreeMap<String, String>> {
+        use crate::control::punix::normalize;
+        let b = self.bridge(name)?;
+        let mut failing = BTreeMap::new();
+        let mut paths: Vec<(std::path::PathBuf, &String)> = Vec::new();
+        for t in targets {
             let target = t.parse::<Target>();
-            if !target.as_ref().is_ok_and(Target::is_passive) {
+            let new = !b.controllers.contains(t) || b.failing.contains_key(t);
+            if let Ok(Target::PUnix(p)) = &target {
+                let n = normalize(p);
+                if let Some((_, other)) = paths.iter().find(|(q, _)| *q == n) {
+                    return Err(invalid(format!(
+                        "set-controller {name}: {t} and {other} are the same socket; nothing was changed"
+                    )));
+                }
+                paths.push((n.clone(), t));
+                if !new {
+                    continue;
+                }
+                let other = self.bridges.values().find(|o| {
+                    o.name != name
+                        && o.controllers.iter().any(
+                            |c| matches!(c.parse(), Ok(Target::PUnix(q)) if normalize(&q) == n),
+                        )
+                });
+                let problem = match other {
+                    Some(o) => Some(format!("is already a controller of bridge {}", o.name)),
+                    None => self
+                        .punix
+                        .check(p, self.restoring)
+                        .err()
+                        .map(|e| e.to_string()),
+                };
+                let Some(problem) = problem else { continue };
+                if !self.restoring {
+                    return Err(invalid(format!(
+                        "set-controller {name}: {t}: {problem}; nothing was changed"
+                    )));
+                }
+                log::error!(
+                    "bridge {name}: controller {t} from the saved state cannot listen: {problem}; \
+                     it stays configured but does not run (set-controller again once the path is usable)"
+                );
+                failing.insert(t.clone(), problem);
+                continue;
+            }
+            if !new || !matches!(target, Ok(Target::PTcp(_) | Target::PSsl(_))) {
                 continue;
             }
             if let Some(other) = self
                 .bridges
                 .values()
-                .find(|b| b.name != name && b.controllers.contains(t))
+                .find(|o| o.name != name && o.controllers.contains(t))
             {
                 return Err(invalid(format!(
                     "set-controller {name}: {t} is already a controller of bridge {}",
@@ -286,7 +340,7 @@ impl Switch {
                 })?;
             }
         }
-        Ok(())
+        Ok(failing)
     }
 
     /// What each datapath worker polls and did (`pmd-stats-show`).

@@ -37,6 +37,7 @@ use crate::control::convert;
 use crate::control::flows::{BridgeFlows, FlowChange, FlowError, FlowRemovedSink};
 use crate::control::journal::{Durable, Journal, Record, Snapshot};
 use crate::control::ofchannel::Target;
+use crate::control::punix::Punix;
 use crate::control::state::StateStore;
 use crate::datapath::controller::{OfShared, PacketInSink};
 use crate::datapath::counters::PortShared;
@@ -123,6 +124,10 @@ struct BridgeState {
     flows: BridgeFlows,
     /// OpenFlow controller targets, as given.
     controllers: Vec<String>,
+    /// Targets restored from saved state that cannot run (a `punix:`
+    /// path that became unusable), with why: kept configured, not
+    /// started, reported by `get-controller`.
+    failing: BTreeMap<String, String>,
     /// Fail mode `secure` (false: `standalone`).
     secure: bool,
     /// Datapath id set with `set bridge BR datapath-id=`.
@@ -211,6 +216,8 @@ pub struct Switch {
     flow_removed: Option<FlowRemovedSink>,
     /// rvsd has TLS certificates: `ssl:`/`pssl:` targets are accepted.
     tls: bool,
+    /// What `punix:` listeners may not take, and the sockets they hold.
+    punix: Punix,
 }
 
 impl std::fmt::Debug for Switch {
@@ -228,6 +235,7 @@ impl Switch {
         store: Option<StateStore>,
         workers: usize,
     ) -> std::io::Result<Switch> {
+        let punix = Punix::new(store.as_ref().map(StateStore::dir));
         Ok(Switch {
             bridges: BTreeMap::new(),
             owner: HashMap::new(),
@@ -239,6 +247,7 @@ impl Switch {
             packet_in_sink: None,
             changed: Arc::new(tokio::sync::Notify::new()),
             journal: None,
+            punix,
             records: Vec::new(),
             flow_removed: None,
             tls: false,
@@ -377,6 +386,14 @@ impl Switch {
                 let b = self.bridge(&bridge)?;
                 Ok(Reply::Controller {
                     controllers: b.controllers.clone(),
+                    failing: b
+                        .failing
+                        .iter()
+                        .map(|(target, error)| rvs_ctl::proto::FailingController {
+                            target: target.clone(),
+                            error: error.clone(),
+                        })
+                        .collect(),
                     connected: b.of.peers(),
                     fail_mode: if b.secure { "secure" } else { "standalone" }.to_string(),
                     datapath_id: format!("{:016x}", b.dpid()),

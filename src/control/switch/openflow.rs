@@ -80,7 +80,7 @@ pub struct OfBridge {
     pub id: u32,
     /// Datapath id.
     pub dpid: u64,
-    /// Controller targets (validated).
+    /// Controller targets to run (validated; failing ones left out).
     pub targets: Vec<Target>,
     /// Controller state.
     pub of: Arc<OfShared>,
@@ -124,6 +124,17 @@ impl Switch {
         self.packet_in_sink = Some(sink);
     }
 
+    /// Records rvsd's control socket, which no `punix:` target may take.
+    pub fn set_control_socket(&mut self, path: &std::path::Path) {
+        self.punix.set_control_socket(path);
+    }
+
+    /// The sockets the `punix:` listeners hold (the channel registers
+    /// them; targets check against them).
+    pub fn punix_bound(&self) -> crate::control::punix::Bound {
+        self.punix.bound()
+    }
+
     /// Notified after every accepted change.
     pub fn changed(&self) -> Arc<tokio::sync::Notify> {
         self.changed.clone()
@@ -140,6 +151,7 @@ impl Switch {
                 targets: b
                     .controllers
                     .iter()
+                    .filter(|t| !b.failing.contains_key(*t))
                     .filter_map(|t| t.parse().ok())
                     .collect(),
                 of: b.of.clone(),
