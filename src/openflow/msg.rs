@@ -1134,10 +1134,12 @@ pub fn encode_body(version: u8, msg: &Message, b: &mut Vec<u8>) -> Result<(), En
     let not_in = |what: &'static str| EncodeError::NotInVersion { what, version };
     match msg {
         Message::Hello(h) => {
-            // OVS omits the bitmap when it is exactly 1..=version.
+            // OVS omits the bitmap when it is exactly 1..=version. An
+            // empty set (no version at all) always says so explicitly:
+            // without a bitmap the header version would imply some.
             let top = 31 - h.versions.leading_zeros().min(31);
-            let contiguous = h.versions == versions_upto(top);
-            if !contiguous && version >= OFP13_VERSION {
+            let contiguous = h.versions != 0 && h.versions == versions_upto(top);
+            if !contiguous && (version >= OFP13_VERSION || h.versions == 0) {
                 put_u16(b, HELLO_ELEM_VERSIONBITMAP);
                 put_u16(b, 8);
                 put_u32(b, h.versions);

@@ -262,7 +262,8 @@ pub mod tfp {
 pub struct TableFeatureProp {
     /// [`tfp`] type.
     pub prop_type: u16,
-    /// The ids, as the type says.
+    /// The ids, as the type says (an experimenter OXM header is followed
+    /// by its experimenter id).
     pub ids: Vec<u32>,
 }
 
@@ -597,11 +598,13 @@ fn decode_props(r: &mut Reader<'_>) -> Result<Vec<TableFeatureProp>, DecodeError
             tfp::MATCH..=tfp::APPLY_SETFIELD_MISS => {
                 while pr.remaining() >= 4 {
                     let h = pr.u32("oxm")?;
-                    // Experimenter OXMs carry a 4-byte experimenter id.
-                    if h >> 16 == 0xffff {
-                        pr.skip(4, "experimenter")?;
-                    }
                     ids.push(h);
+                    // Experimenter OXMs carry a 4-byte experimenter id:
+                    // kept as the next id, so the list encodes back as it
+                    // came.
+                    if h >> 16 == 0xffff {
+                        ids.push(pr.u32("experimenter")?);
+                    }
                 }
             }
             // Experimenter properties are ignored.
