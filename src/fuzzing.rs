@@ -10,6 +10,7 @@
 //! | target | surface |
 //! |---|---|
 //! | [`openflow`] | a controller's byte stream: framing, decoding of each message, ERROR replies to it, and encode → decode → encode of what decoded |
+//! | [`openflow_session`] | a controller session's message sequence against a bridge's flow table: negotiation, FLOW_MODs, bundles, expiry |
 //! | [`flow_syntax`] | `add-flows` text: parse, print, parse again |
 //! | [`packet`] | a received frame with its virtio-net header: key extraction, checksum completion, GSO segmentation, header rewrites and VLAN push/pop |
 //! | [`control`] | a control-socket request line (`rvsctl`'s JSON protocol) |
@@ -23,9 +24,10 @@
 //! the fuzzer reports as a crash.
 //!
 //! # Limits
-//! The OpenFlow target exercises the codec over message sequences, not
-//! the connection task with a live switch (that needs a bridge with a
-//! netdev; the os-ken and `ovs-ofctl` tests cover it with real peers).
+//! The session target drives the flow table and bundle state machines the
+//! connection task drives, not the task itself with a live switch (that
+//! needs a bridge with a netdev; the os-ken and `ovs-ofctl` tests cover
+//! it with real peers): no statistics, PACKET_OUT or async config.
 //! The configuration target stops at the schema and its checks, before the
 //! apply planner creates ports.
 
@@ -35,7 +37,10 @@ use flowtable::rewrite;
 use flowtable::syntax::{fmt_flow, parse_flows};
 use flowtable::PortNo;
 
-use crate::openflow as of;
+use crate::control::flows::BridgeFlows;
+use crate::control::switch::{apply_flow_mod, apply_flow_mods_atomic};
+use crate::openflow::{self as of, Message};
+use flowtable::syntax::FlowFilter;
 
 /// Longest input worth looking at (bigger inputs only slow the fuzzer).
 const MAX_INPUT: usize = 1 << 17;
@@ -81,6 +86,96 @@ pub fn openflow(data: &[u8]) {
         let again = of::encode(h2.version, h2.xid, &m2)
             .unwrap_or_else(|e| panic!("re-encoding {m2:?}: {e}"));
         assert_eq!(again, bytes, "encoding is not stable: {m:?} -> {m2:?}");
+    }
+}
+
+/// Flows a session's table may hold: small, so that TABLE_FULL is met.
+const SESSION_FLOW_LIMIT: usize = 64;
+
+/// Every flow of `flows`, printed and sorted: the table's observable state.
+fn table_text(flows: &BridgeFlows) -> Vec<String> {
+    let mut v: Vec<String> = flows
+        .entries(&FlowFilter::default())
+        .iter()
+        .map(|e| fmt_flow(&crate::datapath::pipeline::flow_of(e), None))
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// A controller session against one bridge's flow table, message by
+/// message: HELLO negotiation first (as the channel does), then FLOW_MODs
+/// applied in place and published per message, ONF bundles (open, add,
+/// close, commit, discard) committed atomically, flow expiry on a clock
+/// that advances with every message. Checks: a bundle whose commit fails
+/// leaves the table exactly as before; the published pipeline always
+/// holds as many flows as the table says; the limit is never exceeded.
+pub fn openflow_session(data: &[u8]) {
+    let data = &data[..data.len().min(MAX_INPUT)];
+    let mut flows = BridgeFlows::new("fuzz", 1);
+    flows.set_limit(SESSION_FLOW_LIMIT);
+    let mut bundles = crate::control::bundle::Bundles::default();
+    let mut version = None;
+    let mut now = 0u64;
+    let mut off = 0;
+    while let Ok(Some(n)) = of::frame(&data[off..], of::MAX_MSG_LEN) {
+        let raw = &data[off..off + n];
+        off += n;
+        now += u64::from(raw[n - 1]) * 16;
+        flows.expire(now);
+        let Ok((h, m)) = of::decode(raw) else {
+            continue;
+        };
+        let Some(v) = version else {
+            if let Message::Hello(hello) = &m {
+                version = of::negotiate(of::SUPPORTED_VERSIONS, hello);
+            }
+            continue;
+        };
+        if h.version != v {
+            continue;
+        }
+        let of10 = v == of::OFP10_VERSION;
+        match &m {
+            Message::FlowMod(fm) => {
+                let _ = apply_flow_mod(&mut flows, fm, of10, now);
+            }
+            Message::Experimenter(e) => {
+                if let Some(crate::control::bundle::Outcome::Commit(c)) =
+                    bundles.handle(v, h.xid, e, raw)
+                {
+                    let before = table_text(&flows);
+                    let r = apply_flow_mods_atomic(&mut flows, &c.msgs, of10, now);
+                    if r.is_err() {
+                        assert_eq!(
+                            table_text(&flows),
+                            before,
+                            "a failed bundle changed the table"
+                        );
+                    }
+                    let replies = crate::control::bundle::Bundles::committed(v, &c, r);
+                    for b in replies {
+                        assert!(
+                            matches!(of::frame(&b, of::MAX_MSG_LEN), Ok(Some(l)) if l == b.len())
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+        flows.publish();
+        let _ = flows.take_changes();
+        assert!(
+            flows.len() <= SESSION_FLOW_LIMIT,
+            "{} flows over the limit",
+            flows.len()
+        );
+        let published = flows.shared().load().n_flows();
+        assert_eq!(
+            published,
+            flows.len(),
+            "published pipeline disagrees with the table"
+        );
     }
 }
 
@@ -216,6 +311,7 @@ pub type Target = fn(&[u8]);
 /// The targets by name, for the regression test and the fuzz binaries.
 pub const TARGETS: &[(&str, Target)] = &[
     ("openflow", openflow),
+    ("openflow_session", openflow_session),
     ("flow_syntax", flow_syntax),
     ("packet", packet),
     ("control", control),

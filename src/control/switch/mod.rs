@@ -52,6 +52,7 @@ mod apply;
 mod bridges;
 mod flow_requests;
 mod openflow;
+pub use openflow::{apply_flow_mod, apply_flow_mods_atomic};
 mod persist;
 mod ports;
 mod toml_lines;

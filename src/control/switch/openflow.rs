@@ -12,7 +12,7 @@
 use super::*;
 
 /// Applies one OpenFlow FLOW_MOD to `flows` (not published).
-pub(super) fn apply_flow_mod(
+pub fn apply_flow_mod(
     flows: &mut BridgeFlows,
     fm: &crate::openflow::msg::FlowMod,
     of10: bool,
@@ -53,6 +53,25 @@ pub(super) fn apply_flow_mod(
             Ok(())
         }
     }
+}
+
+/// Applies `fms` to `flows` all or none (not published): on the first
+/// failure, at message `i`, everything before it is rolled back.
+pub fn apply_flow_mods_atomic(
+    flows: &mut BridgeFlows,
+    fms: &[crate::openflow::msg::FlowMod],
+    of10: bool,
+    now: u64,
+) -> std::result::Result<(), (usize, crate::openflow::error::OfpError)> {
+    flows.begin();
+    for (i, fm) in fms.iter().enumerate() {
+        if let Err(e) = apply_flow_mod(flows, fm, of10, now) {
+            flows.rollback();
+            return Err((i, e));
+        }
+    }
+    flows.commit();
+    Ok(())
 }
 
 /// [`OfTableCounts`] of all 255 tables of `p` (the lookup counters are
@@ -209,20 +228,9 @@ impl Switch {
         let Some(b) = self.bridges.get_mut(bridge) else {
             return Ok(());
         };
-        b.flows.begin();
-        let mut failed = None;
-        for (i, fm) in fms.iter().enumerate() {
-            if let Err(e) = apply_flow_mod(&mut b.flows, fm, of10, now) {
-                failed = Some((i, e));
-                break;
-            }
-        }
-        match failed {
-            Some(_) => b.flows.rollback(),
-            None => b.flows.commit(),
-        }
+        let r = apply_flow_mods_atomic(&mut b.flows, fms, of10, now);
         self.commit_flows(bridge);
-        failed.map_or(Ok(()), Err)
+        r
     }
 
     /// Flows of `bridge` that `filter` selects (loosely), in `dump-flows`
