@@ -672,7 +672,8 @@ fn decode_hello(version: u8, r: &mut Reader<'_>) -> Hello {
         };
         let _ = r.skip(len.next_multiple_of(8) - len, "elem pad");
         if t == HELLO_ELEM_VERSIONBITMAP && body.len() >= 4 {
-            let versions = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+            // Bit 0 would be version 0, which does not exist.
+            let versions = u32::from_be_bytes([body[0], body[1], body[2], body[3]]) & !1;
             return Hello { versions };
         }
     }

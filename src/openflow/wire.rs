@@ -107,7 +107,12 @@ pub(crate) fn put_zeros(b: &mut Vec<u8>, n: usize) {
 /// at least one NUL).
 pub(crate) fn put_string(b: &mut Vec<u8>, s: &str, n: usize) {
     let bytes = s.as_bytes();
-    let k = bytes.len().min(n.saturating_sub(1));
+    // Cut at a character boundary: half a UTF-8 sequence would come back
+    // as U+FFFD, a different (and longer) name.
+    let mut k = bytes.len().min(n.saturating_sub(1));
+    while !s.is_char_boundary(k) {
+        k -= 1;
+    }
     b.extend_from_slice(&bytes[..k]);
     put_zeros(b, n - k);
 }
