@@ -155,6 +155,13 @@ pub enum Command {
         /// The frame.
         data: Vec<u8>,
     },
+    /// Debug builds only: make worker 0 fail (for the supervision tests;
+    /// see `rvsd --debug-faults`).
+    #[cfg(debug_assertions)]
+    DebugFault {
+        /// What to do.
+        fault: WorkerFault,
+    },
     /// Trace a synthetic packet.
     Trace {
         /// Bridge id.
@@ -164,6 +171,16 @@ pub enum Command {
         /// Where to send the result.
         reply: Reply<xlate::Trace>,
     },
+}
+
+/// A failure a debug build can inject into a worker.
+#[cfg(debug_assertions)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkerFault {
+    /// `panic!` in the worker thread.
+    Panic,
+    /// The worker loop returns an error.
+    Error,
 }
 
 impl std::fmt::Debug for Command {
@@ -183,6 +200,8 @@ impl std::fmt::Debug for Command {
             Command::Trace { .. } => "Trace",
             Command::Barrier { .. } => "Barrier",
             Command::PacketOut { .. } => "PacketOut",
+            #[cfg(debug_assertions)]
+            Command::DebugFault { .. } => "DebugFault",
         })
     }
 }

@@ -320,6 +320,16 @@ impl Rvsd {
         self.launch();
     }
 
+    /// Waits (≤ `limit`) for the daemon to exit by itself and reaps it:
+    /// its exit status, or `None` (and it keeps running) at the deadline.
+    /// It can be started again with [`Rvsd::restart`].
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let c = self.child.as_mut().expect("rvsd is not running");
+        let st = wait_child(c, limit)?;
+        self.child = None;
+        Some(st)
+    }
+
     /// Whether the daemon process is still running.
     pub fn running(&mut self) -> bool {
         match self.child.as_mut() {

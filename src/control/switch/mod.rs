@@ -185,6 +185,16 @@ fn parse_fail_mode(v: &str) -> Option<bool> {
     }
 }
 
+/// Whether `req` is the debug-build fault request (which changes nothing).
+fn is_debug_fault(req: &Request) -> bool {
+    #[cfg(debug_assertions)]
+    if matches!(req, Request::DebugFault { .. }) {
+        return true;
+    }
+    let _ = req;
+    false
+}
+
 /// The whole switch.
 pub struct Switch {
     bridges: BTreeMap<String, BridgeState>,
@@ -209,6 +219,9 @@ pub struct Switch {
     records: Vec<Record>,
     /// Where FLOW_REMOVED events go (set by the OpenFlow channel).
     flow_removed: Option<FlowRemovedSink>,
+    /// Debug builds: whether [`Request::DebugFault`] is served.
+    #[cfg(debug_assertions)]
+    debug_faults: bool,
 }
 
 impl std::fmt::Debug for Switch {
@@ -239,7 +252,54 @@ impl Switch {
             journal: None,
             records: Vec::new(),
             flow_removed: None,
+            #[cfg(debug_assertions)]
+            debug_faults: false,
         })
+    }
+
+    /// Datapath workers that stopped by themselves (see
+    /// [`WorkerSet::exits`]); `rvsd` exits on the first.
+    pub fn worker_exits(&self) -> crossbeam_channel::Receiver<crate::datapath::worker::WorkerExit> {
+        self.worker.exits()
+    }
+
+    /// Debug builds: serve [`Request::DebugFault`] (`rvsd --debug-faults`).
+    #[cfg(debug_assertions)]
+    pub fn enable_debug_faults(&mut self) {
+        self.debug_faults = true;
+    }
+
+    /// Debug builds: the failure [`Request::DebugFault`] asks for.
+    #[cfg(debug_assertions)]
+    fn debug_fault(&mut self, fault: &str) -> Result<Reply> {
+        use crate::datapath::WorkerFault;
+        if !self.debug_faults {
+            return Err(invalid(
+                "debug faults are off (start a debug build of rvsd with --debug-faults)",
+            ));
+        }
+        log::warn!("injecting fault {fault} (debug request)");
+        match fault {
+            "control-panic" => panic!("injected fault: control-plane panic"),
+            "task-panic" => {
+                let rt = tokio::runtime::Handle::try_current().map_err(|e| {
+                    reject(ErrorKind::Internal, format!("task-panic: no runtime: {e}"))
+                })?;
+                rt.spawn(async { panic!("injected fault: tokio task panic") });
+            }
+            "worker-panic" => self.worker.send(Command::DebugFault {
+                fault: WorkerFault::Panic,
+            }),
+            "worker-error" => self.worker.send(Command::DebugFault {
+                fault: WorkerFault::Error,
+            }),
+            other => {
+                return Err(invalid(format!(
+                    "debug fault {other:?}: expected control-panic, task-panic, worker-panic or worker-error"
+                )))
+            }
+        }
+        Ok(Self::done(format!("fault {fault} injected"), 1))
     }
 
     /// Waits until the datapath carried out what was sent to it.
@@ -288,7 +348,7 @@ impl Switch {
                 | Request::Export {}
                 | Request::GetController { .. }
                 | Request::Apply { dry_run: true, .. }
-        );
+        ) && !is_debug_fault(&req);
         let flows_only = matches!(
             req,
             Request::AddFlows { .. }
@@ -447,6 +507,8 @@ impl Switch {
                 let cfg = Config::parse(&text, &origin).map_err(|e| invalid(e.to_string()))?;
                 self.apply_text(&cfg, &text, &origin, dry_run)
             }
+            #[cfg(debug_assertions)]
+            Request::DebugFault { fault } => self.debug_fault(&fault),
             // The connection assembles uploads (control::server).
             Request::Upload { .. } | Request::WithUpload { .. } => Err(reject(
                 ErrorKind::BadRequest,
