@@ -33,13 +33,13 @@ impl Switch {
             ));
         }
         self.check_new_netdev_name(name, &format!("add-br {name}"))?;
-        if netdev::exists(name) {
+        if self.netdevs.exists(name) {
             return Err(reject(
                 ErrorKind::Exists,
                 format!("add-br {name}: a network device named {name} already exists"),
             ));
         }
-        let local = TapPort::create(name).map_err(|e| {
+        let local = self.netdevs.create_tap(name).map_err(|e| {
             reject(
                 ErrorKind::System,
                 format!("add-br {name}: creating its LOCAL tap: {e}"),
@@ -70,7 +70,7 @@ impl Switch {
             bridge: id,
             ofport: PortNo::LOCAL,
             name: name.to_string(),
-            io: Some(Arc::new(PortIo::Tap(local))),
+            io: Some(Arc::new(local)),
             owner: worker,
             shared: shared.clone(),
             vlan: vlan.clone(),
@@ -86,7 +86,7 @@ impl Switch {
                 vlan_mode_set: false,
                 peer: None,
                 shared,
-                mac: netdev::mac(name).map(|m| m.0).unwrap_or_default(),
+                mac: self.netdevs.mac(name).unwrap_or_default(),
                 worker,
             },
         );

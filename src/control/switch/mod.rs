@@ -4,8 +4,12 @@
 //! # What?
 //! [`Switch`] validates every request completely before changing anything
 //! (a rejected request leaves the configuration as it was), then applies it:
-//! it creates TAPs and AF_PACKET sockets, hands their fds to the datapath
-//! worker, edits and publishes flow tables.
+//! it creates TAPs and AF_PACKET sockets (through [`Netdevs`]: the kernel,
+//! or an in-memory fake in unit tests), hands their fds to the datapath
+//! worker, edits and publishes flow tables. The one request that can fail
+//! after changing something is an `apply` whose rollback the kernel
+//! refuses; it says so, and the configuration it leaves is saved
+//! ([`apply`]).
 //!
 //! # Design
 //! This module holds the model (bridges, ports, the request dispatch);
@@ -45,7 +49,7 @@ use crate::datapath::worker::WorkerSet;
 use crate::datapath::xlate::BridgeRt;
 use crate::datapath::Command;
 use crate::netdev;
-use crate::port::{AfPacketPort, PortIo, PortKind, TapPort};
+use crate::port::{Kernel, Netdevs, PortKind};
 
 mod apply;
 mod bridges;
@@ -201,6 +205,8 @@ pub struct Switch {
     /// Port name → bridge name (LOCAL ports included).
     owner: HashMap<String, String>,
     worker: WorkerSet,
+    /// Where ports come from (the kernel; a fake in unit tests).
+    netdevs: Arc<dyn Netdevs>,
     next_bridge_id: u32,
     epoch: Instant,
     /// Where accepted changes are persisted (`None` in unit tests).
@@ -219,6 +225,9 @@ pub struct Switch {
     records: Vec<Record>,
     /// Where FLOW_REMOVED events go (set by the OpenFlow channel).
     flow_removed: Option<FlowRemovedSink>,
+    /// Set by a request that changed the configuration even though it
+    /// failed (an `apply` whose rollback ran): it is journaled as is.
+    config_touched: bool,
     /// Debug builds: whether [`Request::DebugFault`] is served.
     #[cfg(debug_assertions)]
     debug_faults: bool,
@@ -239,10 +248,21 @@ impl Switch {
         store: Option<StateStore>,
         workers: usize,
     ) -> std::io::Result<Switch> {
+        Switch::with_netdevs(epoch, store, workers, Arc::new(Kernel))
+    }
+
+    /// [`Switch::new`] with ports made by `netdevs` (a test double).
+    pub fn with_netdevs(
+        epoch: Instant,
+        store: Option<StateStore>,
+        workers: usize,
+        netdevs: Arc<dyn Netdevs>,
+    ) -> std::io::Result<Switch> {
         Ok(Switch {
             bridges: BTreeMap::new(),
             owner: HashMap::new(),
             worker: WorkerSet::spawn(epoch, workers)?,
+            netdevs,
             next_bridge_id: 0,
             epoch,
             store,
@@ -252,6 +272,7 @@ impl Switch {
             journal: None,
             records: Vec::new(),
             flow_removed: None,
+            config_touched: false,
             #[cfg(debug_assertions)]
             debug_faults: false,
         })
@@ -356,8 +377,12 @@ impl Switch {
                 | Request::DelFlows { .. }
                 | Request::ReplaceFlows { .. }
         );
+        self.config_touched = false;
         let r = self.dispatch(req);
-        if r.is_ok() && mutating {
+        // A failed apply may have left changes (a rollback step the kernel
+        // refused): what runs is what must be saved.
+        let touched = std::mem::take(&mut self.config_touched);
+        if (r.is_ok() && mutating) || touched {
             self.changed.notify_one();
             if !flows_only && self.journal.is_some() {
                 self.records.push(Record::Config {
