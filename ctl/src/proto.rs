@@ -110,7 +110,8 @@ pub enum Request {
         /// `key=value` settings.
         settings: Vec<(String, String)>,
     },
-    /// Change a bridge's knobs (`mac-aging-time`, `mac-table-size`).
+    /// Change a bridge's knobs (`mac-aging-time`, `mac-table-size`,
+    /// `datapath-id`, `flow-limit`, `vlan-limit`).
     SetBridge {
         /// Bridge name.
         name: String,

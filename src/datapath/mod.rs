@@ -114,6 +114,13 @@ pub enum Command {
         /// Peer (bridge id, ofport).
         peer: Option<(u32, PortNo)>,
     },
+    /// Set a bridge's `vlan-limit` (every worker keeps its own copy).
+    SetVlanLimit {
+        /// Bridge id.
+        bridge: u32,
+        /// VLAN headers parsed into flow keys (0: all).
+        limit: u8,
+    },
     /// MAC learning knobs.
     SetBridgeKnobs {
         /// Bridge id.
@@ -195,6 +202,7 @@ impl std::fmt::Debug for Command {
             Command::SetPortVlan { .. } => "SetPortVlan",
             Command::SetPatchPeer { .. } => "SetPatchPeer",
             Command::SetBridgeKnobs { .. } => "SetBridgeKnobs",
+            Command::SetVlanLimit { .. } => "SetVlanLimit",
             Command::FdbShow { .. } => "FdbShow",
             Command::FdbFlush { .. } => "FdbFlush",
             Command::Trace { .. } => "Trace",

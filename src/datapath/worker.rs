@@ -457,6 +457,15 @@ impl Worker {
                     }
                 }
             }
+            Command::SetVlanLimit { bridge, limit } => {
+                if let Some(b) = self
+                    .bridges
+                    .get_mut(bridge as usize)
+                    .and_then(Option::as_mut)
+                {
+                    b.vlan_limit = limit;
+                }
+            }
             Command::SetBridgeKnobs {
                 bridge,
                 aging_s,

@@ -422,6 +422,10 @@ impl Switch {
             if want_limit != cur_limit {
                 knobs.push(("flow-limit".to_string(), want_limit.to_string()));
             }
+            let want_vlans = wb.and_then(|b| b.vlan_limit).unwrap_or(DEFAULT_VLAN_LIMIT);
+            if want_vlans != cur.map_or(DEFAULT_VLAN_LIMIT, |c| c.vlan_limit) {
+                knobs.push(("vlan-limit".to_string(), want_vlans.to_string()));
+            }
             let want_ctl = wb.map(|b| b.controller.clone()).unwrap_or_default();
             if cur.map_or(!want_ctl.is_empty(), |c| c.controllers != want_ctl) {
                 adds.push(Change::SetController {

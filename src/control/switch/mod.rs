@@ -75,6 +75,8 @@ pub const MAX_FLOW_LIMIT: usize = 100_000_000;
 pub const DEFAULT_AGING_S: u32 = 300;
 /// Default MAC table size, entries.
 pub const DEFAULT_TABLE_SIZE: u32 = 8192;
+/// Default `vlan-limit` (OVS's): the outer VLAN tag only.
+pub const DEFAULT_VLAN_LIMIT: u32 = 1;
 
 /// A rejected request: category and message.
 #[derive(Debug, Clone)]
@@ -131,6 +133,8 @@ struct BridgeState {
     secure: bool,
     /// Datapath id set with `set bridge BR datapath-id=`.
     datapath_id: Option<u64>,
+    /// `vlan-limit` as configured (0: unlimited).
+    vlan_limit: u32,
     /// Controller state shared with the channel and the worker.
     of: Arc<OfShared>,
 }
