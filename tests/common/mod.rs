@@ -37,6 +37,8 @@ use std::sync::{mpsc, Once};
 use std::time::{Duration, Instant};
 
 use rvs_ctl::proto::{FdbEntry, FlowInfo, PortInfo, PortStats};
+
+pub mod ovs;
 use serde_json::Value;
 
 // ---- root and names ------------------------------------------------------
