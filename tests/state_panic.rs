@@ -40,7 +40,7 @@ fn panics_and_dead_workers_exit_and_a_restart_restores_the_state() {
     }
     let mut d = Rvsd::start_with(&["--debug-faults", "--workers", "2"]);
     let br = d.add_br();
-    d.ok(&["set", "bridge", &br, "mac-aging-time=99"]);
+    d.ok(&["set", "bridge", &br, "mac-aging-time=99", "vlan-limit=2"]);
     let port = uniq('p');
     d.ok(&["add-port", &br, &port, "tag=10"]);
     for f in FLOWS {
@@ -101,7 +101,9 @@ fn panics_and_dead_workers_exit_and_a_restart_restores_the_state() {
         d.restart();
         assert_eq!(flow_texts(&d, &br), want, "{fault}: flows after restart");
         assert_eq!(d.show_port(&br, &port).tag, Some(10));
-        assert!(d.ok(&["export"]).contains("mac_aging_time = 99"));
+        let export = d.ok(&["export"]);
+        assert!(export.contains("mac_aging_time = 99"), "{export}");
+        assert!(export.contains("vlan_limit = 2"), "{export}");
         // The restarted daemon takes changes (nothing is left poisoned).
         let f = format!("priority=7,ip,nw_dst=10.7.1.{i},actions=drop");
         d.ok(&["add-flow", &br, &f]);
