@@ -61,6 +61,10 @@ pub struct BridgeConfig {
     /// Most flows the bridge holds (all tables), default 1,000,000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flow_limit: Option<u64>,
+    /// VLAN headers parsed into flow keys (OVS's `other_config:vlan-limit`):
+    /// 0 = all rvs parses (two), default 1; further tags are payload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan_limit: Option<u32>,
     /// Ports other than LOCAL.
     #[serde(default)]
     pub port: Vec<PortConfig>,
@@ -196,6 +200,7 @@ impl Config {
                     fail_mode: b.fail_mode.clone(),
                     datapath_id: b.datapath_id.clone(),
                     flow_limit: b.flow_limit,
+                    vlan_limit: b.vlan_limit,
                     port: b.port.clone(),
                     flow: first,
                 }],

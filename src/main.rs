@@ -8,6 +8,24 @@
 //! systemd (`Type=notify`, `config/rvsd.service`) it sends `READY=1` once
 //! state is restored and the control socket listens, and `STOPPING=1`
 //! when it begins to stop ([`control::notify`]).
+//!
+//! # Failure policy
+//! rvsd does not limp on. A panic in any thread (control plane, OpenFlow
+//! channel, tokio tasks, journal threads, datapath workers) is logged and
+//! ends the process with status 101 ([`logging::exit_on_panic`]); a
+//! datapath worker that stops with an error is logged by name and ends it
+//! with status 1 (the supervisor thread below). The journal makes that
+//! safe: a restart on the same state directory restores every
+//! acknowledged change, and a service manager restarts a daemon that
+//! exits non-zero.
+//!
+//! # Fault injection (debug builds only)
+//! To test that policy without a backdoor in what ships, a debug build
+//! started with `--debug-faults` answers the hidden control request
+//! `{"type":"debug_fault","fault":...}` (see `rvs_ctl::proto::Request`)
+//! by panicking or failing a worker on purpose. Release builds compile
+//! neither the flag nor the request; a debug build without the flag
+//! refuses the request.
 
 use rvs::{config, control, logging};
 
@@ -64,7 +82,14 @@ struct Args {
     /// Stay in the foreground (rvsd never daemonizes; accepted for compatibility).
     #[arg(long)]
     foreground: bool,
+    /// Debug builds only: serve the `debug_fault` request (crash tests).
+    #[cfg(debug_assertions)]
+    #[arg(long, hide = true)]
+    debug_faults: bool,
 }
+
+/// Exit status when a datapath worker stopped with an error.
+const WORKER_EXIT: i32 = 1;
 
 /// Half the CPUs this process may run on, 1 to 8.
 /// Nice level of the control-plane threads (the datapath's is 0).
@@ -114,6 +139,7 @@ fn socket_gid(group: &str) -> anyhow::Result<u32> {
 
 fn run(args: Args) -> anyhow::Result<()> {
     logging::init(args.log_level);
+    logging::exit_on_panic();
     // Certificates are checked before anything is opened or created.
     let tls = match (&args.private_key, &args.certificate, &args.ca_cert) {
         (Some(k), Some(c), Some(ca)) => Some(Arc::new(
@@ -178,6 +204,24 @@ fn run(args: Args) -> anyhow::Result<()> {
         sw.set_tls(tls.is_some());
         // Before anything is restored: no punix: target may take it.
         sw.set_control_socket(&args.socket);
+        #[cfg(debug_assertions)]
+        if args.debug_faults {
+            log::warn!("--debug-faults: the debug_fault request can crash this daemon");
+            sw.enable_debug_faults();
+        }
+        // Supervision: a worker that stops by itself leaves its ports
+        // without forwarding; exit so that the service manager restarts us.
+        let exits = sw.worker_exits();
+        std::thread::Builder::new()
+            .name("rvs-supervise".into())
+            .spawn(move || {
+                // Disconnected: every worker was shut down in order.
+                if let Ok(exit) = exits.recv() {
+                    log::error!("{exit}; exiting with status {WORKER_EXIT}");
+                    std::process::exit(WORKER_EXIT);
+                }
+            })
+            .context("starting the supervisor thread")?;
         // The whole configuration is checked first, so that a bad one names
         // file, line and key and nothing is created.
         if let Err(e) = sw.check(&cfg, &text, &origin) {

@@ -52,13 +52,13 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::ovs::{have_ovs, Ovs, Proc};
 use common::*;
 
 /// Parallel tester runs.
@@ -85,87 +85,6 @@ fn osken() -> Option<(PathBuf, PathBuf)> {
         |_| true,
     )?;
     Some((mgr(&dir), find(&dir)?))
-}
-
-/// Open vSwitch binaries, or a skip (a failure in CI).
-fn have_ovs() -> bool {
-    let ok = ["ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl"]
-        .iter()
-        .all(|b| {
-            Command::new(b)
-                .arg("--version")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        });
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "Open vSwitch (openvswitch-switch) is not installed"
-        );
-        eprintln!("skipping: Open vSwitch (openvswitch-switch) is not installed");
-    }
-    ok
-}
-
-// ---- processes -------------------------------------------------------------
-
-/// A child process that dies with the test thread that spawned it
-/// (`PR_SET_PDEATHSIG`), and gets SIGTERM (SIGKILL after 5 s) on drop.
-struct Proc {
-    child: Child,
-    what: String,
-}
-
-impl Proc {
-    fn spawn(mut cmd: Command, what: &str, log: &Path) -> Proc {
-        let logf = std::fs::File::create(log).unwrap();
-        // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches
-        // only the forked child's own state.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(logf.try_clone().unwrap())
-            .stderr(logf)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
-        Proc {
-            child,
-            what: what.to_string(),
-        }
-    }
-
-    /// Waits up to `limit` for the process to exit on its own.
-    fn wait(&mut self, limit: Duration) -> bool {
-        let end = Instant::now() + limit;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(_)) => return true,
-                _ if Instant::now() >= end => return false,
-                _ => std::thread::sleep(Duration::from_millis(100)),
-            }
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            // SAFETY: kill() on the PID of our own un-reaped child.
-            unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-            if !self.wait(Duration::from_secs(5)) {
-                eprintln!("{} ignored SIGTERM; killing it", self.what);
-                let _ = self.child.kill();
-            }
-        }
-        let _ = self.child.wait();
-    }
 }
 
 /// Forwards every connection to a Unix socket to 127.0.0.1:`port`, until
@@ -237,166 +156,44 @@ impl Drop for UnixProxy {
     }
 }
 
-// ---- Open vSwitch ------------------------------------------------------------
+// ---- the OVS tester bridge -------------------------------------------------
 
-/// A private Open vSwitch (ovsdb-server + ovs-vswitchd) inside its own
-/// namespace. Field order is drop order: daemons first, then the
-/// namespace (its veths and OVS's taps go with it), then the files.
-struct Ovs {
-    vswitchd: Option<Proc>,
-    dbserver: Option<Proc>,
-    ns: Netns,
-    dir: TempDir,
-}
-
-impl Ovs {
-    fn start() -> Ovs {
-        let ns = Netns::new();
-        let dir = TempDir::new();
-        let d = dir.0.clone();
-        let db = d.join("conf.db");
-        run(&[
-            "ovsdb-tool",
-            "create",
-            db.to_str().unwrap(),
-            "/usr/share/openvswitch/vswitch.ovsschema",
-        ]);
-        let mut ovs = Ovs {
-            vswitchd: None,
-            dbserver: None,
-            ns,
-            dir,
-        };
-        let p = |n: &str| d.join(n).to_str().unwrap().to_string();
-        let mut c = ovs.cmd("ovsdb-server");
-        c.arg(&db).args([
-            format!("--remote=punix:{}", p("db.sock")),
-            format!("--pidfile={}", p("ovsdb-server.pid")),
-            format!("--unixctl={}", p("ovsdb-server.ctl")),
-            format!("--log-file={}", p("ovsdb-server.log")),
-        ]);
-        ovs.dbserver = Some(Proc::spawn(c, "ovsdb-server", &d.join("ovsdb-server.out")));
-        let up = poll(Duration::from_secs(10), || {
-            ovs.vsctl_quiet(&["--no-wait", "init"]).then_some(())
-        });
-        assert!(up.is_some(), "ovsdb-server did not start: {}", ovs.logs());
-        let mut c = ovs.cmd("ovs-vswitchd");
-        c.arg(format!("unix:{}", p("db.sock"))).args([
-            format!("--pidfile={}", p("ovs-vswitchd.pid")),
-            format!("--unixctl={}", p("ovs-vswitchd.ctl")),
-            format!("--log-file={}", p("ovs-vswitchd.log")),
-        ]);
-        ovs.vswitchd = Some(Proc::spawn(c, "ovs-vswitchd", &d.join("ovs-vswitchd.out")));
-        ovs
-    }
-
-    /// `ip netns exec NS PROG` with OVS's directories pointed at ours.
-    fn cmd(&self, prog: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.ns.name, prog]);
-        for v in ["OVS_RUNDIR", "OVS_LOGDIR", "OVS_DBDIR", "OVS_SYSCONFDIR"] {
-            c.env(v, &self.dir.0);
-        }
-        c
-    }
-
-    fn vsctl_quiet(&self, args: &[&str]) -> bool {
-        let db = format!("--db=unix:{}", self.dir.0.join("db.sock").display());
-        self.cmd("ovs-vsctl")
-            .args([db.as_str(), "--timeout=20"])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .is_ok_and(|o| o.status.success())
-    }
-
-    fn vsctl(&self, args: &[&str]) {
-        let db = format!("--db=unix:{}", self.dir.0.join("db.sock").display());
-        let out = self
-            .cmd("ovs-vsctl")
-            .args([db.as_str(), "--timeout=20"])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "ovs-vsctl {args:?}: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.logs()
+/// A netdev bridge of `ovs`, in secure mode speaking OpenFlow 1.3, with
+/// `ports` as OpenFlow ports 1, 2, 3..., connected to `controller`.
+fn add_bridge(ovs: &Ovs, dpid: u64, ports: &[String], controller: &str) -> String {
+    let br = uniq('o');
+    let mut args: Vec<String> = vec![
+        "add-br".into(),
+        br.clone(),
+        "--".into(),
+        "set".into(),
+        "bridge".into(),
+        br.clone(),
+        "datapath_type=netdev".into(),
+        "protocols=OpenFlow13".into(),
+        "fail-mode=secure".into(),
+        format!("other-config:datapath-id={dpid:016x}"),
+    ];
+    for (i, p) in ports.iter().enumerate() {
+        args.extend(
+            [
+                "--",
+                "add-port",
+                &br,
+                p,
+                "--",
+                "set",
+                "interface",
+                p,
+                &format!("ofport_request={}", i + 1),
+            ]
+            .map(String::from),
         );
     }
-
-    /// A netdev bridge in secure mode speaking OpenFlow 1.3 with `ports`
-    /// as OpenFlow ports 1, 2, 3..., connected to `controller`.
-    fn add_bridge(&self, dpid: u64, ports: &[String], controller: &str) -> String {
-        let br = uniq('o');
-        let mut args: Vec<String> = vec![
-            "add-br".into(),
-            br.clone(),
-            "--".into(),
-            "set".into(),
-            "bridge".into(),
-            br.clone(),
-            "datapath_type=netdev".into(),
-            "protocols=OpenFlow13".into(),
-            "fail-mode=secure".into(),
-            format!("other-config:datapath-id={dpid:016x}"),
-        ];
-        for (i, p) in ports.iter().enumerate() {
-            args.extend(
-                [
-                    "--",
-                    "add-port",
-                    &br,
-                    p,
-                    "--",
-                    "set",
-                    "interface",
-                    p,
-                    &format!("ofport_request={}", i + 1),
-                ]
-                .map(String::from),
-            );
-        }
-        args.extend(["--", "set-controller", &br, controller].map(String::from));
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.vsctl(&a);
-        br
-    }
-
-    /// A veth pair with both ends inside the namespace, up.
-    fn veth_inside(&self) -> (String, String) {
-        let (a, b) = (uniq('v'), uniq('w'));
-        run(&[
-            "ip",
-            "-n",
-            &self.ns.name,
-            "link",
-            "add",
-            &a,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &b,
-        ]);
-        for d in [&a, &b] {
-            run(&["ip", "-n", &self.ns.name, "link", "set", d, "up"]);
-        }
-        (a, b)
-    }
-
-    fn logs(&self) -> String {
-        let r = |n: &str| std::fs::read_to_string(self.dir.0.join(n)).unwrap_or_default();
-        format!(
-            "----- ovsdb-server -----\n{}{}----- ovs-vswitchd -----\n{}{}",
-            r("ovsdb-server.out"),
-            r("ovsdb-server.log"),
-            r("ovs-vswitchd.out"),
-            r("ovs-vswitchd.log")
-        )
-    }
+    args.extend(["--", "set-controller", &br, controller].map(String::from));
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    ovs.vsctl(&a);
+    br
 }
 
 // ---- cases and results -----------------------------------------------------------
@@ -615,7 +412,7 @@ fn run_all(
                     veths.push(v);
                 }
                 d.ok(&["set-controller", &br, &format!("tcp:127.0.0.1:{port}")]);
-                ovs.add_bridge(tester_dpid, &tester_ports, &ctl);
+                add_bridge(&ovs, tester_dpid, &tester_ports, &ctl);
                 runs.push((gi, manager, proxy, log, veths));
             }
             Target::Ovs => {
@@ -625,8 +422,8 @@ fn run_all(
                     target_ports.push(a);
                     tester_ports.push(b);
                 }
-                ovs.add_bridge(target_dpid, &target_ports, &ctl);
-                ovs.add_bridge(tester_dpid, &tester_ports, &ctl);
+                add_bridge(&ovs, target_dpid, &target_ports, &ctl);
+                add_bridge(&ovs, tester_dpid, &tester_ports, &ctl);
                 runs.push((gi, manager, proxy, log, Vec::new()));
             }
         }

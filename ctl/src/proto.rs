@@ -110,7 +110,8 @@ pub enum Request {
         /// `key=value` settings.
         settings: Vec<(String, String)>,
     },
-    /// Change a bridge's knobs (`mac-aging-time`, `mac-table-size`).
+    /// Change a bridge's knobs (`mac-aging-time`, `mac-table-size`,
+    /// `datapath-id`, `flow-limit`, `vlan-limit`).
     SetBridge {
         /// Bridge name.
         name: String,
@@ -241,6 +242,19 @@ pub enum Request {
         bytes: u64,
         /// The request.
         request: Box<Request>,
+    },
+    /// Debug builds only, and only when rvsd was started with
+    /// `--debug-faults`: makes the daemon fail on purpose, for the tests
+    /// of its crash handling (`tests/state_panic.rs`). `fault` is
+    /// `control-panic` (a panic in the request handler, under the switch
+    /// lock), `task-panic` (in a tokio task), `worker-panic` or
+    /// `worker-error` (datapath worker 0 panics, or its loop returns an
+    /// error). Release builds have no such request: it is rejected as
+    /// unknown like any other.
+    #[cfg(debug_assertions)]
+    DebugFault {
+        /// Which failure.
+        fault: String,
     },
 }
 

@@ -9,6 +9,10 @@
 //! Parsed, with Open vSwitch's conventions (see [`crate::key`]):
 //! - Ethernet II; up to two VLAN tags (TPID 0x8100 or 0x88a8, in either
 //!   position). A third tag is not parsed: its TPID becomes `dl_type`.
+//!   [`extract_layout_vlans`] parses fewer under a VLAN limit (OVS's
+//!   `other_config:vlan-limit`, default 1): with limit 1 only the outer
+//!   tag goes into the key, and a double-tagged frame has the inner TPID
+//!   as `dl_type` and no L3 fields — the inner tag is payload.
 //! - 802.3 length frames: `dl_type` is [`DL_TYPE_NONE`] unless an LLC/SNAP
 //!   header `aa aa 03 00 00 00` follows carrying an Ethertype (≥ 0x600),
 //!   which then becomes `dl_type`.
@@ -424,10 +428,40 @@ pub fn extract(frame: &[u8], in_port: PortNo) -> FlowKey {
     extract_layout(frame, in_port).0
 }
 
+/// Most VLAN headers extraction parses (OVS userspace's limit too).
+pub const MAX_VLAN_HEADERS: u8 = 2;
+
 /// Parses `frame` into a key with `in_port` set, plus the header offsets and
-/// the malformation verdict. See the module docs.
+/// the malformation verdict, with every VLAN tag rvs can parse (two). See
+/// the module docs.
 #[inline]
 pub fn extract_layout(frame: &[u8], in_port: PortNo) -> (FlowKey, Layout) {
+    extract_layout_vlans(frame, in_port, 0)
+}
+
+/// [`extract_layout`] under a VLAN limit, as OVS's `flow_limit_vlans`:
+/// `vlan_limit` 0 parses every tag rvs can ([`MAX_VLAN_HEADERS`]), `n`
+/// at most `n`. Tags beyond the limit are payload: the first one's TPID
+/// becomes `dl_type` and nothing after it is parsed.
+///
+/// ```
+/// use flowtable::extract::{extract_layout_vlans, ETH_TYPE_VLAN};
+/// use flowtable::PortNo;
+/// let mut f = vec![0u8; 12];
+/// for tag in [[0x81, 0x00, 0x00, 0x0a], [0x81, 0x00, 0x00, 0x14]] {
+///     f.extend_from_slice(&tag); // VLAN 10 outside, 20 inside
+/// }
+/// f.extend_from_slice(&[0x08, 0x00]);
+/// let (k, l) = extract_layout_vlans(&f, PortNo(1), 1);
+/// assert_eq!((k.vlan_tci, k.inner_vlan_tci, k.dl_type), (0x100a, 0, ETH_TYPE_VLAN));
+/// assert_eq!(l.n_vlans, 1);
+/// let (k, _) = extract_layout_vlans(&f, PortNo(1), 0);
+/// assert_eq!((k.inner_vlan_tci, k.dl_type), (0x1014, 0x0800));
+/// ```
+#[inline]
+pub fn extract_layout_vlans(frame: &[u8], in_port: PortNo, vlan_limit: u8) -> (FlowKey, Layout) {
+    // Whether a second tag may be parsed.
+    let inner_ok = vlan_limit == 0 || vlan_limit >= 2;
     // Every field a local, so the construction below names them all.
     let FlowKey {
         metadata,
@@ -475,7 +509,7 @@ pub fn extract_layout(frame: &[u8], in_port: PortNo) -> (FlowKey, Layout) {
             ty = be16(tag, 2);
             l3 += 4;
             layout.n_vlans = 1;
-            if is_vlan_tpid(ty) {
+            if inner_ok && is_vlan_tpid(ty) {
                 let Some(tag) = chunk::<4>(frame, l3) else {
                     dl_type = ty;
                     break 'parse Some(Malformed::VlanTruncated);
@@ -746,6 +780,50 @@ mod tests {
         );
         assert_eq!((l.n_vlans, l.malformed), (2, None));
         assert_eq!(k.in_port, 2);
+    }
+
+    /// flow_limit_vlans: 0 = all (two), 1 = the outer tag only (the
+    /// inner is payload: its TPID is dl_type, nothing after it parsed, a
+    /// truncated inner tag is no error), 2 and more = two.
+    #[test]
+    fn vlan_limit_bounds_the_tags_parsed() {
+        let mut f = eth(
+            &[(ETH_TYPE_VLAN_8021AD, 0x000a), (ETH_TYPE_VLAN, 0x2014)],
+            ETH_TYPE_IP,
+        );
+        f.extend_from_slice(&[
+            0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8,
+        ]);
+        for limit in [0, 2, 3, 255] {
+            let (k, l) = extract_layout_vlans(&f, PortNo(1), limit);
+            assert_eq!((k.vlan_tci, k.inner_vlan_tci), (0x100a, 0x3014), "{limit}");
+            assert_eq!(
+                (k.dl_type, k.nw_src, l.n_vlans, l.l3),
+                (ETH_TYPE_IP, 0x0102_0304, 2, 22)
+            );
+            assert_eq!((k, l), extract_layout(&f, PortNo(1)));
+        }
+        let (k, l) = extract_layout_vlans(&f, PortNo(1), 1);
+        assert_eq!((k.vlan_tci, k.inner_vlan_tci), (0x100a, 0));
+        assert_eq!((k.dl_type, k.nw_src, k.nw_proto), (ETH_TYPE_VLAN, 0, 0));
+        assert_eq!(
+            (l.n_vlans, l.l3, l.l3_kind, l.malformed),
+            (1, 0, L3Kind::None, None)
+        );
+        // Single-tagged frames are the same under every limit.
+        let mut g = eth(&[(ETH_TYPE_VLAN, 0x0005)], ETH_TYPE_IP);
+        g.extend_from_slice(&f[22..]);
+        assert_eq!(
+            extract_layout_vlans(&g, PortNo(1), 1),
+            extract_layout_vlans(&g, PortNo(1), 0)
+        );
+        // An inner tag cut short is payload under limit 1, an error above.
+        let cut = &eth(&[(ETH_TYPE_VLAN, 0x0005)], ETH_TYPE_VLAN)[..];
+        assert_eq!(extract_layout_vlans(cut, PortNo(1), 1).1.malformed, None);
+        assert_eq!(
+            extract_layout_vlans(cut, PortNo(1), 2).1.malformed,
+            Some(Malformed::VlanTruncated)
+        );
     }
 
     #[test]

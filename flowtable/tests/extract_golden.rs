@@ -5,7 +5,9 @@
 //!
 //! The frames live in `golden/frames.rs` (shared with the benchmark).
 
-use flowtable::extract::{extract, extract_layout, L3Kind, L4Kind, Layout, Malformed};
+use flowtable::extract::{
+    extract, extract_layout, extract_layout_vlans, L3Kind, L4Kind, Layout, Malformed,
+};
 use flowtable::key::{FlowKey, DL_TYPE_NONE, FRAG_ANY, FRAG_LATER};
 use flowtable::PortNo;
 use proptest::prelude::*;
@@ -779,6 +781,14 @@ proptest! {
         let (key, layout) = extract_layout(&f, IN_PORT);
         prop_assert_eq!(extract(&f, IN_PORT), key);
         check_invariants(&f, &key, &layout);
+        // vlan-limit 1: at most the outer tag; the same key as without a
+        // limit unless a second tag was there to parse.
+        let (k1, l1) = extract_layout_vlans(&f, IN_PORT, 1);
+        check_invariants(&f, &k1, &l1);
+        prop_assert!(l1.n_vlans <= 1);
+        if layout.n_vlans < 2 && layout.malformed != Some(Malformed::VlanTruncated) {
+            prop_assert_eq!((k1, l1), (key, layout));
+        }
     }
 
     /// Random bytes behind a fixed Ethernet type, so the IP/ARP parsers see

@@ -292,7 +292,8 @@ mod tests {
             out.outputs.as_slice(),
             &[NormalOutput {
                 port: PortNo(2),
-                vlan: EgressVlan::Tagged(Vid(10))
+                vlan: EgressVlan::Tagged(Vid(10)),
+                pop_inner: false,
             }]
         );
     }

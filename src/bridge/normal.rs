@@ -43,10 +43,24 @@
 //! Not modelled (OVS features rvs lacks): bonds, mirrors, multicast
 //! snooping, dot1q-tunnel, flood-VLANs, STP/RSTP states, `NO_FLOOD` ports,
 //! the gratuitous-ARP learning lock, static FDB entries. Partial VLAN headers
-//! cannot be seen in a `FlowKey` and are left to key extraction. For an
-//! access output port, OVS strips every tag; [`EgressVlan::Untagged`]
-//! strips the outer one (a double-tagged frame can reach an access port
-//! only through a learned unicast entry).
+//! cannot be seen in a `FlowKey` and are left to key extraction.
+//!
+//! # Double-tagged frames and `vlan-limit`
+//! NORMAL sees the VLAN tags that key extraction parsed, which the
+//! bridge's `vlan-limit` bounds (OVS's `other_config:vlan-limit`,
+//! default 1). With the default only the outer tag is in the key: a
+//! double-tagged frame is a frame of the outer VLAN whose Ethertype is
+//! the inner TPID, so it floods to access ports of that VLAN too, which
+//! receive it with the outer tag removed and the inner one as payload.
+//! With `vlan-limit` 2 (or 0, no limit) the inner tag is in the key as
+//! well: access ports then carry only frames without a second tag
+//! (`xbundle_includes_vlan`), a second tag arriving on an access port
+//! (behind a priority tag: any other outer tag is refused there) is
+//! dropped from the frame, and one leaving through an access port (to a
+//! learned MAC) is removed ([`NormalOutput::pop_inner`]), as OVS does.
+//! On an access port a frame with a nonzero outer VID is refused under
+//! every limit (`input_vid_is_valid`), so a double-tagged frame never
+//! enters another VLAN through one.
 
 use std::fmt;
 
@@ -68,6 +82,13 @@ pub struct NormalOutput {
     pub port: PortNo,
     /// Tag the frame must carry there.
     pub vlan: EgressVlan,
+    /// Remove the frame's second tag before applying `vlan`: an access
+    /// port keeps no VLAN header beyond its own, on the way in
+    /// (`xvlan_input_translate`) and out (`xvlan_output_translate`).
+    /// Only ever set when the key has a second tag, i.e. under a
+    /// `vlan-limit` of 2 or none; with OVS's default of 1 the second tag
+    /// is payload and stays.
+    pub pop_inner: bool,
 }
 
 /// Why NORMAL sent a packet nowhere.
@@ -403,10 +424,10 @@ impl Bridge {
         // xvlan_input_translate: access ports put frames in their VLAN and
         // drop any inner tag; native ports put untagged frames in theirs.
         let vlan = in_vlan.input_translate(in_vid);
-        let inner_vid = if in_vlan.mode() != VlanMode::Access
-            && tagged
-            && key.inner_vlan_tci & VLAN_PRESENT != 0
-        {
+        // A second tag is in the key only under vlan-limit 2 (or none).
+        let has_inner = tagged && key.inner_vlan_tci & VLAN_PRESENT != 0;
+        let in_access = in_vlan.mode() == VlanMode::Access;
+        let inner_vid = if !in_access && has_inner {
             key.inner_vlan_tci & VLAN_VID_MASK
         } else {
             0
@@ -455,6 +476,7 @@ impl Bridge {
             let o = NormalOutput {
                 port: p,
                 vlan: port.vlan.egress(vlan, in_pcp),
+                pop_inner: has_inner && (in_access || port.vlan.mode() == VlanMode::Access),
             };
             out.outputs.push(o);
             tracer.event(TraceEvent::Output(o));
@@ -474,6 +496,7 @@ impl Bridge {
                 let o = NormalOutput {
                     port: port.port,
                     vlan: port.vlan.egress(vlan, in_pcp),
+                    pop_inner: has_inner && (in_access || port.vlan.mode() == VlanMode::Access),
                 };
                 out.outputs.push(o);
                 tracer.event(TraceEvent::Output(o));
@@ -840,8 +863,8 @@ mod tests {
         assert_eq!(outs(&o), vec![(3, Untagged)]);
     }
 
-    /// Access ports carry only single-tagged traffic
-    /// (xbundle_includes_vlan checks v[1].vid == 0).
+    /// Access ports carry only single-tagged traffic when the second tag
+    /// is in the key (xbundle_includes_vlan checks v[1].vid == 0).
     #[test]
     fn double_tagged_frames_do_not_flood_to_access_ports() {
         let mut br = bridge(&[(1, trunk(&[])), (2, access(10)), (3, trunk(&[10]))]);
@@ -849,6 +872,181 @@ mod tests {
         k.inner_vlan_tci = VLAN_PRESENT | 20;
         let o = run(&mut br, &k, 0);
         assert_eq!(outs(&o), vec![(3, t(10))]);
+    }
+
+    // ---- double-tagged frames under vlan-limit 1, 2 and 0 -------------
+    //
+    // The limit acts through key extraction (flow_limit_vlans): these
+    // tests build real frames, extract them as the datapath does under
+    // each limit, and run NORMAL on the key. Expected outputs are OVS
+    // 3.1's (xlate_normal with the same vlan-limit).
+
+    const S8021AD: u16 = 0x88a8;
+    const C8021Q: u16 = 0x8100;
+
+    /// A frame with `tags` (TPID, TCI) and an IPv4 header after them.
+    fn frame(src: Mac, dst: Mac, tags: &[(u16, u16)]) -> Vec<u8> {
+        let mut f = Vec::new();
+        f.extend_from_slice(&dst.0);
+        f.extend_from_slice(&src.0);
+        for (tpid, tci) in tags {
+            f.extend_from_slice(&tpid.to_be_bytes());
+            f.extend_from_slice(&tci.to_be_bytes());
+        }
+        f.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 20, 0, 0, 0, 0, 64, 253, 0, 0]);
+        f.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+        f
+    }
+
+    fn key_of(f: &[u8], in_port: u32, limit: u8) -> FlowKey {
+        let (k, l) = flowtable::extract::extract_layout_vlans(f, PortNo(in_port), limit);
+        assert_eq!(l.malformed, None);
+        k
+    }
+
+    /// Outputs with the second-tag flag: (port, egress, pop_inner).
+    fn outs_pop(o: &NormalOutcome) -> Vec<(u32, EgressVlan, bool)> {
+        o.outputs
+            .iter()
+            .map(|o| (o.port.0, o.vlan, o.pop_inner))
+            .collect()
+    }
+
+    /// Every VLAN mode on one bridge:
+    /// 1 access 10, 2 access 20, 3 trunk (all), 4 trunk 10,20,
+    /// 5 native-tagged 10 (+20), 6 native-untagged 10 (+20), 7 access 10.
+    fn all_modes() -> Bridge {
+        bridge(&[
+            (1, access(10)),
+            (2, access(20)),
+            (3, trunk(&[])),
+            (4, trunk(&[10, 20])),
+            (5, native(VlanMode::NativeTagged, 10, &[20])),
+            (6, native(VlanMode::NativeUntagged, 10, &[20])),
+            (7, access(10)),
+        ])
+    }
+
+    /// The 32 cases of the differential run: a double-tagged broadcast on a
+    /// trunk reaches the access ports of its outer VLAN under OVS's default
+    /// vlan-limit=1 (the inner tag is payload and stays), and does not
+    /// under vlan-limit 2 or 0.
+    #[test]
+    fn double_tagged_on_trunks_follow_the_vlan_limit() {
+        for (tags, in_port) in [
+            (vec![(C8021Q, 10), (C8021Q, 20)], 3),
+            (vec![(S8021AD, 10), (C8021Q, 20)], 3),
+            (vec![(C8021Q, 10), (C8021Q, 20)], 4),
+            (vec![(S8021AD, 10), (C8021Q, 30)], 5),
+            (vec![(C8021Q, 10), (C8021Q, 30)], 6),
+        ] {
+            let f = frame(A, Mac::BROADCAST, &tags);
+            let limit1 = run(&mut all_modes(), &key_of(&f, in_port, 1), 0);
+            let want1: Vec<_> = [
+                (1, Untagged),
+                (3, t(10)),
+                (4, t(10)),
+                (5, t(10)),
+                (6, Untagged),
+                (7, Untagged),
+            ]
+            .into_iter()
+            .filter(|(p, _)| *p != in_port)
+            .map(|(p, v)| (p, v, false))
+            .collect();
+            assert_eq!(outs_pop(&limit1), want1, "{tags:x?} on {in_port}, limit 1");
+            let want2: Vec<_> = want1
+                .iter()
+                .filter(|(p, ..)| ![1, 7].contains(p))
+                .copied()
+                .collect();
+            for limit in [2, 0] {
+                let o = run(&mut all_modes(), &key_of(&f, in_port, limit), 0);
+                assert_eq!(outs_pop(&o), want2, "{tags:x?} on {in_port}, limit {limit}");
+            }
+        }
+        // A trunked VLAN other than the native one, from a native port.
+        let f = frame(A, Mac::BROADCAST, &[(C8021Q, 20), (C8021Q, 30)]);
+        let o = run(&mut all_modes(), &key_of(&f, 6, 1), 0);
+        let want = vec![
+            (2, Untagged, false),
+            (3, t(20), false),
+            (4, t(20), false),
+            (5, t(20), false),
+        ];
+        assert_eq!(outs_pop(&o), want);
+        let o = run(&mut all_modes(), &key_of(&f, 6, 2), 0);
+        assert_eq!(outs_pop(&o), want[1..].to_vec());
+    }
+
+    /// A tagged frame on an access port is refused under every limit
+    /// (input_vid_is_valid), double-tagged or not: it never reaches
+    /// another VLAN, nor its own. Nothing is learned from it.
+    #[test]
+    fn double_tagged_on_access_ports_never_leak() {
+        for tags in [
+            vec![(C8021Q, 20), (C8021Q, 30)],
+            vec![(C8021Q, 10), (C8021Q, 20)],
+            vec![(S8021AD, 20), (C8021Q, 10)],
+            vec![(C8021Q, 20)],
+        ] {
+            for limit in [1, 2, 0] {
+                let mut br = all_modes();
+                let o = run(
+                    &mut br,
+                    &key_of(&frame(A, Mac::BROADCAST, &tags), 1, limit),
+                    0,
+                );
+                assert_eq!(
+                    o.drop_reason,
+                    Some(NormalDrop::VlanNotAllowed),
+                    "{tags:x?} {limit}"
+                );
+                assert!(br.mac_table().is_empty());
+            }
+        }
+    }
+
+    /// Behind a priority tag (VID 0) a second tag does enter an access
+    /// port, into the port's VLAN and no other. vlan-limit 1: it is
+    /// payload and travels on (OVS does the same). vlan-limit 2/0: OVS's
+    /// xvlan_input_translate drops it, so every output pops it.
+    #[test]
+    fn priority_tag_over_a_second_tag_on_an_access_port() {
+        let f = frame(A, Mac::BROADCAST, &[(C8021Q, 0x6000), (C8021Q, 20)]);
+        let ports = [
+            (3, t(10)),
+            (4, t(10)),
+            (5, t(10)),
+            (6, Untagged),
+            (7, Untagged),
+        ];
+        let o = run(&mut all_modes(), &key_of(&f, 1, 1), 0);
+        assert_eq!(o.vlan, Some(Vid(10)));
+        let want: Vec<_> = ports.iter().map(|&(p, v)| (p, v, false)).collect();
+        assert_eq!(outs_pop(&o), want);
+        for limit in [2, 0] {
+            let o = run(&mut all_modes(), &key_of(&f, 1, limit), 0);
+            let want: Vec<_> = ports.iter().map(|&(p, v)| (p, v, true)).collect();
+            assert_eq!(outs_pop(&o), want, "limit {limit}");
+        }
+    }
+
+    /// A double-tagged frame to a MAC learned on an access port
+    /// (xvlan_output_translate empties the VLAN stack there): limit 1
+    /// pops the outer tag (the only one OVS sees), limit 2/0 both.
+    #[test]
+    fn learned_unicast_to_an_access_port_strips_what_the_limit_parsed() {
+        for (limit, pop) in [(1, false), (2, true), (0, true)] {
+            let mut br = all_modes();
+            run(&mut br, &key_of(&frame(B, A, &[]), 1, limit), 0);
+            let f = frame(A, B, &[(C8021Q, 10), (C8021Q, 20)]);
+            let o = run(&mut br, &key_of(&f, 3, limit), 1);
+            assert!(!o.flooded);
+            assert_eq!(outs_pop(&o), vec![(1, Untagged, pop)], "limit {limit}");
+            // Learning is by the outer VLAN under every limit.
+            assert_eq!(br.mac_table().lookup(A, Vid(10), 1), Some(PortNo(3)));
+        }
     }
 
     /// xvlan_put: a priority-tagged VLAN 0 frame with a PCP keeps a VID 0

@@ -114,6 +114,13 @@ pub enum Command {
         /// Peer (bridge id, ofport).
         peer: Option<(u32, PortNo)>,
     },
+    /// Set a bridge's `vlan-limit` (every worker keeps its own copy).
+    SetVlanLimit {
+        /// Bridge id.
+        bridge: u32,
+        /// VLAN headers parsed into flow keys (0: all).
+        limit: u8,
+    },
     /// MAC learning knobs.
     SetBridgeKnobs {
         /// Bridge id.
@@ -155,6 +162,13 @@ pub enum Command {
         /// The frame.
         data: Vec<u8>,
     },
+    /// Debug builds only: make worker 0 fail (for the supervision tests;
+    /// see `rvsd --debug-faults`).
+    #[cfg(debug_assertions)]
+    DebugFault {
+        /// What to do.
+        fault: WorkerFault,
+    },
     /// Trace a synthetic packet.
     Trace {
         /// Bridge id.
@@ -164,6 +178,16 @@ pub enum Command {
         /// Where to send the result.
         reply: Reply<xlate::Trace>,
     },
+}
+
+/// A failure a debug build can inject into a worker.
+#[cfg(debug_assertions)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkerFault {
+    /// `panic!` in the worker thread.
+    Panic,
+    /// The worker loop returns an error.
+    Error,
 }
 
 impl std::fmt::Debug for Command {
@@ -178,11 +202,14 @@ impl std::fmt::Debug for Command {
             Command::SetPortVlan { .. } => "SetPortVlan",
             Command::SetPatchPeer { .. } => "SetPatchPeer",
             Command::SetBridgeKnobs { .. } => "SetBridgeKnobs",
+            Command::SetVlanLimit { .. } => "SetVlanLimit",
             Command::FdbShow { .. } => "FdbShow",
             Command::FdbFlush { .. } => "FdbFlush",
             Command::Trace { .. } => "Trace",
             Command::Barrier { .. } => "Barrier",
             Command::PacketOut { .. } => "PacketOut",
+            #[cfg(debug_assertions)]
+            Command::DebugFault { .. } => "DebugFault",
         })
     }
 }

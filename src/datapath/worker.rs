@@ -29,6 +29,15 @@
 //! changes to the shared NORMAL state, ages MAC entries, and answers FDB,
 //! trace and PACKET_OUT commands.
 //!
+//! # Supervision
+//! A worker ends only when told to ([`Command::Shutdown`], or its command
+//! channel closing with the [`WorkerSet`]). One that ends by itself — its
+//! loop returned a [`WorkerError`], or it panicked where panics unwind —
+//! is reported as a [`WorkerExit`] on [`WorkerSet::exits`]; `rvsd` logs
+//! it and exits non-zero, since a switch with a dead worker silently stops
+//! forwarding on that worker's ports. (In `rvsd` a panic exits the process
+//! from the panic hook before it unwinds: see `crate::logging`.)
+//!
 //! # Invariants
 //! Nothing on the packet path allocates: buffers are allocated when the
 //! worker starts, NORMAL's outputs are inline small vectors.
@@ -65,6 +74,49 @@ pub const WAKER: Token = Token(usize::MAX);
 const SPIN: Duration = Duration::from_micros(200);
 /// How often MAC entries are aged.
 const AGING_PERIOD: Duration = Duration::from_secs(1);
+/// How long epoll may keep failing before the worker gives up.
+const POLL_GIVE_UP: Duration = Duration::from_secs(1);
+
+/// Why a worker stopped without being told to.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// `epoll_wait` kept failing (for [`POLL_GIVE_UP`]).
+    #[error("polling its ports failed for 1 s: {0}")]
+    Poll(#[source] std::io::Error),
+    /// Injected by the debug-build fault request (`worker-error`).
+    #[cfg(debug_assertions)]
+    #[error("injected fault: the worker returned an error")]
+    Injected,
+}
+
+/// How a worker ended, when it ended by itself.
+#[derive(Debug)]
+pub enum ExitCause {
+    /// Its loop returned an error.
+    Error(WorkerError),
+    /// It panicked, with this message (only seen where panics unwind:
+    /// `rvsd` exits from its panic hook first).
+    Panic(String),
+}
+
+/// A worker that stopped without a [`Command::Shutdown`]: the datapath is
+/// no longer whole, so `rvsd` exits (see `src/main.rs`).
+#[derive(Debug)]
+pub struct WorkerExit {
+    /// Its index (thread `rvs-dp<index>`).
+    pub index: usize,
+    /// Why.
+    pub cause: ExitCause,
+}
+
+impl std::fmt::Display for WorkerExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.cause {
+            ExitCause::Error(e) => write!(f, "datapath worker rvs-dp{} stopped: {e}", self.index),
+            ExitCause::Panic(m) => write!(f, "datapath worker rvs-dp{} panicked: {m}", self.index),
+        }
+    }
+}
 
 /// What a worker did, for `pmd-stats-show`; written by that worker only
 /// (once per batch), read by the control plane.
@@ -168,8 +220,10 @@ impl Worker {
         }
     }
 
-    /// Runs until a `Shutdown` command arrives or the channel closes.
-    pub fn run(mut self) {
+    /// Runs until a `Shutdown` command arrives or the channel closes
+    /// (`Ok`), or until the worker cannot go on (`Err`: the
+    /// [`WorkerSet`] reports it, see [`WorkerExit`]).
+    pub fn run(mut self) -> Result<(), WorkerError> {
         let mut events = Events::with_capacity(256);
         let mut next_aging = Instant::now() + AGING_PERIOD;
         let mut ready: Vec<usize> = Vec::with_capacity(256);
@@ -179,6 +233,8 @@ impl Worker {
         // without a scheduler wake-up halves the added latency. Idle, the
         // worker sleeps in epoll (no busy loop).
         let mut last_rx = Instant::now() - SPIN;
+        // Since when epoll has been failing (None: it works).
+        let mut failing: Option<Instant> = None;
         loop {
             let now = Instant::now();
             let timeout = if !self.pending.is_empty() || now.duration_since(last_rx) < SPIN {
@@ -188,11 +244,16 @@ impl Worker {
             };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
-                    log::error!("datapath poll failed: {e}");
+                    let since = *failing.get_or_insert(now);
+                    if now.duration_since(since) >= POLL_GIVE_UP {
+                        return Err(WorkerError::Poll(e));
+                    }
+                    log::error!("datapath worker {}: poll failed: {e}", self.index);
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 continue;
             }
+            failing = None;
             ready.clear();
             ready.append(&mut self.pending);
             let mut wake = false;
@@ -203,8 +264,8 @@ impl Worker {
                     ready.push(ev.token().0);
                 }
             }
-            if wake && !self.commands() {
-                return;
+            if wake && !self.commands()? {
+                return Ok(());
             }
             for &slot in &ready {
                 self.service(slot);
@@ -232,12 +293,19 @@ impl Worker {
     }
 
     /// Drains the command queue; false on shutdown.
-    fn commands(&mut self) -> bool {
+    fn commands(&mut self) -> Result<bool, WorkerError> {
         loop {
             match self.cmds.try_recv() {
-                Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => return false,
+                Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => return Ok(false),
+                #[cfg(debug_assertions)]
+                Ok(Command::DebugFault { fault }) => match fault {
+                    super::WorkerFault::Panic => {
+                        panic!("injected fault: datapath worker {} panics", self.index)
+                    }
+                    super::WorkerFault::Error => return Err(WorkerError::Injected),
+                },
                 Ok(cmd) => self.command(cmd),
-                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Empty) => return Ok(true),
             }
         }
     }
@@ -246,6 +314,8 @@ impl Worker {
         let now_ms = self.now_ms();
         match cmd {
             Command::Shutdown => {}
+            #[cfg(debug_assertions)]
+            Command::DebugFault { .. } => {}
             Command::AddBridge { id, rt } => {
                 let i = id as usize;
                 if self.bridges.len() <= i {
@@ -385,6 +455,15 @@ impl Worker {
                             let _ = b.normal().set_port_up(ofport, up);
                         }
                     }
+                }
+            }
+            Command::SetVlanLimit { bridge, limit } => {
+                if let Some(b) = self
+                    .bridges
+                    .get_mut(bridge as usize)
+                    .and_then(Option::as_mut)
+                {
+                    b.vlan_limit = limit;
                 }
             }
             Command::SetBridgeKnobs {
@@ -625,7 +704,11 @@ struct WorkerHandle {
 }
 
 impl WorkerHandle {
-    fn spawn(index: usize, epoch: Instant) -> std::io::Result<WorkerHandle> {
+    fn spawn(
+        index: usize,
+        epoch: Instant,
+        exits: crossbeam_channel::Sender<WorkerExit>,
+    ) -> std::io::Result<WorkerHandle> {
         let poll = Poll::new()?;
         let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
         let (tx, rx) = crossbeam_channel::bounded(COMMAND_QUEUE);
@@ -633,7 +716,17 @@ impl WorkerHandle {
         let worker = Worker::new(index, poll, rx, epoch, stats.clone());
         let thread = std::thread::Builder::new()
             .name(format!("rvs-dp{index}"))
-            .spawn(move || worker.run())?;
+            .spawn(move || {
+                // A panic is caught only where it unwinds (unit tests);
+                // rvsd's panic hook exits before that.
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.run()));
+                let cause = match r {
+                    Ok(Ok(())) => return,
+                    Ok(Err(e)) => ExitCause::Error(e),
+                    Err(p) => ExitCause::Panic(crate::logging::panic_payload(&*p).to_string()),
+                };
+                let _ = exits.send(WorkerExit { index, cause });
+            })?;
         Ok(WorkerHandle {
             stats,
             tx,
@@ -674,6 +767,8 @@ pub struct WorkerSet {
     workers: Vec<WorkerHandle>,
     /// Round-robin cursor for [`WorkerSet::pick_owner`].
     next_owner: std::sync::atomic::AtomicUsize,
+    /// Workers that stopped by themselves ([`WorkerSet::exits`]).
+    exits: crossbeam_channel::Receiver<WorkerExit>,
 }
 
 impl std::fmt::Debug for WorkerSet {
@@ -688,13 +783,23 @@ impl WorkerSet {
     /// Starts `n` worker threads (clamped to 1..=MAX_WORKERS).
     pub fn spawn(epoch: Instant, n: usize) -> std::io::Result<WorkerSet> {
         let n = n.clamp(1, super::counters::MAX_WORKERS);
+        let (exit_tx, exits) = crossbeam_channel::unbounded();
         let workers = (0..n)
-            .map(|i| WorkerHandle::spawn(i, epoch))
+            .map(|i| WorkerHandle::spawn(i, epoch, exit_tx.clone()))
             .collect::<std::io::Result<Vec<_>>>()?;
         Ok(WorkerSet {
             workers,
             next_owner: std::sync::atomic::AtomicUsize::new(0),
+            exits,
         })
+    }
+
+    /// Where a worker that stops by itself (an error, or a panic that
+    /// unwinds) is reported, once per worker. Workers told to stop
+    /// ([`WorkerSet::shutdown`]) report nothing; once every worker has
+    /// ended the channel is disconnected.
+    pub fn exits(&self) -> crossbeam_channel::Receiver<WorkerExit> {
+        self.exits.clone()
     }
 
     /// Number of workers.
@@ -723,6 +828,13 @@ impl WorkerSet {
     /// Queues a command: to worker 0 alone for commands on shared state
     /// or with one reply, to every worker otherwise.
     pub fn send(&self, cmd: Command) {
+        #[cfg(debug_assertions)]
+        if matches!(cmd, Command::DebugFault { .. }) {
+            if let Some(w) = self.workers.first() {
+                w.send(cmd);
+            }
+            return;
+        }
         let primary_only = matches!(
             cmd,
             Command::SetPortVlan { .. }
@@ -765,6 +877,62 @@ impl WorkerSet {
             if let Some(t) = w.thread.take() {
                 let _ = t.join();
             }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Workers told to stop report nothing; the channel then disconnects.
+    #[test]
+    fn ordered_shutdown_is_not_an_exit() {
+        let mut set = WorkerSet::spawn(Instant::now(), 2).unwrap();
+        let exits = set.exits();
+        assert!(set.barrier(Duration::from_secs(5)));
+        set.shutdown();
+        assert!(matches!(
+            exits.recv_timeout(Duration::from_secs(5)),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+        ));
+    }
+
+    /// A worker whose loop fails, or that panics (unit tests unwind; rvsd
+    /// exits from its panic hook first), is reported with its index and
+    /// cause; the others keep answering.
+    #[cfg(debug_assertions)]
+    #[test]
+    fn a_worker_that_dies_is_reported() {
+        use crate::datapath::WorkerFault;
+        for (fault, want) in [
+            (
+                WorkerFault::Error,
+                "datapath worker rvs-dp0 stopped: injected fault",
+            ),
+            (
+                WorkerFault::Panic,
+                "datapath worker rvs-dp0 panicked: injected fault",
+            ),
+        ] {
+            let mut set = WorkerSet::spawn(Instant::now(), 2).unwrap();
+            let exits = set.exits();
+            set.send(Command::DebugFault { fault });
+            let exit = exits.recv_timeout(Duration::from_secs(5)).unwrap();
+            assert_eq!(exit.index, 0);
+            assert!(exit.to_string().starts_with(want), "{exit}");
+            match (&exit.cause, fault) {
+                (ExitCause::Error(WorkerError::Injected), WorkerFault::Error) => {}
+                (ExitCause::Panic(m), WorkerFault::Panic) => {
+                    assert_eq!(m, "injected fault: datapath worker 0 panics")
+                }
+                other => panic!("{other:?}"),
+            }
+            // Worker 0 is gone: a barrier cannot complete.
+            assert!(!set.barrier(Duration::from_millis(200)));
+            set.shutdown();
+            assert!(exits.recv_timeout(Duration::from_secs(1)).is_err());
         }
     }
 }

@@ -45,7 +45,7 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use arc_swap::ArcSwap;
-use flowtable::extract::{extract_layout, Layout};
+use flowtable::extract::{extract_layout_vlans, Layout};
 use flowtable::key::{VLAN_PCP_MASK, VLAN_PRESENT, VLAN_VID_MASK};
 use flowtable::{offload, rewrite, Action, Field, FlowKey, Mac, PortNo, Vid};
 
@@ -107,7 +107,14 @@ pub struct BridgeRt {
     outcome: NormalOutcome,
     /// OpenFlow controller state (fail mode, PACKET_IN sink).
     pub of: Arc<OfShared>,
+    /// VLAN headers parsed into the key of a frame entering the bridge
+    /// (`set bridge BR vlan-limit=N`; 0: all rvs parses, two): tags
+    /// beyond it are payload, as OVS's `other_config:vlan-limit`.
+    pub vlan_limit: u8,
 }
+
+/// `vlan-limit` of a new bridge: OVS's default, the outer tag only.
+pub const DEFAULT_VLAN_LIMIT: u8 = 1;
 
 impl BridgeRt {
     /// A bridge with no ports.
@@ -119,6 +126,7 @@ impl BridgeRt {
             ports: Vec::new(),
             outcome: NormalOutcome::default(),
             of: Arc::new(OfShared::default()),
+            vlan_limit: DEFAULT_VLAN_LIMIT,
         }
     }
 
@@ -274,7 +282,8 @@ pub fn receive(ctx: &mut XlateCtx<'_>, bridge: u32, in_slot: usize, buf: &mut Pa
     let in_port = slot.ofport;
     let shared = slot.shared.clone();
     let w = ctx.w;
-    let (key, mut layout) = extract_layout(buf.frame(), in_port);
+    let limit = vlan_limit(ctx, bridge);
+    let (key, mut layout) = extract_layout_vlans(buf.frame(), in_port, limit);
     layout.l4_csum_partial = buf.vnet.needs_csum();
     if layout.malformed.is_some() {
         shared.w(w).rx_drop(RxDrop::Malformed);
@@ -296,12 +305,23 @@ pub fn packet_out(
     in_port: PortNo,
     actions: &[Action],
 ) -> Option<RxDrop> {
-    let (key, mut layout) = extract_layout(buf.frame(), in_port);
+    let limit = vlan_limit(ctx, bridge);
+    let (key, mut layout) = extract_layout_vlans(buf.frame(), in_port, limit);
     layout.l4_csum_partial = buf.vnet.needs_csum();
     if layout.malformed.is_some() {
         return Some(RxDrop::Malformed);
     }
     run_bridge(ctx, bridge, Some(buf), key, layout, 0, None, Some(actions))
+}
+
+/// The `vlan-limit` of `bridge` (a bridge that is gone or running drops
+/// the packet anyway).
+#[inline]
+fn vlan_limit(ctx: &XlateCtx<'_>, bridge: u32) -> u8 {
+    ctx.bridges
+        .get(bridge as usize)
+        .and_then(Option::as_ref)
+        .map_or(DEFAULT_VLAN_LIMIT, |b| b.vlan_limit)
 }
 
 /// Traces a synthetic packet with `key` through `bridge`.
@@ -608,30 +628,44 @@ impl Exec<'_, '_, '_> {
         }
         for i in 0..self.outcome.outputs.len() {
             let o = self.outcome.outputs[i];
-            self.output(o.port, Some(o.vlan));
+            self.output_normal(o.port, o.vlan, o.pop_inner);
         }
     }
 
-    /// Sends the current frame to `port`, first retagging it for `egress`.
+    /// Sends the current frame to `port` as it is (an OpenFlow output).
     fn output(&mut self, port: PortNo, egress: Option<EgressVlan>) {
+        self.output_edit(port, egress, false);
+    }
+
+    /// Sends the current frame to `port` as NORMAL decided: retagged for
+    /// `egress`, without its second tag when `pop_inner`.
+    fn output_normal(&mut self, port: PortNo, egress: EgressVlan, pop_inner: bool) {
+        self.output_edit(port, Some(egress), pop_inner);
+    }
+
+    /// Sends the current frame to `port`, first retagging it for `egress`
+    /// (and removing its second tag if `pop_inner` and the key has one).
+    fn output_edit(&mut self, port: PortNo, egress: Option<EgressVlan>, pop_inner: bool) {
         let Some(slot_i) = self.rt.slot_of(port) else {
             self.step(None, None, format!("output:{port}: no such port, skipped"));
             return;
         };
         let cur_tci = self.key.vlan_tci;
         let tagged = cur_tci & VLAN_PRESENT != 0;
+        let pop_inner = pop_inner && tagged && self.key.inner_vlan_tci & VLAN_PRESENT != 0;
         // The VLAN the frame will carry there: None = untagged.
         let want: Option<u16> = match egress {
             None => tagged.then_some(cur_tci & VLAN_VID_MASK),
             Some(EgressVlan::Untagged) => None,
             Some(EgressVlan::Tagged(v)) => Some(v.0),
         };
-        let needs_edit = match (want, tagged) {
-            (None, false) => false,
-            (None, true) => true,
-            (Some(_), false) => true,
-            (Some(v), true) => v != cur_tci & VLAN_VID_MASK,
-        };
+        let needs_edit = pop_inner
+            || match (want, tagged) {
+                (None, false) => false,
+                (None, true) => true,
+                (Some(_), false) => true,
+                (Some(v), true) => v != cur_tci & VLAN_VID_MASK,
+            };
         let Some(slot) = self.ctx.slots.get(slot_i).and_then(Option::as_ref) else {
             return;
         };
@@ -645,7 +679,7 @@ impl Exec<'_, '_, '_> {
             });
         }
         if let Some((pb, pport)) = peer {
-            self.patch(slot_i, pb, pport, want, needs_edit);
+            self.patch(slot_i, pb, pport, want, needs_edit, pop_inner);
             return;
         }
         let Some(buf) = self.buf.as_deref() else {
@@ -656,7 +690,7 @@ impl Exec<'_, '_, '_> {
                 return;
             };
             scratch.copy_from(buf);
-            if !retag(scratch, want, tagged, cur_tci & VLAN_PCP_MASK) {
+            if !retag(scratch, want, tagged, cur_tci & VLAN_PCP_MASK, pop_inner) {
                 if let Some(Some(s)) = self.ctx.slots.get(slot_i) {
                     s.shared.w(self.ctx.w).tx_drop(TxDrop::VlanEdit);
                 }
@@ -677,7 +711,15 @@ impl Exec<'_, '_, '_> {
     }
 
     /// Hands a copy of the frame to the peer of a patch port.
-    fn patch(&mut self, slot_i: usize, pb: u32, pport: PortNo, want: Option<u16>, edit: bool) {
+    fn patch(
+        &mut self,
+        slot_i: usize,
+        pb: u32,
+        pport: PortNo,
+        want: Option<u16>,
+        edit: bool,
+        pop_inner: bool,
+    ) {
         let hop = self.hops;
         if hop + 1 >= MAX_PATCH_HOPS {
             self.drop = Some(RxDrop::ResubmitLimit);
@@ -707,7 +749,8 @@ impl Exec<'_, '_, '_> {
             Some(b) => {
                 tmp.copy_from(b);
                 let tagged = self.key.vlan_tci & VLAN_PRESENT != 0;
-                if edit && !retag(&mut tmp, want, tagged, self.key.vlan_tci & VLAN_PCP_MASK) {
+                let pcp = self.key.vlan_tci & VLAN_PCP_MASK;
+                if edit && !retag(&mut tmp, want, tagged, pcp, pop_inner) {
                     if let Some(Some(s)) = self.ctx.slots.get(slot_i) {
                         s.shared.w(self.ctx.w).tx_drop(TxDrop::VlanEdit);
                     }
@@ -726,16 +769,24 @@ impl Exec<'_, '_, '_> {
                     s.shared.w(self.ctx.w).rx_packets.add(1);
                     s.shared.w(self.ctx.w).rx_bytes.add(len);
                 }
-                let (k, mut l) = extract_layout(tmp.frame(), pport);
+                let limit = vlan_limit(self.ctx, pb);
+                let (k, mut l) = extract_layout_vlans(tmp.frame(), pport, limit);
                 l.l4_csum_partial = tmp.vnet.needs_csum();
                 (k, l, Some(&mut tmp))
             }
             None => {
                 let mut k = self.key;
                 k.in_port = pport.0;
-                k.vlan_tci = match want {
-                    Some(v) => v | VLAN_PRESENT | (self.key.vlan_tci & VLAN_PCP_MASK),
-                    None => 0,
+                let pcp = self.key.vlan_tci & VLAN_PCP_MASK;
+                let inner = if pop_inner {
+                    0
+                } else {
+                    self.key.inner_vlan_tci
+                };
+                (k.vlan_tci, k.inner_vlan_tci) = match want {
+                    Some(v) => (v | VLAN_PRESENT | pcp, inner),
+                    // Popping the outer tag uncovers the inner one, if any.
+                    None => (inner, 0),
                 };
                 (k, Layout::NONE, None)
             }
@@ -851,8 +902,17 @@ fn restore(scratch: &mut [PacketBuf], i: usize, buf: PacketBuf) {
     }
 }
 
-/// Gives `buf` the outer tag `want` (None = untagged); false on failure.
-fn retag(buf: &mut PacketBuf, want: Option<u16>, tagged: bool, pcp: u16) -> bool {
+/// Gives `buf` the outer tag `want` (None = untagged), after removing its
+/// outer and second tag when `pop_inner`; false on failure.
+fn retag(buf: &mut PacketBuf, want: Option<u16>, tagged: bool, pcp: u16, pop_inner: bool) -> bool {
+    if pop_inner {
+        let (d, s, l) = buf.raw_mut();
+        let popped = rewrite::pop_vlan(d, s, l) && rewrite::pop_vlan(d, s, l);
+        if !(popped && offload::adjust_for_vlan(&mut buf.vnet, -8)) {
+            return false;
+        }
+        return retag(buf, want, false, pcp, false);
+    }
     match (want, tagged) {
         (None, true) => {
             let (d, s, l) = buf.raw_mut();

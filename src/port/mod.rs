@@ -10,6 +10,11 @@
 //!
 //! `patch` ports have no fd; [`PortKind`] names all four kinds.
 //!
+//! The switch creates and attaches ports through [`Netdevs`]: [`Kernel`]
+//! does it for real; unit tests use `mem::FakeNetdevs`, whose in-memory
+//! ports (`PortIo::Mem`, compiled in tests only) need no root and whose
+//! creation fails on demand.
+//!
 //! # Design
 //! `PortIo` is an enum, not a trait object: the datapath dispatches with one
 //! `match` per batch and the compiler sees through it. All fds are
@@ -94,6 +99,8 @@
 //! tag). No offloads yet (`IFF_VNET_HDR` / `PACKET_VNET_HDR` are for later).
 
 pub mod afpacket;
+#[cfg(test)]
+pub mod mem;
 pub mod tap;
 #[cfg(test)]
 mod testutil;
@@ -276,6 +283,42 @@ impl PendingError {
     }
 }
 
+/// Where the switch gets its ports from: which netdevs exist, new TAPs,
+/// AF_PACKET sockets on existing netdevs.
+pub trait Netdevs: Send + Sync + fmt::Debug {
+    /// Whether a netdev named `name` exists (in our namespace).
+    fn exists(&self, name: &str) -> bool;
+    /// Its MAC address, if it can be read.
+    fn mac(&self, name: &str) -> Option<[u8; 6]>;
+    /// Creates a TAP device `name` owned by the switch (`type=tap`, and a
+    /// bridge's LOCAL port).
+    fn create_tap(&self, name: &str) -> Result<PortIo, PortError>;
+    /// Attaches to the existing netdev `name` (`type=system`).
+    fn open_system(&self, name: &str) -> Result<PortIo, PortError>;
+}
+
+/// The real thing: TAPs through `/dev/net/tun`, AF_PACKET sockets.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Kernel;
+
+impl Netdevs for Kernel {
+    fn exists(&self, name: &str) -> bool {
+        crate::netdev::exists(name)
+    }
+
+    fn mac(&self, name: &str) -> Option<[u8; 6]> {
+        crate::netdev::mac(name).ok().map(|m| m.0)
+    }
+
+    fn create_tap(&self, name: &str) -> Result<PortIo, PortError> {
+        TapPort::create(name).map(PortIo::Tap)
+    }
+
+    fn open_system(&self, name: &str) -> Result<PortIo, PortError> {
+        AfPacketPort::open(name).map(PortIo::AfPacket)
+    }
+}
+
 /// A port's I/O endpoint. One datapath worker polls and receives from it;
 /// any worker may send on it (the kernel serialises writes per frame).
 #[derive(Debug)]
@@ -284,6 +327,9 @@ pub enum PortIo {
     Tap(TapPort),
     /// An `AF_PACKET` socket on an existing netdev.
     AfPacket(AfPacketPort),
+    /// Unit tests: an in-memory port ([`mem::MemPort`]).
+    #[cfg(test)]
+    Mem(mem::MemPort),
 }
 
 impl PortIo {
@@ -292,6 +338,8 @@ impl PortIo {
         match self {
             PortIo::Tap(p) => p.fd(),
             PortIo::AfPacket(p) => p.fd(),
+            #[cfg(test)]
+            PortIo::Mem(p) => p.fd(),
         }
     }
 
@@ -300,6 +348,8 @@ impl PortIo {
         match self {
             PortIo::Tap(p) => p.name(),
             PortIo::AfPacket(p) => p.name(),
+            #[cfg(test)]
+            PortIo::Mem(p) => p.name(),
         }
     }
 
@@ -308,6 +358,8 @@ impl PortIo {
         match self {
             PortIo::Tap(p) => p.recv(buf),
             PortIo::AfPacket(p) => p.recv(buf),
+            #[cfg(test)]
+            PortIo::Mem(p) => p.recv(buf),
         }
     }
 
@@ -317,6 +369,8 @@ impl PortIo {
         match self {
             PortIo::Tap(p) => p.recv_batch(bufs),
             PortIo::AfPacket(p) => p.recv_batch(bufs),
+            #[cfg(test)]
+            PortIo::Mem(p) => p.recv_batch(bufs),
         }
     }
 
@@ -325,6 +379,8 @@ impl PortIo {
         match self {
             PortIo::Tap(p) => p.send(frame),
             PortIo::AfPacket(p) => p.send(frame),
+            #[cfg(test)]
+            PortIo::Mem(p) => p.send(frame),
         }
     }
 
@@ -335,6 +391,8 @@ impl PortIo {
         match self {
             PortIo::Tap(p) => p.vnet(),
             PortIo::AfPacket(p) => p.vnet(),
+            #[cfg(test)]
+            PortIo::Mem(_) => false,
         }
     }
 
@@ -350,6 +408,8 @@ impl PortIo {
         match self {
             PortIo::Tap(p) => p.send_vnet(hdr, frame),
             PortIo::AfPacket(p) => p.send_vnet(hdr, frame),
+            #[cfg(test)]
+            PortIo::Mem(p) => p.send(frame),
         }
     }
 
@@ -374,6 +434,11 @@ impl PortIo {
                 (Some(h), Some(f)) => p.send_vnet(h, f).map(|()| 1),
                 _ => Ok(0),
             },
+            #[cfg(test)]
+            PortIo::Mem(p) => match frames.first() {
+                Some(f) => p.send(f).map(|()| 1),
+                None => Ok(0),
+            },
         }
     }
 
@@ -383,6 +448,8 @@ impl PortIo {
         match self {
             PortIo::Tap(p) => p.check_alive(),
             PortIo::AfPacket(p) => p.check_alive(),
+            #[cfg(test)]
+            PortIo::Mem(_) => true,
         }
     }
 }

@@ -37,6 +37,8 @@ use std::sync::{mpsc, Once};
 use std::time::{Duration, Instant};
 
 use rvs_ctl::proto::{FdbEntry, FlowInfo, PortInfo, PortStats};
+
+pub mod ovs;
 use serde_json::Value;
 
 // ---- root and names ------------------------------------------------------
@@ -346,6 +348,16 @@ impl Rvsd {
     /// (after [`Rvsd::stop`] or [`Rvsd::kill9`]).
     pub fn restart(&mut self) {
         self.launch();
+    }
+
+    /// Waits (≤ `limit`) for the daemon to exit by itself and reaps it:
+    /// its exit status, or `None` (and it keeps running) at the deadline.
+    /// It can be started again with [`Rvsd::restart`].
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let c = self.child.as_mut().expect("rvsd is not running");
+        let st = wait_child(c, limit)?;
+        self.child = None;
+        Some(st)
     }
 
     /// Whether the daemon process is still running.

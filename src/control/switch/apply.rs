@@ -2,9 +2,20 @@
 //! one, planning the steps (with the diff `--dry-run` prints), executing
 //! them, and rolling back when the kernel refuses one.
 //!
+//! # Rollback
+//! When a step fails, the steps back to the previous configuration are
+//! planned the same way (`plan(previous)`) and executed; then the running
+//! state is compared with the previous one once more (`plan(previous)`
+//! again, which must be empty). The error names the step that failed, the
+//! steps applied before it, and either "the previous state was restored"
+//! — only when every rollback step succeeded *and* nothing differs — or
+//! each rollback step that failed (with its error) and what still differs
+//! from the previous state. Whatever happened, the state that is saved is
+//! what is running: a failed apply journals the configuration it left.
+//!
 //! # Invariants
-//! Everything is validated before the first step; a failed step restores
-//! the previous state (see [`Switch::apply_text`]).
+//! Everything is validated before the first step; the kernel's refusals
+//! are the only failures after it.
 //!
 //! # Thread-safety
 //! Part of [`Switch`], behind its mutex.
@@ -411,6 +422,10 @@ impl Switch {
             if want_limit != cur_limit {
                 knobs.push(("flow-limit".to_string(), want_limit.to_string()));
             }
+            let want_vlans = wb.and_then(|b| b.vlan_limit).unwrap_or(DEFAULT_VLAN_LIMIT);
+            if want_vlans != cur.map_or(DEFAULT_VLAN_LIMIT, |c| c.vlan_limit) {
+                knobs.push(("vlan-limit".to_string(), want_vlans.to_string()));
+            }
             let want_ctl = wb.map(|b| b.controller.clone()).unwrap_or_default();
             if cur.map_or(!want_ctl.is_empty(), |c| c.controllers != want_ctl) {
                 adds.push(Change::SetController {
@@ -601,37 +616,267 @@ impl Switch {
             });
         }
         let before = self.export();
-        for c in &plan {
+        // From here on the configuration may change even if apply fails:
+        // the switch journals what is left (see `Switch::handle`).
+        self.config_touched = true;
+        for (i, c) in plan.iter().enumerate() {
             if let Err(e) = self.exec(c) {
-                // Roll back to where we started, best effort.
-                let before_text = toml::to_string(&before).unwrap_or_default();
-                match self.plan(&before, &before_text, "<rollback>") {
-                    Ok(undo) => {
-                        for u in &undo {
-                            if let Err(ue) = self.exec(u) {
-                                log::error!(
-                                    "apply rollback: {}: {}",
-                                    u.describe().join("; "),
-                                    ue.message
-                                );
-                            }
-                        }
-                    }
-                    Err(pe) => log::error!("apply rollback: {}", pe.message),
-                }
-                return Err(reject(
-                    e.kind,
-                    format!(
-                        "{origin}: {}: {}; the previous state was restored",
-                        c.describe().join("; "),
-                        e.message
-                    ),
-                ));
+                return Err(self.roll_back(origin, &before, &plan[..i], c, e));
             }
         }
         Ok(Reply::Apply {
             changes,
             applied: true,
         })
+    }
+
+    /// Undoes a failed apply: back to `before` as far as the kernel lets
+    /// us. Returns the error for the user (see the module docs).
+    fn roll_back(
+        &mut self,
+        origin: &str,
+        before: &Config,
+        applied: &[Change],
+        failed: &Change,
+        e: Reject,
+    ) -> Reject {
+        let before_text = toml::to_string(before).unwrap_or_default();
+        let mut undo_failed: Vec<String> = Vec::new();
+        match self.plan(before, &before_text, "<rollback>") {
+            Ok(undo) => {
+                for u in &undo {
+                    if let Err(ue) = self.exec(u) {
+                        let line = format!("{}: {}", brief(&u.describe()), ue.message);
+                        log::error!("apply rollback: {line}");
+                        undo_failed.push(line);
+                    }
+                }
+            }
+            Err(pe) => {
+                log::error!("apply rollback: {}", pe.message);
+                undo_failed.push(format!("planning the rollback: {}", pe.message));
+            }
+        }
+        // What still differs, whatever the steps reported.
+        let left: Vec<String> = match self.plan(before, &before_text, "<rollback>") {
+            Ok(rest) => rest.iter().flat_map(Change::describe).collect(),
+            Err(pe) => vec![format!("(cannot compare: {})", pe.message)],
+        };
+        let done = if applied.is_empty() {
+            "nothing had been applied before it".to_string()
+        } else {
+            let lines: Vec<String> = applied.iter().flat_map(Change::describe).collect();
+            format!("applied before it: {}", brief(&lines))
+        };
+        let mut msg = format!(
+            "{origin}: {}: {}; {done}; ",
+            brief(&failed.describe()),
+            e.message
+        );
+        if undo_failed.is_empty() && left.is_empty() {
+            msg.push_str("rolled back: the previous state was restored");
+        } else {
+            msg.push_str("the previous state could NOT be restored");
+            if !undo_failed.is_empty() {
+                msg.push_str(&format!(
+                    "; rollback steps that failed: {}",
+                    undo_failed.join("; ")
+                ));
+            }
+            if !left.is_empty() {
+                msg.push_str(&format!(
+                    "; still different from the previous state: {}",
+                    brief(&left)
+                ));
+            }
+            msg.push_str("; the running state (rvsctl export) is what was saved");
+        }
+        reject(e.kind, msg)
+    }
+}
+
+/// Most diff lines an apply error lists; the rest are counted.
+const BRIEF_LINES: usize = 10;
+
+/// `lines` joined with "; ", the first [`BRIEF_LINES`] only.
+fn brief(lines: &[String]) -> String {
+    let mut s = lines
+        .iter()
+        .take(BRIEF_LINES)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if lines.len() > BRIEF_LINES {
+        s.push_str(&format!(" (and {} more)", lines.len() - BRIEF_LINES));
+    }
+    s
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::port::mem::FakeNetdevs;
+
+    fn switch(fake: &FakeNetdevs, store: Option<StateStore>) -> Switch {
+        Switch::with_netdevs(Instant::now(), store, 1, Arc::new(fake.clone())).unwrap()
+    }
+
+    fn apply(sw: &mut Switch, text: &str) -> Response {
+        sw.handle(Request::Apply {
+            text: text.into(),
+            origin: "want.toml".into(),
+            dry_run: false,
+        })
+    }
+
+    fn error(r: Response) -> String {
+        match r {
+            Response::Err { error, .. } => error.message,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    /// br0 with taps a (VLAN 10) and b.
+    const START: &str = r#"
+[[bridge]]
+name = "br0"
+[[bridge.port]]
+name = "a"
+tag = 10
+[[bridge.port]]
+name = "b"
+"#;
+
+    fn start(sw: &mut Switch) {
+        let r = apply(sw, START);
+        assert!(matches!(r, Response::Ok { .. }), "{r:?}");
+    }
+
+    fn port_names(cfg: &Config) -> Vec<(String, Option<u16>)> {
+        cfg.bridge
+            .iter()
+            .flat_map(|b| b.port.iter().map(|p| (p.name.clone(), p.tag)))
+            .collect()
+    }
+
+    /// A step the kernel refuses (creating TAP c) after two that worked:
+    /// both are undone, and only then does the error say so.
+    #[test]
+    fn a_failed_step_is_rolled_back_and_reported_step_by_step() {
+        let fake = FakeNetdevs::new();
+        let mut sw = switch(&fake, None);
+        start(&mut sw);
+        let before = sw.export();
+        fake.fail("c");
+        let want = r#"
+[[bridge]]
+name = "br0"
+[[bridge.port]]
+name = "a"
+tag = 20
+[[bridge.port]]
+name = "c"
+"#;
+        let msg = error(apply(&mut sw, want));
+        assert!(
+            msg.starts_with("want.toml: + add-port br0 c ofport_request=2: add-port br0 c:"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("creating tap: TUNSETIFF for port \"c\" failed"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("applied before it: - del-port br0 b; ~ set port a tag=20"),
+            "{msg}"
+        );
+        assert!(
+            msg.ends_with("rolled back: the previous state was restored"),
+            "{msg}"
+        );
+        assert_eq!(sw.export(), before);
+        assert!(fake.exists("b"), "b was re-created");
+        sw.shutdown();
+    }
+
+    /// The first step fails: nothing to undo.
+    #[test]
+    fn a_failure_before_any_change_says_nothing_was_applied() {
+        let fake = FakeNetdevs::new();
+        let mut sw = switch(&fake, None);
+        start(&mut sw);
+        let before = sw.export();
+        fake.fail("br1");
+        let want = format!("{START}\n[[bridge]]\nname = \"br1\"\n");
+        let msg = error(apply(&mut sw, &want));
+        assert_eq!(
+            msg,
+            "want.toml: + add-br br1: add-br br1: creating its LOCAL tap: TUNSETIFF for port \
+             \"br1\" failed; nothing had been applied before it; rolled back: the previous \
+             state was restored"
+        );
+        assert_eq!(sw.export(), before);
+        sw.shutdown();
+    }
+
+    /// Deleting b worked, creating c failed, and re-creating b fails too:
+    /// the error says b could not be restored (never "restored"), and the
+    /// state on disk is what runs (a, no b), not the previous or the
+    /// requested configuration.
+    #[test]
+    fn a_failed_rollback_is_reported_and_the_real_state_is_saved() {
+        let dir = std::env::temp_dir().join(format!("rvs-apply-rollback-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = StateStore::open(&dir).unwrap();
+        let fake = FakeNetdevs::new();
+        let mut sw = switch(&fake, Some(store.clone()));
+        sw.save().unwrap();
+        start(&mut sw);
+        fake.fail("c");
+        fake.fail("b");
+        let want = r#"
+[[bridge]]
+name = "br0"
+[[bridge.port]]
+name = "a"
+tag = 10
+[[bridge.port]]
+name = "c"
+"#;
+        let msg = error(apply(&mut sw, want));
+        assert!(!msg.contains("was restored"), "{msg}");
+        assert!(
+            msg.contains("applied before it: - del-port br0 b;"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(
+                "the previous state could NOT be restored; rollback steps that failed: \
+                 + add-port br0 b type=tap ofport_request=2: add-port br0 b: creating tap: \
+                 TUNSETIFF for port \"b\" failed"
+            ),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("still different from the previous state: + add-port br0 b"),
+            "{msg}"
+        );
+        let running = sw.export();
+        assert_eq!(port_names(&running), vec![("a".to_string(), Some(10))]);
+        // What a restart would restore: the running state.
+        let saved = store.load().unwrap().unwrap();
+        assert_eq!(port_names(&saved), port_names(&running));
+        // Once the kernel cooperates, the same apply goes through.
+        fake.heal("b");
+        fake.heal("c");
+        assert!(matches!(apply(&mut sw, want), Response::Ok { .. }));
+        let saved = store.load().unwrap().unwrap();
+        assert_eq!(
+            port_names(&saved),
+            vec![("a".to_string(), Some(10)), ("c".to_string(), None)]
+        );
+        sw.shutdown();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -33,13 +33,13 @@ impl Switch {
             ));
         }
         self.check_new_netdev_name(name, &format!("add-br {name}"))?;
-        if netdev::exists(name) {
+        if self.netdevs.exists(name) {
             return Err(reject(
                 ErrorKind::Exists,
                 format!("add-br {name}: a network device named {name} already exists"),
             ));
         }
-        let local = TapPort::create(name).map_err(|e| {
+        let local = self.netdevs.create_tap(name).map_err(|e| {
             reject(
                 ErrorKind::System,
                 format!("add-br {name}: creating its LOCAL tap: {e}"),
@@ -70,7 +70,7 @@ impl Switch {
             bridge: id,
             ofport: PortNo::LOCAL,
             name: name.to_string(),
-            io: Some(Arc::new(PortIo::Tap(local))),
+            io: Some(Arc::new(local)),
             owner: worker,
             shared: shared.clone(),
             vlan: vlan.clone(),
@@ -86,7 +86,7 @@ impl Switch {
                 vlan_mode_set: false,
                 peer: None,
                 shared,
-                mac: netdev::mac(name).map(|m| m.0).unwrap_or_default(),
+                mac: self.netdevs.mac(name).unwrap_or_default(),
                 worker,
             },
         );
@@ -103,6 +103,7 @@ impl Switch {
                 failing: BTreeMap::new(),
                 secure: false,
                 datapath_id: None,
+                vlan_limit: DEFAULT_VLAN_LIMIT,
                 of,
             },
         );
@@ -163,6 +164,7 @@ impl Switch {
         let (mut aging, mut size) = (b.aging_s, b.table_size);
         let mut dpid = b.datapath_id;
         let mut flow_limit = b.flows.limit();
+        let mut vlan_limit = b.vlan_limit;
         for (k, v) in settings {
             let key = k.replace('_', "-");
             let key = key.strip_prefix("other-config:").unwrap_or(&key);
@@ -176,6 +178,14 @@ impl Switch {
                         ))
                     })?)
                 };
+                continue;
+            }
+            if key == "vlan-limit" {
+                vlan_limit = v.parse::<u32>().map_err(|_| {
+                    invalid(format!(
+                        "set bridge {name}: vlan-limit={v}: expected a number of VLAN headers (0 = no limit)"
+                    ))
+                })?;
                 continue;
             }
             if key == "flow-limit" {
@@ -212,7 +222,7 @@ impl Switch {
                 }
                 _ => {
                     return Err(invalid(format!(
-                        "set bridge {name}: unknown setting \"{k}\" (expected mac-aging-time, mac-table-size, datapath-id or flow-limit)"
+                        "set bridge {name}: unknown setting \"{k}\" (expected mac-aging-time, mac-table-size, datapath-id, flow-limit or vlan-limit)"
                     )))
                 }
             }
@@ -223,6 +233,13 @@ impl Switch {
         b.table_size = size;
         b.datapath_id = dpid;
         b.flows.set_limit(flow_limit);
+        if b.vlan_limit != vlan_limit {
+            b.vlan_limit = vlan_limit;
+            self.worker.send(Command::SetVlanLimit {
+                bridge: id,
+                limit: u8::try_from(vlan_limit).unwrap_or(u8::MAX),
+            });
+        }
         self.worker.send(Command::SetBridgeKnobs {
             bridge: id,
             aging_s: aging,
@@ -367,5 +384,219 @@ impl Switch {
                 info
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::port::mem::{FakeNetdevs, MemHost};
+
+    fn ok(sw: &mut Switch, req: Request) -> Reply {
+        match sw.handle(req) {
+            Response::Ok { result, .. } => result,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn err(sw: &mut Switch, req: Request) -> String {
+        match sw.handle(req) {
+            Response::Err { error, .. } => error.message,
+            other => panic!("expected an error: {other:?}"),
+        }
+    }
+
+    fn kv(s: &[&str]) -> Vec<(String, String)> {
+        s.iter()
+            .map(|x| {
+                let (k, v) = x.split_once('=').unwrap();
+                (k.to_string(), v.to_string())
+            })
+            .collect()
+    }
+
+    fn set_bridge(sw: &mut Switch, settings: &[&str]) -> Response {
+        sw.handle(Request::SetBridge {
+            name: "br0".into(),
+            settings: kv(settings),
+        })
+    }
+
+    const A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
+    const B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
+    const BCAST: [u8; 6] = [0xff; 6];
+    const PAYLOAD: [u8; 22] = [
+        0x08, 0x00, 0x45, 0, 0, 20, 0, 0, 0, 0, 64, 253, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ];
+
+    /// A frame with 802.1Q `tags` (TCIs) and a small IPv4 packet.
+    fn frame(dst: [u8; 6], src: [u8; 6], tags: &[u16]) -> Vec<u8> {
+        let mut f = [dst, src].concat();
+        for t in tags {
+            f.extend_from_slice(&[0x81, 0x00]);
+            f.extend_from_slice(&t.to_be_bytes());
+        }
+        f.extend_from_slice(&PAYLOAD);
+        f
+    }
+
+    /// What `h` receives within 300 ms, if anything.
+    fn got(h: &MemHost) -> Option<Vec<u8>> {
+        h.recv(Duration::from_millis(300))
+    }
+
+    /// br0: acc (access 10), trunk (all VLANs), nu (native-untagged 10),
+    /// all in-memory ports.
+    fn topo(fake: &FakeNetdevs) -> (Switch, MemHost, MemHost, MemHost) {
+        let mut sw = Switch::with_netdevs(Instant::now(), None, 1, Arc::new(fake.clone())).unwrap();
+        ok(
+            &mut sw,
+            Request::AddBr {
+                name: "br0".into(),
+                may_exist: false,
+            },
+        );
+        for (name, s) in [
+            ("acc", &["tag=10"][..]),
+            ("trunk", &[][..]),
+            ("nu", &["tag=10", "vlan_mode=native-untagged"][..]),
+        ] {
+            ok(
+                &mut sw,
+                Request::AddPort {
+                    bridge: "br0".into(),
+                    name: name.into(),
+                    settings: kv(s),
+                    may_exist: false,
+                },
+            );
+        }
+        let h = |n| fake.take_host(n).unwrap();
+        (sw, h("acc"), h("trunk"), h("nu"))
+    }
+
+    /// The datapath end to end (extraction under the bridge's limit,
+    /// NORMAL, egress edits): a double-tagged frame from the trunk
+    /// reaches the access port of its outer VLAN with the inner tag as
+    /// payload under the default vlan-limit=1, and not under 2; one to a
+    /// learned MAC on the access port leaves with every parsed tag gone.
+    #[test]
+    fn vlan_limit_decides_where_double_tagged_frames_go() {
+        let fake = FakeNetdevs::new();
+        let (mut sw, acc, trunk, nu) = topo(&fake);
+        let dbl = frame(BCAST, A, &[10, 20]);
+        trunk.send(&dbl);
+        let inner_only = frame(BCAST, A, &[20]);
+        assert_eq!(got(&acc), Some(inner_only.clone()), "limit 1: access");
+        assert_eq!(got(&nu), Some(inner_only), "limit 1: native-untagged");
+
+        assert!(matches!(
+            set_bridge(&mut sw, &["vlan-limit=2"]),
+            Response::Ok { .. }
+        ));
+        assert!(sw.worker.barrier(Duration::from_secs(5)));
+        trunk.send(&dbl);
+        assert_eq!(
+            got(&nu),
+            Some(frame(BCAST, A, &[20])),
+            "limit 2: native-untagged"
+        );
+        assert_eq!(got(&acc), None, "limit 2: access ports carry no second tag");
+        // B speaks on the access port; a double-tagged frame to B arrives
+        // there without either tag (OVS empties the VLAN stack).
+        // (A was learned on the trunk from the broadcasts above.)
+        acc.send(&frame(A, B, &[]));
+        assert_eq!(got(&trunk), Some(frame(A, B, &[10])));
+        trunk.send(&frame(B, A, &[10, 20]));
+        assert_eq!(
+            got(&acc),
+            Some(frame(B, A, &[])),
+            "limit 2: learned unicast"
+        );
+        // A priority tag over a second tag on the access port: the second
+        // tag is dropped on the way in (limit 2)...
+        acc.send(&frame(BCAST, B, &[0x6000, 30]));
+        assert_eq!(got(&trunk), Some(frame(BCAST, B, &[0x600a])));
+        assert_eq!(got(&nu), Some(frame(BCAST, B, &[])));
+        // ...and is payload under limit 1.
+        assert!(matches!(
+            set_bridge(&mut sw, &["vlan-limit=1"]),
+            Response::Ok { .. }
+        ));
+        assert!(sw.worker.barrier(Duration::from_secs(5)));
+        acc.send(&frame(BCAST, B, &[0x6000, 30]));
+        assert_eq!(got(&trunk), Some(frame(BCAST, B, &[0x600a, 30])));
+        assert_eq!(got(&nu), Some(frame(BCAST, B, &[30])));
+        // A tagged frame on the access port goes nowhere, under any limit.
+        for limit in ["vlan-limit=1", "vlan-limit=0"] {
+            assert!(matches!(set_bridge(&mut sw, &[limit]), Response::Ok { .. }));
+            assert!(sw.worker.barrier(Duration::from_secs(5)));
+            acc.send(&frame(BCAST, B, &[20, 30]));
+            assert_eq!(got(&trunk), None, "{limit}");
+            assert_eq!(got(&nu), None, "{limit}");
+        }
+        sw.shutdown();
+    }
+
+    /// `set bridge BR vlan-limit=N`: checked, exported and applied like
+    /// the other knobs; a bad value changes nothing.
+    #[test]
+    fn vlan_limit_is_a_bridge_knob() {
+        let fake = FakeNetdevs::new();
+        let (mut sw, ..) = topo(&fake);
+        let export = |sw: &Switch| sw.export().to_toml().unwrap();
+        assert!(
+            !export(&sw).contains("vlan_limit"),
+            "the default is not written"
+        );
+        let e = err(
+            &mut sw,
+            Request::SetBridge {
+                name: "br0".into(),
+                settings: kv(&["mac-aging-time=60", "vlan-limit=two"]),
+            },
+        );
+        assert_eq!(
+            e,
+            "set bridge br0: vlan-limit=two: expected a number of VLAN headers (0 = no limit)"
+        );
+        assert_eq!(
+            sw.bridges["br0"].aging_s, DEFAULT_AGING_S,
+            "nothing changed"
+        );
+        assert!(matches!(
+            set_bridge(&mut sw, &["other-config:vlan-limit=0"]),
+            Response::Ok { .. }
+        ));
+        let text = export(&sw);
+        assert!(text.contains("vlan_limit = 0"), "{text}");
+        // apply of the export is a no-op; without the key, back to 1.
+        let r = ok(
+            &mut sw,
+            Request::Apply {
+                text: text.clone(),
+                origin: "x".into(),
+                dry_run: true,
+            },
+        );
+        assert!(
+            matches!(&r, Reply::Apply { changes, .. } if changes.is_empty()),
+            "{r:?}"
+        );
+        let r = ok(
+            &mut sw,
+            Request::Apply {
+                text: text.replace("vlan_limit = 0\n", ""),
+                origin: "x".into(),
+                dry_run: false,
+            },
+        );
+        assert!(
+            matches!(&r, Reply::Apply { changes, .. } if changes == &["~ set bridge br0 vlan-limit=1"]),
+            "{r:?}"
+        );
+        assert_eq!(sw.bridges["br0"].vlan_limit, 1);
+        sw.shutdown();
     }
 }

@@ -4,8 +4,12 @@
 //! # What?
 //! [`Switch`] validates every request completely before changing anything
 //! (a rejected request leaves the configuration as it was), then applies it:
-//! it creates TAPs and AF_PACKET sockets, hands their fds to the datapath
-//! worker, edits and publishes flow tables.
+//! it creates TAPs and AF_PACKET sockets (through [`Netdevs`]: the kernel,
+//! or an in-memory fake in unit tests), hands their fds to the datapath
+//! worker, edits and publishes flow tables. The one request that can fail
+//! after changing something is an `apply` whose rollback the kernel
+//! refuses; it says so, and the configuration it leaves is saved
+//! ([`apply`]).
 //!
 //! # Design
 //! This module holds the model (bridges, ports, the request dispatch);
@@ -46,7 +50,7 @@ use crate::datapath::worker::WorkerSet;
 use crate::datapath::xlate::BridgeRt;
 use crate::datapath::Command;
 use crate::netdev;
-use crate::port::{AfPacketPort, PortIo, PortKind, TapPort};
+use crate::port::{Kernel, Netdevs, PortKind};
 
 mod apply;
 mod bridges;
@@ -73,6 +77,8 @@ pub const MAX_FLOW_LIMIT: usize = 100_000_000;
 pub const DEFAULT_AGING_S: u32 = 300;
 /// Default MAC table size, entries.
 pub const DEFAULT_TABLE_SIZE: u32 = 8192;
+/// Default `vlan-limit` (OVS's): the outer VLAN tag only.
+pub const DEFAULT_VLAN_LIMIT: u32 = 1;
 
 /// A rejected request: category and message.
 #[derive(Debug, Clone)]
@@ -133,6 +139,8 @@ struct BridgeState {
     secure: bool,
     /// Datapath id set with `set bridge BR datapath-id=`.
     datapath_id: Option<u64>,
+    /// `vlan-limit` as configured (0: unlimited).
+    vlan_limit: u32,
     /// Controller state shared with the channel and the worker.
     of: Arc<OfShared>,
 }
@@ -191,12 +199,24 @@ fn parse_fail_mode(v: &str) -> Option<bool> {
     }
 }
 
+/// Whether `req` is the debug-build fault request (which changes nothing).
+fn is_debug_fault(req: &Request) -> bool {
+    #[cfg(debug_assertions)]
+    if matches!(req, Request::DebugFault { .. }) {
+        return true;
+    }
+    let _ = req;
+    false
+}
+
 /// The whole switch.
 pub struct Switch {
     bridges: BTreeMap<String, BridgeState>,
     /// Port name → bridge name (LOCAL ports included).
     owner: HashMap<String, String>,
     worker: WorkerSet,
+    /// Where ports come from (the kernel; a fake in unit tests).
+    netdevs: Arc<dyn Netdevs>,
     next_bridge_id: u32,
     epoch: Instant,
     /// Where accepted changes are persisted (`None` in unit tests).
@@ -219,6 +239,12 @@ pub struct Switch {
     tls: bool,
     /// What `punix:` listeners may not take, and the sockets they hold.
     punix: Punix,
+    /// Set by a request that changed the configuration even though it
+    /// failed (an `apply` whose rollback ran): it is journaled as is.
+    config_touched: bool,
+    /// Debug builds: whether [`Request::DebugFault`] is served.
+    #[cfg(debug_assertions)]
+    debug_faults: bool,
 }
 
 impl std::fmt::Debug for Switch {
@@ -236,11 +262,22 @@ impl Switch {
         store: Option<StateStore>,
         workers: usize,
     ) -> std::io::Result<Switch> {
+        Switch::with_netdevs(epoch, store, workers, Arc::new(Kernel))
+    }
+
+    /// [`Switch::new`] with ports made by `netdevs` (a test double).
+    pub fn with_netdevs(
+        epoch: Instant,
+        store: Option<StateStore>,
+        workers: usize,
+        netdevs: Arc<dyn Netdevs>,
+    ) -> std::io::Result<Switch> {
         let punix = Punix::new(store.as_ref().map(StateStore::dir));
         Ok(Switch {
             bridges: BTreeMap::new(),
             owner: HashMap::new(),
             worker: WorkerSet::spawn(epoch, workers)?,
+            netdevs,
             next_bridge_id: 0,
             epoch,
             store,
@@ -252,6 +289,9 @@ impl Switch {
             records: Vec::new(),
             flow_removed: None,
             tls: false,
+            config_touched: false,
+            #[cfg(debug_assertions)]
+            debug_faults: false,
         })
     }
 
@@ -259,6 +299,51 @@ impl Switch {
     /// given certificates).
     pub fn set_tls(&mut self, on: bool) {
         self.tls = on;
+    }
+
+    /// Datapath workers that stopped by themselves (see
+    /// [`WorkerSet::exits`]); `rvsd` exits on the first.
+    pub fn worker_exits(&self) -> crossbeam_channel::Receiver<crate::datapath::worker::WorkerExit> {
+        self.worker.exits()
+    }
+
+    /// Debug builds: serve [`Request::DebugFault`] (`rvsd --debug-faults`).
+    #[cfg(debug_assertions)]
+    pub fn enable_debug_faults(&mut self) {
+        self.debug_faults = true;
+    }
+
+    /// Debug builds: the failure [`Request::DebugFault`] asks for.
+    #[cfg(debug_assertions)]
+    fn debug_fault(&mut self, fault: &str) -> Result<Reply> {
+        use crate::datapath::WorkerFault;
+        if !self.debug_faults {
+            return Err(invalid(
+                "debug faults are off (start a debug build of rvsd with --debug-faults)",
+            ));
+        }
+        log::warn!("injecting fault {fault} (debug request)");
+        match fault {
+            "control-panic" => panic!("injected fault: control-plane panic"),
+            "task-panic" => {
+                let rt = tokio::runtime::Handle::try_current().map_err(|e| {
+                    reject(ErrorKind::Internal, format!("task-panic: no runtime: {e}"))
+                })?;
+                rt.spawn(async { panic!("injected fault: tokio task panic") });
+            }
+            "worker-panic" => self.worker.send(Command::DebugFault {
+                fault: WorkerFault::Panic,
+            }),
+            "worker-error" => self.worker.send(Command::DebugFault {
+                fault: WorkerFault::Error,
+            }),
+            other => {
+                return Err(invalid(format!(
+                    "debug fault {other:?}: expected control-panic, task-panic, worker-panic or worker-error"
+                )))
+            }
+        }
+        Ok(Self::done(format!("fault {fault} injected"), 1))
     }
 
     /// Waits until the datapath carried out what was sent to it.
@@ -307,7 +392,7 @@ impl Switch {
                 | Request::Export {}
                 | Request::GetController { .. }
                 | Request::Apply { dry_run: true, .. }
-        );
+        ) && !is_debug_fault(&req);
         let flows_only = matches!(
             req,
             Request::AddFlows { .. }
@@ -315,8 +400,12 @@ impl Switch {
                 | Request::DelFlows { .. }
                 | Request::ReplaceFlows { .. }
         );
+        self.config_touched = false;
         let r = self.dispatch(req);
-        if r.is_ok() && mutating {
+        // A failed apply may have left changes (a rollback step the kernel
+        // refused): what runs is what must be saved.
+        let touched = std::mem::take(&mut self.config_touched);
+        if (r.is_ok() && mutating) || touched {
             self.changed.notify_one();
             if !flows_only && self.journal.is_some() {
                 self.records.push(Record::Config {
@@ -474,6 +563,8 @@ impl Switch {
                 let cfg = Config::parse(&text, &origin).map_err(|e| invalid(e.to_string()))?;
                 self.apply_text(&cfg, &text, &origin, dry_run)
             }
+            #[cfg(debug_assertions)]
+            Request::DebugFault { fault } => self.debug_fault(&fault),
             // The connection assembles uploads (control::server).
             Request::Upload { .. } | Request::WithUpload { .. } => Err(reject(
                 ErrorKind::BadRequest,

@@ -164,6 +164,9 @@ impl Switch {
             if let Some(l) = b.flow_limit {
                 knobs.push(("flow-limit".to_string(), l.to_string()));
             }
+            if let Some(l) = b.vlan_limit {
+                knobs.push(("vlan-limit".to_string(), l.to_string()));
+            }
             if !knobs.is_empty() {
                 self.set_bridge(&b.name, &knobs).map_err(err)?;
             }
@@ -211,6 +214,7 @@ impl Switch {
                     datapath_id: b.datapath_id.map(|d| format!("{d:016x}")),
                     flow_limit: (b.flows.limit() != crate::control::flows::DEFAULT_FLOW_LIMIT)
                         .then_some(b.flows.limit() as u64),
+                    vlan_limit: (b.vlan_limit != DEFAULT_VLAN_LIMIT).then_some(b.vlan_limit),
                     port: b
                         .ports
                         .values()

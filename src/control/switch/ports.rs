@@ -166,7 +166,7 @@ impl Switch {
         let kind = match s.kind {
             Some(k) => k,
             None if s.peer.is_some() => PortKind::Patch,
-            None if netdev::exists(name) => PortKind::System,
+            None if self.netdevs.exists(name) => PortKind::System,
             None => PortKind::Tap,
         };
         if kind == PortKind::Patch && s.peer.is_none() {
@@ -184,34 +184,38 @@ impl Switch {
         }
         let io = match kind {
             PortKind::Tap | PortKind::Internal => {
-                if netdev::exists(name) {
+                if self.netdevs.exists(name) {
                     return Err(reject(
                         ErrorKind::Exists,
                         format!("{verb}: a network device named {name} already exists (omit type= to attach it as a system port)"),
                     ));
                 }
-                Some(PortIo::Tap(TapPort::create(name).map_err(|e| {
-                    reject(ErrorKind::System, format!("{verb}: creating tap: {e}"))
-                })?))
+                Some(
+                    self.netdevs.create_tap(name).map_err(|e| {
+                        reject(ErrorKind::System, format!("{verb}: creating tap: {e}"))
+                    })?,
+                )
             }
-            PortKind::System if self.restoring && !netdev::exists(name) => None,
+            PortKind::System if self.restoring && !self.netdevs.exists(name) => None,
             PortKind::System => {
-                if !netdev::exists(name) {
+                if !self.netdevs.exists(name) {
                     return Err(reject(
                         ErrorKind::NotFound,
                         format!("{verb}: no network device named {name} to attach (use type=tap to create one)"),
                     ));
                 }
-                Some(PortIo::AfPacket(AfPacketPort::open(name).map_err(|e| {
-                    reject(ErrorKind::System, format!("{verb}: attaching: {e}"))
-                })?))
+                Some(
+                    self.netdevs.open_system(name).map_err(|e| {
+                        reject(ErrorKind::System, format!("{verb}: attaching: {e}"))
+                    })?,
+                )
             }
             PortKind::Patch => None,
         };
         let down = (kind == PortKind::System && io.is_none())
             .then(|| format!("netdev {name} not found; it is attached when it appears"));
         let mac = if io.is_some() {
-            netdev::mac(name).map(|m| m.0).unwrap_or_default()
+            self.netdevs.mac(name).unwrap_or_default()
         } else {
             [0; 6]
         };
@@ -415,16 +419,16 @@ impl Switch {
     pub fn reattach(&mut self) {
         for b in self.bridges.values() {
             for p in b.ports.values() {
-                if p.kind != PortKind::System || p.shared.is_up() || !netdev::exists(&p.name) {
+                if p.kind != PortKind::System || p.shared.is_up() || !self.netdevs.exists(&p.name) {
                     continue;
                 }
-                match AfPacketPort::open(&p.name) {
+                match self.netdevs.open_system(&p.name) {
                     Ok(io) => {
                         p.shared.set_up();
                         self.worker.send(Command::AttachIo {
                             bridge: b.id,
                             ofport: p.ofport,
-                            io: Arc::new(PortIo::AfPacket(io)),
+                            io: Arc::new(io),
                         });
                     }
                     Err(e) => log::debug!("port {}: not attached yet: {e}", p.name),
