@@ -7,7 +7,7 @@
 # Usage (root):
 #   benches/soak.sh [-d SECS] [-p PAIRS] [-c CHURN] [-K KILL_S] [-R RATE]
 #                   [-W WINDOW] [-C CHURN_S] [-u WARMUP_S] [-i PROBE_MS]
-#                   [-w WORKERS] [-o] [-k]
+#                   [-w WORKERS] [-o] [-l LABEL] [-k]
 #     -d SECS      length of the run (default 1800)
 #     -p PAIRS     host pairs (default 8)
 #     -c CHURN     of which churn pairs, the last CHURN (default 3; the
@@ -22,10 +22,11 @@
 #     -i PROBE_MS  probe interval per pair, milliseconds (default 10)
 #     -w WORKERS   rvsd --workers (default 1)
 #     -o           also write the summary and the run's records to
-#                  benches/results/soak-<date>.md
+#                  benches/results/soak-<date>[-LABEL].md
+#     -l LABEL     name the run in that file (e.g. validation)
 #     -k           keep the scratch directory (/tmp/fmb.*)
 #   e.g. benches/soak.sh -o                    (the 30-minute soak)
-#        benches/soak.sh -d 240 -K 60 -u 60    (a short validation run)
+#        benches/soak.sh -d 240 -K 60 -u 60 -o -l validation   (short)
 #
 # Topology: rvsd runs in namespace sk<ID>s on a fresh state directory (one
 # bridge sk<ID>br, controller ptcp:6653 on 127.0.0.1 in that namespace,
@@ -94,9 +95,10 @@ WARMUP=180
 PROBE_MS=10
 WORKERS=1
 OUT=0
+LABEL=""
 PY=${PYTHON:-python3}
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2; }
-while getopts "d:p:c:K:R:W:C:u:i:w:okh" o; do
+while getopts "d:p:c:K:R:W:C:u:i:w:ol:kh" o; do
     case $o in
         d) DUR=$OPTARG ;;
         p) PAIRS=$OPTARG ;;
@@ -109,6 +111,7 @@ while getopts "d:p:c:K:R:W:C:u:i:w:okh" o; do
         i) PROBE_MS=$OPTARG ;;
         w) WORKERS=$OPTARG ;;
         o) OUT=1 ;;
+        l) LABEL=$OPTARG ;;
         k) FMB_KEEP=1 ;;
         *) usage ;;
     esac
@@ -126,6 +129,7 @@ fmb_check_uint -C "$CHURN_S" 1 3600
 fmb_check_uint -u "$WARMUP" 0 86400
 fmb_check_uint -i "$PROBE_MS" 1 1000
 fmb_check_uint -w "$WORKERS" 1 8
+[[ $LABEL =~ ^[a-z0-9-]*$ ]] || fmb_die "-l $LABEL: lower-case letters, digits and - only"
 
 fmb_need ip timeout awk ping "$PY"
 "$PY" -c 'import tomllib' 2>/dev/null || fmb_die "$PY has no tomllib (needs Python 3.11+)"
@@ -559,10 +563,10 @@ echo
 cat "$W/summary.md"
 if [ "$OUT" = 1 ]; then
     mkdir -p "$FMB_ROOT/benches/results"
-    f=$FMB_ROOT/benches/results/soak-$(date +%F).md
-    [ -e "$f" ] && f=$FMB_ROOT/benches/results/soak-$(date +%F-%H%M%S).md
+    f=$FMB_ROOT/benches/results/soak-$(date +%F)${LABEL:+-$LABEL}.md
+    [ -e "$f" ] && f=$FMB_ROOT/benches/results/soak-$(date +%F-%H%M%S)${LABEL:+-$LABEL}.md
     {
-        echo "# benches/soak.sh -d $DUR -p $PAIRS -c $NCHURN -K $KILL_S -R $RATE -W $WINDOW -C $CHURN_S -u $WARMUP -i $PROBE_MS -w $WORKERS"
+        echo "# benches/soak.sh -d $DUR -p $PAIRS -c $NCHURN -K $KILL_S -R $RATE -W $WINDOW -C $CHURN_S -u $WARMUP -i $PROBE_MS -w $WORKERS${LABEL:+ ($LABEL run)}"
         echo
         fmb_env_md | grep -v '^- OVS'
         echo

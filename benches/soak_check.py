@@ -29,7 +29,10 @@ any; nothing and exit 0 when all hold). The comparison, exactly:
    DELETE_STRICT of flow k - WINDOW. A prefix therefore leaves the cookies
    lo..hi-1 with hi in [adds_acked, adds_sent], lo in {hi - WINDOW - 1,
    hi - WINDOW} (clamped at 0) and lo >= deletes_acked, every flow in its
-   table. Without a controller session at the kill (--ctl-result absent)
+   table; empty tables pass when nothing was acknowledged or when the
+   session had got through its load and was deleting its flows (its
+   summary then has no "fatal"). Without a controller session at the kill
+   (--ctl-result absent)
    the controller tables are empty (a session that ends normally deletes
    its flows; after a kill the script deletes them once checked).
 
@@ -293,6 +296,9 @@ def report(a):
     out.append("| RSS start / end / growth | %s / %s KiB / %s (%s) |" % (
         "%.0f" % rss_start if rss_start else "–", "%.0f" % rss_end if rss_end else "–",
         "%+.1f %%" % growth if growth is not None else "–", how))
+    if per_inc:
+        g = [100.0 * (x[4] - x[3]) / x[3] for x in per_inc]
+        out.append("| RSS growth within an incarnation (quiet samples) | %+.1f %% to %+.1f %% |" % (min(g), max(g)))
     if allrss:
         out.append("| RSS min / max, all samples | %.0f / %.0f KiB |" % (
             min(r[3] for r in allrss), max(r[3] for r in allrss)))
