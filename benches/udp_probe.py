@@ -3,6 +3,7 @@
 
 Usage:
   udp_probe.py recv --bind IP [--port 9079] --duration S [--out FILE.json]
+                    [--loss-out FILE.jsonl [--gap-ms 20]]
   udp_probe.py send --dst IP [--port 9079] --duration S [--interval-us 1000]
 
 The sender stamps each datagram with a sequence number and its send time
@@ -21,6 +22,11 @@ reordered, one-way latency p50/p99/p99.9/max (ms), probes later than 10 ms
 and stall episodes (runs of consecutive such probes), inter-arrival gap
 p50/p99/max (ms), how many gaps exceeded 10 / 50 / 100 ms, and the sender's
 own gaps > 10 ms (a gap the sender made is not the switch's stall).
+With --loss-out it also writes one JSON line per run of lost probes (a
+jump in the sequence numbers, or probes missing at the end): how many,
+and the send times (CLOCK_REALTIME ns) of the probes received just before
+and just after the run, so a caller can tell losses inside a known outage
+window from the others (benches/soak.sh does).
 
 Python 3 standard library only.
 """
@@ -154,12 +160,42 @@ def recv(a):
         "tx_gaps_over_10ms": sender["tx_gaps_over_10ms"] if sender else None,
         "tx_max_gap_ms": sender["tx_max_gap_ms"] if sender else None,
     }
+    if a.loss_out:
+        write_loss_runs(a.loss_out, seqs, lat, rx, sent, a.gap_ms)
     text = json.dumps(res, sort_keys=True)
     print(text)
     if a.out:
         with open(a.out, "w") as f:
             f.write(text + "\n")
     return 0 if seqs else 1
+
+
+def write_loss_runs(path, seqs, lat, rx, sent, gap_ms):
+    """Runs of lost probes, in sequence order: {"lost", "after_seq",
+    "before_seq", "t_after_ns", "t_before_ns"} (send times of the received
+    neighbours; None where the run is at the start or the end); then the
+    inter-arrival gaps longer than gap_ms: {"gap_ms", "rx_from_ns",
+    "rx_to_ns"} (kernel receive times)."""
+    tx = {}
+    for s, l, t in zip(seqs, lat, rx):
+        tx.setdefault(s, t - l)
+    got = sorted(tx)
+    with open(path, "w") as f:
+        prev = None
+        for s in got + [None]:
+            lo = -1 if prev is None else prev
+            hi = sent if s is None else s
+            if hi - lo > 1:
+                f.write(json.dumps({
+                    "lost": hi - lo - 1, "after_seq": None if prev is None else prev,
+                    "before_seq": s, "t_after_ns": None if prev is None else tx[prev],
+                    "t_before_ns": None if s is None else tx[s]}) + "\n")
+            prev = s
+        for i in range(1, len(rx)):
+            g = (rx[i] - rx[i - 1]) / 1e6
+            if g > gap_ms:
+                f.write(json.dumps({"gap_ms": round(g, 3), "rx_from_ns": rx[i - 1],
+                                    "rx_to_ns": rx[i]}) + "\n")
 
 
 def main():
@@ -170,6 +206,9 @@ def main():
     r.add_argument("--port", type=int, default=9079)
     r.add_argument("--duration", type=float, required=True, help="give up after S seconds")
     r.add_argument("--out")
+    r.add_argument("--loss-out", help="also write runs of lost probes here (JSON lines)")
+    r.add_argument("--gap-ms", type=float, default=20,
+                   help="with --loss-out: also write inter-arrival gaps longer than this")
     s = sub.add_parser("send")
     s.add_argument("--dst", required=True)
     s.add_argument("--port", type=int, default=9079)
