@@ -516,6 +516,17 @@ impl Worker {
             c.rx_packets.add(1);
             c.rx_bytes.add(b.len as u64);
         }
+        // Datagrams a tunnel port skipped (not VXLAN, other remote or VNI).
+        let (malformed, no_port) = io.take_rx_rejects();
+        for (count, why) in [
+            (malformed, RxDrop::Malformed),
+            (no_port, RxDrop::TunnelNoPort),
+        ] {
+            if count > 0 {
+                c.rx_packets.add(count);
+                c.rx_dropped[why as usize].add(count);
+            }
+        }
         if let Some(reason) = gone {
             self.port_gone(slot, reason);
         } else if more {

@@ -943,6 +943,7 @@ fn send(
         }
         Err(PortError::TxFull) => s.shared.w(w).tx_drop(TxDrop::QueueFull),
         Err(PortError::LinkDown) => s.shared.w(w).tx_drop(TxDrop::PortDown),
+        Err(PortError::FrameTooBig { .. }) => s.shared.w(w).tx_drop(TxDrop::TooBig),
         Err(e) if e.is_gone() => {
             s.shared.w(w).tx_drop(TxDrop::PortDown);
             s.shared.set_down(format!("netdev vanished: {e}"));

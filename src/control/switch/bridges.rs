@@ -85,6 +85,7 @@ impl Switch {
                 vlan,
                 vlan_mode_set: false,
                 peer: None,
+                tunnel: None,
                 shared,
                 mac: netdev::mac(name).map(|m| m.0).unwrap_or_default(),
                 worker,

@@ -46,7 +46,8 @@ use crate::datapath::worker::WorkerSet;
 use crate::datapath::xlate::BridgeRt;
 use crate::datapath::Command;
 use crate::netdev;
-use crate::port::{AfPacketPort, PortIo, PortKind, TapPort};
+use crate::port::{AfPacketPort, PortIo, PortKind, TapPort, VxlanPort};
+use crate::tunnel::TunnelConfig;
 
 mod apply;
 mod bridges;
@@ -105,6 +106,8 @@ struct PortState {
     /// Whether `vlan_mode` was given explicitly (for show/export).
     vlan_mode_set: bool,
     peer: Option<String>,
+    /// A tunnel port's options (`None` for other kinds).
+    tunnel: Option<TunnelConfig>,
     shared: Arc<PortShared>,
     /// MAC address when the port was added (zero if unknown).
     mac: [u8; 6],
