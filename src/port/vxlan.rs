@@ -18,6 +18,10 @@
 //!   another VNI, or not VXLAN at all, is skipped and counted
 //!   ([`VxlanPort::take_rx_rejects`]; the worker adds them to the port's
 //!   drops as `tunnel_no_port` / `malformed`).
+//! - A kernel sender on the same host (a vxlan device over a veth) leaves
+//!   inner TCP/UDP checksums partial; such frames are marked `NEEDS_CSUM`
+//!   ([`crate::tunnel::partial_csum_hint`]) and completed downstream like
+//!   any offloaded frame. Without that, ping works and TCP stalls.
 //! - `df_default=true` (the default) sets `IP_PMTUDISC_DO`: a frame that
 //!   does not fit the underlay's MTU after 50 bytes of encapsulation fails
 //!   with `EMSGSIZE` → [`PortError::FrameTooBig`] (counted `too_big`)
@@ -307,6 +311,9 @@ impl VxlanPort {
                 }
             }
             bufs[i].set_received(inner);
+            if let Some(h) = crate::tunnel::partial_csum_hint(bufs[i].frame()) {
+                bufs[i].vnet = h;
+            }
             if n != i {
                 bufs.swap(n, i);
             }

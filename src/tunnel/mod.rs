@@ -275,6 +275,56 @@ impl TunnelConfig {
     }
 }
 
+/// Offload metadata for an inner frame whose L4 checksum was left partial
+/// by the sender, or `None` when it is complete (or not IPv4 TCP/UDP).
+///
+/// A kernel sender on this host (a vxlan device over a veth) hands the
+/// datagram to our socket with the inner TCP/UDP checksum still
+/// `CHECKSUM_PARTIAL`: the field holds only the pseudo-header sum, and a
+/// UDP socket has no way to say so. Such a field is recognised by value
+/// (it equals the folded pseudo-header sum) and the frame gets a
+/// `NEEDS_CSUM` header, so it is completed like any offloaded frame (by the
+/// TAP's kernel, or in software for other ports). A complete checksum that
+/// happens to have that value (1 in 65536) is recomputed to the same value.
+/// Only untagged IPv4 frames that end where their IP packet ends are
+/// considered.
+#[inline]
+pub fn partial_csum_hint(frame: &[u8]) -> Option<flowtable::offload::VirtioNetHdr> {
+    use flowtable::offload::{csum_sum, VirtioNetHdr};
+    let ip = frame.get(14..34)?;
+    if frame[12..14] != [0x08, 0x00] || ip[0] >> 4 != 4 {
+        return None;
+    }
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let tot = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    let frag = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff;
+    if ihl < 20 || frag != 0 || 14 + tot != frame.len() || tot < ihl {
+        return None;
+    }
+    let (proto, off) = match ip[9] {
+        6 => (6u8, 16u16),
+        17 => (17u8, 6u16),
+        _ => return None,
+    };
+    let start = 14 + ihl;
+    let field = start + usize::from(off);
+    let stored = u16::from_be_bytes([*frame.get(field)?, *frame.get(field + 1)?]);
+    let l4_len = (tot - ihl) as u16;
+    let mut pseudo = [0u8; 12];
+    pseudo[..8].copy_from_slice(&ip[12..20]);
+    pseudo[9] = proto;
+    pseudo[10..].copy_from_slice(&l4_len.to_be_bytes());
+    if stored != csum_sum(&pseudo) {
+        return None;
+    }
+    Some(VirtioNetHdr {
+        flags: VirtioNetHdr::F_NEEDS_CSUM,
+        csum_start: start as u16,
+        csum_offset: off,
+        ..VirtioNetHdr::NONE
+    })
+}
+
 /// Why a received datagram was not handed to the bridge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RxReject {
@@ -344,6 +394,45 @@ mod tests {
         assert!(e(&[("remote_ip", "10.0.0.2"), ("ttl", "0")]).contains("TTL"));
         assert!(e(&[("remote_ip", "10.0.0.2"), ("csum", "yes")]).contains("true or false"));
         assert!(e(&[("remote_ip", "10.0.0.2"), ("colour", "red")]).contains("unknown option"));
+    }
+
+    /// A TCP segment as a kernel sender leaves it with a partial checksum
+    /// (pseudo-header sum in the field) is recognised; once completed it
+    /// is not.
+    #[test]
+    fn partial_checksum_is_recognised() {
+        use flowtable::offload::{complete_checksum, csum_sum};
+        let mut f = vec![0u8; 14 + 20 + 20 + 5];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        let tot = (20 + 20 + 5) as u16;
+        f[14] = 0x45;
+        f[16..18].copy_from_slice(&tot.to_be_bytes());
+        f[14 + 8] = 64;
+        f[14 + 9] = 6;
+        f[14 + 12..14 + 16].copy_from_slice(&[10, 0, 0, 1]);
+        f[14 + 16..14 + 20].copy_from_slice(&[10, 0, 0, 2]);
+        f[34 + 12] = 0x50;
+        f[54..].copy_from_slice(b"hello");
+        let mut pseudo = [0u8; 12];
+        pseudo[..8].copy_from_slice(&f[26..34]);
+        pseudo[9] = 6;
+        pseudo[10..].copy_from_slice(&25u16.to_be_bytes());
+        let p = csum_sum(&pseudo);
+        f[34 + 16..34 + 18].copy_from_slice(&p.to_be_bytes());
+        let h = partial_csum_hint(&f).unwrap();
+        assert_eq!((h.csum_start, h.csum_offset), (34, 16));
+        assert!(h.needs_csum());
+        assert!(complete_checksum(&mut f, &h));
+        assert_eq!(partial_csum_hint(&f), None);
+        // Now complete: pseudo-header plus segment sum to 0xffff.
+        let mut all = pseudo.to_vec();
+        all.extend_from_slice(&f[34..]);
+        assert_eq!(csum_sum(&all), 0xffff);
+        // Padded or non-IP frames are left alone.
+        let mut padded = f.clone();
+        padded.push(0);
+        assert_eq!(partial_csum_hint(&padded), None);
+        assert_eq!(partial_csum_hint(&f[..20]), None);
     }
 
     #[test]
