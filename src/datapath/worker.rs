@@ -275,6 +275,7 @@ impl Worker {
                 owner,
                 shared,
                 vlan,
+                split_horizon,
             } => {
                 // Deterministic: every worker picks the same slot.
                 let slot = match self.slots.iter().position(Option::is_none) {
@@ -296,7 +297,7 @@ impl Worker {
                     .get_mut(bridge as usize)
                     .and_then(Option::as_mut)
                 {
-                    b.add_port(ofport, slot, vlan, primary);
+                    b.add_port(ofport, slot, vlan, split_horizon, primary);
                     if primary {
                         let _ = b
                             .normal()

@@ -137,7 +137,14 @@ impl BridgeRt {
 
     /// Registers a port in this worker's view; `primary` (worker 0) also
     /// adds it to the shared NORMAL state.
-    pub fn add_port(&mut self, ofport: PortNo, slot: usize, vlan: VlanConfig, primary: bool) {
+    pub fn add_port(
+        &mut self,
+        ofport: PortNo,
+        slot: usize,
+        vlan: VlanConfig,
+        split_horizon: bool,
+        primary: bool,
+    ) {
         self.ports.retain(|(p, _)| *p != ofport);
         let at = self.ports.partition_point(|(p, _)| *p < ofport);
         self.ports.insert(at, (ofport, slot));
@@ -147,6 +154,7 @@ impl BridgeRt {
             if let Err(e) = n.add_port(ofport, vlan) {
                 log::error!("bridge {}: port {ofport}: {e}", self.name);
             }
+            let _ = n.set_port_split_horizon(ofport, split_horizon);
         }
     }
 

@@ -74,6 +74,7 @@ impl Switch {
             owner: worker,
             shared: shared.clone(),
             vlan: vlan.clone(),
+            split_horizon: false,
         });
         let mut ports = BTreeMap::new();
         ports.insert(

@@ -342,6 +342,7 @@ impl Switch {
             io: io.map(Arc::new),
             shared,
             vlan,
+            split_horizon: kind.is_tunnel(),
         });
         if kind == PortKind::Patch {
             self.link_patch(name);
