@@ -276,7 +276,15 @@ impl Switch {
                     }
                 }
                 let tunnel = match kind {
-                    Some(k) => tunnel_from(k, &p.options, &ctx("options"))?,
+                    Some(k) => tunnel_from(
+                        k,
+                        &p.options,
+                        &ctx(if p.options.is_empty() {
+                            "type"
+                        } else {
+                            "options"
+                        }),
+                    )?,
                     None if !p.options.is_empty() => {
                         return Err(invalid(format!(
                             "{}: options are only for tunnel ports (type = \"vxlan\")",
