@@ -57,7 +57,7 @@ fn run(n: usize, rt: &BridgeRt, shared: &[Arc<PortShared>]) -> f64 {
                     })
                     .collect();
                 for i in 0..shared.len() {
-                    rt.add_port(PortNo(i as u32 + 1), i, VlanConfig::default(), false);
+                    rt.add_port(PortNo(i as u32 + 1), i, VlanConfig::default(), false, false);
                 }
                 let mut bridges = vec![Some(rt)];
                 let mut scratch: Vec<PacketBuf> = (0..SCRATCH).map(|_| PacketBuf::new()).collect();

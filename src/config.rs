@@ -79,7 +79,7 @@ pub struct BridgeConfig {
 pub struct PortConfig {
     /// Port and netdev name.
     pub name: String,
-    /// `tap`, `system`, `internal` or `patch`; default: `system` if the
+    /// `tap`, `system`, `internal`, `patch` or `vxlan`; default: `system` if the
     /// netdev exists, else `tap`.
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
@@ -98,6 +98,11 @@ pub struct PortConfig {
     /// Peer port of a patch port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
+    /// Tunnel options of a `vxlan` port (`remote_ip`, `local_ip`, `key`,
+    /// `dst_port`, …; values as strings, as OVS writes them):
+    /// `options = { remote_ip = "192.0.2.2", key = "42" }`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub options: std::collections::BTreeMap<String, String>,
 }
 
 /// One flow.

@@ -9,6 +9,7 @@
 //! - [`bridge`]: VLAN rules, MAC learning and NORMAL.
 //! - [`control`]: the control socket and the switch model.
 //! - [`config`]: the TOML schema.
+//! - [`tunnel`]: tunnel port options and the VXLAN header (pure).
 //! - [`openflow`]: the OpenFlow 1.3/1.0 wire codec.
 //! - [`alloc`]: the daemon's allocator and its tuning.
 //! - [`fuzzing`]: the fuzz targets' entry points.
@@ -32,3 +33,4 @@ pub mod openflow;
 pub mod packet;
 #[allow(unsafe_code)]
 pub mod port;
+pub mod tunnel;

@@ -439,9 +439,15 @@ const BAD: &[(&str, &str, u32, &[&str])] = &[
     ),
     (
         "unknown port type",
+        "[[bridge]]\nname = \"{br}\"\n[[bridge.port]]\nname = \"{p5}\"\ntype = \"geneve\"\n",
+        5,
+        &["type = \"geneve\""],
+    ),
+    (
+        "vxlan port without remote_ip",
         "[[bridge]]\nname = \"{br}\"\n[[bridge.port]]\nname = \"{p5}\"\ntype = \"vxlan\"\n",
         5,
-        &["type = \"vxlan\""],
+        &["needs options:remote_ip"],
     ),
     (
         "patch port without peer",

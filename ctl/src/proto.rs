@@ -81,7 +81,7 @@ pub enum Request {
         /// Port (and netdev) name.
         name: String,
         /// `key=value` settings: `type`, `tag`, `trunks`, `vlan_mode`,
-        /// `ofport_request`, `peer`.
+        /// `ofport_request`, `peer`, `options:KEY` (tunnel ports).
         #[serde(default)]
         settings: Vec<(String, String)>,
         /// Succeed if the port already exists on that bridge.
@@ -566,6 +566,10 @@ pub struct PortInfo {
     pub vlan_mode: String,
     /// Patch peer name.
     pub peer: Option<String>,
+    /// Tunnel options (`remote_ip`, `key`, …), canonical; empty for other
+    /// port types.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub options: std::collections::BTreeMap<String, String>,
     /// True when the port can carry traffic.
     pub up: bool,
     /// Why the port is down, when it is.

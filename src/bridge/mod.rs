@@ -92,6 +92,9 @@ struct BridgePort {
     vlan: PortVlan,
     /// Link up: floods skip ports that are down.
     up: bool,
+    /// Member of the bridge's split-horizon group (tunnel ports): NORMAL
+    /// never forwards a frame from one member to another.
+    split_horizon: bool,
 }
 
 /// The L2 state of one bridge. See the module docs.
@@ -149,6 +152,7 @@ impl Bridge {
                         config,
                         vlan,
                         up: true,
+                        split_horizon: false,
                     },
                 );
                 Ok(())
@@ -182,6 +186,15 @@ impl Bridge {
     pub fn set_port_up(&mut self, port: PortNo, up: bool) -> Result<(), BridgeError> {
         let i = self.port_index(port).ok_or(BridgeError::NoSuchPort(port))?;
         self.ports[i].up = up;
+        Ok(())
+    }
+
+    /// Puts a port in (or takes it out of) the split-horizon group: NORMAL
+    /// does not forward between two members (tunnel ports, so that a full
+    /// mesh of tunnels does not loop floods).
+    pub fn set_port_split_horizon(&mut self, port: PortNo, on: bool) -> Result<(), BridgeError> {
+        let i = self.port_index(port).ok_or(BridgeError::NoSuchPort(port))?;
+        self.ports[i].split_horizon = on;
         Ok(())
     }
 

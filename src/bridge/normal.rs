@@ -111,6 +111,9 @@ pub enum NormalDrop {
     /// Flooding found no port that carries the VLAN, is up and is not the
     /// input port.
     NoFloodPorts,
+    /// The destination was learned on a port in the input port's
+    /// split-horizon group (tunnel to tunnel).
+    SplitHorizon,
 }
 
 impl NormalDrop {
@@ -124,6 +127,7 @@ impl NormalDrop {
             NormalDrop::LearnedPortDown => "learned_port_down",
             NormalDrop::LearnedPortUnknown => "learned_port_unknown",
             NormalDrop::NoFloodPorts => "no_flood_ports",
+            NormalDrop::SplitHorizon => "split_horizon",
         }
     }
 }
@@ -139,6 +143,9 @@ impl fmt::Display for NormalDrop {
             NormalDrop::LearnedPortDown => "learned port is down, dropping",
             NormalDrop::LearnedPortUnknown => "learned port is unknown, dropping",
             NormalDrop::NoFloodPorts => "no port to flood to, dropping",
+            NormalDrop::SplitHorizon => {
+                "learned port is in the input port's split-horizon group, dropping"
+            }
         })
     }
 }
@@ -191,6 +198,8 @@ pub enum Exclusion {
     VlanNotCarried,
     /// It is down.
     PortDown,
+    /// It and the input port are both in the split-horizon group.
+    SplitHorizon,
 }
 
 impl Exclusion {
@@ -200,6 +209,7 @@ impl Exclusion {
             Exclusion::InputPort => "input_port",
             Exclusion::VlanNotCarried => "vlan_not_carried",
             Exclusion::PortDown => "port_down",
+            Exclusion::SplitHorizon => "split_horizon",
         }
     }
 }
@@ -319,6 +329,7 @@ impl fmt::Display for NormalTrace {
                         Exclusion::InputPort => "input port",
                         Exclusion::VlanNotCarried => "does not carry the VLAN",
                         Exclusion::PortDown => "port down",
+                        Exclusion::SplitHorizon => "split horizon (tunnel to tunnel)",
                     };
                     writeln!(f, "skipping port {port}: {why}")?
                 }
@@ -472,6 +483,9 @@ impl Bridge {
             if !port.up {
                 return drop(out, tracer, NormalDrop::LearnedPortDown);
             }
+            if port.split_horizon && self.ports[in_idx].split_horizon {
+                return drop(out, tracer, NormalDrop::SplitHorizon);
+            }
             // output_normal → xvlan_output_translate.
             let o = NormalOutput {
                 port: p,
@@ -485,6 +499,7 @@ impl Bridge {
 
         // xlate_normal_flood: every other port carrying the VLAN.
         out.flooded = true;
+        let in_horizon = self.ports[in_idx].split_horizon;
         for (i, port) in self.ports.iter().enumerate() {
             let reason = if i == in_idx {
                 Exclusion::InputPort
@@ -492,6 +507,8 @@ impl Bridge {
                 Exclusion::VlanNotCarried
             } else if !port.up {
                 Exclusion::PortDown
+            } else if in_horizon && port.split_horizon {
+                Exclusion::SplitHorizon
             } else {
                 let o = NormalOutput {
                     port: port.port,
@@ -666,6 +683,38 @@ mod tests {
 
     /// xlate_normal_flood: not the input port, not ports without the
     /// VLAN (xbundle_includes_vlan), and (rvs) not ports that are down.
+    /// Tunnel ports form a split-horizon group: a flood from one skips
+    /// the others (so a full mesh does not loop), and a MAC learned on
+    /// one is not reached from another; other ports are unaffected.
+    #[test]
+    fn split_horizon_between_tunnel_ports() {
+        let mut br = Bridge::new();
+        for p in 1..=4 {
+            br.add_port(PortNo(p), VlanConfig::default()).unwrap();
+        }
+        br.set_port_split_horizon(PortNo(2), true).unwrap();
+        br.set_port_split_horizon(PortNo(3), true).unwrap();
+        let mut out = NormalOutcome::default();
+        br.normal(&key(2, mac(9), Mac([0xff; 6]), None), 0, &mut out);
+        let ports: Vec<u32> = out.outputs.iter().map(|o| o.port.0).collect();
+        assert_eq!(
+            ports,
+            [1, 4],
+            "flood from a tunnel reaches only non-tunnel ports"
+        );
+        // From a plain port, every tunnel gets the flood.
+        br.normal(&key(1, mac(8), Mac([0xff; 6]), None), 0, &mut out);
+        let ports: Vec<u32> = out.outputs.iter().map(|o| o.port.0).collect();
+        assert_eq!(ports, [2, 3, 4]);
+        // mac(9) was learned on tunnel 2: tunnel 3 does not reach it,
+        // port 1 does.
+        br.normal(&key(3, mac(7), mac(9), None), 0, &mut out);
+        assert_eq!(out.drop_reason, Some(NormalDrop::SplitHorizon));
+        br.normal(&key(1, mac(8), mac(9), None), 0, &mut out);
+        assert_eq!(out.outputs.len(), 1);
+        assert_eq!(out.outputs[0].port, PortNo(2));
+    }
+
     #[test]
     fn flood_excludes_input_vlan_and_down_ports() {
         let mut br = bridge(&[

@@ -41,11 +41,14 @@ pub enum RxDrop {
     NoController,
     /// The frame was larger than the receive buffer.
     TooBig,
+    /// A tunnel port got a datagram from another remote or with another
+    /// key (VNI) than its own.
+    TunnelNoPort,
 }
 
 impl RxDrop {
     /// Number of reasons.
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 12;
     /// All reasons, in index order.
     pub const ALL: [RxDrop; RxDrop::COUNT] = [
         RxDrop::Malformed,
@@ -59,6 +62,7 @@ impl RxDrop {
         RxDrop::TtlExpired,
         RxDrop::NoController,
         RxDrop::TooBig,
+        RxDrop::TunnelNoPort,
     ];
 
     /// Name used in `dump-ports`.
@@ -75,6 +79,7 @@ impl RxDrop {
             RxDrop::TtlExpired => "ttl_expired",
             RxDrop::NoController => "no_controller",
             RxDrop::TooBig => "too_big",
+            RxDrop::TunnelNoPort => "tunnel_no_port",
         }
     }
 }
@@ -91,17 +96,21 @@ pub enum TxDrop {
     PortDown,
     /// No headroom for a VLAN push, or a tag to pop was missing.
     VlanEdit,
+    /// The frame is larger than the port (or, for a tunnel, the underlay
+    /// after encapsulation) can carry.
+    TooBig,
 }
 
 impl TxDrop {
     /// Number of reasons.
-    pub const COUNT: usize = 4;
+    pub const COUNT: usize = 5;
     /// All reasons, in index order.
     pub const ALL: [TxDrop; TxDrop::COUNT] = [
         TxDrop::TxError,
         TxDrop::QueueFull,
         TxDrop::PortDown,
         TxDrop::VlanEdit,
+        TxDrop::TooBig,
     ];
 
     /// Name used in `dump-ports`.
@@ -111,6 +120,7 @@ impl TxDrop {
             TxDrop::QueueFull => "queue_full",
             TxDrop::PortDown => "port_down",
             TxDrop::VlanEdit => "vlan_edit",
+            TxDrop::TooBig => "too_big",
         }
     }
 }

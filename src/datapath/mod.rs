@@ -77,6 +77,9 @@ pub enum Command {
         owner: usize,
         /// Counters and state.
         shared: Arc<PortShared>,
+        /// In the bridge's split-horizon group (tunnel ports): NORMAL does
+        /// not forward between two such ports.
+        split_horizon: bool,
         /// VLAN configuration for NORMAL.
         vlan: VlanConfig,
     },

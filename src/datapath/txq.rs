@@ -213,6 +213,7 @@ impl TxQueues {
                     let gone = e.is_gone();
                     c.tx_drop(match e {
                         PortError::LinkDown => TxDrop::PortDown,
+                        PortError::FrameTooBig { .. } => TxDrop::TooBig,
                         _ if gone => TxDrop::PortDown,
                         _ => TxDrop::TxError,
                     });

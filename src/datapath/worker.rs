@@ -345,6 +345,7 @@ impl Worker {
                 owner,
                 shared,
                 vlan,
+                split_horizon,
             } => {
                 // Deterministic: every worker picks the same slot.
                 let slot = match self.slots.iter().position(Option::is_none) {
@@ -366,7 +367,7 @@ impl Worker {
                     .get_mut(bridge as usize)
                     .and_then(Option::as_mut)
                 {
-                    b.add_port(ofport, slot, vlan, primary);
+                    b.add_port(ofport, slot, vlan, split_horizon, primary);
                     if primary {
                         let _ = b
                             .normal()
@@ -594,6 +595,17 @@ impl Worker {
         for b in &self.rx[..n] {
             c.rx_packets.add(1);
             c.rx_bytes.add(b.len as u64);
+        }
+        // Datagrams a tunnel port skipped (not VXLAN, other remote or VNI).
+        let (malformed, no_port) = io.take_rx_rejects();
+        for (count, why) in [
+            (malformed, RxDrop::Malformed),
+            (no_port, RxDrop::TunnelNoPort),
+        ] {
+            if count > 0 {
+                c.rx_packets.add(count);
+                c.rx_dropped[why as usize].add(count);
+            }
         }
         if let Some(reason) = gone {
             self.port_gone(slot, reason);

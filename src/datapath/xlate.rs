@@ -145,7 +145,14 @@ impl BridgeRt {
 
     /// Registers a port in this worker's view; `primary` (worker 0) also
     /// adds it to the shared NORMAL state.
-    pub fn add_port(&mut self, ofport: PortNo, slot: usize, vlan: VlanConfig, primary: bool) {
+    pub fn add_port(
+        &mut self,
+        ofport: PortNo,
+        slot: usize,
+        vlan: VlanConfig,
+        split_horizon: bool,
+        primary: bool,
+    ) {
         self.ports.retain(|(p, _)| *p != ofport);
         let at = self.ports.partition_point(|(p, _)| *p < ofport);
         self.ports.insert(at, (ofport, slot));
@@ -155,6 +162,7 @@ impl BridgeRt {
             if let Err(e) = n.add_port(ofport, vlan) {
                 log::error!("bridge {}: port {ofport}: {e}", self.name);
             }
+            let _ = n.set_port_split_horizon(ofport, split_horizon);
         }
     }
 
@@ -1003,6 +1011,7 @@ fn send(
         }
         Err(PortError::TxFull) => s.shared.w(w).tx_drop(TxDrop::QueueFull),
         Err(PortError::LinkDown) => s.shared.w(w).tx_drop(TxDrop::PortDown),
+        Err(PortError::FrameTooBig { .. }) => s.shared.w(w).tx_drop(TxDrop::TooBig),
         Err(e) if e.is_gone() => {
             s.shared.w(w).tx_drop(TxDrop::PortDown);
             s.shared.set_down(format!("netdev vanished: {e}"));

@@ -82,8 +82,10 @@ enum Cmd {
     ListBr,
     /// Show bridges and ports.
     Show,
-    /// Add a port: add-port BR PORT [type=tap|system|internal|patch] [tag=VID]
-    /// [trunks=V1,V2] [vlan_mode=MODE] [ofport_request=N] [peer=PORT].
+    /// Add a port: add-port BR PORT [type=tap|system|internal|patch|vxlan]
+    /// [tag=VID] [trunks=V1,V2] [vlan_mode=MODE] [ofport_request=N]
+    /// [peer=PORT] [options:remote_ip=IP options:local_ip=IP options:key=VNI
+    /// options:dst_port=PORT ...].
     AddPort {
         #[arg(value_parser = netdev_name)]
         bridge: String,
@@ -608,6 +610,14 @@ fn print_table(w: &mut dyn Write, cmd: &Cmd, reply: &Reply) {
                         outln!(w, "        vlan_mode: {}", p.vlan_mode);
                         if let Some(peer) = &p.peer {
                             outln!(w, "        peer: {peer}");
+                        }
+                        if !p.options.is_empty() {
+                            let o: Vec<String> = p
+                                .options
+                                .iter()
+                                .map(|(k, v)| format!("{k}=\"{v}\""))
+                                .collect();
+                            outln!(w, "        options: {{{}}}", o.join(", "));
                         }
                     }
                 }

@@ -118,6 +118,8 @@ pub(super) struct WantPort<'a> {
     kind: Option<PortKind>,
     vlan: VlanConfig,
     ofport: PortNo,
+    /// Tunnel options, for tunnel ports.
+    tunnel: Option<TunnelConfig>,
 }
 
 /// A desired bridge: name, ports, flows.
@@ -229,7 +231,7 @@ impl Switch {
                 let kind = match &p.kind {
                     Some(k) => Some(k.parse::<PortKind>().map_err(|_| {
                         invalid(format!(
-                            "{}: type = \"{k}\": expected tap, system, internal or patch",
+                            "{}: type = \"{k}\": expected tap, system, internal, patch or vxlan",
                             ctx("type")
                         ))
                     })?),
@@ -284,9 +286,28 @@ impl Switch {
                         )));
                     }
                 }
+                let tunnel = match kind {
+                    Some(k) => tunnel_from(
+                        k,
+                        &p.options,
+                        &ctx(if p.options.is_empty() {
+                            "type"
+                        } else {
+                            "options"
+                        }),
+                    )?,
+                    None if !p.options.is_empty() => {
+                        return Err(invalid(format!(
+                            "{}: options are only for tunnel ports (type = \"vxlan\")",
+                            ctx("options")
+                        )))
+                    }
+                    None => None,
+                };
                 ports.push(WantPort {
                     cfg: p,
                     kind,
+                    tunnel,
                     vlan,
                     ofport: PortNo(p.ofport.unwrap_or(0)),
                 });
@@ -367,6 +388,7 @@ impl Switch {
                         *wb != bname
                             || wp.ofport != p.ofport
                             || wp.kind.is_some_and(|k| k != p.kind)
+                            || wp.tunnel != p.tunnel
                             || (wp.kind.is_none()
                                 && p.kind == PortKind::Patch
                                 && wp.cfg.peer.is_none())

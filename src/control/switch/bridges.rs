@@ -74,6 +74,7 @@ impl Switch {
             owner: worker,
             shared: shared.clone(),
             vlan: vlan.clone(),
+            split_horizon: false,
         });
         let mut ports = BTreeMap::new();
         ports.insert(
@@ -85,6 +86,7 @@ impl Switch {
                 vlan,
                 vlan_mode_set: false,
                 peer: None,
+                tunnel: None,
                 shared,
                 mac: self.netdevs.mac(name).unwrap_or_default(),
                 worker,

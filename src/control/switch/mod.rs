@@ -50,7 +50,8 @@ use crate::datapath::worker::WorkerSet;
 use crate::datapath::xlate::BridgeRt;
 use crate::datapath::Command;
 use crate::netdev;
-use crate::port::{Kernel, Netdevs, PortKind};
+use crate::port::{Kernel, Netdevs, PortIo, PortKind, VxlanPort};
+use crate::tunnel::TunnelConfig;
 
 mod apply;
 mod bridges;
@@ -112,6 +113,8 @@ struct PortState {
     /// Whether `vlan_mode` was given explicitly (for show/export).
     vlan_mode_set: bool,
     peer: Option<String>,
+    /// A tunnel port's options (`None` for other kinds).
+    tunnel: Option<TunnelConfig>,
     shared: Arc<PortShared>,
     /// MAC address when the port was added (zero if unknown).
     mac: [u8; 6],

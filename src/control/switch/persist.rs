@@ -34,6 +34,9 @@ pub(super) fn port_settings(p: &PortConfig) -> Vec<(String, String)> {
     if let Some(peer) = &p.peer {
         v.push(("peer".into(), peer.clone()));
     }
+    for (k, val) in &p.options {
+        v.push((format!("options:{k}"), val.clone()));
+    }
     v
 }
 
@@ -227,6 +230,11 @@ impl Switch {
                             vlan_mode: p.vlan_mode_set.then(|| p.vlan.mode.to_string()),
                             ofport: Some(p.ofport.0),
                             peer: p.peer.clone(),
+                            options: p
+                                .tunnel
+                                .as_ref()
+                                .map(TunnelConfig::options)
+                                .unwrap_or_default(),
                         })
                         .collect(),
                     flow: with_flows.then(|| {

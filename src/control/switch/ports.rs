@@ -1,6 +1,7 @@
-//! Port requests: `add-port` (TAPs, AF_PACKET system ports, internal and
-//! patch ports), `del-port`, `set port`, `dump-ports`, and re-attaching
-//! system ports whose netdev appeared.
+//! Port requests: `add-port` (TAPs, AF_PACKET system ports, internal,
+//! patch and vxlan ports), `del-port`, `set port`, `dump-ports`, and
+//! re-attaching system ports whose netdev appeared (and tunnel ports whose
+//! socket could not be bound when the state was restored).
 //!
 //! # Thread-safety
 //! Part of [`Switch`], behind its mutex.
@@ -16,6 +17,62 @@ pub(super) struct PortSettings {
     vlan_mode: Option<Option<VlanMode>>,
     ofport: Option<PortNo>,
     peer: Option<String>,
+    /// `options:KEY=VALUE` other than `options:peer`, without the prefix.
+    options: BTreeMap<String, String>,
+}
+
+/// The whole error chain of `e`, for messages about OS failures.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Opens a tunnel port's socket, with a message that says what to check.
+pub(super) fn open_tunnel(name: &str, t: &TunnelConfig) -> std::result::Result<PortIo, String> {
+    VxlanPort::open(name, t).map(PortIo::Vxlan).map_err(|e| {
+        let local = t
+            .local_ip
+            .map_or_else(|| "0.0.0.0".to_string(), |l| l.to_string());
+        let hint = match &e {
+            crate::port::PortError::Open { source, .. } => match source.raw_os_error() {
+                Some(libc::EADDRINUSE) => " (another tunnel port, or a kernel vxlan device, already uses this UDP port on this address)",
+                Some(libc::EADDRNOTAVAIL) => " (local_ip is not an address of this host)",
+                _ => "",
+            },
+            _ => "",
+        };
+        format!(
+            "binding UDP {local}:{}: {}{hint}",
+            t.dst_port,
+            chain(&e)
+        )
+    })
+}
+
+/// The tunnel configuration of a port of `kind` with `options`; options
+/// on a port that is not a tunnel are refused.
+pub(super) fn tunnel_from(
+    kind: PortKind,
+    options: &BTreeMap<String, String>,
+    who: &str,
+) -> Result<Option<TunnelConfig>> {
+    if kind.is_tunnel() {
+        return TunnelConfig::parse_vxlan(options)
+            .map(Some)
+            .map_err(|e| invalid(format!("{who}: {e}")));
+    }
+    match options.keys().next() {
+        Some(k) => Err(invalid(format!(
+            "{who}: options:{k} is only for tunnel ports (type=vxlan)"
+        ))),
+        None => Ok(None),
+    }
 }
 
 pub(super) fn parse_vid(key: &str, v: &str) -> Result<Vid> {
@@ -38,7 +95,7 @@ pub(super) fn parse_settings(
             "type" if allow_create => {
                 s.kind = Some(v.parse::<PortKind>().map_err(|_| {
                     invalid(format!(
-                        "{verb}: type={v}: expected tap, system, internal or patch"
+                        "{verb}: type={v}: expected tap, system, internal, patch or vxlan"
                     ))
                 })?)
             }
@@ -85,11 +142,22 @@ pub(super) fn parse_settings(
                 s.ofport = Some(PortNo(n));
             }
             "peer" | "options:peer" => s.peer = Some(v.clone()),
+            _ if k.starts_with("options:") => {
+                let o = &k["options:".len()..];
+                if !allow_create {
+                    return Err(invalid(format!(
+                        "{verb}: changing options:{o} of a port is not supported yet (del-port and add-port it again)"
+                    )));
+                }
+                if s.options.insert(o.to_string(), v.clone()).is_some() {
+                    return Err(invalid(format!("{verb}: options:{o} given twice")));
+                }
+            }
             _ => {
                 return Err(invalid(format!(
                     "{verb}: unknown setting \"{k}\" (expected {})",
                     if allow_create {
-                        "type, tag, trunks, vlan_mode, ofport_request or peer"
+                        "type, tag, trunks, vlan_mode, ofport_request, peer or options:KEY"
                     } else {
                         "tag, trunks, vlan_mode or peer"
                     }
@@ -118,6 +186,11 @@ pub(super) fn port_info(p: &PortState) -> PortInfo {
         trunks: p.vlan.trunks.iter().map(|v| v.0).collect(),
         vlan_mode: p.vlan.mode.to_string(),
         peer: p.peer.clone(),
+        options: p
+            .tunnel
+            .as_ref()
+            .map(TunnelConfig::options)
+            .unwrap_or_default(),
         up: p.shared.is_up(),
         down_reason: p.shared.down_reason(),
     }
@@ -182,6 +255,8 @@ impl Switch {
                 )));
             }
         }
+        let tunnel = tunnel_from(kind, &s.options, &verb)?;
+        let mut down = None;
         let io = match kind {
             PortKind::Tap | PortKind::Internal => {
                 if self.netdevs.exists(name) {
@@ -211,10 +286,28 @@ impl Switch {
                 )
             }
             PortKind::Patch => None,
+            PortKind::Vxlan => {
+                let Some(t) = &tunnel else {
+                    return Err(reject(ErrorKind::Internal, "tunnel port without options"));
+                };
+                match open_tunnel(name, t) {
+                    Ok(io) => Some(io),
+                    // Restoring: the address may come later; retried by
+                    // `reattach`.
+                    Err(e) if self.restoring => {
+                        down = Some(format!("{e}; retried every second"));
+                        None
+                    }
+                    Err(e) => return Err(reject(ErrorKind::System, format!("{verb}: {e}"))),
+                }
+            }
         };
-        let down = (kind == PortKind::System && io.is_none())
-            .then(|| format!("netdev {name} not found; it is attached when it appears"));
-        let mac = if io.is_some() {
+        if kind == PortKind::System && io.is_none() {
+            down = Some(format!(
+                "netdev {name} not found; it is attached when it appears"
+            ));
+        }
+        let mac = if io.is_some() && !kind.is_tunnel() {
             self.netdevs.mac(name).unwrap_or_default()
         } else {
             [0; 6]
@@ -238,6 +331,7 @@ impl Switch {
                 vlan: vlan.clone(),
                 vlan_mode_set,
                 peer: s.peer.clone(),
+                tunnel,
                 shared: shared.clone(),
                 mac,
                 worker,
@@ -252,6 +346,7 @@ impl Switch {
             io: io.map(Arc::new),
             shared,
             vlan,
+            split_horizon: kind.is_tunnel(),
         });
         if kind == PortKind::Patch {
             self.link_patch(name);
@@ -419,6 +514,20 @@ impl Switch {
     pub fn reattach(&mut self) {
         for b in self.bridges.values() {
             for p in b.ports.values() {
+                if let (Some(t), false) = (&p.tunnel, p.shared.is_up()) {
+                    match open_tunnel(&p.name, t) {
+                        Ok(io) => {
+                            p.shared.set_up();
+                            self.worker.send(Command::AttachIo {
+                                bridge: b.id,
+                                ofport: p.ofport,
+                                io: Arc::new(io),
+                            });
+                        }
+                        Err(e) => log::debug!("port {}: not bound yet: {e}", p.name),
+                    }
+                    continue;
+                }
                 if p.kind != PortKind::System || p.shared.is_up() || !self.netdevs.exists(&p.name) {
                     continue;
                 }

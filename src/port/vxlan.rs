@@ -1,0 +1,453 @@
+//! VXLAN tunnel ports over a kernel UDP socket (`type=vxlan`).
+//!
+//! # Design
+//! The port owns one non-blocking IPv4 UDP socket bound to
+//! `local_ip:dst_port` (or `0.0.0.0:dst_port`). The kernel is the
+//! underlay: it routes the outer packet with the host's routing table,
+//! resolves the neighbour, adds the outer Ethernet/IPv4/UDP headers and
+//! the UDP checksum (or a zero one, `csum=false`, `SO_NO_CHECK`).
+//! - Transmit: one `sendmsg` per frame with two iovecs, the port's 8-byte
+//!   VXLAN header (built once when the port opens) and the frame where it
+//!   lies in the caller's buffer, to `remote_ip:dst_port`. Nothing is
+//!   copied or allocated.
+//! - Receive: `recvmmsg` of up to [`MAX_BATCH`] datagrams, each scattered
+//!   into an 8-byte header slot on the stack and the caller's buffer at
+//!   `HEADROOM`, so the inner frame lands where every other port puts
+//!   its frames (decapsulation is free). The source address comes from the
+//!   message's `sockaddr_in`. A datagram from another address or with
+//!   another VNI, or not VXLAN at all, is skipped and counted
+//!   ([`VxlanPort::take_rx_rejects`]; the worker adds them to the port's
+//!   drops as `tunnel_no_port` / `malformed`).
+//! - A kernel sender on the same host (a vxlan device over a veth) leaves
+//!   inner TCP/UDP checksums partial; such frames are marked `NEEDS_CSUM`
+//!   ([`crate::tunnel::partial_csum_hint`]) and completed downstream like
+//!   any offloaded frame. Without that, ping works and TCP stalls.
+//! - `df_default=true` (the default) sets `IP_PMTUDISC_DO`: a frame that
+//!   does not fit the underlay's MTU after 50 bytes of encapsulation fails
+//!   with `EMSGSIZE` → [`PortError::FrameTooBig`] (counted `too_big`)
+//!   instead of being fragmented. `df_default=false` lets the kernel
+//!   fragment (`IP_PMTUDISC_DONT`). `tos`/`ttl` set `IP_TOS`/`IP_TTL`.
+//!
+//! Limits of one bound socket (see also [`crate::tunnel`]): the outer UDP
+//! source port is the bound port for every flow (no per-flow entropy for
+//! ECMP), and no two tunnel ports can bind the same `(local_ip,
+//! dst_port)` — nor can a kernel vxlan device in the same namespace use it
+//! (`bind` → `EADDRINUSE`, reported by `add-port`).
+//!
+//! # Linux behaviour (observed on 6.18)
+//! - An unconnected UDP socket does not report ICMP errors (port
+//!   unreachable from a remote without a VXLAN listener): sends succeed.
+//! - Unreachable remote (no route): `sendmsg` → `ENETUNREACH`, counted as
+//!   a transmit error; the port stays up.
+//! - Neighbour resolution happens in the kernel; the first frames to a new
+//!   remote wait in the neighbour queue (bounded), then go out.
+//!
+//! # Thread-safety
+//! As every port: one worker receives, any may send (`&self`).
+
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::{classify, retry_eintr, PendingError, PortError};
+use crate::packet::{PacketBuf, MAX_FRAME};
+use crate::tunnel::{vxlan, RxReject, TunnelConfig};
+
+/// Most datagrams per `recvmmsg`.
+pub const MAX_BATCH: usize = 32;
+/// Socket buffer size asked for (capped by `net.core.[rw]mem_max` unless
+/// we may force it).
+const SOCK_BUF_LEN: libc::c_int = 4 << 20;
+
+/// A VXLAN tunnel port: see the module docs.
+#[derive(Debug)]
+pub struct VxlanPort {
+    /// Port name (no netdev of that name exists).
+    name: String,
+    /// The bound UDP socket.
+    fd: OwnedFd,
+    /// The port's options.
+    cfg: TunnelConfig,
+    /// `remote_ip:dst_port`.
+    remote: libc::sockaddr_in,
+    /// The VXLAN header put on every transmitted frame.
+    out_hdr: [u8; vxlan::HEADER_LEN],
+    /// An error held back by a receive that returned frames.
+    pending: PendingError,
+    /// Datagrams skipped as not VXLAN (or too short) since the last take.
+    rx_malformed: AtomicU64,
+    /// Datagrams skipped as another remote's or VNI's since the last take.
+    rx_no_port: AtomicU64,
+}
+
+fn setsockopt<T>(fd: RawFd, level: libc::c_int, opt: libc::c_int, val: &T) -> io::Result<()> {
+    // SAFETY: `val` points at a live `T` of `size_of::<T>()` bytes, the
+    // option's expected type for every caller in this file.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            opt,
+            (val as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn sockaddr(ip: Ipv4Addr, port: u16) -> libc::sockaddr_in {
+    // SAFETY: sockaddr_in is a plain C struct; all-zero bytes are valid.
+    let mut sa: libc::sockaddr_in = unsafe { zeroed() };
+    sa.sin_family = libc::AF_INET as libc::sa_family_t;
+    sa.sin_port = port.to_be();
+    sa.sin_addr.s_addr = u32::from(ip).to_be();
+    sa
+}
+
+impl VxlanPort {
+    /// Opens the socket for port `name` with `cfg`, bound to
+    /// `local_ip:dst_port`.
+    pub fn open(name: &str, cfg: &TunnelConfig) -> Result<VxlanPort, PortError> {
+        let open_err = |op: &'static str, source: io::Error| PortError::Open {
+            name: name.to_string(),
+            op,
+            source,
+        };
+        // SAFETY: socket() has no memory preconditions.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_INET,
+                libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            )
+        };
+        if raw < 0 {
+            return Err(open_err(
+                "socket(AF_INET, SOCK_DGRAM)",
+                io::Error::last_os_error(),
+            ));
+        }
+        // SAFETY: `raw` is a fresh fd that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let s = fd.as_raw_fd();
+        let pmtu = if cfg.df_default {
+            libc::IP_PMTUDISC_DO
+        } else {
+            libc::IP_PMTUDISC_DONT
+        };
+        setsockopt(s, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, &pmtu)
+            .map_err(|e| open_err("IP_MTU_DISCOVER", e))?;
+        if let Some(ttl) = cfg.ttl {
+            setsockopt(s, libc::IPPROTO_IP, libc::IP_TTL, &libc::c_int::from(ttl))
+                .map_err(|e| open_err("IP_TTL", e))?;
+        }
+        if let Some(tos) = cfg.tos {
+            setsockopt(s, libc::IPPROTO_IP, libc::IP_TOS, &libc::c_int::from(tos))
+                .map_err(|e| open_err("IP_TOS", e))?;
+        }
+        let no_check: libc::c_int = (!cfg.csum).into();
+        setsockopt(s, libc::SOL_SOCKET, libc::SO_NO_CHECK, &no_check)
+            .map_err(|e| open_err("SO_NO_CHECK", e))?;
+        for (force, plain) in [
+            (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+            (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+        ] {
+            if setsockopt(s, libc::SOL_SOCKET, force, &SOCK_BUF_LEN).is_err() {
+                setsockopt(s, libc::SOL_SOCKET, plain, &SOCK_BUF_LEN)
+                    .map_err(|e| open_err("SO_RCVBUF/SO_SNDBUF", e))?;
+            }
+        }
+        let local = sockaddr(cfg.local_ip.unwrap_or(Ipv4Addr::UNSPECIFIED), cfg.dst_port);
+        // SAFETY: `local` is a valid sockaddr_in and the length is its size.
+        let rc = unsafe {
+            libc::bind(
+                s,
+                (&local as *const libc::sockaddr_in).cast(),
+                size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(open_err("bind", io::Error::last_os_error()));
+        }
+        Ok(VxlanPort {
+            name: name.to_string(),
+            fd,
+            cfg: cfg.clone(),
+            remote: sockaddr(cfg.remote_ip, cfg.dst_port),
+            out_hdr: vxlan::Header { vni: cfg.out_key }.bytes(),
+            pending: PendingError::default(),
+            rx_malformed: AtomicU64::new(0),
+            rx_no_port: AtomicU64::new(0),
+        })
+    }
+
+    /// The socket fd (for epoll).
+    pub fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// The port name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The port's options.
+    pub fn config(&self) -> &TunnelConfig {
+        &self.cfg
+    }
+
+    /// Datagrams skipped since the last call: (malformed, for no port).
+    /// Called by the receiving worker after each batch.
+    #[inline]
+    pub fn take_rx_rejects(&self) -> (u64, u64) {
+        // Only the receiving worker adds and takes; swap keeps it exact
+        // anyway.
+        let m = self.rx_malformed.load(Ordering::Relaxed);
+        let n = self.rx_no_port.load(Ordering::Relaxed);
+        if m == 0 && n == 0 {
+            return (0, 0);
+        }
+        (
+            self.rx_malformed.swap(0, Ordering::Relaxed),
+            self.rx_no_port.swap(0, Ordering::Relaxed),
+        )
+    }
+
+    /// Receives one inner frame; `Ok(false)` when none is waiting.
+    pub fn recv(&self, buf: &mut PacketBuf) -> Result<bool, PortError> {
+        self.recv_batch(std::slice::from_mut(buf)).map(|n| n > 0)
+    }
+
+    /// Receives up to `bufs.len()` (at most [`MAX_BATCH`]) inner frames
+    /// into `bufs[0..n]`; `Ok(0)` when nothing is waiting.
+    pub fn recv_batch(&self, bufs: &mut [PacketBuf]) -> Result<usize, PortError> {
+        if let Some(e) = self.pending.take() {
+            return Err(e);
+        }
+        // Retry while a whole batch was skipped, so `Ok(0)` always means
+        // "nothing waiting".
+        loop {
+            let (kept, read) = self.recv_mmsg(bufs)?;
+            if kept > 0 || read == 0 {
+                return Ok(kept);
+            }
+        }
+    }
+
+    fn recv_mmsg(&self, bufs: &mut [PacketBuf]) -> Result<(usize, usize), PortError> {
+        let want = bufs.len().min(MAX_BATCH);
+        if want == 0 {
+            return Ok((0, 0));
+        }
+        let mut hdrs = [[0u8; vxlan::HEADER_LEN]; MAX_BATCH];
+        // SAFETY: iovec is a plain C struct; all-zero bytes are valid.
+        let mut iov: [[libc::iovec; 2]; MAX_BATCH] = unsafe { zeroed() };
+        // SAFETY: mmsghdr is a plain C struct (null pointers, zero lengths
+        // when zeroed); all-zero bytes are valid.
+        let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { zeroed() };
+        // SAFETY: sockaddr_in is a plain C struct; all-zero bytes are valid.
+        let mut addrs: [libc::sockaddr_in; MAX_BATCH] = unsafe { zeroed() };
+        for (i, (hdr, buf)) in hdrs.iter_mut().zip(bufs.iter_mut()).enumerate().take(want) {
+            let space = buf.rx_space();
+            let room = space.len().min(MAX_FRAME);
+            iov[i][0].iov_base = hdr.as_mut_ptr().cast();
+            iov[i][0].iov_len = hdr.len();
+            iov[i][1].iov_base = space.as_mut_ptr().cast();
+            iov[i][1].iov_len = room;
+            let h = &mut msgs[i].msg_hdr;
+            h.msg_iov = iov[i].as_mut_ptr();
+            h.msg_iovlen = 2;
+            h.msg_name = (&mut addrs[i] as *mut libc::sockaddr_in).cast();
+            h.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        }
+        let got = loop {
+            // SAFETY: msgs[..want] point at iovecs, header slots and
+            // addresses on this stack frame and at the callers' buffers
+            // (borrowed mutably for this call); every length matches its
+            // buffer. The fd is open.
+            let rc = unsafe {
+                libc::recvmmsg(
+                    self.fd.as_raw_fd(),
+                    msgs.as_mut_ptr(),
+                    want as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                )
+            };
+            if rc >= 0 {
+                break rc as usize;
+            }
+            let err = io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::EAGAIN) => return Ok((0, 0)),
+                Some(libc::EINTR) => continue,
+                _ => return Err(classify(err, 0)),
+            }
+        };
+        let mut n = 0;
+        for i in 0..got {
+            let len = msgs[i].msg_len as usize;
+            if msgs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                self.pending.hold(PortError::FrameTooBig { len });
+                continue;
+            }
+            let src = Ipv4Addr::from(u32::from_be(addrs[i].sin_addr.s_addr));
+            let hlen = len.min(vxlan::HEADER_LEN);
+            let inner = len.saturating_sub(vxlan::HEADER_LEN);
+            match self.cfg.accepts(src, &hdrs[i][..hlen], inner) {
+                Ok(()) => {}
+                Err(RxReject::Malformed) => {
+                    self.rx_malformed.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Err(RxReject::NoPort) => {
+                    self.rx_no_port.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            }
+            bufs[i].set_received(inner);
+            if let Some(h) = crate::tunnel::partial_csum_hint(bufs[i].frame()) {
+                bufs[i].vnet = h;
+            }
+            if n != i {
+                bufs.swap(n, i);
+            }
+            n += 1;
+        }
+        if n == 0 {
+            if let Some(e) = self.pending.take() {
+                return Err(e);
+            }
+        }
+        Ok((n, got))
+    }
+
+    /// Encapsulates and sends one frame to the remote without blocking.
+    pub fn send(&self, frame: &[u8]) -> Result<(), PortError> {
+        let mut iov = [
+            libc::iovec {
+                iov_base: self.out_hdr.as_ptr() as *mut libc::c_void,
+                iov_len: self.out_hdr.len(),
+            },
+            libc::iovec {
+                iov_base: frame.as_ptr() as *mut libc::c_void,
+                iov_len: frame.len(),
+            },
+        ];
+        // SAFETY: msghdr is a plain C struct; all-zero bytes are valid.
+        let mut msg: libc::msghdr = unsafe { zeroed() };
+        msg.msg_name = (&self.remote as *const libc::sockaddr_in as *mut libc::sockaddr_in).cast();
+        msg.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        msg.msg_iov = iov.as_mut_ptr();
+        msg.msg_iovlen = iov.len();
+        // SAFETY: `msg` points at the remote address, and at two iovecs
+        // over the header and `frame`, all alive for the call; sendmsg
+        // only reads through them. The fd is open.
+        retry_eintr(|| unsafe { libc::sendmsg(self.fd.as_raw_fd(), &msg, libc::MSG_DONTWAIT) })
+            .map_err(|err| match err.raw_os_error() {
+                // A UDP socket has no device to lose: unreachable remotes
+                // and full queues are per-frame failures.
+                Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::ENETDOWN) => {
+                    PortError::Other(err)
+                }
+                _ => classify(err, frame.len()),
+            })
+    }
+
+    /// A bound socket stays usable whatever happens to interfaces.
+    pub fn check_alive(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::net::UdpSocket;
+
+    fn cfg(remote: &str, port: u16, key: u32) -> TunnelConfig {
+        let mut o = BTreeMap::new();
+        o.insert("remote_ip".to_string(), remote.to_string());
+        o.insert("local_ip".to_string(), "127.0.0.1".to_string());
+        o.insert("dst_port".to_string(), port.to_string());
+        o.insert("key".to_string(), key.to_string());
+        TunnelConfig::parse_vxlan(&o).unwrap()
+    }
+
+    fn wait_recv(p: &VxlanPort, bufs: &mut [PacketBuf]) -> usize {
+        for _ in 0..200 {
+            let n = p.recv_batch(bufs).unwrap();
+            if n > 0 {
+                return n;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        0
+    }
+
+    /// Two ports on loopback (no root needed): encapsulation on one side
+    /// is decapsulated on the other; a foreign VNI and a non-VXLAN
+    /// datagram are skipped and counted.
+    #[test]
+    fn loopback_encap_decap_and_demux() {
+        // Pick two free ports.
+        let (pa, pb) = {
+            let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+            (
+                a.local_addr().unwrap().port(),
+                b.local_addr().unwrap().port(),
+            )
+        };
+        let a = VxlanPort::open("a", &cfg("127.0.0.1", pa, 42)).unwrap();
+        let mut frame = [0u8; 60];
+        frame[..6].copy_from_slice(&[0xff; 6]);
+        frame[12..14].copy_from_slice(&[0x08, 0x06]);
+        frame[59] = 0x5a;
+        // a sends to 127.0.0.1:pa, i.e. to itself.
+        a.send(&frame).unwrap();
+        let mut bufs: Vec<PacketBuf> = (0..4).map(|_| PacketBuf::new()).collect();
+        assert_eq!(wait_recv(&a, &mut bufs), 1);
+        assert_eq!(bufs[0].frame(), &frame[..]);
+        assert_eq!(a.take_rx_rejects(), (0, 0));
+
+        // Foreign VNI and junk from a plain socket.
+        let junk = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut d = vec![0u8; 8 + 60];
+        vxlan::Header { vni: 43 }.emit(&mut d);
+        junk.send_to(&d, ("127.0.0.1", pa)).unwrap();
+        junk.send_to(b"hello", ("127.0.0.1", pa)).unwrap();
+        vxlan::Header { vni: 42 }.emit(&mut d);
+        d[8 + 59] = 0x77;
+        junk.send_to(&d, ("127.0.0.1", pa)).unwrap();
+        assert_eq!(wait_recv(&a, &mut bufs), 1);
+        assert_eq!(bufs[0].frame()[59], 0x77);
+        assert_eq!(a.take_rx_rejects(), (1, 1));
+        assert_eq!(a.take_rx_rejects(), (0, 0));
+
+        // A second port cannot bind the same (local_ip, dst_port).
+        let e = VxlanPort::open("b", &cfg("127.0.0.1", pa, 43)).unwrap_err();
+        assert!(matches!(e, PortError::Open { op: "bind", .. }), "{e:?}");
+        // Another port is fine.
+        VxlanPort::open("b", &cfg("127.0.0.1", pb, 43)).unwrap();
+    }
+
+    #[test]
+    fn oversized_frame_is_too_big() {
+        let port = {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.local_addr().unwrap().port()
+        };
+        let a = VxlanPort::open("a", &cfg("127.0.0.1", port, 1)).unwrap();
+        // Over the largest UDP payload: EMSGSIZE.
+        let big = vec![0u8; 65507 - 8 + 1];
+        assert!(matches!(a.send(&big), Err(PortError::FrameTooBig { .. })));
+    }
+}

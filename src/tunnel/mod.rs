@@ -1,0 +1,457 @@
+//! Tunnels (overlays): the configuration of a tunnel port and the
+//! per-datagram receive decision.
+//!
+//! # What?
+//! A tunnel port (`type=vxlan`) carries the Ethernet frames a bridge sends
+//! to it inside UDP datagrams to one remote endpoint, and hands the bridge
+//! the frames that endpoint sends back. This module is pure (no I/O): it
+//! parses and prints a port's `options:` ([`TunnelConfig`]), encodes and
+//! decodes the VXLAN header ([`vxlan`]), and decides whether a received
+//! datagram belongs to a port ([`TunnelConfig::accepts`]). The socket
+//! itself is [`crate::port::VxlanPort`].
+//!
+//! # Design
+//! The underlay is the kernel's own UDP/IP stack: a tunnel port owns a
+//! UDP socket bound to `local_ip:dst_port`; the kernel routes the outer
+//! packet with the host's routing table, resolves neighbours, adds outer
+//! Ethernet/IP/UDP headers and checksums. An address on any ordinary
+//! interface (a veth in a namespace, a NIC) is all the setup — no extra
+//! bridge carrying the IP (OVS's userspace datapath needs one).
+//!
+//! Tradeoffs of one bound socket per port, written down so they are chosen
+//! and not discovered:
+//! - the outer UDP source port is the socket's bound port (`dst_port`),
+//!   the same for every inner flow: the underlay cannot spread one
+//!   tunnel's flows over ECMP paths by source port (RFC 7348 §5 asks for
+//!   an inner-flow hash). Receivers don't care (Linux accepts any source
+//!   port). Several transmit sockets chosen by flow hash would lift this.
+//! - two tunnel ports cannot share one `(local_ip, dst_port)`: the second
+//!   `bind` fails (`EADDRINUSE`) and `add-port` says so. So demultiplexing
+//!   by (remote, key) across several ports on one socket is not built yet;
+//!   each port accepts only its own remote and key and counts the rest.
+//! - IPv4 underlay only.
+//!
+//! # Invariants
+//! A [`TunnelConfig`] that parsed is valid: the VNI fits 24 bits, the port
+//! is non-zero, and `options()` gives back text that parses to the same
+//! configuration.
+//!
+//! # Limits
+//! No `flow` values for `remote_ip`/`local_ip`/`key` (they need tunnel
+//! metadata in the flow key); no `tos=inherit`/`ttl=inherit`.
+
+pub mod vxlan;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+/// The IANA VXLAN port (RFC 7348); OVS's default. Linux's `ip link add …
+/// type vxlan` defaults to 8472 unless `dstport` is given.
+pub const VXLAN_PORT: u16 = 4789;
+/// Bytes VXLAN adds over IPv4 in front of the inner frame: outer IPv4 (20)
+/// + UDP (8) + VXLAN (8) + the inner Ethernet header (14) counted against
+///   the underlay MTU, i.e. inner MTU = underlay MTU − 50.
+pub const VXLAN_OVERHEAD: usize = 50;
+
+/// The option keys a tunnel port takes.
+pub const OPTION_KEYS: &[&str] = &[
+    "remote_ip",
+    "local_ip",
+    "key",
+    "in_key",
+    "out_key",
+    "dst_port",
+    "tos",
+    "ttl",
+    "df_default",
+    "csum",
+];
+
+/// A tunnel port's settings, from its `options:`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TunnelConfig {
+    /// Where encapsulated frames go; received datagrams must come from it.
+    pub remote_ip: Ipv4Addr,
+    /// The address the socket binds (`None`: any local address).
+    pub local_ip: Option<Ipv4Addr>,
+    /// VNI that received datagrams must carry (`key` or `in_key`).
+    pub in_key: u32,
+    /// VNI put on transmitted datagrams (`key` or `out_key`).
+    pub out_key: u32,
+    /// UDP port, both bound locally and sent to.
+    pub dst_port: u16,
+    /// Outer IPv4 TOS byte (`None`: the kernel default, 0).
+    pub tos: Option<u8>,
+    /// Outer IPv4 TTL (`None`: the kernel default, usually 64).
+    pub ttl: Option<u8>,
+    /// Set DF on the outer packet (default true, as OVS): an inner frame
+    /// too big for the underlay is dropped and counted `too_big` instead of
+    /// being fragmented.
+    pub df_default: bool,
+    /// Compute the outer UDP checksum (default false, as OVS: zero).
+    pub csum: bool,
+}
+
+/// Why a port's options were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TunnelError {
+    /// `remote_ip` is required.
+    #[error("a vxlan port needs options:remote_ip=IP (the remote tunnel endpoint)")]
+    MissingRemote,
+    /// An option this port type does not know.
+    #[error("unknown option {0:?} (expected one of remote_ip, local_ip, key, in_key, out_key, dst_port, tos, ttl, df_default, csum)")]
+    UnknownOption(String),
+    /// A value that does not parse.
+    #[error("options:{key}={value}: {why}")]
+    BadValue {
+        /// The option.
+        key: String,
+        /// The given value.
+        value: String,
+        /// What was expected.
+        why: &'static str,
+    },
+    /// `flow` was given where it is not supported yet.
+    #[error("options:{0}=flow is not supported yet (give a fixed value)")]
+    FlowNotSupported(String),
+}
+
+fn bad(key: &str, value: &str, why: &'static str) -> TunnelError {
+    TunnelError::BadValue {
+        key: key.to_string(),
+        value: value.to_string(),
+        why,
+    }
+}
+
+fn parse_ip(key: &str, v: &str) -> Result<Ipv4Addr, TunnelError> {
+    if v == "flow" {
+        return Err(TunnelError::FlowNotSupported(key.to_string()));
+    }
+    let ip: Ipv4Addr = v
+        .parse()
+        .map_err(|_| bad(key, v, "expected an IPv4 address"))?;
+    if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+        return Err(bad(key, v, "expected a unicast IPv4 address"));
+    }
+    Ok(ip)
+}
+
+fn parse_vni(key: &str, v: &str) -> Result<u32, TunnelError> {
+    if v == "flow" {
+        return Err(TunnelError::FlowNotSupported(key.to_string()));
+    }
+    let n = match v.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16),
+        None => v.parse::<u64>(),
+    }
+    .map_err(|_| bad(key, v, "expected a number"))?;
+    if n > vxlan::MAX_VNI as u64 {
+        return Err(bad(key, v, "a VXLAN VNI is 24 bits (0-16777215)"));
+    }
+    Ok(n as u32)
+}
+
+fn parse_bool(key: &str, v: &str) -> Result<bool, TunnelError> {
+    match v {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(bad(key, v, "expected true or false")),
+    }
+}
+
+fn parse_u8(key: &str, v: &str, min: u8, why: &'static str) -> Result<u8, TunnelError> {
+    if v == "inherit" {
+        return Err(bad(key, v, "inherit is not supported yet"));
+    }
+    match v.parse::<u8>() {
+        Ok(n) if n >= min => Ok(n),
+        _ => Err(bad(key, v, why)),
+    }
+}
+
+impl TunnelConfig {
+    /// Parses a VXLAN port's options (keys without the `options:` prefix).
+    ///
+    /// ```
+    /// # use std::collections::BTreeMap;
+    /// use rvs::tunnel::TunnelConfig;
+    /// let mut o = BTreeMap::new();
+    /// o.insert("remote_ip".to_string(), "192.0.2.2".to_string());
+    /// o.insert("key".to_string(), "42".to_string());
+    /// let t = TunnelConfig::parse_vxlan(&o).unwrap();
+    /// assert_eq!((t.in_key, t.out_key, t.dst_port), (42, 42, 4789));
+    /// ```
+    pub fn parse_vxlan(options: &BTreeMap<String, String>) -> Result<TunnelConfig, TunnelError> {
+        let mut remote = None;
+        let mut t = TunnelConfig {
+            remote_ip: Ipv4Addr::UNSPECIFIED,
+            local_ip: None,
+            in_key: 0,
+            out_key: 0,
+            dst_port: VXLAN_PORT,
+            tos: None,
+            ttl: None,
+            df_default: true,
+            csum: false,
+        };
+        let (mut key, mut in_key, mut out_key) = (None, None, None);
+        for (k, v) in options {
+            let v = v.trim();
+            match k.as_str() {
+                "remote_ip" => remote = Some(parse_ip(k, v)?),
+                "local_ip" => t.local_ip = Some(parse_ip(k, v)?),
+                "key" => key = Some(parse_vni(k, v)?),
+                "in_key" => in_key = Some(parse_vni(k, v)?),
+                "out_key" => out_key = Some(parse_vni(k, v)?),
+                "dst_port" => {
+                    t.dst_port = match v.parse::<u16>() {
+                        Ok(p) if p != 0 => p,
+                        _ => return Err(bad(k, v, "expected a UDP port (1-65535)")),
+                    }
+                }
+                "tos" => t.tos = Some(parse_u8(k, v, 0, "expected a TOS byte (0-255)")?),
+                "ttl" => t.ttl = Some(parse_u8(k, v, 1, "expected a TTL (1-255)")?),
+                "df_default" => t.df_default = parse_bool(k, v)?,
+                "csum" => t.csum = parse_bool(k, v)?,
+                other => return Err(TunnelError::UnknownOption(other.to_string())),
+            }
+        }
+        t.remote_ip = remote.ok_or(TunnelError::MissingRemote)?;
+        t.in_key = in_key.or(key).unwrap_or(0);
+        t.out_key = out_key.or(key).unwrap_or(0);
+        Ok(t)
+    }
+
+    /// The options in canonical form (defaults left out), as `show`,
+    /// `export` and the state file write them.
+    pub fn options(&self) -> BTreeMap<String, String> {
+        let mut o = BTreeMap::new();
+        let mut put = |k: &str, v: String| {
+            o.insert(k.to_string(), v);
+        };
+        put("remote_ip", self.remote_ip.to_string());
+        if let Some(l) = self.local_ip {
+            put("local_ip", l.to_string());
+        }
+        if self.in_key == self.out_key {
+            if self.in_key != 0 {
+                put("key", self.in_key.to_string());
+            }
+        } else {
+            put("in_key", self.in_key.to_string());
+            put("out_key", self.out_key.to_string());
+        }
+        if self.dst_port != VXLAN_PORT {
+            put("dst_port", self.dst_port.to_string());
+        }
+        if let Some(t) = self.tos {
+            put("tos", t.to_string());
+        }
+        if let Some(t) = self.ttl {
+            put("ttl", t.to_string());
+        }
+        if !self.df_default {
+            put("df_default", "false".to_string());
+        }
+        if self.csum {
+            put("csum", "true".to_string());
+        }
+        o
+    }
+
+    /// Whether a datagram from `src` with VXLAN header bytes `header` and
+    /// `inner_len` bytes after them belongs to this port.
+    #[inline]
+    pub fn accepts(&self, src: Ipv4Addr, header: &[u8], inner_len: usize) -> Result<(), RxReject> {
+        let h = vxlan::Header::parse(header).ok_or(RxReject::Malformed)?;
+        if inner_len < vxlan::MIN_INNER {
+            return Err(RxReject::Malformed);
+        }
+        if src != self.remote_ip || h.vni != self.in_key {
+            return Err(RxReject::NoPort);
+        }
+        Ok(())
+    }
+}
+
+/// Offload metadata for an inner frame whose L4 checksum was left partial
+/// by the sender, or `None` when it is complete (or not IPv4 TCP/UDP).
+///
+/// A kernel sender on this host (a vxlan device over a veth) hands the
+/// datagram to our socket with the inner TCP/UDP checksum still
+/// `CHECKSUM_PARTIAL`: the field holds only the pseudo-header sum, and a
+/// UDP socket has no way to say so. Such a field is recognised by value
+/// (it equals the folded pseudo-header sum) and the frame gets a
+/// `NEEDS_CSUM` header, so it is completed like any offloaded frame (by the
+/// TAP's kernel, or in software for other ports). A complete checksum that
+/// happens to have that value (1 in 65536) is recomputed to the same value.
+/// Only untagged IPv4 frames that end where their IP packet ends are
+/// considered.
+#[inline]
+pub fn partial_csum_hint(frame: &[u8]) -> Option<flowtable::offload::VirtioNetHdr> {
+    use flowtable::offload::{csum_sum, VirtioNetHdr};
+    let ip = frame.get(14..34)?;
+    if frame[12..14] != [0x08, 0x00] || ip[0] >> 4 != 4 {
+        return None;
+    }
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let tot = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    let frag = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff;
+    if ihl < 20 || frag != 0 || 14 + tot != frame.len() || tot < ihl {
+        return None;
+    }
+    let (proto, off) = match ip[9] {
+        6 => (6u8, 16u16),
+        17 => (17u8, 6u16),
+        _ => return None,
+    };
+    let start = 14 + ihl;
+    let field = start + usize::from(off);
+    let stored = u16::from_be_bytes([*frame.get(field)?, *frame.get(field + 1)?]);
+    let l4_len = (tot - ihl) as u16;
+    let mut pseudo = [0u8; 12];
+    pseudo[..8].copy_from_slice(&ip[12..20]);
+    pseudo[9] = proto;
+    pseudo[10..].copy_from_slice(&l4_len.to_be_bytes());
+    if stored != csum_sum(&pseudo) {
+        return None;
+    }
+    Some(VirtioNetHdr {
+        flags: VirtioNetHdr::F_NEEDS_CSUM,
+        csum_start: start as u16,
+        csum_offset: off,
+        ..VirtioNetHdr::NONE
+    })
+}
+
+/// Why a received datagram was not handed to the bridge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RxReject {
+    /// Too short, or not VXLAN (the I flag is clear), or the inner frame is
+    /// shorter than an Ethernet header.
+    Malformed,
+    /// From another remote, or with another VNI, than the port's.
+    NoPort,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn opts(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn parses_defaults_and_round_trips() {
+        let t = TunnelConfig::parse_vxlan(&opts(&[("remote_ip", "10.0.0.2")])).unwrap();
+        assert_eq!(t.remote_ip, Ipv4Addr::new(10, 0, 0, 2));
+        assert_eq!((t.in_key, t.out_key, t.dst_port), (0, 0, 4789));
+        assert!(t.df_default && !t.csum);
+        assert_eq!(t.options(), opts(&[("remote_ip", "10.0.0.2")]));
+
+        let all = opts(&[
+            ("remote_ip", "10.0.0.2"),
+            ("local_ip", "10.0.0.1"),
+            ("in_key", "7"),
+            ("out_key", "0x2a"),
+            ("dst_port", "8472"),
+            ("tos", "16"),
+            ("ttl", "9"),
+            ("df_default", "false"),
+            ("csum", "true"),
+        ]);
+        let t = TunnelConfig::parse_vxlan(&all).unwrap();
+        assert_eq!((t.in_key, t.out_key), (7, 42));
+        assert_eq!(TunnelConfig::parse_vxlan(&t.options()).unwrap(), t);
+        // key sets both; in_key/out_key win over it.
+        let t = TunnelConfig::parse_vxlan(&opts(&[
+            ("remote_ip", "10.0.0.2"),
+            ("key", "5"),
+            ("out_key", "6"),
+        ]))
+        .unwrap();
+        assert_eq!((t.in_key, t.out_key), (5, 6));
+    }
+
+    #[test]
+    fn rejects_bad_options_clearly() {
+        let e = |kv: &[(&str, &str)]| {
+            TunnelConfig::parse_vxlan(&opts(kv))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(e(&[("key", "42")]).contains("needs options:remote_ip"));
+        assert!(e(&[("remote_ip", "10.0.0.300")]).contains("IPv4 address"));
+        assert!(e(&[("remote_ip", "224.0.0.1")]).contains("unicast"));
+        assert!(e(&[("remote_ip", "flow")]).contains("not supported yet"));
+        assert!(e(&[("remote_ip", "10.0.0.2"), ("key", "16777216")]).contains("24 bits"));
+        assert!(e(&[("remote_ip", "10.0.0.2"), ("dst_port", "0")]).contains("UDP port"));
+        assert!(e(&[("remote_ip", "10.0.0.2"), ("ttl", "0")]).contains("TTL"));
+        assert!(e(&[("remote_ip", "10.0.0.2"), ("csum", "yes")]).contains("true or false"));
+        assert!(e(&[("remote_ip", "10.0.0.2"), ("colour", "red")]).contains("unknown option"));
+    }
+
+    /// A TCP segment as a kernel sender leaves it with a partial checksum
+    /// (pseudo-header sum in the field) is recognised; once completed it
+    /// is not.
+    #[test]
+    fn partial_checksum_is_recognised() {
+        use flowtable::offload::{complete_checksum, csum_sum};
+        let mut f = vec![0u8; 14 + 20 + 20 + 5];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        let tot = (20 + 20 + 5) as u16;
+        f[14] = 0x45;
+        f[16..18].copy_from_slice(&tot.to_be_bytes());
+        f[14 + 8] = 64;
+        f[14 + 9] = 6;
+        f[14 + 12..14 + 16].copy_from_slice(&[10, 0, 0, 1]);
+        f[14 + 16..14 + 20].copy_from_slice(&[10, 0, 0, 2]);
+        f[34 + 12] = 0x50;
+        f[54..].copy_from_slice(b"hello");
+        let mut pseudo = [0u8; 12];
+        pseudo[..8].copy_from_slice(&f[26..34]);
+        pseudo[9] = 6;
+        pseudo[10..].copy_from_slice(&25u16.to_be_bytes());
+        let p = csum_sum(&pseudo);
+        f[34 + 16..34 + 18].copy_from_slice(&p.to_be_bytes());
+        let h = partial_csum_hint(&f).unwrap();
+        assert_eq!((h.csum_start, h.csum_offset), (34, 16));
+        assert!(h.needs_csum());
+        assert!(complete_checksum(&mut f, &h));
+        assert_eq!(partial_csum_hint(&f), None);
+        // Now complete: pseudo-header plus segment sum to 0xffff.
+        let mut all = pseudo.to_vec();
+        all.extend_from_slice(&f[34..]);
+        assert_eq!(csum_sum(&all), 0xffff);
+        // Padded or non-IP frames are left alone.
+        let mut padded = f.clone();
+        padded.push(0);
+        assert_eq!(partial_csum_hint(&padded), None);
+        assert_eq!(partial_csum_hint(&f[..20]), None);
+    }
+
+    #[test]
+    fn accepts_only_its_remote_and_vni() {
+        let t =
+            TunnelConfig::parse_vxlan(&opts(&[("remote_ip", "10.0.0.2"), ("key", "42")])).unwrap();
+        let mut d = [0u8; 8];
+        vxlan::Header { vni: 42 }.emit(&mut d);
+        let peer = Ipv4Addr::new(10, 0, 0, 2);
+        assert_eq!(t.accepts(peer, &d, 60), Ok(()));
+        assert_eq!(
+            t.accepts(Ipv4Addr::new(10, 0, 0, 3), &d, 60),
+            Err(RxReject::NoPort)
+        );
+        assert_eq!(t.accepts(peer, &d, 13), Err(RxReject::Malformed));
+        vxlan::Header { vni: 43 }.emit(&mut d);
+        assert_eq!(t.accepts(peer, &d, 60), Err(RxReject::NoPort));
+        assert_eq!(t.accepts(peer, &d[..7], 60), Err(RxReject::Malformed));
+        d[0] = 0;
+        assert_eq!(t.accepts(peer, &d, 60), Err(RxReject::Malformed));
+    }
+}
