@@ -326,13 +326,13 @@ impl Rvsd {
     pub fn stop(&mut self) {
         let mut c = self.child.take().expect("rvsd is not running");
         signal_child(&c, libc::SIGTERM);
-        match wait_child(&mut c, Duration::from_secs(5)) {
+        match wait_child(&mut c, STOP_TIMEOUT) {
             Some(st) if st.success() => {}
             Some(st) => panic!("rvsd exited with {st} after SIGTERM:\n{}", self.log_text()),
             None => {
                 let _ = c.kill();
                 let _ = c.wait();
-                panic!("rvsd did not stop within 5 s of SIGTERM");
+                panic!("rvsd did not stop within {STOP_TIMEOUT:?} of SIGTERM");
             }
         }
     }
@@ -589,13 +589,15 @@ impl Drop for Rvsd {
                 Ok(Some(st)) => problem = Some(format!("rvsd died during the test ({st})")),
                 _ => {
                     signal_child(&c, libc::SIGTERM);
-                    match wait_child(&mut c, Duration::from_secs(5)) {
+                    match wait_child(&mut c, STOP_TIMEOUT) {
                         Some(st) if st.success() => {}
                         Some(st) => problem = Some(format!("rvsd exited with {st} after SIGTERM")),
                         None => {
                             let _ = c.kill();
                             let _ = c.wait();
-                            problem = Some("rvsd did not stop within 5 s of SIGTERM".to_string());
+                            problem = Some(format!(
+                                "rvsd did not stop within {STOP_TIMEOUT:?} of SIGTERM"
+                            ));
                         }
                     }
                 }
@@ -1965,6 +1967,11 @@ pub fn osken_manager() -> Option<PathBuf> {
     let dir = pip_venv("osken", "os-ken<4", |d| mgr(d).exists(), |_| true)?;
     Some(mgr(&dir))
 }
+
+/// How long a SIGTERM'd rvsd may take to stop: a clean shutdown writes
+/// the full snapshot, which for the 200k-flow tests in a debug build on a
+/// loaded 2-core machine takes several seconds.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Manager(pub std::process::Child, pub std::path::PathBuf);
 
