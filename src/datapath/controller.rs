@@ -20,10 +20,18 @@
 //! ([`OfShared::packet_in_dropped`]), so a slow controller never stalls
 //! forwarding.
 //!
+//! Offloaded frames are punted as they would be on the wire, as the
+//! kernel's OVS datapath does for upcalls: [`wire_frames`] cuts a GSO
+//! frame (a guest's or a namespace's 64 KiB TSO frame from a TAP) into
+//! its segments and completes a partial checksum, so a controller sees
+//! frames it can parse and forward again, and no PACKET_IN has to carry
+//! more than a frame.
+//!
 //! # Invariants
-//! A punt allocates once: the (truncated) frame copy in
-//! [`ControllerPacket::from_frame`]; the channel moves it into the message
-//! it encodes.
+//! A punt allocates once per frame the controller gets: the (truncated)
+//! frame copy in [`ControllerPacket::from_frame`], or the segment
+//! [`wire_frames`] writes; the channel moves it into the message it
+//! encodes.
 //!
 //! # Thread-safety
 //! Everything is `Sync`; writers are the control plane and channel tasks,
@@ -33,6 +41,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use arc_swap::ArcSwapOption;
+use flowtable::offload::{self, OffloadError, Segmenter, VirtioNetHdr};
 use flowtable::PortNo;
 
 /// Why a packet was punted to the controllers.
@@ -95,6 +104,47 @@ impl ControllerPacket {
             total_len: frame.len(),
         }
     }
+}
+
+/// Hands `out` the frames a controller gets for `frame` (with virtio-net
+/// header `hdr`), each as a fresh copy of at most `max_len` bytes and the
+/// frame's whole length: the segments of a GSO frame, each with complete
+/// checksums; a frame with a partial checksum, completed; any other frame
+/// as it is. Returns how many frames `out` got; a GSO frame that cannot
+/// be cut (malformed headers) gives none and the error.
+pub fn wire_frames(
+    frame: &[u8],
+    hdr: &VirtioNetHdr,
+    max_len: u16,
+    mut out: impl FnMut(Vec<u8>, usize),
+) -> Result<usize, OffloadError> {
+    let max_len = usize::from(max_len);
+    if hdr.is_gso() {
+        let mut seg = Segmenter::new(frame, hdr, usize::MAX)?;
+        let mut n = 0;
+        loop {
+            let mut buf = vec![0u8; seg.max_segment_len()];
+            match seg.next_into(&mut buf)? {
+                Some(len) => {
+                    buf.truncate(len.min(max_len));
+                    out(buf, len);
+                    n += 1;
+                }
+                None => return Ok(n),
+            }
+        }
+    }
+    if hdr.needs_csum() {
+        let mut copy = frame.to_vec();
+        // A checksum field outside the frame leaves the frame as it is:
+        // the controller sees what a port would have sent.
+        offload::complete_checksum(&mut copy, hdr);
+        copy.truncate(max_len);
+        out(copy, frame.len());
+    } else {
+        out(frame[..frame.len().min(max_len)].to_vec(), frame.len());
+    }
+    Ok(1)
 }
 
 /// Where the worker sends punted packets.
@@ -196,6 +246,7 @@ impl OfShared {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -213,6 +264,99 @@ mod tests {
         assert_eq!((p.frame.len(), p.total_len), (16, 60));
         let p = ControllerPacket::from_frame(0, PortNo(1), PuntReason::Action, 0, 0, &[7; 60], 128);
         assert_eq!((p.frame.len(), p.total_len), (60, 60));
+    }
+
+    /// An IPv4 TCP frame of `n` payload bytes with a partial checksum
+    /// (the pseudo-header sum, as Linux leaves it) and its virtio-net
+    /// header: GSO TCPv4 with `gso_size` 1448 when `gso`.
+    fn tcp4(n: usize, gso: bool) -> (Vec<u8>, VirtioNetHdr) {
+        let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00];
+        let ip_len = (20 + 20 + n) as u16;
+        f.extend_from_slice(&[0x45, 0]);
+        f.extend_from_slice(&ip_len.to_be_bytes());
+        f.extend_from_slice(&[0, 7, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+        let c = !offload::csum_sum(&f[14..34]);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+        f.extend_from_slice(&[0x9c, 0x40, 0x14, 0x51, 0, 0, 0, 1, 0, 0, 0, 1, 0x50, 0x18]);
+        f.extend_from_slice(&[0xff, 0xff, 0, 0, 0, 0]);
+        f.extend((0..n).map(|i| (i % 253) as u8));
+        // Pseudo-header: addresses, protocol, TCP length.
+        let mut ph = f[26..34].to_vec();
+        ph.extend_from_slice(&[0, 6]);
+        ph.extend_from_slice(&((20 + n) as u16).to_be_bytes());
+        f[50..52].copy_from_slice(&offload::csum_sum(&ph).to_be_bytes());
+        let hdr = VirtioNetHdr {
+            flags: VirtioNetHdr::F_NEEDS_CSUM,
+            gso_type: if gso {
+                VirtioNetHdr::GSO_TCPV4
+            } else {
+                VirtioNetHdr::GSO_NONE
+            },
+            hdr_len: 54,
+            gso_size: if gso { 1448 } else { 0 },
+            csum_start: 34,
+            csum_offset: 16,
+            num_buffers: 0,
+        };
+        (f, hdr)
+    }
+
+    /// True when the IPv4 header and TCP checksums of `f` verify.
+    fn checksums_ok(f: &[u8]) -> bool {
+        let l4_len = f.len() - 34;
+        let mut ph = f[26..34].to_vec();
+        ph.extend_from_slice(&[0, 6]);
+        ph.extend_from_slice(&(l4_len as u16).to_be_bytes());
+        ph.extend_from_slice(&f[34..]);
+        offload::csum_sum(&f[14..34]) == 0xffff && offload::csum_sum(&ph) == 0xffff
+    }
+
+    #[test]
+    fn a_gso_frame_is_punted_as_its_segments_with_checksums() {
+        let (f, hdr) = tcp4(64_000, true);
+        let mut got = Vec::new();
+        let n = wire_frames(&f, &hdr, u16::MAX, |frame, total| got.push((frame, total))).unwrap();
+        assert_eq!(n, 64_000usize.div_ceil(1448));
+        assert_eq!(got.len(), n);
+        let mut payload = Vec::new();
+        for (frame, total) in &got {
+            assert_eq!(frame.len(), *total);
+            assert!(frame.len() <= 14 + 40 + 1448, "{}", frame.len());
+            assert!(checksums_ok(frame), "bad checksum in a segment");
+            payload.extend_from_slice(&frame[54..]);
+        }
+        assert_eq!(payload, f[54..]);
+        // max_len cuts each segment; total_len stays the segment's.
+        let mut cut = Vec::new();
+        wire_frames(&f, &hdr, 100, |frame, total| cut.push((frame.len(), total))).unwrap();
+        assert!(cut.iter().all(|&(len, total)| len == 100 && total > 100));
+    }
+
+    #[test]
+    fn a_partial_checksum_is_completed_and_plain_frames_pass_as_they_are() {
+        let (f, hdr) = tcp4(500, false);
+        assert!(!checksums_ok(&f));
+        let mut got = Vec::new();
+        assert_eq!(
+            wire_frames(&f, &hdr, u16::MAX, |frame, _| got.push(frame)).unwrap(),
+            1
+        );
+        assert!(checksums_ok(&got[0]));
+        assert_eq!((got[0].len(), &got[0][..50]), (f.len(), &f[..50]));
+        got.clear();
+        wire_frames(&f, &VirtioNetHdr::NONE, 64, |frame, total| {
+            assert_eq!(total, f.len());
+            got.push(frame)
+        })
+        .unwrap();
+        assert_eq!(got[0], f[..64]);
+        // A GSO header that does not fit the frame: nothing is punted.
+        let mut bad = hdr;
+        bad.gso_type = VirtioNetHdr::GSO_TCPV4;
+        bad.gso_size = 100;
+        bad.hdr_len = 54;
+        let short = &f[..40];
+        assert!(wire_frames(short, &bad, u16::MAX, |_, _| panic!("punted")).is_err());
     }
 
     #[test]

@@ -49,7 +49,7 @@ use flowtable::extract::{extract_layout_vlans, Layout};
 use flowtable::key::{VLAN_PCP_MASK, VLAN_PRESENT, VLAN_VID_MASK};
 use flowtable::{offload, rewrite, Action, Field, FlowKey, Mac, PortNo, Vid};
 
-use super::controller::{ControllerPacket, OfShared, PuntReason};
+use super::controller::{self, ControllerPacket, OfShared, PuntReason};
 use super::counters::{PortShared, RxDrop, TxDrop};
 use super::emc::Emc;
 use super::pipeline::Pipeline;
@@ -573,18 +573,34 @@ impl Exec<'_, '_, '_> {
             self.n_out += 1;
             return;
         };
-        let p = ControllerPacket::from_frame(
+        let (of, bridge, in_port, cookie) = (
+            &self.rt.of,
             self.bridge,
             PortNo(self.key.in_port),
-            PuntReason::Action,
-            table,
             self.cookie,
-            b.frame(),
-            max_len,
         );
-        if self.rt.of.send_packet_in(p) {
+        let (mut sent, mut refused) = (0usize, 0usize);
+        let r = controller::wire_frames(b.frame(), &b.vnet, max_len, |frame, total_len| {
+            let p = ControllerPacket {
+                bridge,
+                in_port,
+                reason: PuntReason::Action,
+                table,
+                cookie,
+                frame,
+                total_len,
+            };
+            if of.send_packet_in(p) {
+                sent += 1;
+            } else {
+                refused += 1;
+            }
+        });
+        if r.is_err() {
+            self.drop = Some(RxDrop::Malformed);
+        } else if sent > 0 {
             self.n_out += 1;
-        } else {
+        } else if refused > 0 {
             self.drop = Some(RxDrop::NoController);
         }
     }
