@@ -37,7 +37,7 @@ use anyhow::Context;
 
 /// mimalloc, tuned in `main` (see [`rvs::alloc`]).
 #[global_allocator]
-static GLOBAL: rvs::alloc::Allocator = mimalloc::MiMalloc;
+static GLOBAL: rvs::alloc::Allocator = rvs::alloc::Allocator(mimalloc::MiMalloc);
 use clap::Parser;
 
 /// Command line of rvsd.
@@ -288,6 +288,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 let _ = tokio::task::spawn_blocking(move || {
                     if let Ok(mut s) = sw.lock() {
                         s.expire_flows();
+                        s.settle_flows();
                         if let Err(e) = s.flush_journal() {
                             log::error!("saving state after flow expiry: {e}");
                         }

@@ -205,6 +205,9 @@ pub enum Request {
     },
     /// Datapath worker statistics (`pmd-stats-show`).
     PmdStatsShow {},
+    /// The daemon's memory: resident, in use, per bridge (`memory-show`,
+    /// like `ovs-appctl memory/show`).
+    MemoryShow {},
     /// Make the running state equal to a whole TOML configuration.
     Apply {
         /// The TOML text.
@@ -455,6 +458,11 @@ pub enum Reply {
         /// One entry per worker, by index.
         workers: Vec<WorkerInfo>,
     },
+    /// The daemon's memory (`memory-show`).
+    Memory {
+        /// The figures.
+        memory: MemoryInfo,
+    },
     /// Trace result.
     Trace {
         /// The trace.
@@ -638,6 +646,37 @@ pub struct WorkerInfo {
     /// Cache lookups that went to the classifier (tables with fewer than
     /// three masks skip the cache and count as neither).
     pub emc_misses: u64,
+}
+
+/// The daemon's memory (`memory-show`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MemoryInfo {
+    /// Resident set size (VmRSS), bytes.
+    pub rss_bytes: u64,
+    /// Bytes the program holds through its allocator (null when the
+    /// allocator does not count).
+    pub allocated_bytes: Option<u64>,
+    /// Bytes the allocator has committed: in use plus kept for reuse.
+    pub committed_bytes: Option<u64>,
+    /// Threads of the process.
+    pub threads: u32,
+    /// Datapath workers running.
+    pub workers: u32,
+    /// Per bridge.
+    pub bridges: Vec<BridgeMemory>,
+}
+
+/// One bridge's share of `memory-show`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BridgeMemory {
+    /// Bridge name.
+    pub name: String,
+    /// Ports.
+    pub ports: u32,
+    /// Flows in all tables.
+    pub flows: u64,
+    /// Counter bytes per flow (one block per running worker).
+    pub counter_bytes_per_flow: u64,
 }
 
 /// One MAC learning entry.

@@ -277,6 +277,12 @@ impl BridgeFlows {
         self.tables.publish();
     }
 
+    /// Brings the unpublished copy up to date if the datapath has let go
+    /// of it, so deleted flows are freed without waiting for the next edit.
+    pub fn settle(&mut self) {
+        self.tables.settle();
+    }
+
     /// Takes the changes recorded since the last call.
     pub fn take_changes(&mut self) -> Vec<FlowChange> {
         std::mem::take(&mut self.changes)

@@ -13,10 +13,14 @@
 //! reader can see it), and [`PipelineWriter::publish`] swaps it in, so a
 //! batch of edits becomes visible to the workers at once, atomically. The
 //! old front copy becomes the new back copy; it lags by the batch just
-//! published, which is replayed onto it ([`Edit`] log) before the next
-//! edit — after the workers that were still running a packet on it have
-//! dropped it (a reader holds it for one packet; the writer spins briefly,
-//! and after [`RECLAIM_WAIT`] gives up and clones the front instead). A
+//! published, which is replayed onto it ([`Edit`] log) once the workers
+//! that were still running a packet on it have dropped it: right after
+//! the publish if they already have, else from the control plane's
+//! once-a-second [`PipelineWriter::settle`] or at the next edit (a reader
+//! holds it for one packet; an edit spins briefly, and after
+//! [`RECLAIM_WAIT`] gives up and clones the front instead). Catching up
+//! promptly is what frees deleted flows: until then the back copy holds
+//! them. A
 //! flow-mod therefore costs O(1) classifier work twice, never a copy of
 //! the table. A flow is one [`FlowEntry`]: the classifier rule (match,
 //! priority, cookie, timeouts, creation time) carrying [`FlowData`]
@@ -576,6 +580,28 @@ impl PipelineWriter {
         self.shared.store(self.back.clone());
         std::mem::swap(&mut self.front, &mut self.back);
         self.lag = std::mem::take(&mut self.pending);
+        self.settle();
+    }
+
+    /// Replays the lag onto the back copy now if no worker still holds it
+    /// (never waits). Without this, the flows a batch deleted would stay
+    /// alive in the back copy until the next edit; the control plane calls
+    /// it after every publish and once a second. Returns true when the
+    /// back copy is up to date.
+    pub fn settle(&mut self) -> bool {
+        if self.lag.is_empty() {
+            return true;
+        }
+        let Some(b) = Arc::get_mut(&mut self.back) else {
+            return false;
+        };
+        for e in &self.lag {
+            b.apply(e);
+        }
+        b.gens = self.front.gens.clone();
+        b.version = self.front.version;
+        self.lag = Vec::new();
+        true
     }
 }
 
@@ -645,6 +671,35 @@ mod tests {
             front,
             "back copy equals front after replay"
         );
+    }
+
+    #[test]
+    fn a_deleted_flow_is_freed_once_the_readers_let_go_without_another_edit() {
+        let mut w = PipelineWriter::new(Pipeline::new(1));
+        let shared = w.shared();
+        let r = rule(w.view(), "priority=10,ip,actions=drop");
+        let weak = Arc::downgrade(&r);
+        let id = w.edit(Edit::Insert(r)).id.unwrap();
+        w.publish();
+        // No reader: the publish catches the other copy up at once.
+        w.edit(Edit::Remove(0, id));
+        w.publish();
+        assert!(weak.upgrade().is_none(), "freed right after the publish");
+
+        let r = rule(w.view(), "priority=10,ip,actions=drop");
+        let weak = Arc::downgrade(&r);
+        let id = w.edit(Edit::Insert(r)).id.unwrap();
+        w.publish();
+        w.edit(Edit::Remove(0, id));
+        // A worker mid-packet on the copy that still has the flow.
+        let held = shared.load_full();
+        w.publish();
+        assert!(!w.settle(), "cannot catch up while a reader holds it");
+        drop(held);
+        assert!(weak.upgrade().is_some(), "the lagging copy still has it");
+        assert!(w.settle());
+        assert!(weak.upgrade().is_none(), "freed by settle, no edit needed");
+        assert_eq!(w.view().n_flows(), 0);
     }
 
     #[test]

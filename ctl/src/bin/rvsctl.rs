@@ -167,6 +167,8 @@ enum Cmd {
     FdbFlush { bridge: String },
     /// Datapath workers: ports polled, frames, batches, exact-match cache hits.
     PmdStatsShow,
+    /// Memory: resident, held by rvsd, kept by the allocator, flows per bridge.
+    MemoryShow,
     /// Trace a synthetic packet through the pipeline.
     Trace { bridge: String, flow: String },
     /// Make the running state equal to a TOML file (or - for stdin); prints the difference.
@@ -441,6 +443,7 @@ fn run(cli: &Cli) -> Result<(), Fail> {
             bridge: bridge.clone(),
         },
         Cmd::PmdStatsShow => Request::PmdStatsShow {},
+        Cmd::MemoryShow => Request::MemoryShow {},
         Cmd::Trace { bridge, flow } => Request::Trace {
             bridge: bridge.clone(),
             flow: flow.clone(),
@@ -630,6 +633,7 @@ fn print_table(w: &mut dyn Write, cmd: &Cmd, reply: &Reply) {
         Reply::Ports { ports } => print_ports(w, ports),
         Reply::Fdb { fdb } => print_fdb(w, fdb, true),
         Reply::Workers { workers } => print_workers(w, workers),
+        Reply::Memory { memory } => print_memory(w, memory),
         Reply::Trace { trace } => print_trace(w, trace),
         Reply::Config { toml } => out!(w, "{toml}"),
         Reply::Controller {
@@ -716,6 +720,36 @@ fn print_fdb(w: &mut dyn Write, fdb: &[FdbEntry], header: bool) {
             e.port_name.clone()
         };
         outln!(w, "{port:>5}  {:>4}  {}  {:>3}", e.vlan, e.mac, e.age);
+    }
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0))
+}
+
+fn print_memory(w: &mut dyn Write, m: &rvs_ctl::proto::MemoryInfo) {
+    outln!(w, "resident (VmRSS): {}", mib(m.rss_bytes));
+    match (m.allocated_bytes, m.committed_bytes) {
+        (Some(a), Some(c)) => outln!(
+            w,
+            "allocator: {} held by rvsd, {} committed ({} kept for reuse)",
+            mib(a),
+            mib(c),
+            mib(c.saturating_sub(a))
+        ),
+        (Some(a), None) => outln!(w, "allocator: {} held by rvsd", mib(a)),
+        _ => outln!(w, "allocator: not counted"),
+    }
+    outln!(w, "threads: {} ({} datapath workers)", m.threads, m.workers);
+    for b in &m.bridges {
+        outln!(
+            w,
+            "bridge {}: {} ports, {} flows ({} counter bytes per flow)",
+            b.name,
+            b.ports,
+            b.flows,
+            b.counter_bytes_per_flow
+        );
     }
 }
 

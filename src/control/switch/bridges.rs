@@ -363,6 +363,28 @@ impl Switch {
     }
 
     /// What each datapath worker polls and did (`pmd-stats-show`).
+    /// `memory-show`: the process's figures and each bridge's share.
+    pub(super) fn memory_info(&self) -> rvs_ctl::proto::MemoryInfo {
+        let (rss_bytes, threads) = crate::alloc::rss_and_threads().unwrap_or((0, 0));
+        rvs_ctl::proto::MemoryInfo {
+            rss_bytes,
+            allocated_bytes: crate::alloc::allocated_bytes(),
+            committed_bytes: crate::alloc::committed_bytes(),
+            threads,
+            workers: self.worker.len() as u32,
+            bridges: self
+                .bridges
+                .values()
+                .map(|b| rvs_ctl::proto::BridgeMemory {
+                    name: b.name.clone(),
+                    ports: b.ports.len() as u32,
+                    flows: b.flows.len() as u64,
+                    counter_bytes_per_flow: b.flows.counter_bytes_per_flow() as u64,
+                })
+                .collect(),
+        }
+    }
+
     pub(super) fn workers_info(&self) -> Vec<rvs_ctl::proto::WorkerInfo> {
         (0..self.worker.len())
             .map(|i| {

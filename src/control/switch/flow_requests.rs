@@ -146,6 +146,14 @@ impl Switch {
             .min()
     }
 
+    /// Frees what the unpublished table copies still hold of deleted
+    /// flows, where the datapath has let go of them (never waits).
+    pub fn settle_flows(&mut self) {
+        for b in self.bridges.values_mut() {
+            b.flows.settle();
+        }
+    }
+
     pub(super) fn trace(&mut self, bridge: &str, text: &str) -> Result<Reply> {
         let b = self.bridge(bridge)?;
         let lookup = |n: &str| b.port_no(n);

@@ -391,6 +391,7 @@ impl Switch {
                 | Request::FdbShow { .. }
                 | Request::FdbFlush { .. }
                 | Request::PmdStatsShow {}
+                | Request::MemoryShow {}
                 | Request::Trace { .. }
                 | Request::Export {}
                 | Request::GetController { .. }
@@ -532,6 +533,9 @@ impl Switch {
             }
             Request::PmdStatsShow {} => Ok(Reply::Workers {
                 workers: self.workers_info(),
+            }),
+            Request::MemoryShow {} => Ok(Reply::Memory {
+                memory: self.memory_info(),
             }),
             Request::FdbFlush { bridge } => {
                 let id = self.bridge(&bridge)?.id;
