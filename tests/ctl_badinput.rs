@@ -156,6 +156,8 @@ const USAGE: &[(&[&str], &str)] = &[
     (&["fdb-show", "BR", "x"], "unexpected argument 'x'"),
     // pmd-stats-show
     (&["pmd-stats-show", "x"], "unexpected argument 'x'"),
+    // memory-show
+    (&["memory-show", "x"], "unexpected argument 'x'"),
     (&["fdb-flush"], "<BRIDGE>"),
     (&["fdb-flush", "BR", "x"], "unexpected argument 'x'"),
     // trace BR FLOW
@@ -220,6 +222,7 @@ const VERBS: &[&str] = &[
     "fdb-show",
     "fdb-flush",
     "pmd-stats-show",
+    "memory-show",
     "trace",
     "apply",
     "export",
