@@ -362,7 +362,6 @@ impl Switch {
         Ok(failing)
     }
 
-    /// What each datapath worker polls and did (`pmd-stats-show`).
     /// `memory-show`: the process's figures and each bridge's share.
     pub(super) fn memory_info(&self) -> rvs_ctl::proto::MemoryInfo {
         let (rss_bytes, threads) = crate::alloc::rss_and_threads().unwrap_or((0, 0));
@@ -385,6 +384,7 @@ impl Switch {
         }
     }
 
+    /// What each datapath worker polls and did (`pmd-stats-show`).
     pub(super) fn workers_info(&self) -> Vec<rvs_ctl::proto::WorkerInfo> {
         (0..self.worker.len())
             .map(|i| {
