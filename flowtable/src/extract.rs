@@ -485,6 +485,12 @@ pub fn extract_layout_vlans(frame: &[u8], in_port: PortNo, vlan_limit: u8) -> (F
         mut ipv6_label,
         mut arp_sha,
         mut arp_tha,
+        // Not in the frame: the receiving tunnel port sets them.
+        tun_id,
+        tun_src,
+        tun_dst,
+        tun_flags,
+        tun_pad,
     } = FlowKey::ZERO;
     let mut layout = Layout::NONE;
 
@@ -710,6 +716,11 @@ pub fn extract_layout_vlans(frame: &[u8], in_port: PortNo, vlan_limit: u8) -> (F
         ipv6_label,
         arp_sha,
         arp_tha,
+        tun_id,
+        tun_src,
+        tun_dst,
+        tun_flags,
+        tun_pad,
     };
     (key, layout)
 }

@@ -22,6 +22,10 @@
 //! - ARP: `nw_proto` holds the opcode (low 8 bits), `nw_src`/`nw_dst` the
 //!   sender/target protocol addresses, `arp_sha`/`arp_tha` the hardware ones.
 //! - ICMP/ICMPv6: `tp_src` is the type, `tp_dst` the code.
+//! - Tunnel metadata (`tun_id`, `tun_src`, `tun_dst`, `tun_flags`) is not
+//!   in the frame: the port that decapsulated it sets it, flows may
+//!   rewrite it, and a tunnel port with `flow` options sends by it. Zero
+//!   for frames that did not come from a tunnel.
 //! - `nw_frag`: [`FRAG_ANY`] for any fragment, plus [`FRAG_LATER`] for a
 //!   non-first fragment (whose L4 fields are then absent and stay zero).
 //!
@@ -49,6 +53,9 @@ pub const VLAN_VID_MASK: u16 = 0x0fff;
 pub const VLAN_PCP_MASK: u16 = 0xe000;
 /// `vlan_tci` shift of the priority code point.
 pub const VLAN_PCP_SHIFT: u16 = 13;
+/// `tun_flags` bit: an OAM frame (VXLAN-GPE/Geneve "O" bit), as OVS's
+/// `FLOW_TNL_F_OAM`.
+pub const TUN_FLAG_OAM: u16 = 1;
 
 /// Every matchable header field of one packet (or, as a mask, which bits of
 /// each field matter). See the module docs for the conventions.
@@ -97,6 +104,18 @@ pub struct FlowKey {
     pub arp_sha: [u8; 6],
     /// ARP target hardware address.
     pub arp_tha: [u8; 6],
+    /// Tunnel key (VXLAN/Geneve VNI, GRE key) the frame arrived with, or
+    /// the key a tunnel port with `key=flow` sends with; 0 off tunnels.
+    pub tun_id: u64,
+    /// Outer IPv4 source of the received tunnel packet (the remote).
+    pub tun_src: u32,
+    /// Outer IPv4 destination of the received tunnel packet (this host),
+    /// or where a tunnel port with `remote_ip=flow` sends.
+    pub tun_dst: u32,
+    /// Tunnel flags as OVS's `tun_flags` (only [`TUN_FLAG_OAM`] exists).
+    pub tun_flags: u16,
+    /// Padding (always zero): keeps the key a whole number of words.
+    pub tun_pad: [u8; 6],
 }
 
 impl FlowKey {
@@ -126,6 +145,11 @@ impl FlowKey {
         ipv6_label: 0,
         arp_sha: [0; 6],
         arp_tha: [0; 6],
+        tun_id: 0,
+        tun_src: 0,
+        tun_dst: 0,
+        tun_flags: 0,
+        tun_pad: [0; 6],
     };
 
     /// The key as 64-bit words, for masking and hashing.
@@ -161,9 +185,9 @@ mod tests {
 
     #[test]
     fn words_cover_key() {
-        assert_eq!(FlowKey::WORDS, 12);
+        assert_eq!(FlowKey::WORDS, 15);
         let mut k = FlowKey::ZERO;
-        k.arp_tha = [0xff; 6];
+        k.tun_pad = [0xff; 6];
         assert_ne!(k.words()[FlowKey::WORDS - 1], 0);
     }
 

@@ -101,6 +101,34 @@ pub enum Record {
     },
 }
 
+/// A change waiting to be appended: flow records keep the entry itself
+/// and are formatted straight into the write buffer by
+/// [`Journal::append`], which writes the same line that serializing the
+/// equivalent [`Record`] would.
+#[derive(Debug)]
+pub enum Pending {
+    /// A flow of bridge `.0` added or replaced ([`Record::Add`]).
+    Add(Arc<str>, Arc<FlowEntry>),
+    /// A flow of bridge `.0` deleted ([`Record::Del`]; written with
+    /// `actions=drop`, since replay ignores a deleted flow's actions).
+    Del(Arc<str>, Arc<FlowEntry>),
+    /// Any other record.
+    Other(Record),
+}
+
+/// Appends `text` as a JSON string: copied as is when nothing in it
+/// needs escaping (flow text rarely does), else through serde_json.
+fn put_json_str(buf: &mut Vec<u8>, text: &str) -> Result<(), String> {
+    if text.bytes().all(|c| c >= 0x20 && c != b'"' && c != b'\\') {
+        buf.push(b'"');
+        buf.extend_from_slice(text.as_bytes());
+        buf.push(b'"');
+        Ok(())
+    } else {
+        serde_json::to_writer(buf, text).map_err(|e| e.to_string())
+    }
+}
+
 /// Journal file `gen` in `dir`.
 pub fn journal_path(dir: &Path, gen: u64) -> PathBuf {
     dir.join(format!("journal.{gen}"))
@@ -429,6 +457,8 @@ pub struct Journal {
     syncer: Option<std::thread::JoinHandle<()>>,
     compactor: Option<std::thread::JoinHandle<()>>,
     buf: Vec<u8>,
+    /// Scratch for one flow's text.
+    text: String,
 }
 
 fn open_append(path: &Path) -> Result<File, StateError> {
@@ -487,6 +517,7 @@ impl Journal {
             syncer: Some(syncer),
             compactor: None,
             buf: Vec::new(),
+            text: String::new(),
         })
     }
 
@@ -508,14 +539,32 @@ impl Journal {
 
     /// Appends `records` as one batch (one `write`). Returns the batch
     /// number to wait for.
-    pub fn append(&mut self, records: &[Record]) -> Result<u64, String> {
+    pub fn append(&mut self, records: &[Pending]) -> Result<u64, String> {
         if records.is_empty() {
             return Ok(self.ticket());
         }
         self.buf.clear();
         for r in records {
-            serde_json::to_writer(&mut self.buf, r).map_err(|e| e.to_string())?;
-            self.buf.push(b'\n');
+            let (tag, b, e) = match r {
+                Pending::Add(b, e) => ("{\"add\":{\"b\":", b, e),
+                Pending::Del(b, e) => ("{\"del\":{\"b\":", b, e),
+                Pending::Other(r) => {
+                    serde_json::to_writer(&mut self.buf, r).map_err(|e| e.to_string())?;
+                    self.buf.push(b'\n');
+                    continue;
+                }
+            };
+            self.text.clear();
+            let mut view = crate::datapath::pipeline::view_of(e);
+            if matches!(r, Pending::Del(..)) {
+                view.actions = &[];
+            }
+            syntax::put_flow(&mut self.text, &view, None);
+            self.buf.extend_from_slice(tag.as_bytes());
+            serde_json::to_writer(&mut self.buf, &**b).map_err(|e| e.to_string())?;
+            self.buf.extend_from_slice(b",\"f\":");
+            put_json_str(&mut self.buf, &self.text)?;
+            self.buf.extend_from_slice(b"}}\n");
         }
         (&*self.file).write_all(&self.buf).map_err(|e| {
             format!(
@@ -667,6 +716,52 @@ mod tests {
     }
 
     #[test]
+    fn flow_records_are_written_as_their_records_would_serialize() {
+        let d = tempdir("lines");
+        let snap = Snapshot {
+            cfg: Config::default(),
+            flows: Vec::new(),
+            journal: 1,
+        };
+        let mut j = Journal::start(&d, &snap).unwrap();
+        let text = "cookie=0x5, table=3, idle_timeout=9, priority=7,ip,nw_src=10.0.0.0/8,nw_dst=192.168.1.250 actions=output:2,note:22.5c.00.00.00.00";
+        let flow = syntax::parse_flow(text, &|_| None).unwrap();
+        assert_eq!(syntax::fmt_flow(&flow, None), text);
+        let e = Arc::new(crate::datapath::pipeline::new_entry(flow, 0, 1));
+        let b: Arc<str> = "br\"0".into();
+        j.append(&[Pending::Add(b.clone(), e.clone()), Pending::Del(b, e)])
+            .unwrap();
+        let got = std::fs::read_to_string(journal_path(&d, 1)).unwrap();
+        let want = |r: Record| serde_json::to_string(&r).unwrap();
+        let del = "cookie=0x5, table=3, idle_timeout=9, priority=7,ip,nw_src=10.0.0.0/8,nw_dst=192.168.1.250 actions=drop";
+        let expect = format!(
+            "{}\n{}\n",
+            want(add("br\"0", text)),
+            want(Record::Del {
+                b: "br\"0".into(),
+                f: del.into()
+            })
+        );
+        assert_eq!(got, expect);
+        // Replay finds the deleted flow by its table, priority and match.
+        let cfg = Config {
+            bridge: vec![bridge("br0")],
+            ..Config::default()
+        };
+        let mut recs = vec![
+            add("br0", text),
+            serde_json::from_str(expect.lines().nth(1).unwrap()).unwrap(),
+        ];
+        if let Record::Del { b, .. } = &mut recs[1] {
+            *b = "br0".into();
+        }
+        let out = replay(cfg, recs).unwrap();
+        assert_eq!(out.bridge[0].flow.as_ref().unwrap().len(), 1);
+        drop(j);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
     fn torn_tail_is_dropped_but_corruption_elsewhere_is_refused() {
         let d = tempdir("torn");
         let good = serde_json::to_string(&add("br0", "priority=1,actions=drop")).unwrap();
@@ -696,7 +791,9 @@ mod tests {
         };
         let mut j = Journal::start(&d, &snap).unwrap();
         let dur = j.durable();
-        let seq = j.append(&[add("br0", "priority=7,actions=drop")]).unwrap();
+        let seq = j
+            .append(&[Pending::Other(add("br0", "priority=7,actions=drop"))])
+            .unwrap();
         dur.wait(seq).unwrap();
         let t = std::thread::spawn(move || dur.wait(seq));
         t.join().unwrap().unwrap();
@@ -725,7 +822,8 @@ mod tests {
             journal: 0,
         })
         .unwrap();
-        j.append(&[add("br0", "priority=8,actions=drop")]).unwrap();
+        j.append(&[Pending::Other(add("br0", "priority=8,actions=drop"))])
+            .unwrap();
         drop(j);
         assert_eq!(journal_gens(&d), vec![2], "covered journal deleted");
         assert_eq!(

@@ -82,7 +82,7 @@ impl Default for Emc {
 /// directly costs less than hashing and comparing the whole key.
 pub const MIN_MASKS: usize = 3;
 
-const SEED: [u64; FlowKey::WORDS] = [
+const SEED: [u64; FlowKey::WORDS + FlowKey::WORDS % 2] = [
     0x243f_6a88_85a3_08d3,
     0x1319_8a2e_0370_7344,
     0xa409_3822_299f_31d0,
@@ -95,17 +95,27 @@ const SEED: [u64; FlowKey::WORDS] = [
     0xd131_0ba6_98df_b5ac,
     0x2ffd_72db_d01a_dfb7,
     0xb8e1_afed_6a26_7e96,
+    0xba7c_9045_f12c_7f99,
+    0x24a1_9947_b391_6cf7,
+    0x0801_f2e2_858e_fc16,
+    0x6369_20d8_7157_4e69,
 ];
 
-/// Cache index of (`table`, `key`): six independent 64×64→128-bit
-/// multiplies of seeded word pairs, summed and folded (no long dependency
-/// chain), then a final multiply whose high bits pick the entry.
+/// Cache index of (`table`, `key`): independent 64×64→128-bit
+/// multiplies of seeded word pairs (an odd last word paired with a seed
+/// alone), summed and folded (no long dependency chain), then a final
+/// multiply whose high bits pick the entry.
 #[inline]
 fn index(table: u8, key: &FlowKey) -> usize {
     let w = key.words();
     let mut acc = u64::from(table);
     for i in 0..FlowKey::WORDS / 2 {
         let x = u128::from(w[2 * i] ^ SEED[2 * i]) * u128::from(w[2 * i + 1] ^ SEED[2 * i + 1]);
+        acc = acc.wrapping_add(x as u64 ^ (x >> 64) as u64);
+    }
+    if FlowKey::WORDS % 2 == 1 {
+        let last = FlowKey::WORDS - 1;
+        let x = u128::from(w[last] ^ SEED[last]) * u128::from(SEED[last + 1]);
         acc = acc.wrapping_add(x as u64 ^ (x >> 64) as u64);
     }
     (acc.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - EMC_ENTRIES.trailing_zeros())) as usize

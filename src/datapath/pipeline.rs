@@ -59,7 +59,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use flowtable::classifier::{Classifier, Rule, RuleId};
-use flowtable::syntax::Flow;
+use flowtable::syntax::{Flow, FlowView};
 use flowtable::{Action, FlowKey, TableId};
 
 use super::counters::MAX_WORKERS;
@@ -209,6 +209,20 @@ pub fn flow_of(e: &FlowEntry) -> Flow {
         hard_timeout: e.hard_timeout,
         m: e.m,
         actions: e.data.actions.clone(),
+    }
+}
+
+/// `e` borrowed for printing ([`flowtable::syntax::put_flow`]): no copy
+/// of its actions.
+pub fn view_of(e: &FlowEntry) -> FlowView<'_> {
+    FlowView {
+        table: e.data.table,
+        priority: e.priority,
+        cookie: e.cookie,
+        idle_timeout: e.idle_timeout,
+        hard_timeout: e.hard_timeout,
+        m: &e.m,
+        actions: &e.data.actions,
     }
 }
 

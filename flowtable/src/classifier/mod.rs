@@ -455,6 +455,7 @@ fn fold_hash(h: u64) -> u64 {
 /// A key's words padded to 16, so that indexing by a word index `& 15`
 /// needs no bounds check.
 type PaddedKey = [u64; 16];
+const _: () = assert!(FlowKey::WORDS <= 16);
 
 /// `key`'s words, padded with zeros.
 #[inline(always)]
@@ -495,7 +496,7 @@ impl Subtable {
         let mut n = 0usize;
         for (i, &w) in mask.words().iter().enumerate() {
             if w != 0 {
-                // FlowKey::WORDS is 12, so `i` fits in a u8.
+                // FlowKey::WORDS is 15 (≤ 16, the padded key), so `i` fits in a u8.
                 word_idx[n] = i as u8;
                 mask_words[n] = w;
                 n += 1;

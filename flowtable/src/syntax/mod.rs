@@ -60,12 +60,32 @@ mod parse;
 mod print;
 
 pub use parse::{parse_flow, parse_flow_mod, parse_flows, parse_match_filter};
-pub use print::{fmt_actions, fmt_flow, fmt_match, fmt_with_stats};
+pub use print::{fmt_actions, fmt_flow, fmt_match, fmt_with_stats, put_flow};
 
 use crate::action::Action;
 use crate::flowmatch::Match;
 use crate::types::{PortNo, Priority, TableId};
 use std::fmt;
+
+/// A flow's parts, borrowed: what the printer needs, without copying
+/// the action list out of wherever the flow is stored.
+#[derive(Clone, Copy, Debug)]
+pub struct FlowView<'a> {
+    /// Table.
+    pub table: TableId,
+    /// Priority.
+    pub priority: Priority,
+    /// Cookie.
+    pub cookie: u64,
+    /// Idle timeout, seconds.
+    pub idle_timeout: u16,
+    /// Hard timeout, seconds.
+    pub hard_timeout: u16,
+    /// Match.
+    pub m: &'a Match,
+    /// Actions.
+    pub actions: &'a [Action],
+}
 
 /// One flow: where it lives, what it matches, what it does.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -84,6 +104,21 @@ pub struct Flow {
     pub m: Match,
     /// What it does, in order; empty means drop.
     pub actions: Vec<Action>,
+}
+
+impl Flow {
+    /// The flow, borrowed, for [`put_flow`].
+    pub fn view(&self) -> FlowView<'_> {
+        FlowView {
+            table: self.table,
+            priority: self.priority,
+            cookie: self.cookie,
+            idle_timeout: self.idle_timeout,
+            hard_timeout: self.hard_timeout,
+            m: &self.m,
+            actions: &self.actions,
+        }
+    }
 }
 
 impl Default for Flow {

@@ -1,7 +1,7 @@
 //! The printer: OVS's `match_format()` and `ofpacts_format()`, for the
 //! fields and actions rvs has.
 
-use super::{Flow, FlowStats, PortNamer};
+use super::{Flow, FlowStats, FlowView, PortNamer};
 use crate::action::Action;
 use crate::field::Field;
 use crate::flowmatch::Match;
@@ -12,13 +12,42 @@ use std::fmt::Write;
 /// Prints a port: through `namer` if it knows it, else by reserved name or
 /// number (`ANY` for `NONE`, as OVS prints).
 pub(super) fn fmt_port(p: PortNo, namer: Option<PortNamer>) -> String {
+    let mut s = String::new();
+    put_port(&mut s, p, namer);
+    s
+}
+
+/// [`fmt_port`] appended to `s`.
+fn put_port(s: &mut String, p: PortNo, namer: Option<PortNamer>) {
     if let Some(name) = namer.and_then(|n| n(p)) {
-        return name;
+        s.push_str(&name);
+    } else if p == PortNo::NONE {
+        s.push_str("ANY");
+    } else {
+        let _ = write!(s, "{p}");
     }
-    if p == PortNo::NONE {
-        return "ANY".to_string();
+}
+
+/// Appends `v` in decimal (the formatting machinery is slow for the
+/// millions of small numbers a journal or a dump prints).
+fn put_u8(s: &mut String, v: u8) {
+    if v >= 100 {
+        s.push(char::from(b'0' + v / 100));
     }
-    p.to_string()
+    if v >= 10 {
+        s.push(char::from(b'0' + (v / 10) % 10));
+    }
+    s.push(char::from(b'0' + v % 10));
+}
+
+/// Appends an IPv4 address in dotted quad.
+fn put_ipv4(s: &mut String, v: u32) {
+    for (i, b) in v.to_be_bytes().into_iter().enumerate() {
+        if i > 0 {
+            s.push('.');
+        }
+        put_u8(s, b);
+    }
 }
 
 fn mac(v: u128) -> Mac {
@@ -30,7 +59,9 @@ fn mac(v: u128) -> Mac {
 
 /// IPv4 in dotted quad.
 pub(super) fn fmt_ipv4(v: u32) -> String {
-    std::net::Ipv4Addr::from(v).to_string()
+    let mut s = String::with_capacity(15);
+    put_ipv4(&mut s, v);
+    s
 }
 
 /// IPv6 as glibc's `inet_ntop` prints it (which OVS uses): the longest run
@@ -96,16 +127,16 @@ fn put_ipv4_masked(s: &mut String, name: &str, v: u128, m: u128) {
     if m == 0 {
         return;
     }
+    s.push_str(name);
+    s.push('=');
     // Casts: IPv4 values are 32-bit by construction.
-    let _ = write!(s, "{name}={}", fmt_ipv4(v as u32));
+    put_ipv4(s, v as u32);
     if m != 0xffff_ffff {
+        s.push('/');
         match cidr(m, 32) {
-            Some(n) => {
-                let _ = write!(s, "/{n}");
-            }
-            None => {
-                let _ = write!(s, "/{}", fmt_ipv4(m as u32));
-            }
+            // Cast: a prefix length is at most 32.
+            Some(n) => put_u8(s, n as u8),
+            None => put_ipv4(s, m as u32),
         }
     }
     s.push(',');
@@ -202,8 +233,15 @@ fn put_tcp_flags(s: &mut String, v: u16, m: u16) {
 /// The match, as OVS prints it (`priority=N,` first when not 32768), without
 /// a trailing comma. Empty for a catch-all at the default priority.
 pub fn fmt_match(m: &Match, priority: Priority, namer: Option<PortNamer>) -> String {
-    let (k, mk) = (m.key(), m.mask());
     let mut s = String::new();
+    put_match(&mut s, m, priority, namer);
+    s
+}
+
+/// [`fmt_match`] appended to `s`.
+fn put_match(s: &mut String, m: &Match, priority: Priority, namer: Option<PortNamer>) {
+    let start = s.len();
+    let (k, mk) = (m.key(), m.mask());
     if priority != Priority::DEFAULT {
         let _ = write!(s, "priority={},", priority.0);
     }
@@ -262,7 +300,9 @@ pub fn fmt_match(m: &Match, priority: Priority, namer: Option<PortNamer>) -> Str
         }
     }
     if mk.in_port != 0 {
-        let _ = write!(s, "in_port={},", fmt_port(PortNo(k.in_port), namer));
+        s.push_str("in_port=");
+        put_port(s, PortNo(k.in_port), namer);
+        s.push(',');
     }
     if mk.vlan_tci != 0 {
         let (tci, tm) = (k.vlan_tci, mk.vlan_tci);
@@ -286,26 +326,16 @@ pub fn fmt_match(m: &Match, priority: Priority, namer: Option<PortNamer>) -> Str
             let _ = write!(s, "vlan_tci={tci:#06x}/{tm:#06x},");
         }
     }
-    put_mac_masked(&mut s, "dl_src", Field::DlSrc.get(k), Field::DlSrc.get(mk));
-    put_mac_masked(&mut s, "dl_dst", Field::DlDst.get(k), Field::DlDst.get(mk));
+    put_mac_masked(s, "dl_src", Field::DlSrc.get(k), Field::DlSrc.get(mk));
+    put_mac_masked(s, "dl_dst", Field::DlDst.get(k), Field::DlDst.get(mk));
     if !skip_type && mk.dl_type != 0 {
         let _ = write!(s, "dl_type={:#06x},", k.dl_type);
     }
     let is_arp = matches!(dl_type, Some(0x0806 | 0x8035));
     let is_v6 = dl_type == Some(0x86dd);
     if is_v6 {
-        put_ipv6_masked(
-            &mut s,
-            "ipv6_src",
-            Field::Ipv6Src.get(k),
-            Field::Ipv6Src.get(mk),
-        );
-        put_ipv6_masked(
-            &mut s,
-            "ipv6_dst",
-            Field::Ipv6Dst.get(k),
-            Field::Ipv6Dst.get(mk),
-        );
+        put_ipv6_masked(s, "ipv6_src", Field::Ipv6Src.get(k), Field::Ipv6Src.get(mk));
+        put_ipv6_masked(s, "ipv6_dst", Field::Ipv6Dst.get(k), Field::Ipv6Dst.get(mk));
         let (lv, lm) = (k.ipv6_label, mk.ipv6_label);
         if lm != 0 {
             if lm == 0x000f_ffff {
@@ -315,29 +345,19 @@ pub fn fmt_match(m: &Match, priority: Priority, namer: Option<PortNamer>) -> Str
             }
         }
     } else if is_arp {
-        put_ipv4_masked(&mut s, "arp_spa", k.nw_src.into(), mk.nw_src.into());
-        put_ipv4_masked(&mut s, "arp_tpa", k.nw_dst.into(), mk.nw_dst.into());
+        put_ipv4_masked(s, "arp_spa", k.nw_src.into(), mk.nw_src.into());
+        put_ipv4_masked(s, "arp_tpa", k.nw_dst.into(), mk.nw_dst.into());
     } else {
-        put_ipv4_masked(&mut s, "nw_src", k.nw_src.into(), mk.nw_src.into());
-        put_ipv4_masked(&mut s, "nw_dst", k.nw_dst.into(), mk.nw_dst.into());
+        put_ipv4_masked(s, "nw_src", k.nw_src.into(), mk.nw_src.into());
+        put_ipv4_masked(s, "nw_dst", k.nw_dst.into(), mk.nw_dst.into());
     }
     if !skip_proto && proto_set {
         let name = if is_arp { "arp_op" } else { "nw_proto" };
         let _ = write!(s, "{name}={},", k.nw_proto);
     }
     if is_arp {
-        put_mac_masked(
-            &mut s,
-            "arp_sha",
-            Field::ArpSha.get(k),
-            Field::ArpSha.get(mk),
-        );
-        put_mac_masked(
-            &mut s,
-            "arp_tha",
-            Field::ArpTha.get(k),
-            Field::ArpTha.get(mk),
-        );
+        put_mac_masked(s, "arp_sha", Field::ArpSha.get(k), Field::ArpSha.get(mk));
+        put_mac_masked(s, "arp_tha", Field::ArpTha.get(k), Field::ArpTha.get(mk));
     }
     if mk.nw_tos & 0xfc != 0 {
         let _ = write!(s, "nw_tos={},", k.nw_tos & 0xfc);
@@ -373,16 +393,15 @@ pub fn fmt_match(m: &Match, priority: Priority, namer: Option<PortNamer>) -> Str
     } else {
         ("tp_src", "tp_dst")
     };
-    put_u16_masked(&mut s, a, k.tp_src.into(), mk.tp_src.into());
-    put_u16_masked(&mut s, b, k.tp_dst.into(), mk.tp_dst.into());
+    put_u16_masked(s, a, k.tp_src.into(), mk.tp_src.into());
+    put_u16_masked(s, b, k.tp_dst.into(), mk.tp_dst.into());
     let ip_any = matches!(dl_type, Some(0x0800 | 0x86dd));
     if ip_any && k.nw_proto == 6 && mk.tcp_flags & 0x0fff != 0 {
-        put_tcp_flags(&mut s, k.tcp_flags & 0x0fff, mk.tcp_flags & 0x0fff);
+        put_tcp_flags(s, k.tcp_flags & 0x0fff, mk.tcp_flags & 0x0fff);
     }
-    if s.ends_with(',') {
+    if s.len() > start && s.ends_with(',') {
         s.pop();
     }
-    s
 }
 
 /// One action, as OVS prints it. `m` is the flow's match (it decides
@@ -390,7 +409,8 @@ pub fn fmt_match(m: &Match, priority: Priority, namer: Option<PortNamer>) -> Str
 fn put_action(s: &mut String, a: &Action, m: &Match, namer: Option<PortNamer>) {
     match a {
         Action::Output(p) => {
-            let _ = write!(s, "output:{}", fmt_port(*p, namer));
+            s.push_str("output:");
+            put_port(s, *p, namer);
         }
         Action::Normal => s.push_str("NORMAL"),
         Action::Flood => s.push_str("FLOOD"),
@@ -480,17 +500,22 @@ fn put_set_field(s: &mut String, field: Field, v: u128, m: &Match, namer: Option
 
 /// The action list as OVS prints it after `actions=` (`drop` when empty).
 pub fn fmt_actions(actions: &[Action], m: &Match, namer: Option<PortNamer>) -> String {
-    if actions.is_empty() {
-        return "drop".to_string();
-    }
     let mut s = String::new();
+    put_actions(&mut s, actions, m, namer);
+    s
+}
+
+/// [`fmt_actions`] appended to `s`.
+fn put_actions(s: &mut String, actions: &[Action], m: &Match, namer: Option<PortNamer>) {
+    if actions.is_empty() {
+        s.push_str("drop");
+    }
     for (i, a) in actions.iter().enumerate() {
         if i > 0 {
             s.push(',');
         }
-        put_action(&mut s, a, m, namer);
+        put_action(s, a, m, namer);
     }
-    s
 }
 
 /// `ovs-ofctl dump-flows --no-stats` form of a flow, without OVS's leading
@@ -498,18 +523,24 @@ pub fn fmt_actions(actions: &[Action], m: &Match, namer: Option<PortNamer>) -> S
 /// priority=10,ip actions=drop`. `namer` names ports; `None` prints numbers.
 pub fn fmt_flow(flow: &Flow, namer: Option<PortNamer>) -> String {
     let mut s = String::new();
+    put_flow(&mut s, &flow.view(), namer);
+    s
+}
+
+/// [`fmt_flow`] of a borrowed flow, appended to `s` (no allocation once
+/// `s` has grown to fit).
+pub fn put_flow(s: &mut String, flow: &FlowView<'_>, namer: Option<PortNamer>) {
     if flow.cookie != 0 {
         let _ = write!(s, "cookie={:#x}, ", flow.cookie);
     }
     if flow.table.0 != 0 {
         let _ = write!(s, "table={}, ", flow.table.0);
     }
-    put_timeouts(&mut s, flow);
-    put_match_actions(&mut s, flow, namer);
-    s
+    put_timeouts(s, flow);
+    put_match_actions(s, flow, namer);
 }
 
-fn put_timeouts(s: &mut String, flow: &Flow) {
+fn put_timeouts(s: &mut String, flow: &FlowView<'_>) {
     if flow.idle_timeout != 0 {
         let _ = write!(s, "idle_timeout={}, ", flow.idle_timeout);
     }
@@ -518,14 +549,14 @@ fn put_timeouts(s: &mut String, flow: &Flow) {
     }
 }
 
-fn put_match_actions(s: &mut String, flow: &Flow, namer: Option<PortNamer>) {
-    let m = fmt_match(&flow.m, flow.priority, namer);
-    s.push_str(&m);
-    if !m.is_empty() {
+fn put_match_actions(s: &mut String, flow: &FlowView<'_>, namer: Option<PortNamer>) {
+    let start = s.len();
+    put_match(s, flow.m, flow.priority, namer);
+    if s.len() > start {
         s.push(' ');
     }
     s.push_str("actions=");
-    s.push_str(&fmt_actions(&flow.actions, &flow.m, namer));
+    put_actions(s, flow.actions, flow.m, namer);
 }
 
 /// `ovs-ofctl dump-flows` form with statistics (OpenFlow 1.0 layout,
@@ -544,9 +575,10 @@ pub fn fmt_with_stats(flow: &Flow, stats: &FlowStats, namer: Option<PortNamer>) 
         stats.n_packets,
         stats.n_bytes
     );
-    put_timeouts(&mut s, flow);
+    let view = flow.view();
+    put_timeouts(&mut s, &view);
     let _ = write!(s, "idle_age={}, ", stats.idle_age_s);
-    put_match_actions(&mut s, flow, namer);
+    put_match_actions(&mut s, &view, namer);
     s
 }
 

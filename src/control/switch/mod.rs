@@ -39,7 +39,7 @@ use crate::bridge::{Bridge, VlanConfig, VlanError, VlanMode};
 use crate::config::{BridgeConfig, Config, FlowConfig, PortConfig};
 use crate::control::convert;
 use crate::control::flows::{BridgeFlows, FlowChange, FlowError, FlowRemovedSink};
-use crate::control::journal::{Durable, Journal, Record, Snapshot};
+use crate::control::journal::{Durable, Journal, Pending, Record, Snapshot};
 use crate::control::ofchannel::Target;
 use crate::control::punix::Punix;
 use crate::control::state::StateStore;
@@ -235,7 +235,7 @@ pub struct Switch {
     /// load; `None` without a store).
     journal: Option<Journal>,
     /// Records of the request being handled, appended as one batch.
-    records: Vec<Record>,
+    records: Vec<Pending>,
     /// Where FLOW_REMOVED events go (set by the OpenFlow channel).
     flow_removed: Option<FlowRemovedSink>,
     /// rvsd has TLS certificates: `ssl:`/`pssl:` targets are accepted.
@@ -412,9 +412,9 @@ impl Switch {
         if (r.is_ok() && mutating) || touched {
             self.changed.notify_one();
             if !flows_only && self.journal.is_some() {
-                self.records.push(Record::Config {
+                self.records.push(Pending::Other(Record::Config {
                     cfg: Box::new(self.export_config(false)),
-                });
+                }));
             }
         }
         // Even a rejected request may have journaled (an apply that

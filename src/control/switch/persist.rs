@@ -127,17 +127,11 @@ impl Switch {
         if self.journal.is_none() {
             return;
         }
-        let b = bridge.to_string();
+        let b: Arc<str> = bridge.into();
         self.records.extend(changes.into_iter().map(|c| match c {
-            FlowChange::Added(e) => Record::Add {
-                b: b.clone(),
-                f: syntax::fmt_flow(&crate::datapath::pipeline::flow_of(&e), None),
-            },
-            FlowChange::Removed(e, _) => Record::Del {
-                b: b.clone(),
-                f: syntax::fmt_flow(&crate::datapath::pipeline::flow_of(&e), None),
-            },
-            FlowChange::Cleared => Record::Clear { b: b.clone() },
+            FlowChange::Added(e) => Pending::Add(b.clone(), e),
+            FlowChange::Removed(e, _) => Pending::Del(b.clone(), e),
+            FlowChange::Cleared => Pending::Other(Record::Clear { b: bridge.into() }),
         }));
     }
 
