@@ -198,7 +198,7 @@ impl std::str::FromStr for Target {
 #[derive(Debug)]
 enum AsyncMsg {
     PacketIn(PacketIn),
-    FlowRemoved(crate::openflow::msg::FlowRemoved),
+    FlowRemoved(Box<crate::openflow::msg::FlowRemoved>),
     /// OFPPR_ADD 0, DELETE 1, MODIFY 2.
     PortStatus(u8, OfPort),
 }
@@ -257,7 +257,9 @@ pub async fn run(switch: Arc<Mutex<Switch>>, tls: Option<Arc<Tls>>) {
     let sink: crate::control::flows::FlowRemovedSink = Arc::new(move |ev| {
         let m = s2.lock().ok().and_then(|m| m.get(&ev.bridge).cloned());
         if let Some(tx) = m {
-            let _ = tx.send(Arc::new(AsyncMsg::FlowRemoved(flow_removed_msg(&ev))));
+            let _ = tx.send(Arc::new(AsyncMsg::FlowRemoved(Box::new(flow_removed_msg(
+                &ev,
+            )))));
         }
     });
     let Some((changed, bound)) = with_switch(&switch, move |s| {
@@ -761,7 +763,7 @@ fn async_msg(conn: &mut Conn, m: &AsyncMsg) -> Option<Vec<u8>> {
             if conn.asyncc.flow_removed_mask[slot] & (1 << f.reason) == 0 {
                 return None;
             }
-            Message::FlowRemoved(f.clone())
+            Message::FlowRemoved((**f).clone())
         }
         AsyncMsg::PortStatus(reason, p) => {
             if conn.asyncc.port_status_mask[slot] & (1 << reason) == 0 {
