@@ -25,6 +25,18 @@ pub const VNET_ROOM: usize = 16;
 /// Total buffer size.
 pub const BUF_SIZE: usize = HEADROOM + VNET_ROOM + MAX_FRAME;
 
+/// Tunnel metadata of a frame: set by the tunnel port that decapsulated
+/// it (zero otherwise), seeded into the flow key's `tun_*` fields.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TunnelMeta {
+    /// The key (VNI) it carried.
+    pub id: u64,
+    /// Outer source address (the remote endpoint), host order.
+    pub src: u32,
+    /// Outer destination address (this host), host order.
+    pub dst: u32,
+}
+
 /// One packet buffer.
 pub struct PacketBuf {
     /// Backing storage, `BUF_SIZE` bytes.
@@ -36,6 +48,8 @@ pub struct PacketBuf {
     /// Offload metadata that came with the frame (GSO, partial checksum);
     /// `VirtioNetHdr::NONE` for ports without offloads.
     pub vnet: VirtioNetHdr,
+    /// Tunnel metadata (all zero unless a tunnel port received it).
+    pub tunnel: TunnelMeta,
 }
 
 use flowtable::offload::VirtioNetHdr;
@@ -63,6 +77,7 @@ impl PacketBuf {
             start: HEADROOM,
             len: 0,
             vnet: VirtioNetHdr::NONE,
+            tunnel: TunnelMeta::default(),
         }
     }
 
@@ -73,6 +88,7 @@ impl PacketBuf {
             start: 0,
             len: 0,
             vnet: VirtioNetHdr::NONE,
+            tunnel: TunnelMeta::default(),
         }
     }
 
@@ -82,6 +98,7 @@ impl PacketBuf {
         self.start = HEADROOM;
         self.len = 0;
         self.vnet = VirtioNetHdr::NONE;
+        self.tunnel = TunnelMeta::default();
     }
 
     /// The frame bytes.
@@ -109,6 +126,7 @@ impl PacketBuf {
         self.start = HEADROOM;
         self.len = n.min(MAX_FRAME + VNET_ROOM);
         self.vnet = VirtioNetHdr::NONE;
+        self.tunnel = TunnelMeta::default();
     }
 
     /// Marks `n` bytes received at `HEADROOM` that begin with a
@@ -126,6 +144,7 @@ impl PacketBuf {
         {
             Some(Ok(v)) => {
                 self.vnet = v;
+                self.tunnel = TunnelMeta::default();
                 self.start = HEADROOM + h;
                 self.len = n - h;
                 true
@@ -149,6 +168,7 @@ impl PacketBuf {
         self.start = other.start;
         self.len = other.len;
         self.vnet = other.vnet;
+        self.tunnel = other.tunnel;
         let r = other.start..other.start + other.len;
         self.data[r.clone()].copy_from_slice(&other.data[r]);
     }

@@ -271,7 +271,11 @@ fn vxlan_options_validation_and_persistence() {
             "24 bits",
         ),
         (
-            &["type=vxlan", "options:remote_ip=flow"],
+            &[
+                "type=vxlan",
+                "options:remote_ip=flow",
+                "options:local_ip=flow",
+            ],
             "not supported yet",
         ),
         (
@@ -419,5 +423,105 @@ fn vxlan_full_mesh_no_loop() {
     );
     assert!(t1 < 500, "{t1} frames on the tunnels for 9 pings");
     drop(hosts);
+    drop(v);
+}
+
+/// Flow-based tunnels (`remote_ip=flow`, `key=flow`): a hub rvsd with one
+/// tunnel port serves two spokes (fixed ports, VNIs 7 and 8) through one
+/// socket. The hub's flows pick the remote and VNI per destination with
+/// `set_field:…->tun_dst` / `set_tunnel`, and tell the spokes apart on
+/// receive by `tun_src` and `tun_id`; a frame with no `tun_dst` is a
+/// counted `tunnel_no_dst` drop; the flows read back as written.
+#[test]
+fn vxlan_flow_based_hub() {
+    if !require_root() {
+        return;
+    }
+    let (a, b) = underlay_pair();
+    let (c, _) = underlay_pair();
+    let spare = Netns::new();
+    let v = Veth::new(&spare);
+    for ip in [&a, &b, &c] {
+        run(&["ip", "addr", "add", &format!("{ip}/32"), "dev", &v.root]);
+    }
+    let port = (40000 + (std::process::id() % 10000) as u16).to_string();
+    let hub = Rvsd::start();
+    let spokes = [Rvsd::start(), Rvsd::start()];
+    let hbr = hub.add_br();
+    let xf = uniq('x');
+    hub.ok(&[
+        "add-port",
+        &hbr,
+        &xf,
+        "type=vxlan",
+        "options:remote_ip=flow",
+        "options:key=flow",
+        &format!("options:local_ip={a}"),
+        &format!("options:dst_port={port}"),
+        "ofport_request=10",
+    ]);
+    let shown = hub.show_port(&hbr, &xf);
+    assert_eq!(
+        shown.options.get("remote_ip").map(String::as_str),
+        Some("flow")
+    );
+    assert_eq!(shown.options.get("key").map(String::as_str), Some("flow"));
+    let h0 = tap_host(&hub, &hbr, &["ofport_request=1"], Some("10.49.0.1/24"));
+    set_mtu(&h0.ns, &h0.dev, OVERLAY_MTU);
+    let mut hosts = Vec::new();
+    for (i, (d, (local, vni))) in spokes.iter().zip([(&b, 7), (&c, 8)]).enumerate() {
+        let br = d.add_br();
+        d.ok(&[
+            "add-port",
+            &br,
+            &uniq('x'),
+            "type=vxlan",
+            &format!("options:remote_ip={a}"),
+            &format!("options:local_ip={local}"),
+            &format!("options:dst_port={port}"),
+            &format!("options:key={vni}"),
+        ]);
+        let h = tap_host(d, &br, &[], Some(&format!("10.49.0.{}/24", i + 2)));
+        set_mtu(&h.ns, &h.dev, OVERLAY_MTU);
+        hosts.push(h);
+    }
+    let flows = [
+        format!("priority=10,arp,arp_tpa=10.49.0.2,actions=set_field:{b}->tun_dst,set_tunnel:7,output:10"),
+        format!("priority=10,ip,nw_dst=10.49.0.2,actions=set_field:{b}->tun_dst,set_field:0x7->tun_id,output:10"),
+        format!("priority=10,arp,arp_tpa=10.49.0.3,actions=set_field:{c}->tun_dst,set_tunnel:8,output:10"),
+        format!("priority=10,ip,nw_dst=10.49.0.3,actions=set_field:{c}->tun_dst,set_tunnel:8,output:10"),
+        "priority=10,arp,arp_tpa=10.49.0.9,actions=output:10".to_string(),
+        format!("priority=20,tun_id=0x7,tun_src={b},in_port=10,actions=output:1"),
+        format!("priority=20,tun_id=0x8,tun_src={c},in_port=10,actions=output:1"),
+        "priority=5,in_port=1,actions=drop".to_string(),
+        "priority=5,in_port=10,actions=drop".to_string(),
+    ];
+    hub.ok(&["del-flows", &hbr]);
+    for f in &flows {
+        hub.ok(&["add-flow", &hbr, f]);
+    }
+    h0.assert_ping("10.49.0.2");
+    h0.assert_ping("10.49.0.3");
+    hosts[0].assert_ping("10.49.0.1");
+    hosts[1].assert_ping("10.49.0.1");
+    // The receive flows saw both spokes, told apart by tun_src/tun_id.
+    let dump = hub.ok(&["dump-flows", &hbr]);
+    for (src, id) in [(&b, "0x7"), (&c, "0x8")] {
+        let line = dump
+            .lines()
+            .find(|l| l.contains(&format!("tun_id={id}")) && l.contains(&format!("tun_src={src}")))
+            .unwrap_or_else(|| panic!("no tun_id={id},tun_src={src} flow in\n{dump}"));
+        assert!(!line.contains("n_packets=0,"), "{line}");
+    }
+    // Nowhere to send: counted, not sent.
+    let r = h0.ping("10.49.0.9", 2);
+    assert_eq!(r.received, 0);
+    let (_, tx) = drops(&hub, &hbr, &xf);
+    assert!(
+        tx["tunnel_no_dst"].as_u64().unwrap_or(0) > 0,
+        "tx_dropped: {tx}"
+    );
+    drop(hosts);
+    drop(h0);
     drop(v);
 }

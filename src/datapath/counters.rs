@@ -99,11 +99,14 @@ pub enum TxDrop {
     /// The frame is larger than the port (or, for a tunnel, the underlay
     /// after encapsulation) can carry.
     TooBig,
+    /// A flow-based tunnel port (`remote_ip=flow`) got a frame without
+    /// `tun_dst`.
+    TunnelNoDst,
 }
 
 impl TxDrop {
     /// Number of reasons.
-    pub const COUNT: usize = 5;
+    pub const COUNT: usize = 6;
     /// All reasons, in index order.
     pub const ALL: [TxDrop; TxDrop::COUNT] = [
         TxDrop::TxError,
@@ -111,6 +114,7 @@ impl TxDrop {
         TxDrop::PortDown,
         TxDrop::VlanEdit,
         TxDrop::TooBig,
+        TxDrop::TunnelNoDst,
     ];
 
     /// Name used in `dump-ports`.
@@ -121,6 +125,7 @@ impl TxDrop {
             TxDrop::PortDown => "port_down",
             TxDrop::VlanEdit => "vlan_edit",
             TxDrop::TooBig => "too_big",
+            TxDrop::TunnelNoDst => "tunnel_no_dst",
         }
     }
 }

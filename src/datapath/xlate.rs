@@ -291,12 +291,16 @@ pub fn receive(ctx: &mut XlateCtx<'_>, bridge: u32, in_slot: usize, buf: &mut Pa
     let shared = slot.shared.clone();
     let w = ctx.w;
     let limit = vlan_limit(ctx, bridge);
-    let (key, mut layout) = extract_layout_vlans(buf.frame(), in_port, limit);
+    let (mut key, mut layout) = extract_layout_vlans(buf.frame(), in_port, limit);
     layout.l4_csum_partial = buf.vnet.needs_csum();
     if layout.malformed.is_some() {
         shared.w(w).rx_drop(RxDrop::Malformed);
         return;
     }
+    let t = buf.tunnel;
+    key.tun_id = t.id;
+    key.tun_src = t.src;
+    key.tun_dst = t.dst;
     let verdict = run_bridge(ctx, bridge, Some(buf), key, layout, 0, None, None);
     if let Some(why) = verdict {
         shared.w(w).rx_drop(why);
@@ -724,12 +728,13 @@ impl Exec<'_, '_, '_> {
         } else {
             buf
         };
+        let tun = (self.key.tun_dst, self.key.tun_id);
         send(
             self.ctx.slots,
             self.ctx.tx,
             self.ctx.seg,
             self.ctx.w,
-            slot_i,
+            (slot_i, tun),
             pkt,
         );
     }
@@ -794,8 +799,13 @@ impl Exec<'_, '_, '_> {
                     s.shared.w(self.ctx.w).rx_bytes.add(len);
                 }
                 let limit = vlan_limit(self.ctx, pb);
-                let (k, mut l) = extract_layout_vlans(tmp.frame(), pport, limit);
+                let (mut k, mut l) = extract_layout_vlans(tmp.frame(), pport, limit);
                 l.l4_csum_partial = tmp.vnet.needs_csum();
+                // Tunnel metadata crosses patch ports, as in OVS.
+                k.tun_id = self.key.tun_id;
+                k.tun_src = self.key.tun_src;
+                k.tun_dst = self.key.tun_dst;
+                k.tun_flags = self.key.tun_flags;
                 (k, l, Some(&mut tmp))
             }
             None => {
@@ -952,7 +962,8 @@ fn retag(buf: &mut PacketBuf, want: Option<u16>, tagged: bool, pcp: u16, pop_inn
     }
 }
 
-/// Sends `pkt` on `slot`, counting the outcome there.
+/// Sends `pkt` on `slot`, counting the outcome there; `tun` is the flow
+/// key's (`tun_dst`, `tun_id`), which a flow-based tunnel port sends by.
 ///
 /// Offloaded frames (GSO, partial checksum) go out with their virtio-net
 /// header to ports that take one; for a port that does not, a GSO frame is
@@ -964,7 +975,7 @@ fn send(
     tx: &mut TxQueues,
     seg: &mut [u8],
     w: usize,
-    slot: usize,
+    (slot, tun): (usize, (u32, u64)),
     pkt: &PacketBuf,
 ) {
     let Some(Some(s)) = slots.get(slot) else {
@@ -991,7 +1002,7 @@ fn send(
         let mut res = Ok(());
         let r = offload::segment(frame, hdr, usize::MAX, seg, |segment| {
             if res.is_ok() {
-                res = io.send(segment);
+                res = io.send_tunnel(segment, tun.0, tun.1);
                 if res.is_ok() {
                     n_ok += 1;
                     bytes += segment.len() as u64;
@@ -1011,14 +1022,14 @@ fn send(
                 offload::complete_checksum(copy, hdr);
                 n_ok = 1;
                 bytes = frame.len() as u64;
-                io.send(copy)
+                io.send_tunnel(copy, tun.0, tun.1)
             }
             None => Err(PortError::FrameTooBig { len: frame.len() }),
         }
     } else {
         n_ok = 1;
         bytes = frame.len() as u64;
-        io.send(frame)
+        io.send_tunnel(frame, tun.0, tun.1)
     };
     match result {
         Ok(()) => {
@@ -1028,6 +1039,7 @@ fn send(
         Err(PortError::TxFull) => s.shared.w(w).tx_drop(TxDrop::QueueFull),
         Err(PortError::LinkDown) => s.shared.w(w).tx_drop(TxDrop::PortDown),
         Err(PortError::FrameTooBig { .. }) => s.shared.w(w).tx_drop(TxDrop::TooBig),
+        Err(PortError::NoTunnelDst) => s.shared.w(w).tx_drop(TxDrop::TunnelNoDst),
         Err(e) if e.is_gone() => {
             s.shared.w(w).tx_drop(TxDrop::PortDown);
             s.shared.set_down(format!("netdev vanished: {e}"));

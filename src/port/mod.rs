@@ -226,6 +226,10 @@ pub enum PortError {
     /// The netdev is administratively down.
     #[error("network device is down")]
     LinkDown,
+    /// A tunnel port with `remote_ip=flow` got a frame whose flow key has
+    /// no `tun_dst`.
+    #[error("no tunnel destination (remote_ip=flow and tun_dst unset)")]
+    NoTunnelDst,
     /// The netdev no longer exists (or left our namespace); the port is dead.
     #[error("network device is gone")]
     Gone(#[source] io::Error),
@@ -402,6 +406,16 @@ impl PortIo {
             #[cfg(test)]
             PortIo::Mem(p) => p.send(frame),
             PortIo::Vxlan(p) => p.send(frame),
+        }
+    }
+
+    /// [`PortIo::send`] with the frame's tunnel key fields, which a tunnel
+    /// port with `flow` options sends by (other ports ignore them).
+    #[inline]
+    pub fn send_tunnel(&self, frame: &[u8], tun_dst: u32, tun_id: u64) -> Result<(), PortError> {
+        match self {
+            PortIo::Vxlan(p) => p.send_tunnel(frame, tun_dst, tun_id),
+            _ => self.send(frame),
         }
     }
 

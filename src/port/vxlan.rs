@@ -6,15 +6,20 @@
 //! underlay: it routes the outer packet with the host's routing table,
 //! resolves the neighbour, adds the outer Ethernet/IPv4/UDP headers and
 //! the UDP checksum (or a zero one, `csum=false`, `SO_NO_CHECK`).
-//! - Transmit: one `sendmsg` per frame with two iovecs, the port's 8-byte
-//!   VXLAN header (built once when the port opens) and the frame where it
-//!   lies in the caller's buffer, to `remote_ip:dst_port`. Nothing is
-//!   copied or allocated.
+//! - Transmit: one `sendmsg` per frame with two iovecs, an 8-byte VXLAN
+//!   header (on the stack) and the frame where it lies in the caller's
+//!   buffer, to `remote_ip:dst_port` — for `remote_ip=flow`/`key=flow`,
+//!   to the flow key's `tun_dst` with its `tun_id`
+//!   ([`TunnelConfig::destination`]; no `tun_dst` → `PortError::NoTunnelDst`).
+//!   Nothing is copied or allocated.
 //! - Receive: `recvmmsg` of up to [`MAX_BATCH`] datagrams, each scattered
 //!   into an 8-byte header slot on the stack and the caller's buffer at
 //!   `HEADROOM`, so the inner frame lands where every other port puts
 //!   its frames (decapsulation is free). The source address comes from the
-//!   message's `sockaddr_in`. A datagram from another address or with
+//!   message's `sockaddr_in`, the local one from `local_ip` or, on a
+//!   socket bound to any address, from `IP_PKTINFO`; with the VNI they are
+//!   the frame's tunnel metadata ([`PacketBuf::tunnel`]). A datagram from
+//!   another address or with
 //!   another VNI, or not VXLAN at all, is skipped and counted
 //!   ([`VxlanPort::take_rx_rejects`]; the worker adds them to the port's
 //!   drops as `tunnel_no_port` / `malformed`).
@@ -52,7 +57,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{classify, retry_eintr, PendingError, PortError};
-use crate::packet::{PacketBuf, MAX_FRAME};
+use crate::packet::{PacketBuf, TunnelMeta, MAX_FRAME};
 use crate::tunnel::{vxlan, RxReject, TunnelConfig};
 
 /// Most datagrams per `recvmmsg`.
@@ -60,6 +65,37 @@ pub const MAX_BATCH: usize = 32;
 /// Socket buffer size asked for (capped by `net.core.[rw]mem_max` unless
 /// we may force it).
 const SOCK_BUF_LEN: libc::c_int = 4 << 20;
+
+/// Words of control buffer per datagram: room for one `IP_PKTINFO`
+/// message (`CMSG_SPACE(12)` = 32 bytes on 64-bit Linux) and slack.
+const CTRL_WORDS: usize = 8;
+
+/// The destination address of a received datagram from its `IP_PKTINFO`
+/// control message (host order), 0 when there is none.
+fn pktinfo_dst(h: &libc::msghdr) -> u32 {
+    if h.msg_control.is_null() {
+        return 0;
+    }
+    // SAFETY: `h` is a msghdr the kernel filled by recvmmsg: msg_control
+    // points at our control buffer and msg_controllen says how much of it
+    // holds messages; CMSG_FIRSTHDR/CMSG_NXTHDR stay within that length.
+    let mut c = unsafe { libc::CMSG_FIRSTHDR(h) };
+    while !c.is_null() {
+        // SAFETY: `c` is non-null and points at a cmsghdr inside the buffer.
+        let hdr = unsafe { &*c };
+        if hdr.cmsg_level == libc::IPPROTO_IP && hdr.cmsg_type == libc::IP_PKTINFO {
+            // SAFETY: an IP_PKTINFO message carries an in_pktinfo as its
+            // data; read_unaligned because CMSG_DATA's alignment is only
+            // that of the header.
+            let info: libc::in_pktinfo =
+                unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(c).cast()) };
+            return u32::from_be(info.ipi_addr.s_addr);
+        }
+        // SAFETY: as above; NXTHDR returns null past the end.
+        c = unsafe { libc::CMSG_NXTHDR(h, c) };
+    }
+    0
+}
 
 /// A VXLAN tunnel port: see the module docs.
 #[derive(Debug)]
@@ -70,10 +106,9 @@ pub struct VxlanPort {
     fd: OwnedFd,
     /// The port's options.
     cfg: TunnelConfig,
-    /// `remote_ip:dst_port`.
-    remote: libc::sockaddr_in,
-    /// The VXLAN header put on every transmitted frame.
-    out_hdr: [u8; vxlan::HEADER_LEN],
+    /// `local_ip` (host order), or 0 when bound to any address (then
+    /// `IP_PKTINFO` tells each datagram's destination).
+    local: u32,
     /// An error held back by a receive that returned frames.
     pending: PendingError,
     /// Datagrams skipped as not VXLAN (or too short) since the last take.
@@ -150,6 +185,15 @@ impl VxlanPort {
             setsockopt(s, libc::IPPROTO_IP, libc::IP_TOS, &libc::c_int::from(tos))
                 .map_err(|e| open_err("IP_TOS", e))?;
         }
+        if cfg.local_ip.is_none() {
+            setsockopt(
+                s,
+                libc::IPPROTO_IP,
+                libc::IP_PKTINFO,
+                &libc::c_int::from(true),
+            )
+            .map_err(|e| open_err("IP_PKTINFO", e))?;
+        }
         let no_check: libc::c_int = (!cfg.csum).into();
         setsockopt(s, libc::SOL_SOCKET, libc::SO_NO_CHECK, &no_check)
             .map_err(|e| open_err("SO_NO_CHECK", e))?;
@@ -178,8 +222,7 @@ impl VxlanPort {
             name: name.to_string(),
             fd,
             cfg: cfg.clone(),
-            remote: sockaddr(cfg.remote_ip, cfg.dst_port),
-            out_hdr: vxlan::Header { vni: cfg.out_key }.bytes(),
+            local: cfg.local_ip.map_or(0, u32::from),
             pending: PendingError::default(),
             rx_malformed: AtomicU64::new(0),
             rx_no_port: AtomicU64::new(0),
@@ -252,6 +295,9 @@ impl VxlanPort {
         let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { zeroed() };
         // SAFETY: sockaddr_in is a plain C struct; all-zero bytes are valid.
         let mut addrs: [libc::sockaddr_in; MAX_BATCH] = unsafe { zeroed() };
+        // Control buffers (IP_PKTINFO), u64 words for cmsghdr alignment.
+        let mut ctrl = [[0u64; CTRL_WORDS]; MAX_BATCH];
+        let want_pktinfo = self.local == 0;
         for (i, (hdr, buf)) in hdrs.iter_mut().zip(bufs.iter_mut()).enumerate().take(want) {
             let space = buf.rx_space();
             let room = space.len().min(MAX_FRAME);
@@ -264,6 +310,10 @@ impl VxlanPort {
             h.msg_iovlen = 2;
             h.msg_name = (&mut addrs[i] as *mut libc::sockaddr_in).cast();
             h.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            if want_pktinfo {
+                h.msg_control = ctrl[i].as_mut_ptr().cast();
+                h.msg_controllen = size_of::<[u64; CTRL_WORDS]>();
+            }
         }
         let got = loop {
             // SAFETY: msgs[..want] point at iovecs, header slots and
@@ -299,8 +349,8 @@ impl VxlanPort {
             let src = Ipv4Addr::from(u32::from_be(addrs[i].sin_addr.s_addr));
             let hlen = len.min(vxlan::HEADER_LEN);
             let inner = len.saturating_sub(vxlan::HEADER_LEN);
-            match self.cfg.accepts(src, &hdrs[i][..hlen], inner) {
-                Ok(()) => {}
+            let vni = match self.cfg.accepts(src, &hdrs[i][..hlen], inner) {
+                Ok(vni) => vni,
                 Err(RxReject::Malformed) => {
                     self.rx_malformed.fetch_add(1, Ordering::Relaxed);
                     continue;
@@ -309,8 +359,18 @@ impl VxlanPort {
                     self.rx_no_port.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-            }
+            };
+            let dst = if want_pktinfo {
+                pktinfo_dst(&msgs[i].msg_hdr)
+            } else {
+                self.local
+            };
             bufs[i].set_received(inner);
+            bufs[i].tunnel = TunnelMeta {
+                id: u64::from(vni),
+                src: u32::from(src),
+                dst,
+            };
             if let Some(h) = crate::tunnel::partial_csum_hint(bufs[i].frame()) {
                 bufs[i].vnet = h;
             }
@@ -327,12 +387,19 @@ impl VxlanPort {
         Ok((n, got))
     }
 
-    /// Encapsulates and sends one frame to the remote without blocking.
-    pub fn send(&self, frame: &[u8]) -> Result<(), PortError> {
+    /// Encapsulates and sends one frame to the port's remote (and VNI)
+    /// without blocking; a port with `flow` options sends to `tun_dst`
+    /// with `tun_id` (the frame's flow key).
+    pub fn send_tunnel(&self, frame: &[u8], tun_dst: u32, tun_id: u64) -> Result<(), PortError> {
+        let Some((dst, vni)) = self.cfg.destination(tun_dst, tun_id) else {
+            return Err(PortError::NoTunnelDst);
+        };
+        let hdr = vxlan::Header { vni }.bytes();
+        let remote = sockaddr(dst, self.cfg.dst_port);
         let mut iov = [
             libc::iovec {
-                iov_base: self.out_hdr.as_ptr() as *mut libc::c_void,
-                iov_len: self.out_hdr.len(),
+                iov_base: hdr.as_ptr() as *mut libc::c_void,
+                iov_len: hdr.len(),
             },
             libc::iovec {
                 iov_base: frame.as_ptr() as *mut libc::c_void,
@@ -341,7 +408,7 @@ impl VxlanPort {
         ];
         // SAFETY: msghdr is a plain C struct; all-zero bytes are valid.
         let mut msg: libc::msghdr = unsafe { zeroed() };
-        msg.msg_name = (&self.remote as *const libc::sockaddr_in as *mut libc::sockaddr_in).cast();
+        msg.msg_name = (&remote as *const libc::sockaddr_in as *mut libc::sockaddr_in).cast();
         msg.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
         msg.msg_iov = iov.as_mut_ptr();
         msg.msg_iovlen = iov.len();
@@ -357,6 +424,12 @@ impl VxlanPort {
                 }
                 _ => classify(err, frame.len()),
             })
+    }
+
+    /// [`VxlanPort::send_tunnel`] without tunnel metadata (a port with
+    /// `remote_ip=flow` then has nowhere to send).
+    pub fn send(&self, frame: &[u8]) -> Result<(), PortError> {
+        self.send_tunnel(frame, 0, 0)
     }
 
     /// A bound socket stays usable whatever happens to interfaces.
@@ -437,6 +510,40 @@ mod tests {
         assert!(matches!(e, PortError::Open { op: "bind", .. }), "{e:?}");
         // Another port is fine.
         VxlanPort::open("b", &cfg("127.0.0.1", pb, 43)).unwrap();
+    }
+
+    /// `remote_ip=flow,key=flow` on a socket bound to any address: sends
+    /// to the given `tun_dst` with `tun_id`; receives from anyone with any
+    /// VNI, and the frame carries the outer addresses (the local one from
+    /// IP_PKTINFO) and the VNI; without `tun_dst` nothing is sent.
+    #[test]
+    fn flow_port_sends_by_the_key_and_reports_metadata() {
+        let port = {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.local_addr().unwrap().port()
+        };
+        let mut o = BTreeMap::new();
+        for (k, v) in [("remote_ip", "flow"), ("key", "flow")] {
+            o.insert(k.to_string(), v.to_string());
+        }
+        o.insert("dst_port".to_string(), port.to_string());
+        let a = VxlanPort::open("f", &TunnelConfig::parse_vxlan(&o).unwrap()).unwrap();
+        let mut frame = [0u8; 60];
+        frame[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert!(matches!(a.send(&frame), Err(PortError::NoTunnelDst)));
+        // 127.0.0.2 is loopback too: the datagram arrives addressed to it.
+        a.send_tunnel(&frame, 0x7f00_0002, 0xab_cdef_0077).unwrap();
+        let mut bufs: Vec<PacketBuf> = (0..4).map(|_| PacketBuf::new()).collect();
+        assert_eq!(wait_recv(&a, &mut bufs), 1);
+        assert_eq!(bufs[0].frame(), &frame[..]);
+        assert_eq!(
+            bufs[0].tunnel,
+            TunnelMeta {
+                id: 0xef_0077,
+                src: 0x7f00_0001,
+                dst: 0x7f00_0002
+            }
+        );
     }
 
     #[test]

@@ -36,9 +36,16 @@
 //! is non-zero, and `options()` gives back text that parses to the same
 //! configuration.
 //!
+//! Flow-based tunnels (OVS's `remote_ip=flow`, `key=flow`): such a port
+//! accepts datagrams from any remote / with any VNI, and sends to the
+//! flow key's `tun_dst` / with its `tun_id` (set by `set_field` or
+//! `set_tunnel` in the flows). Every received frame carries its outer
+//! source, destination and VNI into the key (`tun_src`, `tun_dst`,
+//! `tun_id`), fixed-remote ports included, so flows can match them.
+//!
 //! # Limits
-//! No `flow` values for `remote_ip`/`local_ip`/`key` (they need tunnel
-//! metadata in the flow key); no `tos=inherit`/`ttl=inherit`.
+//! No `local_ip=flow` (the source address comes from the routing table
+//! or the bound `local_ip`); no `tos=inherit`/`ttl=inherit`.
 
 pub mod vxlan;
 
@@ -71,13 +78,16 @@ pub const OPTION_KEYS: &[&str] = &[
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TunnelConfig {
     /// Where encapsulated frames go; received datagrams must come from it.
-    pub remote_ip: Ipv4Addr,
+    /// `None`: `flow` (any remote; sends to the key's `tun_dst`).
+    pub remote_ip: Option<Ipv4Addr>,
     /// The address the socket binds (`None`: any local address).
     pub local_ip: Option<Ipv4Addr>,
-    /// VNI that received datagrams must carry (`key` or `in_key`).
-    pub in_key: u32,
-    /// VNI put on transmitted datagrams (`key` or `out_key`).
-    pub out_key: u32,
+    /// VNI that received datagrams must carry (`key` or `in_key`);
+    /// `None`: `flow` (any VNI, seen in the key's `tun_id`).
+    pub in_key: Option<u32>,
+    /// VNI put on transmitted datagrams (`key` or `out_key`); `None`:
+    /// `flow` (the key's `tun_id`).
+    pub out_key: Option<u32>,
     /// UDP port, both bound locally and sent to.
     pub dst_port: u16,
     /// Outer IPv4 TOS byte (`None`: the kernel default, 0).
@@ -96,7 +106,9 @@ pub struct TunnelConfig {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TunnelError {
     /// `remote_ip` is required.
-    #[error("a vxlan port needs options:remote_ip=IP (the remote tunnel endpoint)")]
+    #[error(
+        "a vxlan port needs options:remote_ip=IP (the remote tunnel endpoint) or remote_ip=flow"
+    )]
     MissingRemote,
     /// An option this port type does not know.
     #[error("unknown option {0:?} (expected one of remote_ip, local_ip, key, in_key, out_key, dst_port, tos, ttl, df_default, csum)")]
@@ -111,8 +123,8 @@ pub enum TunnelError {
         /// What was expected.
         why: &'static str,
     },
-    /// `flow` was given where it is not supported yet.
-    #[error("options:{0}=flow is not supported yet (give a fixed value)")]
+    /// `flow` was given where it is not supported yet (`local_ip`).
+    #[error("options:{0}=flow is not supported yet (give a fixed address)")]
     FlowNotSupported(String),
 }
 
@@ -137,9 +149,10 @@ fn parse_ip(key: &str, v: &str) -> Result<Ipv4Addr, TunnelError> {
     Ok(ip)
 }
 
-fn parse_vni(key: &str, v: &str) -> Result<u32, TunnelError> {
+/// A VNI, or `None` for `flow`.
+fn parse_vni(key: &str, v: &str) -> Result<Option<u32>, TunnelError> {
     if v == "flow" {
-        return Err(TunnelError::FlowNotSupported(key.to_string()));
+        return Ok(None);
     }
     let n = match v.strip_prefix("0x") {
         Some(h) => u64::from_str_radix(h, 16),
@@ -149,7 +162,7 @@ fn parse_vni(key: &str, v: &str) -> Result<u32, TunnelError> {
     if n > vxlan::MAX_VNI as u64 {
         return Err(bad(key, v, "a VXLAN VNI is 24 bits (0-16777215)"));
     }
-    Ok(n as u32)
+    Ok(Some(n as u32))
 }
 
 fn parse_bool(key: &str, v: &str) -> Result<bool, TunnelError> {
@@ -180,15 +193,15 @@ impl TunnelConfig {
     /// o.insert("remote_ip".to_string(), "192.0.2.2".to_string());
     /// o.insert("key".to_string(), "42".to_string());
     /// let t = TunnelConfig::parse_vxlan(&o).unwrap();
-    /// assert_eq!((t.in_key, t.out_key, t.dst_port), (42, 42, 4789));
+    /// assert_eq!((t.in_key, t.out_key, t.dst_port), (Some(42), Some(42), 4789));
     /// ```
     pub fn parse_vxlan(options: &BTreeMap<String, String>) -> Result<TunnelConfig, TunnelError> {
         let mut remote = None;
         let mut t = TunnelConfig {
-            remote_ip: Ipv4Addr::UNSPECIFIED,
+            remote_ip: None,
             local_ip: None,
-            in_key: 0,
-            out_key: 0,
+            in_key: Some(0),
+            out_key: Some(0),
             dst_port: VXLAN_PORT,
             tos: None,
             ttl: None,
@@ -199,7 +212,8 @@ impl TunnelConfig {
         for (k, v) in options {
             let v = v.trim();
             match k.as_str() {
-                "remote_ip" => remote = Some(parse_ip(k, v)?),
+                "remote_ip" if v == "flow" => remote = Some(None),
+                "remote_ip" => remote = Some(Some(parse_ip(k, v)?)),
                 "local_ip" => t.local_ip = Some(parse_ip(k, v)?),
                 "key" => key = Some(parse_vni(k, v)?),
                 "in_key" => in_key = Some(parse_vni(k, v)?),
@@ -218,8 +232,8 @@ impl TunnelConfig {
             }
         }
         t.remote_ip = remote.ok_or(TunnelError::MissingRemote)?;
-        t.in_key = in_key.or(key).unwrap_or(0);
-        t.out_key = out_key.or(key).unwrap_or(0);
+        t.in_key = in_key.or(key).unwrap_or(Some(0));
+        t.out_key = out_key.or(key).unwrap_or(Some(0));
         Ok(t)
     }
 
@@ -230,17 +244,21 @@ impl TunnelConfig {
         let mut put = |k: &str, v: String| {
             o.insert(k.to_string(), v);
         };
-        put("remote_ip", self.remote_ip.to_string());
+        let vni = |k: Option<u32>| k.map_or("flow".to_string(), |k| k.to_string());
+        put(
+            "remote_ip",
+            self.remote_ip.map_or("flow".to_string(), |r| r.to_string()),
+        );
         if let Some(l) = self.local_ip {
             put("local_ip", l.to_string());
         }
         if self.in_key == self.out_key {
-            if self.in_key != 0 {
-                put("key", self.in_key.to_string());
+            if self.in_key != Some(0) {
+                put("key", vni(self.in_key));
             }
         } else {
-            put("in_key", self.in_key.to_string());
-            put("out_key", self.out_key.to_string());
+            put("in_key", vni(self.in_key));
+            put("out_key", vni(self.out_key));
         }
         if self.dst_port != VXLAN_PORT {
             put("dst_port", self.dst_port.to_string());
@@ -261,17 +279,32 @@ impl TunnelConfig {
     }
 
     /// Whether a datagram from `src` with VXLAN header bytes `header` and
-    /// `inner_len` bytes after them belongs to this port.
+    /// `inner_len` bytes after them belongs to this port; its VNI if so.
     #[inline]
-    pub fn accepts(&self, src: Ipv4Addr, header: &[u8], inner_len: usize) -> Result<(), RxReject> {
+    pub fn accepts(&self, src: Ipv4Addr, header: &[u8], inner_len: usize) -> Result<u32, RxReject> {
         let h = vxlan::Header::parse(header).ok_or(RxReject::Malformed)?;
         if inner_len < vxlan::MIN_INNER {
             return Err(RxReject::Malformed);
         }
-        if src != self.remote_ip || h.vni != self.in_key {
+        if self.remote_ip.is_some_and(|r| r != src) || self.in_key.is_some_and(|k| k != h.vni) {
             return Err(RxReject::NoPort);
         }
-        Ok(())
+        Ok(h.vni)
+    }
+
+    /// Where a frame whose key has `tun_dst`/`tun_id` goes, and with which
+    /// VNI: the port's fixed values, else the key's (`flow`). `None` when
+    /// the port is `remote_ip=flow` and the key has no `tun_dst`.
+    #[inline]
+    pub fn destination(&self, tun_dst: u32, tun_id: u64) -> Option<(Ipv4Addr, u32)> {
+        let dst = match self.remote_ip {
+            Some(r) => r,
+            None if tun_dst != 0 => Ipv4Addr::from(tun_dst),
+            None => return None,
+        };
+        // Cast: a VNI is the low 24 bits of tun_id, as OVS sends it.
+        let vni = self.out_key.unwrap_or((tun_id as u32) & vxlan::MAX_VNI);
+        Some((dst, vni))
     }
 }
 
@@ -349,8 +382,8 @@ mod tests {
     #[test]
     fn parses_defaults_and_round_trips() {
         let t = TunnelConfig::parse_vxlan(&opts(&[("remote_ip", "10.0.0.2")])).unwrap();
-        assert_eq!(t.remote_ip, Ipv4Addr::new(10, 0, 0, 2));
-        assert_eq!((t.in_key, t.out_key, t.dst_port), (0, 0, 4789));
+        assert_eq!(t.remote_ip, Some(Ipv4Addr::new(10, 0, 0, 2)));
+        assert_eq!((t.in_key, t.out_key, t.dst_port), (Some(0), Some(0), 4789));
         assert!(t.df_default && !t.csum);
         assert_eq!(t.options(), opts(&[("remote_ip", "10.0.0.2")]));
 
@@ -366,7 +399,7 @@ mod tests {
             ("csum", "true"),
         ]);
         let t = TunnelConfig::parse_vxlan(&all).unwrap();
-        assert_eq!((t.in_key, t.out_key), (7, 42));
+        assert_eq!((t.in_key, t.out_key), (Some(7), Some(42)));
         assert_eq!(TunnelConfig::parse_vxlan(&t.options()).unwrap(), t);
         // key sets both; in_key/out_key win over it.
         let t = TunnelConfig::parse_vxlan(&opts(&[
@@ -375,7 +408,16 @@ mod tests {
             ("out_key", "6"),
         ]))
         .unwrap();
-        assert_eq!((t.in_key, t.out_key), (5, 6));
+        assert_eq!((t.in_key, t.out_key), (Some(5), Some(6)));
+        // flow values round-trip too.
+        for kv in [
+            &[("remote_ip", "flow"), ("key", "flow")][..],
+            &[("remote_ip", "flow"), ("in_key", "flow"), ("out_key", "9")][..],
+            &[("remote_ip", "10.0.0.2"), ("key", "flow")][..],
+        ] {
+            let t = TunnelConfig::parse_vxlan(&opts(kv)).unwrap();
+            assert_eq!(t.options(), opts(kv), "{kv:?}");
+        }
     }
 
     #[test]
@@ -388,7 +430,7 @@ mod tests {
         assert!(e(&[("key", "42")]).contains("needs options:remote_ip"));
         assert!(e(&[("remote_ip", "10.0.0.300")]).contains("IPv4 address"));
         assert!(e(&[("remote_ip", "224.0.0.1")]).contains("unicast"));
-        assert!(e(&[("remote_ip", "flow")]).contains("not supported yet"));
+        assert!(e(&[("remote_ip", "flow"), ("local_ip", "flow")]).contains("not supported yet"));
         assert!(e(&[("remote_ip", "10.0.0.2"), ("key", "16777216")]).contains("24 bits"));
         assert!(e(&[("remote_ip", "10.0.0.2"), ("dst_port", "0")]).contains("UDP port"));
         assert!(e(&[("remote_ip", "10.0.0.2"), ("ttl", "0")]).contains("TTL"));
@@ -442,7 +484,7 @@ mod tests {
         let mut d = [0u8; 8];
         vxlan::Header { vni: 42 }.emit(&mut d);
         let peer = Ipv4Addr::new(10, 0, 0, 2);
-        assert_eq!(t.accepts(peer, &d, 60), Ok(()));
+        assert_eq!(t.accepts(peer, &d, 60), Ok(42));
         assert_eq!(
             t.accepts(Ipv4Addr::new(10, 0, 0, 3), &d, 60),
             Err(RxReject::NoPort)
@@ -453,5 +495,26 @@ mod tests {
         assert_eq!(t.accepts(peer, &d[..7], 60), Err(RxReject::Malformed));
         d[0] = 0;
         assert_eq!(t.accepts(peer, &d, 60), Err(RxReject::Malformed));
+    }
+
+    #[test]
+    fn flow_ports_accept_any_and_send_by_the_key() {
+        let f =
+            TunnelConfig::parse_vxlan(&opts(&[("remote_ip", "flow"), ("key", "flow")])).unwrap();
+        let mut d = [0u8; 8];
+        vxlan::Header { vni: 43 }.emit(&mut d);
+        assert_eq!(f.accepts(Ipv4Addr::new(10, 9, 8, 7), &d, 60), Ok(43));
+        assert_eq!(f.destination(0, 5), None, "no tun_dst: nowhere to send");
+        assert_eq!(
+            f.destination(0x0a00_0002, 0x1_0000_0007),
+            Some((Ipv4Addr::new(10, 0, 0, 2), 7))
+        );
+        let fixed =
+            TunnelConfig::parse_vxlan(&opts(&[("remote_ip", "10.0.0.2"), ("key", "42")])).unwrap();
+        assert_eq!(
+            fixed.destination(0x0a00_0009, 7),
+            Some((Ipv4Addr::new(10, 0, 0, 2), 42)),
+            "fixed options win over the key"
+        );
     }
 }
