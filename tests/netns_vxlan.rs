@@ -513,6 +513,19 @@ fn vxlan_flow_based_hub() {
             .unwrap_or_else(|| panic!("no tun_id={id},tun_src={src} flow in\n{dump}"));
         assert!(!line.contains("n_packets=0,"), "{line}");
     }
+    // trace shows the encapsulation the flows chose (and sends nothing).
+    let tr = hub.ok(&["trace", &hbr, "in_port=1,arp,arp_tpa=10.49.0.3"]);
+    assert!(
+        tr.contains(&format!("encapsulated in VXLAN to {c}:{port} with VNI 8")),
+        "{tr}"
+    );
+    // A frame from a spoke, as the hub's port would see it.
+    let tr = hub.ok(&[
+        "trace",
+        &hbr,
+        &format!("in_port=10,tun_id=0x7,tun_src={b},tun_dst={a},arp"),
+    ]);
+    assert!(tr.contains(&h0.port), "{tr}");
     // Nowhere to send: counted, not sent.
     let r = h0.ping("10.49.0.9", 2);
     assert_eq!(r.received, 0);

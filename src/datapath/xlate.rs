@@ -705,6 +705,26 @@ impl Exec<'_, '_, '_> {
                 name: slot.name.clone(),
                 vlan: want,
             });
+            if let Some(crate::port::PortIo::Vxlan(v)) = slot.io.as_deref() {
+                let cfg = v.config();
+                let detail = match cfg.destination(self.key.tun_dst, self.key.tun_id) {
+                    Some((dst, vni)) => format!(
+                        "{}: encapsulated in VXLAN to {dst}:{} with VNI {vni}",
+                        slot.name, cfg.dst_port
+                    ),
+                    None => format!(
+                        "{}: remote_ip=flow and no tun_dst: dropped (tunnel_no_dst)",
+                        slot.name
+                    ),
+                };
+                let depth = self.hops as u32;
+                t.steps.push(TraceStep {
+                    table: None,
+                    rule: None,
+                    detail,
+                    depth,
+                });
+            }
         }
         if let Some((pb, pport)) = peer {
             self.patch(slot_i, pb, pport, want, needs_edit, pop_inner);
