@@ -30,11 +30,17 @@
 //! # Thread-safety
 //! Pure functions over `Copy` data.
 //!
+//! Tunnel metadata (`tun_id`, `tun_src`, `tun_dst`, `tun_flags`) is not
+//! in the frame: matching reads what the receiving tunnel port put in the
+//! key, and `set_field` writes only the key (see `rewrite`). `tun_flags`
+//! is one bit wide (`oam`), as OVS's flow syntax allows no other.
+//!
 //! # Limits
-//! Only the fields of [`FlowKey`]; no registers, tunnels, MPLS, conntrack.
+//! Only the fields of [`FlowKey`]; no registers, IPv6 tunnel endpoints,
+//! Geneve options, MPLS, conntrack.
 
 use crate::flowmatch::Match;
-use crate::key::{FlowKey, VLAN_PRESENT};
+use crate::key::{FlowKey, TUN_FLAG_OAM, VLAN_PRESENT};
 
 /// A named field, as `ovs-fields(7)` calls it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -101,6 +107,14 @@ pub enum Field {
     IcmpType,
     /// `icmp_code` / `icmpv6_code`
     IcmpCode,
+    /// `tun_id` / `tunnel_id` (64-bit tunnel key)
+    TunId,
+    /// `tun_src` (outer IPv4 source of a tunnel packet)
+    TunSrc,
+    /// `tun_dst` (outer IPv4 destination of a tunnel packet)
+    TunDst,
+    /// `tun_flags` (only the `oam` bit)
+    TunFlags,
 }
 
 /// How a field's value is written and read in flow syntax.
@@ -120,6 +134,8 @@ pub enum ValueKind {
     Frag,
     /// TCP flags: a number, `+syn-ack`, or `syn|ack`.
     TcpFlags,
+    /// Tunnel flags: `+oam`, `-oam`, `oam`, or a number (`0x1/0x1`).
+    TunFlags,
 }
 
 /// What a match must already say before a field may be matched or set.
@@ -231,6 +247,11 @@ impl Prereq {
 const NAMES: &[(&str, Field, Prereq)] = &[
     ("in_port", Field::InPort, Prereq::None),
     ("metadata", Field::Metadata, Prereq::None),
+    ("tun_id", Field::TunId, Prereq::None),
+    ("tunnel_id", Field::TunId, Prereq::None),
+    ("tun_src", Field::TunSrc, Prereq::None),
+    ("tun_dst", Field::TunDst, Prereq::None),
+    ("tun_flags", Field::TunFlags, Prereq::None),
     ("dl_src", Field::DlSrc, Prereq::None),
     ("eth_src", Field::DlSrc, Prereq::None),
     ("dl_dst", Field::DlDst, Prereq::None),
@@ -280,7 +301,7 @@ const NAMES: &[(&str, Field, Prereq)] = &[
 
 impl Field {
     /// Every field, in declaration order.
-    pub const ALL: [Field; 31] = [
+    pub const ALL: [Field; 35] = [
         Field::InPort,
         Field::Metadata,
         Field::DlSrc,
@@ -312,6 +333,10 @@ impl Field {
         Field::TcpFlags,
         Field::IcmpType,
         Field::IcmpCode,
+        Field::TunId,
+        Field::TunSrc,
+        Field::TunDst,
+        Field::TunFlags,
     ];
 
     /// Every accepted name: `(name, field, prerequisite of that name)`.
@@ -366,10 +391,11 @@ impl Field {
         match self {
             InPort => ValueKind::Port,
             DlSrc | DlDst | ArpSha | ArpTha => ValueKind::Mac,
-            NwSrc | NwDst | ArpSpa | ArpTpa => ValueKind::Ipv4,
+            NwSrc | NwDst | ArpSpa | ArpTpa | TunSrc | TunDst => ValueKind::Ipv4,
             Ipv6Src | Ipv6Dst => ValueKind::Ipv6,
             IpFrag => ValueKind::Frag,
             TcpFlags => ValueKind::TcpFlags,
+            TunFlags => ValueKind::TunFlags,
             f => ValueKind::Int(f.bits()),
         }
     }
@@ -379,19 +405,22 @@ impl Field {
         use Field::*;
         match self {
             InPort => 16,
-            Metadata => 64,
+            Metadata | TunId => 64,
             DlSrc | DlDst | ArpSha | ArpTha => 48,
             DlType | VlanTci | TpSrc | TpDst => 16,
             DlVlan => 12,
             VlanVid => 13,
             DlVlanPcp | VlanPcp => 3,
-            NwSrc | NwDst | ArpSpa | ArpTpa => 32,
+            NwSrc | NwDst | ArpSpa | ArpTpa | TunSrc | TunDst => 32,
             NwProto | NwTos | NwTtl | ArpOp | IcmpType | IcmpCode => 8,
             IpDscp => 6,
             NwEcn | IpFrag => 2,
             Ipv6Src | Ipv6Dst => 128,
             Ipv6Label => 20,
             TcpFlags => 12,
+            // The storage is 16 bits, but only `oam` exists (as in OVS,
+            // whose parser rejects other bits).
+            TunFlags => 1,
         }
     }
 
@@ -427,6 +456,10 @@ impl Field {
                 | TpSrc
                 | TpDst
                 | TcpFlags
+                | TunId
+                | TunSrc
+                | TunDst
+                | TunFlags
         )
     }
 
@@ -472,6 +505,10 @@ impl Field {
             TpSrc | IcmpType => u128::from(key.tp_src),
             TpDst | IcmpCode => u128::from(key.tp_dst),
             TcpFlags => u128::from(key.tcp_flags & 0x0fff),
+            TunId => u128::from(key.tun_id),
+            TunSrc => u128::from(key.tun_src),
+            TunDst => u128::from(key.tun_dst),
+            TunFlags => u128::from(key.tun_flags & TUN_FLAG_OAM),
         }
     }
 
@@ -516,6 +553,10 @@ impl Field {
             IcmpType => key.tp_src = v as u16,
             IcmpCode => key.tp_dst = v as u16,
             TcpFlags => key.tcp_flags = v as u16,
+            TunId => key.tun_id = v as u64,
+            TunSrc => key.tun_src = v as u32,
+            TunDst => key.tun_dst = v as u32,
+            TunFlags => key.tun_flags = v as u16,
         }
     }
 

@@ -486,8 +486,9 @@ pub fn set_vlan_pcp(frame: &mut [u8], pcp: u8) -> bool {
 /// `arp_spa`/`arp_tpa` only on ARP).
 ///
 /// Returns false, changing nothing, when the frame lacks the header, and
-/// for fields that are not rewritten in the frame here: `in_port` and
-/// `metadata` (pipeline state), `vlan_tci` (may need a push or pop), and
+/// for fields that are not rewritten in the frame here: `in_port`,
+/// `metadata` and the tunnel fields `tun_id`, `tun_src`, `tun_dst`,
+/// `tun_flags` (pipeline state, key only), `vlan_tci` (may need a push or pop), and
 /// the read-only `dl_type`, `nw_proto`, `ip_frag`, `tcp_flags`. VLAN fields
 /// act on an existing outer tag; the caller pushes one first if needed.
 pub fn set_field(frame: &mut [u8], layout: &Layout, field: Field, value: u128) -> bool {
@@ -523,8 +524,14 @@ pub fn set_field(frame: &mut [u8], layout: &Layout, field: Field, value: u128) -
         Field::TpDst => set_tp_dst(frame, layout, v16),
         Field::IcmpType => set_icmp_type(frame, layout, v8),
         Field::IcmpCode => set_icmp_code(frame, layout, v8),
+        // Key-only fields: the flow key changes, the frame does not (a
+        // tunnel port sends by the tunnel fields).
         Field::InPort
         | Field::Metadata
+        | Field::TunId
+        | Field::TunSrc
+        | Field::TunDst
+        | Field::TunFlags
         | Field::VlanTci
         | Field::DlType
         | Field::NwProto
@@ -1455,8 +1462,18 @@ mod tests {
             direct(&|f| set_tp_dst(f, &l, 8080))
         );
         let mut f = f0.clone();
-        for field in [Field::DlType, Field::NwProto, Field::InPort, Field::VlanTci] {
+        for field in [
+            Field::DlType,
+            Field::NwProto,
+            Field::InPort,
+            Field::VlanTci,
+            Field::TunId,
+            Field::TunSrc,
+            Field::TunDst,
+            Field::TunFlags,
+        ] {
             assert!(!set_field(&mut f, &l, field, 1));
+            assert_eq!(f, f0, "{field:?} changed the frame");
         }
         // arp_spa on IPv4, ipv6_src on IPv4, icmp_type on TCP: no header.
         assert!(!set_field(&mut f, &l, Field::ArpSpa, 1));

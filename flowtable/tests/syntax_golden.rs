@@ -304,6 +304,40 @@ const GOLDEN: &[(&str, &str)] = &[
     ("actions=resubmit(1,254)", "actions=resubmit(1,254)"),
     ("actions=mod_vlan_vid:0", "actions=mod_vlan_vid:0"),
     ("ip,actions=mod_nw_tos:252", "ip actions=mod_nw_tos:252"),
+    // Tunnel metadata, printed by `ovs-ofctl parse-flow` (OVS 3.1.0, the
+    // formatter dump-flows uses); fields first, in this order.
+    ("tun_id=0x5,tun_src=1.2.3.4,tun_dst=10.0.0.0/8,actions=drop", "tun_id=0x5,tun_src=1.2.3.4,tun_dst=10.0.0.0/8 actions=drop"),
+    ("tun_id=0x5/0xff,actions=drop", "tun_id=0x5/0xff actions=drop"),
+    ("tunnel_id=5,in_port=1,metadata=0x3,actions=drop", "tun_id=0x5,metadata=0x3,in_port=1 actions=drop"),
+    ("ip,in_port=1,tun_flags=+oam,tun_dst=1.2.3.4,tun_id=0x1234567890,metadata=5,actions=drop", "ip,tun_id=0x1234567890,tun_dst=1.2.3.4,tun_flags=+oam,metadata=0x5,in_port=1 actions=drop"),
+    ("priority=5,tcp,tp_dst=80,tun_src=1.1.1.1,tun_id=0/0xff,actions=drop", "priority=5,tcp,tun_id=0/0xff,tun_src=1.1.1.1,tp_dst=80 actions=drop"),
+    ("priority=5,arp,tun_flags=-oam,tun_dst=1.1.0.0/16,tun_src=1.1.1.1/255.0.255.0,actions=drop", "priority=5,arp,tun_src=1.0.1.0/255.0.255.0,tun_dst=1.1.0.0/16,tun_flags=-oam actions=drop"),
+    ("tun_flags=-oam,actions=drop", "tun_flags=-oam actions=drop"),
+    ("tun_flags=oam,actions=drop", "tun_flags=+oam actions=drop"),
+    ("tun_flags=0x1/0x1,actions=drop", "tun_flags=+oam actions=drop"),
+    ("tun_flags=1,actions=drop", "tun_flags=+oam actions=drop"),
+    ("tun_flags=0,actions=drop", "tun_flags=-oam actions=drop"),
+    ("tun_flags=0/0x1,actions=drop", "tun_flags=-oam actions=drop"),
+    ("tun_flags=0x0/0x0,actions=drop", "actions=drop"),
+    ("tun_src=1.2.3.4/255.255.0.255,actions=drop", "tun_src=1.2.0.4/255.255.0.255 actions=drop"),
+    ("tun_src=1.2.3.4/32,actions=drop", "tun_src=1.2.3.4 actions=drop"),
+    ("tun_dst=0.0.0.0,actions=drop", "tun_dst=0.0.0.0 actions=drop"),
+    ("tun_dst=0.0.0.0/0,actions=drop", "actions=drop"),
+    ("tun_id=0,actions=drop", "tun_id=0 actions=drop"),
+    ("tun_id=0/0,actions=drop", "actions=drop"),
+    ("tun_id=0x5/0,actions=drop", "actions=drop"),
+    ("tun_id=0x5/0x1,actions=drop", "tun_id=0x1/0x1 actions=drop"),
+    ("tun_id=1/0xffffffff00000000,actions=drop", "tun_id=0/0xffffffff00000000 actions=drop"),
+    ("tun_id=5/0xffffffffffffffff,actions=drop", "tun_id=0x5 actions=drop"),
+    ("tun_id=0xffffffffffffffff,actions=drop", "tun_id=0xffffffffffffffff actions=drop"),
+    ("actions=set_tunnel:0,set_tunnel:4294967295,set_tunnel:4294967296", "actions=set_tunnel:0,set_tunnel:0xffffffff,set_tunnel64:0x100000000"),
+    ("actions=set_tunnel:5,set_tunnel:0x123456789", "actions=set_tunnel:0x5,set_tunnel64:0x123456789"),
+    ("actions=set_tunnel64:0x123456789", "actions=set_tunnel64:0x123456789"),
+    ("actions=set_field:1.2.3.4->tun_dst,set_field:1.2.3.4->tun_src", "actions=set_field:1.2.3.4->tun_dst,set_field:1.2.3.4->tun_src"),  // -O OpenFlow13
+    ("actions=set_field:0.0.0.0->tun_src", "actions=set_field:0.0.0.0->tun_src"),  // -O OpenFlow13
+    ("actions=set_field:1->tun_flags", "actions=set_field:oam->tun_flags"),  // -O OpenFlow13
+    ("actions=set_field:oam->tun_flags", "actions=set_field:oam->tun_flags"),  // -O OpenFlow13
+    ("actions=set_field:0->tun_flags", "actions=set_field:0->tun_flags"),  // -O OpenFlow13
 ];
 
 /// (input, what rvs prints, what OVS 3.1 printed). rvs prints one form per
@@ -343,11 +377,77 @@ const DEVIATIONS: &[(&str, &str, &str)] = &[
     // them (they agree on the shared present bit).
     ("dl_vlan=10,vlan_tci=0x2000/0xe000,actions=drop", "dl_vlan=10,dl_vlan_pcp=1 actions=drop", "actions=drop"),
     ("dl_vlan_pcp=3,vlan_tci=0x1000/0x1000,actions=drop", "dl_vlan_pcp=3 actions=drop", "vlan_tci=0x1000/0x1000 actions=drop"),
+    // set_field to tun_id is set_tunnel/set_tunnel64 in rvs, by value (as
+    // OVS prints set_tunnel); OVS keeps the spelling given, and prints
+    // set_field as an NXM load (set_field:0x5->tun_id with -O OpenFlow13).
+    ("actions=set_tunnel64:6", "actions=set_tunnel:0x6", "actions=set_tunnel64:0x6"),
+    ("actions=set_field:0x5->tun_id", "actions=set_tunnel:0x5", "actions=load:0x5->NXM_NX_TUN_ID[]"),
+    ("actions=set_field:0x123456789->tunnel_id", "actions=set_tunnel64:0x123456789", "actions=load:0x123456789->NXM_NX_TUN_ID[]"),
 ];
 
 /// (input, offending token, message fragment). The error's `pos` must be
 /// where the token starts in the input.
 const ERRORS: &[(&str, &str, &str)] = &[
+    // Tunnel fields: OVS rejects these too (only the oam flag exists).
+    (
+        "tun_flags=0x2,actions=drop",
+        "tun_flags=0x2",
+        "unknown flags",
+    ),
+    (
+        "tun_flags=0x1/0x3,actions=drop",
+        "tun_flags=0x1/0x3",
+        "unknown flags",
+    ),
+    (
+        "tun_flags=+oam-oam,actions=drop",
+        "tun_flags=+oam-oam",
+        "unknown tunnel flag",
+    ),
+    (
+        "tun_flags=+foo,actions=drop",
+        "tun_flags=+foo",
+        "unknown tunnel flag",
+    ),
+    (
+        "actions=set_field:2->tun_flags",
+        "set_field:2->tun_flags",
+        "unknown flags",
+    ),
+    (
+        "actions=set_tunnel:0x10000000000000000",
+        "set_tunnel:0x10000000000000000",
+        "out of range",
+    ),
+    ("actions=set_tunnel", "set_tunnel", "needs an argument"),
+    (
+        "actions=set_tunnel64:abc",
+        "set_tunnel64:abc",
+        "expected a number",
+    ),
+    ("tun_src=1.2.3,actions=drop", "tun_src=1.2.3", "IPv4"),
+    // OVS takes the last of two; rvs refuses.
+    (
+        "tun_flags=+oam,tun_flags=-oam,actions=drop",
+        "tun_flags=-oam",
+        "duplicate field tun_flags",
+    ),
+    (
+        "tun_id=1,tunnel_id=2,actions=drop",
+        "tunnel_id=2",
+        "duplicate field tun_id",
+    ),
+    // OVS turns a masked set_field into a load; rvs has none.
+    (
+        "actions=set_field:0x5/0xff->tun_id",
+        "set_field:0x5/0xff->tun_id",
+        "does not take a mask",
+    ),
+    (
+        "actions=set_field:+oam->tun_flags",
+        "set_field:+oam->tun_flags",
+        "not the +/- match syntax",
+    ),
     // OVS drops a field without its prerequisite; rvs says so.
     (
         "nw_src=10.0.0.1,actions=drop",

@@ -130,6 +130,9 @@ fn random_flow(words: &[u64]) -> Flow {
         g.set(Field::InPort, p.port().0.into(), 0xffff);
     }
     g.field(&mut p, Field::Metadata);
+    for f in [Field::TunId, Field::TunSrc, Field::TunDst, Field::TunFlags] {
+        g.field(&mut p, f);
+    }
     g.field(&mut p, Field::DlSrc);
     g.field(&mut p, Field::DlDst);
     match p.below(6) {
@@ -201,7 +204,16 @@ fn random_flow(words: &[u64]) -> Flow {
     let table = TableId(p.below(254) as u8);
 
     // Fields set_field may write given this match.
-    let mut writable = vec![Field::DlSrc, Field::DlDst, Field::Metadata, Field::InPort];
+    let mut writable = vec![
+        Field::DlSrc,
+        Field::DlDst,
+        Field::Metadata,
+        Field::InPort,
+        Field::TunId,
+        Field::TunSrc,
+        Field::TunDst,
+        Field::TunFlags,
+    ];
     match l3 {
         L3::Ip => writable.extend([Field::NwSrc, Field::NwDst]),
         L3::Ipv6 => writable.extend([Field::Ipv6Src, Field::Ipv6Dst, Field::Ipv6Label]),

@@ -31,8 +31,15 @@
 //! protocol cannot carry are printed as `ovs-ofctl -O OpenFlow13` prints
 //! them: `push_vlan:0x8100`, `goto_table:N`, and `set_field:V->F` for
 //! fields without an OpenFlow 1.0 action (`nw_ttl`, `nw_ecn`, `ipv6_*`,
-//! `arp_*`, `icmp_*`, `metadata`, `in_port`; OpenFlow 1.0 would print
-//! these as `load:…->NXM_…[]`).
+//! `arp_*`, `icmp_*`, `metadata`, `in_port`, `tun_src`, `tun_dst`,
+//! `tun_flags`; OpenFlow 1.0 would print these as `load:…->NXM_…[]`).
+//! `set_field` to `tun_id` (and `set_tunnel64`) prints as Nicira's
+//! `set_tunnel:0x5`, or `set_tunnel64:0x…` for a key above 32 bits, as
+//! OVS prints `set_tunnel`.
+//!
+//! Tunnel fields print first in a match (after the `ip`/`tcp`…
+//! shorthand), as OVS orders them: `tun_id` (hex), `tun_src`, `tun_dst`
+//! (IPv4, CIDR when possible), `tun_flags=+oam`/`-oam`.
 //!
 //! # Invariants
 //! Where OVS silently changes what was written (`dl_vlan=4096` becomes 0,

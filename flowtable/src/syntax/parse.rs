@@ -392,7 +392,49 @@ fn parse_value(f: Field, s: &str, ports: Ports) -> Result<u128, String> {
             }
             Ok(v)
         }
+        ValueKind::TunFlags => match s {
+            "oam" => Ok(1),
+            _ if s.starts_with(['+', '-']) => Err(format!(
+                "set_field to {name} takes oam, 0 or 1, not the +/- match syntax"
+            )),
+            _ => parse_tun_flags_num(s),
+        },
         ValueKind::Frag | ValueKind::TcpFlags => Err(format!("{name} cannot be written")),
+    }
+}
+
+/// A numeric `tun_flags` value or mask: only the `oam` bit (1) exists.
+fn parse_tun_flags_num(s: &str) -> Result<u128, String> {
+    match parse_uint(s) {
+        Ok(v) if v <= 1 => Ok(v),
+        Ok(_) | Err(NumError::TooLarge) => Err(format!(
+            "tun_flags value {s} has unknown flags (only oam, 0x1, exists)"
+        )),
+        Err(NumError::NotANumber) => Err(format!(
+            "bad tun_flags value \"{s}\": expected +oam, -oam, oam, or a number like 0x1/0x1"
+        )),
+    }
+}
+
+/// `tun_flags` in a match: `+oam`, `-oam`, `oam` (the same as `+oam`), or
+/// a number with an optional mask (`0x1/0x1`), as OVS takes it.
+fn parse_tun_flags(s: &str) -> Result<(u128, u128), String> {
+    match s {
+        "+oam" | "oam" => return Ok((1, 1)),
+        "-oam" => return Ok((0, 1)),
+        _ => {}
+    }
+    if s.starts_with(['+', '-']) {
+        return Err(format!(
+            "unknown tunnel flag in \"{s}\" (the only flag is oam: +oam or -oam, given once)"
+        ));
+    }
+    match s.split_once('/') {
+        Some((v, m)) => {
+            let m = parse_tun_flags_num(m)?;
+            Ok((parse_tun_flags_num(v)? & m, m))
+        }
+        None => Ok((parse_tun_flags_num(s)?, 1)),
     }
 }
 
@@ -406,6 +448,7 @@ fn parse_masked(f: Field, s: &str, ports: Ports) -> Result<(u128, u128), String>
             })
         }
         ValueKind::TcpFlags => return parse_tcp_flags(s),
+        ValueKind::TunFlags => return parse_tun_flags(s),
         _ => {}
     }
     let (vs, ms) = match s.split_once('/') {
@@ -866,6 +909,8 @@ const ACTION_NAMES: &[&str] = &[
     "mod_nw_tos",
     "mod_tp_src",
     "mod_tp_dst",
+    "set_tunnel",
+    "set_tunnel64",
     "dec_ttl",
     "resubmit",
     "goto_table",
@@ -1070,6 +1115,12 @@ fn parse_actions(
                     value: parse_value(f, need_arg()?, ports).map_err(e)?,
                 }
             }
+            // OVS writes set_tunnel64 for a key above 32 bits whichever
+            // was given; both are set_field to tun_id.
+            "set_tunnel" | "set_tunnel64" => Action::SetField {
+                field: Field::TunId,
+                value: parse_num(need_arg()?, u64::MAX.into(), "tunnel id").map_err(e)?,
+            },
             "dec_ttl" => no_arg(Action::DecTtl)?,
             "set_field" => {
                 let a = need_arg()?;

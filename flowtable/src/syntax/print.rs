@@ -5,7 +5,7 @@ use super::{Flow, FlowStats, FlowView, PortNamer};
 use crate::action::Action;
 use crate::field::Field;
 use crate::flowmatch::Match;
-use crate::key::{FRAG_ANY, FRAG_LATER, VLAN_PCP_MASK, VLAN_PRESENT, VLAN_VID_MASK};
+use crate::key::{FRAG_ANY, FRAG_LATER, TUN_FLAG_OAM, VLAN_PCP_MASK, VLAN_PRESENT, VLAN_VID_MASK};
 use crate::types::{Mac, PortNo, Priority};
 use std::fmt::Write;
 
@@ -171,6 +171,31 @@ fn put_mac_masked(s: &mut String, name: &str, v: u128, m: u128) {
     s.push(',');
 }
 
+/// C's `%#x`, as OVS prints 64-bit fields: 0 is "0", not "0x0".
+fn put_hex64(s: &mut String, v: u64) {
+    if v == 0 {
+        s.push('0');
+    } else {
+        let _ = write!(s, "{v:#x}");
+    }
+}
+
+/// OVS's `format_be64_masked` (`metadata`, `tun_id`): hex, `/mask` unless
+/// exact; nothing when wildcarded.
+fn put_u64_masked(s: &mut String, name: &str, v: u64, m: u64) {
+    if m == 0 {
+        return;
+    }
+    s.push_str(name);
+    s.push('=');
+    put_hex64(s, v);
+    if m != u64::MAX {
+        s.push('/');
+        put_hex64(s, m);
+    }
+    s.push(',');
+}
+
 /// OVS's `format_be16_masked`: decimal when exact, hex pair when masked.
 fn put_u16_masked(s: &mut String, name: &str, v: u128, m: u128) {
     if m == 0 {
@@ -284,21 +309,18 @@ fn put_match(s: &mut String, m: &Match, priority: Priority, namer: Option<PortNa
             _ => skip_type = false,
         }
     }
-    if mk.metadata != 0 {
-        // C's %#x, as OVS uses: 0 prints as "0", not "0x0".
-        let hex = |v: u64| {
-            if v == 0 {
-                "0".to_string()
-            } else {
-                format!("{v:#x}")
-            }
-        };
-        if mk.metadata == u64::MAX {
-            let _ = write!(s, "metadata={},", hex(k.metadata));
+    // Tunnel metadata comes first, as in OVS's match_format().
+    put_u64_masked(s, "tun_id", k.tun_id, mk.tun_id);
+    put_ipv4_masked(s, "tun_src", k.tun_src.into(), mk.tun_src.into());
+    put_ipv4_masked(s, "tun_dst", k.tun_dst.into(), mk.tun_dst.into());
+    if mk.tun_flags & TUN_FLAG_OAM != 0 {
+        s.push_str(if k.tun_flags & TUN_FLAG_OAM != 0 {
+            "tun_flags=+oam,"
         } else {
-            let _ = write!(s, "metadata={}/{},", hex(k.metadata), hex(mk.metadata));
-        }
+            "tun_flags=-oam,"
+        });
     }
+    put_u64_masked(s, "metadata", k.metadata, mk.metadata);
     if mk.in_port != 0 {
         s.push_str("in_port=");
         put_port(s, PortNo(k.in_port), namer);
@@ -472,6 +494,17 @@ fn put_set_field(s: &mut String, field: Field, v: u128, m: &Match, namer: Option
         TpDst => write!(s, "mod_tp_dst:{v}"),
         DlVlan | VlanVid => write!(s, "mod_vlan_vid:{}", v & 0xfff),
         DlVlanPcp | VlanPcp => write!(s, "mod_vlan_pcp:{v}"),
+        // Nicira's set_tunnel (32-bit key) or set_tunnel64, as OVS picks.
+        TunId => {
+            s.push_str(if v > u128::from(u32::MAX) {
+                "set_tunnel64:"
+            } else {
+                "set_tunnel:"
+            });
+            // Cast: tun_id is 64 bits.
+            put_hex64(s, v as u64);
+            Ok(())
+        }
         // The rest as OpenFlow 1.3 prints them.
         _ => {
             let val = match field.kind() {
@@ -479,6 +512,7 @@ fn put_set_field(s: &mut String, field: Field, v: u128, m: &Match, namer: Option
                 crate::field::ValueKind::Mac => mac(v).to_string(),
                 crate::field::ValueKind::Ipv4 => fmt_ipv4(v as u32),
                 crate::field::ValueKind::Ipv6 => fmt_ipv6(v),
+                crate::field::ValueKind::TunFlags if v & 1 != 0 => "oam".to_string(),
                 _ if matches!(field, Metadata | Ipv6Label) => {
                     if v == 0 {
                         "0".to_string()
