@@ -517,34 +517,24 @@ impl PipelineWriter {
 
     /// Brings `back` up to date with `front` and returns it, mutable.
     fn back_mut(&mut self) -> &mut Pipeline {
-        if !self.lag.is_empty() {
-            // Wait for the workers still running a packet on the old copy.
-            let start = Instant::now();
-            let mut spins = 0u32;
-            while Arc::get_mut(&mut self.back).is_none() && start.elapsed() < RECLAIM_WAIT {
-                spins += 1;
-                if spins < 64 {
-                    std::hint::spin_loop();
-                } else {
-                    std::thread::yield_now();
-                }
-            }
-            let lag = std::mem::take(&mut self.lag);
-            let front_gens = self.front.gens.clone();
-            let front_version = self.front.version;
-            if let Some(b) = Arc::get_mut(&mut self.back) {
-                for e in &lag {
-                    b.apply(e);
-                }
-                b.gens = front_gens;
-                b.version = front_version;
+        // Wait (bounded) for the workers still running a packet on the old
+        // copy, catching it up as soon as they let go.
+        let start = Instant::now();
+        let mut spins = 0u32;
+        while !self.settle() && start.elapsed() < RECLAIM_WAIT {
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
             }
         }
-        if Arc::get_mut(&mut self.back).is_none() {
+        if !self.lag.is_empty() || Arc::get_mut(&mut self.back).is_none() {
             // A reader kept the old copy: start over from the front (which
             // holds every edit, the lag included).
             log::debug!("pipeline: readers held the old copy; cloning");
             self.back = Arc::new((*self.front).clone());
+            self.lag.clear();
             self.clones += 1;
         }
         // Caught up or freshly cloned: nothing else holds `back`.
