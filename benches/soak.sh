@@ -276,11 +276,22 @@ soak_rvsd_start() {
 
 # sample_rss [QUIET]: QUIET=1 when taken right after a controller session
 # ended cleanly (its tables empty): the samples compared across the run.
+# Quiet samples also record what rvsd holds through its allocator and what
+# the allocator has committed (`rvsctl memory-show`, KiB; -1 unknown), so a
+# leak (held grows) can be told from allocator retention (only committed
+# or RSS grows).
 sample_rss() {
-    local kb
+    local kb held=-1 committed=-1 mem
     kb=$(fmb_rss_kb "$RVSD_PID" 2>/dev/null) || return 0
     [ -n "$kb" ] || return 0
-    echo "$(t_rel) $INCARNATION $((SECONDS - INC_T0)) $kb ${1:-0}" >> "$W/rss.tsv"
+    if [ "${1:-0}" = 1 ] && mem=$(ctl --format json memory-show 2>/dev/null); then
+        read -r held committed < <(python3 -c '
+import json, sys
+m = json.load(sys.stdin).get("memory", {})
+k = lambda v: -1 if v is None else v // 1024
+print(k(m.get("allocated_bytes")), k(m.get("committed_bytes")))' <<<"$mem") || true
+    fi
+    echo "$(t_rel) $INCARNATION $((SECONDS - INC_T0)) $kb ${1:-0} $held $committed" >> "$W/rss.tsv"
 }
 
 # ---- the controller ----------------------------------------------------------------

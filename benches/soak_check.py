@@ -299,6 +299,11 @@ def report(a):
     if per_inc:
         g = [100.0 * (x[4] - x[3]) / x[3] for x in per_inc]
         out.append("| RSS growth within an incarnation (quiet samples) | %+.1f %% to %+.1f %% |" % (min(g), max(g)))
+    held = [r for r in rss if len(r) > 6 and r[5] >= 0]
+    if len(held) >= 2:
+        h0, h1 = held[0], held[-1]
+        out.append("| held by rvsd / allocator committed, first vs last quiet sample | %.0f → %.0f KiB / %.0f → %.0f KiB (RSS %.0f → %.0f) |" % (
+            h0[5], h1[5], h0[6], h1[6], h0[3], h1[3]))
     if allrss:
         out.append("| RSS min / max, all samples | %.0f / %.0f KiB |" % (
             min(r[3] for r in allrss), max(r[3] for r in allrss)))

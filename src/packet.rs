@@ -35,6 +35,10 @@ pub struct TunnelMeta {
     pub src: u32,
     /// Outer destination address (this host), host order.
     pub dst: u32,
+    /// (bridge id, OpenFlow port) of the tunnel port the frame belongs
+    /// to when that is not the port that read it (several tunnel ports
+    /// share one socket); `None`: the reader's own.
+    pub redirect: Option<(u32, u32)>,
 }
 
 /// One packet buffer.

@@ -592,7 +592,9 @@ impl Worker {
                 0
             }
         };
-        for b in &self.rx[..n] {
+        // Frames for another tunnel port on the same socket are counted
+        // on that port below.
+        for b in self.rx[..n].iter().filter(|b| b.tunnel.redirect.is_none()) {
             c.rx_packets.add(1);
             c.rx_bytes.add(b.len as u64);
         }
@@ -619,7 +621,24 @@ impl Worker {
         let mut rx = std::mem::take(&mut self.rx);
         let mut ctx = self.ctx(now_ms);
         for buf in &mut rx[..n] {
-            xlate::receive(&mut ctx, bridge, slot, buf);
+            match buf.tunnel.redirect {
+                None => xlate::receive(&mut ctx, bridge, slot, buf),
+                Some((b, p)) => match xlate::slot_of(&ctx, b, PortNo(p)) {
+                    Some(s) => {
+                        if let Some(Some(sl)) = ctx.slots.get(s) {
+                            let c = sl.shared.w(ctx.w);
+                            c.rx_packets.add(1);
+                            c.rx_bytes.add(buf.len as u64);
+                        }
+                        xlate::receive(&mut ctx, b, s, buf);
+                    }
+                    // Its port was just deleted.
+                    None => {
+                        c.rx_packets.add(1);
+                        c.rx_dropped[RxDrop::TunnelNoPort as usize].add(1);
+                    }
+                },
+            }
         }
         self.rx = rx;
         self.tx.flush(&self.slots, self.index);

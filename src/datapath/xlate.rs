@@ -307,6 +307,16 @@ pub fn receive(ctx: &mut XlateCtx<'_>, bridge: u32, in_slot: usize, buf: &mut Pa
     }
 }
 
+/// The slot of OpenFlow port `ofport` of bridge id `bridge`, if both
+/// exist (every worker numbers slots alike).
+#[inline]
+pub fn slot_of(ctx: &XlateCtx<'_>, bridge: u32, ofport: PortNo) -> Option<usize> {
+    ctx.bridges
+        .get(bridge as usize)
+        .and_then(Option::as_ref)
+        .and_then(|b| b.slot_of(ofport))
+}
+
 /// Runs an OpenFlow PACKET_OUT: `actions` on the frame in `buf` as if it
 /// arrived on `in_port`; `Output(TABLE)` runs the flow tables from table 0.
 /// Returns the drop reason when nothing was output.

@@ -226,6 +226,10 @@ pub enum PortError {
     /// The netdev is administratively down.
     #[error("network device is down")]
     LinkDown,
+    /// A tunnel port's settings clash with another port's on the same
+    /// socket.
+    #[error("{0}")]
+    Conflict(String),
     /// A tunnel port with `remote_ip=flow` got a frame whose flow key has
     /// no `tun_dst`.
     #[error("no tunnel destination (remote_ip=flow and tun_dst unset)")]

@@ -50,15 +50,19 @@
 //! # Thread-safety
 //! As every port: one worker receives, any may send (`&self`).
 
+use std::collections::HashMap;
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+
+use arc_swap::ArcSwap;
 
 use super::{classify, retry_eintr, PendingError, PortError};
 use crate::packet::{PacketBuf, TunnelMeta, MAX_FRAME};
-use crate::tunnel::{vxlan, RxReject, TunnelConfig};
+use crate::tunnel::{vxlan, TunnelConfig};
 
 /// Most datagrams per `recvmmsg`.
 pub const MAX_BATCH: usize = 32;
@@ -102,8 +106,15 @@ fn pktinfo_dst(h: &libc::msghdr) -> u32 {
 pub struct VxlanPort {
     /// Port name (no netdev of that name exists).
     name: String,
-    /// The bound UDP socket.
+    /// This port's descriptor of the shared socket.
     fd: OwnedFd,
+    /// The socket, shared with the other tunnel ports on the same
+    /// `(local_ip, dst_port)`.
+    sock: Arc<SharedSocket>,
+    /// Member id in `sock`.
+    id: u64,
+    /// (bridge id, OpenFlow port): where its own frames go.
+    at: (u32, u32),
     /// The port's options.
     cfg: TunnelConfig,
     /// `local_ip` (host order), or 0 when bound to any address (then
@@ -144,83 +155,242 @@ fn sockaddr(ip: Ipv4Addr, port: u16) -> libc::sockaddr_in {
     sa
 }
 
+/// Binds a new socket for `cfg`'s `local_ip:dst_port` with its options.
+fn bind_socket(
+    cfg: &TunnelConfig,
+    open_err: &dyn Fn(&'static str, io::Error) -> PortError,
+) -> Result<OwnedFd, PortError> {
+    // SAFETY: socket() has no memory preconditions.
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if raw < 0 {
+        return Err(open_err(
+            "socket(AF_INET, SOCK_DGRAM)",
+            io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: `raw` is a fresh fd that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let s = fd.as_raw_fd();
+    let pmtu = if cfg.df_default {
+        libc::IP_PMTUDISC_DO
+    } else {
+        libc::IP_PMTUDISC_DONT
+    };
+    setsockopt(s, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, &pmtu)
+        .map_err(|e| open_err("IP_MTU_DISCOVER", e))?;
+    if let Some(ttl) = cfg.ttl {
+        setsockopt(s, libc::IPPROTO_IP, libc::IP_TTL, &libc::c_int::from(ttl))
+            .map_err(|e| open_err("IP_TTL", e))?;
+    }
+    if let Some(tos) = cfg.tos {
+        setsockopt(s, libc::IPPROTO_IP, libc::IP_TOS, &libc::c_int::from(tos))
+            .map_err(|e| open_err("IP_TOS", e))?;
+    }
+    if cfg.local_ip.is_none() {
+        setsockopt(
+            s,
+            libc::IPPROTO_IP,
+            libc::IP_PKTINFO,
+            &libc::c_int::from(true),
+        )
+        .map_err(|e| open_err("IP_PKTINFO", e))?;
+    }
+    let no_check: libc::c_int = (!cfg.csum).into();
+    setsockopt(s, libc::SOL_SOCKET, libc::SO_NO_CHECK, &no_check)
+        .map_err(|e| open_err("SO_NO_CHECK", e))?;
+    for (force, plain) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+    ] {
+        if setsockopt(s, libc::SOL_SOCKET, force, &SOCK_BUF_LEN).is_err() {
+            setsockopt(s, libc::SOL_SOCKET, plain, &SOCK_BUF_LEN)
+                .map_err(|e| open_err("SO_RCVBUF/SO_SNDBUF", e))?;
+        }
+    }
+    let local = sockaddr(cfg.local_ip.unwrap_or(Ipv4Addr::UNSPECIFIED), cfg.dst_port);
+    // SAFETY: `local` is a valid sockaddr_in and the length is its size.
+    let rc = unsafe {
+        libc::bind(
+            s,
+            (&local as *const libc::sockaddr_in).cast(),
+            size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(open_err("bind", io::Error::last_os_error()));
+    }
+    Ok(fd)
+}
+
+/// The socket options a port's configuration puts on the shared socket;
+/// ports sharing a socket must agree on them.
+fn sock_opts(cfg: &TunnelConfig) -> SockOpts {
+    (cfg.tos, cfg.ttl, cfg.df_default, cfg.csum)
+}
+
+/// (tos, ttl, df_default, csum).
+type SockOpts = (Option<u8>, Option<u8>, bool, bool);
+
+/// One port receiving on a shared socket: what it accepts, and where its
+/// frames go (the bridge and OpenFlow port, which every worker maps to
+/// the same slot).
+#[derive(Clone, Copy, Debug)]
+struct Member {
+    /// Unique per port (for leaving).
+    id: u64,
+    remote: Option<Ipv4Addr>,
+    key: Option<u32>,
+    bridge: u32,
+    ofport: u32,
+}
+
+impl Member {
+    /// How specific the member is: a fixed remote counts more than a
+    /// fixed key; `None` when it does not take the datagram.
+    #[inline]
+    fn score(&self, src: Ipv4Addr, vni: u32) -> Option<u8> {
+        let r = match self.remote {
+            Some(r) if r != src => return None,
+            Some(_) => 2,
+            None => 0,
+        };
+        let k = match self.key {
+            Some(k) if k != vni => return None,
+            Some(_) => 1,
+            None => 0,
+        };
+        Some(r + k)
+    }
+}
+
+/// A UDP socket shared by every tunnel port on one `(local_ip, dst_port)`.
+#[derive(Debug)]
+struct SharedSocket {
+    fd: OwnedFd,
+    opts: SockOpts,
+    /// The ports receiving on it; read per batch by the workers.
+    members: ArcSwap<Vec<Member>>,
+    /// Serialises joins and leaves (readers never take it).
+    edit: Mutex<()>,
+}
+
+/// Sockets by `(local_ip, dst_port)` (0 = any address); an entry whose
+/// socket is gone is replaced at the next open.
+type Registry = Mutex<HashMap<(u32, u16), Weak<SharedSocket>>>;
+
+fn registry() -> &'static Registry {
+    static SOCKETS: OnceLock<Registry> = OnceLock::new();
+    SOCKETS.get_or_init(Registry::default)
+}
+
+impl SharedSocket {
+    /// Adds `m`; refused when another port already takes exactly the same
+    /// (remote, key).
+    fn join(&self, m: Member, name: &str) -> Result<(), PortError> {
+        let _g = self.edit.lock().unwrap_or_else(PoisonError::into_inner);
+        let cur = self.members.load();
+        if cur.iter().any(|o| o.remote == m.remote && o.key == m.key) {
+            let what = |v: Option<String>| v.unwrap_or_else(|| "flow".to_string());
+            return Err(PortError::Conflict(format!(
+                "port {name}: another tunnel port on this local_ip and dst_port already receives remote_ip={} key={}",
+                what(m.remote.map(|r| r.to_string())),
+                what(m.key.map(|k| k.to_string()))
+            )));
+        }
+        let mut next = Vec::with_capacity(cur.len() + 1);
+        next.extend(cur.iter().copied());
+        next.push(m);
+        self.members.store(Arc::new(next));
+        Ok(())
+    }
+
+    fn leave(&self, id: u64) {
+        let _g = self.edit.lock().unwrap_or_else(PoisonError::into_inner);
+        let next: Vec<Member> = self
+            .members
+            .load()
+            .iter()
+            .filter(|m| m.id != id)
+            .copied()
+            .collect();
+        self.members.store(Arc::new(next));
+    }
+}
+
 impl VxlanPort {
-    /// Opens the socket for port `name` with `cfg`, bound to
-    /// `local_ip:dst_port`.
-    pub fn open(name: &str, cfg: &TunnelConfig) -> Result<VxlanPort, PortError> {
+    /// Opens port `name` with `cfg`, as OpenFlow port `ofport` of bridge
+    /// id `bridge`: binds `local_ip:dst_port`, or joins the socket another
+    /// tunnel port already bound there.
+    pub fn open(
+        name: &str,
+        cfg: &TunnelConfig,
+        bridge: u32,
+        ofport: u32,
+    ) -> Result<VxlanPort, PortError> {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let open_err = |op: &'static str, source: io::Error| PortError::Open {
             name: name.to_string(),
             op,
             source,
         };
-        // SAFETY: socket() has no memory preconditions.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_INET,
-                libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                0,
-            )
+        let at = (cfg.local_ip.map_or(0, u32::from), cfg.dst_port);
+        let sock = {
+            let mut reg = registry().lock().unwrap_or_else(PoisonError::into_inner);
+            match reg.get(&at).and_then(Weak::upgrade) {
+                Some(sock) => {
+                    if sock.opts != sock_opts(cfg) {
+                        return Err(PortError::Conflict(format!(
+                            "port {name}: shares local_ip and dst_port with another tunnel port but has different tos, ttl, df_default or csum (they are options of the one socket)"
+                        )));
+                    }
+                    sock
+                }
+                None => {
+                    let sock = Arc::new(SharedSocket {
+                        fd: bind_socket(cfg, &open_err)?,
+                        opts: sock_opts(cfg),
+                        members: ArcSwap::from_pointee(Vec::new()),
+                        edit: Mutex::new(()),
+                    });
+                    reg.insert(at, Arc::downgrade(&sock));
+                    sock
+                }
+            }
         };
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        sock.join(
+            Member {
+                id,
+                remote: cfg.remote_ip,
+                key: cfg.in_key,
+                bridge,
+                ofport,
+            },
+            name,
+        )?;
+        // Each port polls its own descriptor of the shared socket (epoll
+        // takes one registration per descriptor).
+        // SAFETY: fcntl(F_DUPFD_CLOEXEC) on an open fd has no memory
+        // preconditions.
+        let raw = unsafe { libc::fcntl(sock.fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
         if raw < 0 {
-            return Err(open_err(
-                "socket(AF_INET, SOCK_DGRAM)",
-                io::Error::last_os_error(),
-            ));
+            sock.leave(id);
+            return Err(open_err("F_DUPFD_CLOEXEC", io::Error::last_os_error()));
         }
         // SAFETY: `raw` is a fresh fd that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let s = fd.as_raw_fd();
-        let pmtu = if cfg.df_default {
-            libc::IP_PMTUDISC_DO
-        } else {
-            libc::IP_PMTUDISC_DONT
-        };
-        setsockopt(s, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, &pmtu)
-            .map_err(|e| open_err("IP_MTU_DISCOVER", e))?;
-        if let Some(ttl) = cfg.ttl {
-            setsockopt(s, libc::IPPROTO_IP, libc::IP_TTL, &libc::c_int::from(ttl))
-                .map_err(|e| open_err("IP_TTL", e))?;
-        }
-        if let Some(tos) = cfg.tos {
-            setsockopt(s, libc::IPPROTO_IP, libc::IP_TOS, &libc::c_int::from(tos))
-                .map_err(|e| open_err("IP_TOS", e))?;
-        }
-        if cfg.local_ip.is_none() {
-            setsockopt(
-                s,
-                libc::IPPROTO_IP,
-                libc::IP_PKTINFO,
-                &libc::c_int::from(true),
-            )
-            .map_err(|e| open_err("IP_PKTINFO", e))?;
-        }
-        let no_check: libc::c_int = (!cfg.csum).into();
-        setsockopt(s, libc::SOL_SOCKET, libc::SO_NO_CHECK, &no_check)
-            .map_err(|e| open_err("SO_NO_CHECK", e))?;
-        for (force, plain) in [
-            (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
-            (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
-        ] {
-            if setsockopt(s, libc::SOL_SOCKET, force, &SOCK_BUF_LEN).is_err() {
-                setsockopt(s, libc::SOL_SOCKET, plain, &SOCK_BUF_LEN)
-                    .map_err(|e| open_err("SO_RCVBUF/SO_SNDBUF", e))?;
-            }
-        }
-        let local = sockaddr(cfg.local_ip.unwrap_or(Ipv4Addr::UNSPECIFIED), cfg.dst_port);
-        // SAFETY: `local` is a valid sockaddr_in and the length is its size.
-        let rc = unsafe {
-            libc::bind(
-                s,
-                (&local as *const libc::sockaddr_in).cast(),
-                size_of::<libc::sockaddr_in>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(open_err("bind", io::Error::last_os_error()));
-        }
         Ok(VxlanPort {
             name: name.to_string(),
             fd,
+            sock,
+            id,
+            at: (bridge, ofport),
             cfg: cfg.clone(),
             local: cfg.local_ip.map_or(0, u32::from),
             pending: PendingError::default(),
@@ -298,6 +468,7 @@ impl VxlanPort {
         // Control buffers (IP_PKTINFO), u64 words for cmsghdr alignment.
         let mut ctrl = [[0u64; CTRL_WORDS]; MAX_BATCH];
         let want_pktinfo = self.local == 0;
+        let members = self.sock.members.load();
         for (i, (hdr, buf)) in hdrs.iter_mut().zip(bufs.iter_mut()).enumerate().take(want) {
             let space = buf.rx_space();
             let room = space.len().min(MAX_FRAME);
@@ -349,16 +520,25 @@ impl VxlanPort {
             let src = Ipv4Addr::from(u32::from_be(addrs[i].sin_addr.s_addr));
             let hlen = len.min(vxlan::HEADER_LEN);
             let inner = len.saturating_sub(vxlan::HEADER_LEN);
-            let vni = match self.cfg.accepts(src, &hdrs[i][..hlen], inner) {
-                Ok(vni) => vni,
-                Err(RxReject::Malformed) => {
+            let vni = match vxlan::Header::parse(&hdrs[i][..hlen]) {
+                Some(h) if inner >= vxlan::MIN_INNER => h.vni,
+                _ => {
                     self.rx_malformed.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                Err(RxReject::NoPort) => {
+            };
+            // The most specific port on the socket takes it.
+            let best = members
+                .iter()
+                .filter_map(|m| m.score(src, vni).map(|s| (s, m)))
+                .max_by_key(|(s, _)| *s);
+            let redirect = match best {
+                None => {
                     self.rx_no_port.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
+                Some((_, m)) if m.id == self.id => None,
+                Some((_, m)) => Some((m.bridge, m.ofport)),
             };
             let dst = if want_pktinfo {
                 pktinfo_dst(&msgs[i].msg_hdr)
@@ -370,6 +550,7 @@ impl VxlanPort {
                 id: u64::from(vni),
                 src: u32::from(src),
                 dst,
+                redirect,
             };
             if let Some(h) = crate::tunnel::partial_csum_hint(bufs[i].frame()) {
                 bufs[i].vnet = h;
@@ -432,9 +613,20 @@ impl VxlanPort {
         self.send_tunnel(frame, 0, 0)
     }
 
+    /// (bridge id, OpenFlow port) of this port.
+    pub fn at(&self) -> (u32, u32) {
+        self.at
+    }
+
     /// A bound socket stays usable whatever happens to interfaces.
     pub fn check_alive(&self) -> bool {
         true
+    }
+}
+
+impl Drop for VxlanPort {
+    fn drop(&mut self) {
+        self.sock.leave(self.id);
     }
 }
 
@@ -479,7 +671,7 @@ mod tests {
                 b.local_addr().unwrap().port(),
             )
         };
-        let a = VxlanPort::open("a", &cfg("127.0.0.1", pa, 42)).unwrap();
+        let a = VxlanPort::open("a", &cfg("127.0.0.1", pa, 42), 1, 1).unwrap();
         let mut frame = [0u8; 60];
         frame[..6].copy_from_slice(&[0xff; 6]);
         frame[12..14].copy_from_slice(&[0x08, 0x06]);
@@ -505,11 +697,51 @@ mod tests {
         assert_eq!(a.take_rx_rejects(), (1, 1));
         assert_eq!(a.take_rx_rejects(), (0, 0));
 
-        // A second port cannot bind the same (local_ip, dst_port).
-        let e = VxlanPort::open("b", &cfg("127.0.0.1", pa, 43)).unwrap_err();
-        assert!(matches!(e, PortError::Open { op: "bind", .. }), "{e:?}");
-        // Another port is fine.
-        VxlanPort::open("b", &cfg("127.0.0.1", pb, 43)).unwrap();
+        // A second port on the same (local_ip, dst_port) shares the
+        // socket: VNI 43 now belongs to it, whichever port reads.
+        let b = VxlanPort::open("b", &cfg("127.0.0.1", pa, 43), 1, 2).unwrap();
+        vxlan::Header { vni: 43 }.emit(&mut d);
+        junk.send_to(&d, ("127.0.0.1", pa)).unwrap();
+        assert_eq!(wait_recv(&a, &mut bufs), 1);
+        assert_eq!(bufs[0].tunnel.redirect, Some((1, 2)));
+        assert_eq!(bufs[0].tunnel.id, 43);
+        junk.send_to(&d, ("127.0.0.1", pa)).unwrap();
+        assert_eq!(wait_recv(&b, &mut bufs), 1);
+        assert_eq!(bufs[0].tunnel.redirect, None, "b reads its own");
+        // The same (remote, key) twice, or other socket options, are refused.
+        let e = VxlanPort::open("c", &cfg("127.0.0.1", pa, 43), 1, 3).unwrap_err();
+        assert!(e.to_string().contains("already receives"), "{e}");
+        let mut other = cfg("127.0.0.1", pa, 44);
+        other.ttl = Some(3);
+        let e = VxlanPort::open("c", &other, 1, 3).unwrap_err();
+        assert!(e.to_string().contains("different tos"), "{e}");
+        // b gone: its VNI is nobody's again.
+        drop(b);
+        junk.send_to(&d, ("127.0.0.1", pa)).unwrap();
+        assert_eq!(wait_recv(&a, &mut bufs), 0);
+        assert_eq!(a.take_rx_rejects(), (0, 1));
+        // Another UDP port is another socket.
+        VxlanPort::open("b", &cfg("127.0.0.1", pb, 43), 1, 2).unwrap();
+    }
+
+    /// The most specific port takes a datagram: fixed remote over flow,
+    /// then fixed key over flow.
+    #[test]
+    fn most_specific_member_wins() {
+        let m = |remote: Option<[u8; 4]>, key: Option<u32>| Member {
+            id: 0,
+            remote: remote.map(Ipv4Addr::from),
+            key,
+            bridge: 0,
+            ofport: 0,
+        };
+        let src = Ipv4Addr::new(10, 0, 0, 2);
+        assert_eq!(m(None, None).score(src, 7), Some(0));
+        assert_eq!(m(None, Some(7)).score(src, 7), Some(1));
+        assert_eq!(m(Some([10, 0, 0, 2]), None).score(src, 7), Some(2));
+        assert_eq!(m(Some([10, 0, 0, 2]), Some(7)).score(src, 7), Some(3));
+        assert_eq!(m(Some([10, 0, 0, 3]), None).score(src, 7), None);
+        assert_eq!(m(None, Some(8)).score(src, 7), None);
     }
 
     /// `remote_ip=flow,key=flow` on a socket bound to any address: sends
@@ -527,7 +759,7 @@ mod tests {
             o.insert(k.to_string(), v.to_string());
         }
         o.insert("dst_port".to_string(), port.to_string());
-        let a = VxlanPort::open("f", &TunnelConfig::parse_vxlan(&o).unwrap()).unwrap();
+        let a = VxlanPort::open("f", &TunnelConfig::parse_vxlan(&o).unwrap(), 1, 1).unwrap();
         let mut frame = [0u8; 60];
         frame[12..14].copy_from_slice(&[0x08, 0x06]);
         assert!(matches!(a.send(&frame), Err(PortError::NoTunnelDst)));
@@ -541,7 +773,8 @@ mod tests {
             TunnelMeta {
                 id: 0xef_0077,
                 src: 0x7f00_0001,
-                dst: 0x7f00_0002
+                dst: 0x7f00_0002,
+                redirect: None
             }
         );
     }
@@ -552,7 +785,7 @@ mod tests {
             let s = UdpSocket::bind("127.0.0.1:0").unwrap();
             s.local_addr().unwrap().port()
         };
-        let a = VxlanPort::open("a", &cfg("127.0.0.1", port, 1)).unwrap();
+        let a = VxlanPort::open("a", &cfg("127.0.0.1", port, 1), 1, 1).unwrap();
         // Over the largest UDP payload: EMSGSIZE.
         let big = vec![0u8; 65507 - 8 + 1];
         assert!(matches!(a.send(&big), Err(PortError::FrameTooBig { .. })));

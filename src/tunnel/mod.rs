@@ -6,29 +6,31 @@
 //! to it inside UDP datagrams to one remote endpoint, and hands the bridge
 //! the frames that endpoint sends back. This module is pure (no I/O): it
 //! parses and prints a port's `options:` ([`TunnelConfig`]), encodes and
-//! decodes the VXLAN header ([`vxlan`]), and decides whether a received
-//! datagram belongs to a port ([`TunnelConfig::accepts`]). The socket
-//! itself is [`crate::port::VxlanPort`].
+//! decodes the VXLAN header ([`vxlan`]), and decides where a frame is
+//! sent ([`TunnelConfig::destination`]). The socket, and which port a
+//! received datagram belongs to, is [`crate::port::VxlanPort`].
 //!
 //! # Design
-//! The underlay is the kernel's own UDP/IP stack: a tunnel port owns a
-//! UDP socket bound to `local_ip:dst_port`; the kernel routes the outer
+//! The underlay is the kernel's own UDP/IP stack: tunnel ports use a
+//! UDP socket bound to `local_ip:dst_port` (one socket for every port on
+//! the same address and port); the kernel routes the outer
 //! packet with the host's routing table, resolves neighbours, adds outer
 //! Ethernet/IP/UDP headers and checksums. An address on any ordinary
 //! interface (a veth in a namespace, a NIC) is all the setup — no extra
 //! bridge carrying the IP (OVS's userspace datapath needs one).
 //!
-//! Tradeoffs of one bound socket per port, written down so they are chosen
-//! and not discovered:
+//! Tradeoffs of a bound socket, written down so they are chosen and not
+//! discovered:
 //! - the outer UDP source port is the socket's bound port (`dst_port`),
 //!   the same for every inner flow: the underlay cannot spread one
 //!   tunnel's flows over ECMP paths by source port (RFC 7348 §5 asks for
 //!   an inner-flow hash). Receivers don't care (Linux accepts any source
 //!   port). Several transmit sockets chosen by flow hash would lift this.
-//! - two tunnel ports cannot share one `(local_ip, dst_port)`: the second
-//!   `bind` fails (`EADDRINUSE`) and `add-port` says so. So demultiplexing
-//!   by (remote, key) across several ports on one socket is not built yet;
-//!   each port accepts only its own remote and key and counts the rest.
+//! - ports sharing a socket share its options (`tos`, `ttl`,
+//!   `df_default`, `csum`): a port that differs is refused. A received
+//!   datagram goes to the most specific port that takes it (fixed remote
+//!   before `flow`, then fixed key before `flow`); one nobody takes is
+//!   counted `tunnel_no_port`.
 //! - IPv4 underlay only.
 //!
 //! # Invariants
@@ -37,7 +39,7 @@
 //! configuration.
 //!
 //! Flow-based tunnels (OVS's `remote_ip=flow`, `key=flow`): such a port
-//! accepts datagrams from any remote / with any VNI, and sends to the
+//! takes datagrams from any remote / with any VNI, and sends to the
 //! flow key's `tun_dst` / with its `tun_id` (set by `set_field` or
 //! `set_tunnel` in the flows). Every received frame carries its outer
 //! source, destination and VNI into the key (`tun_src`, `tun_dst`,
@@ -278,20 +280,6 @@ impl TunnelConfig {
         o
     }
 
-    /// Whether a datagram from `src` with VXLAN header bytes `header` and
-    /// `inner_len` bytes after them belongs to this port; its VNI if so.
-    #[inline]
-    pub fn accepts(&self, src: Ipv4Addr, header: &[u8], inner_len: usize) -> Result<u32, RxReject> {
-        let h = vxlan::Header::parse(header).ok_or(RxReject::Malformed)?;
-        if inner_len < vxlan::MIN_INNER {
-            return Err(RxReject::Malformed);
-        }
-        if self.remote_ip.is_some_and(|r| r != src) || self.in_key.is_some_and(|k| k != h.vni) {
-            return Err(RxReject::NoPort);
-        }
-        Ok(h.vni)
-    }
-
     /// Where a frame whose key has `tun_dst`/`tun_id` goes, and with which
     /// VNI: the port's fixed values, else the key's (`flow`). `None` when
     /// the port is `remote_ip=flow` and the key has no `tun_dst`.
@@ -356,16 +344,6 @@ pub fn partial_csum_hint(frame: &[u8]) -> Option<flowtable::offload::VirtioNetHd
         csum_offset: off,
         ..VirtioNetHdr::NONE
     })
-}
-
-/// Why a received datagram was not handed to the bridge.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RxReject {
-    /// Too short, or not VXLAN (the I flag is clear), or the inner frame is
-    /// shorter than an Ethernet header.
-    Malformed,
-    /// From another remote, or with another VNI, than the port's.
-    NoPort,
 }
 
 #[cfg(test)]
@@ -478,32 +456,9 @@ mod tests {
     }
 
     #[test]
-    fn accepts_only_its_remote_and_vni() {
-        let t =
-            TunnelConfig::parse_vxlan(&opts(&[("remote_ip", "10.0.0.2"), ("key", "42")])).unwrap();
-        let mut d = [0u8; 8];
-        vxlan::Header { vni: 42 }.emit(&mut d);
-        let peer = Ipv4Addr::new(10, 0, 0, 2);
-        assert_eq!(t.accepts(peer, &d, 60), Ok(42));
-        assert_eq!(
-            t.accepts(Ipv4Addr::new(10, 0, 0, 3), &d, 60),
-            Err(RxReject::NoPort)
-        );
-        assert_eq!(t.accepts(peer, &d, 13), Err(RxReject::Malformed));
-        vxlan::Header { vni: 43 }.emit(&mut d);
-        assert_eq!(t.accepts(peer, &d, 60), Err(RxReject::NoPort));
-        assert_eq!(t.accepts(peer, &d[..7], 60), Err(RxReject::Malformed));
-        d[0] = 0;
-        assert_eq!(t.accepts(peer, &d, 60), Err(RxReject::Malformed));
-    }
-
-    #[test]
-    fn flow_ports_accept_any_and_send_by_the_key() {
+    fn flow_ports_send_by_the_key() {
         let f =
             TunnelConfig::parse_vxlan(&opts(&[("remote_ip", "flow"), ("key", "flow")])).unwrap();
-        let mut d = [0u8; 8];
-        vxlan::Header { vni: 43 }.emit(&mut d);
-        assert_eq!(f.accepts(Ipv4Addr::new(10, 9, 8, 7), &d, 60), Ok(43));
         assert_eq!(f.destination(0, 5), None, "no tun_dst: nowhere to send");
         assert_eq!(
             f.destination(0x0a00_0002, 0x1_0000_0007),

@@ -33,15 +33,25 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// Opens a tunnel port's socket, with a message that says what to check.
-pub(super) fn open_tunnel(name: &str, t: &TunnelConfig) -> std::result::Result<PortIo, String> {
-    VxlanPort::open(name, t).map(PortIo::Vxlan).map_err(|e| {
+/// Opens a tunnel port's socket (or joins the one another tunnel port
+/// bound on the same address and UDP port) as `ofport` of bridge id
+/// `bridge`, with a message that says what to check.
+pub(super) fn open_tunnel(
+    name: &str,
+    t: &TunnelConfig,
+    bridge: u32,
+    ofport: PortNo,
+) -> std::result::Result<PortIo, String> {
+    VxlanPort::open(name, t, bridge, ofport.0).map(PortIo::Vxlan).map_err(|e| {
+        if let crate::port::PortError::Conflict(m) = &e {
+            return m.clone();
+        }
         let local = t
             .local_ip
             .map_or_else(|| "0.0.0.0".to_string(), |l| l.to_string());
         let hint = match &e {
             crate::port::PortError::Open { source, .. } => match source.raw_os_error() {
-                Some(libc::EADDRINUSE) => " (another tunnel port, or a kernel vxlan device, already uses this UDP port on this address)",
+                Some(libc::EADDRINUSE) => " (a kernel vxlan device or another program already uses this UDP port on this address, or a tunnel port bound to a different local_ip overlaps it)",
                 Some(libc::EADDRNOTAVAIL) => " (local_ip is not an address of this host)",
                 _ => "",
             },
@@ -290,7 +300,8 @@ impl Switch {
                 let Some(t) = &tunnel else {
                     return Err(reject(ErrorKind::Internal, "tunnel port without options"));
                 };
-                match open_tunnel(name, t) {
+                let bid = self.bridge_mut(bridge)?.id;
+                match open_tunnel(name, t, bid, ofport) {
                     Ok(io) => Some(io),
                     // Restoring: the address may come later; retried by
                     // `reattach`.
@@ -515,7 +526,7 @@ impl Switch {
         for b in self.bridges.values() {
             for p in b.ports.values() {
                 if let (Some(t), false) = (&p.tunnel, p.shared.is_up()) {
-                    match open_tunnel(&p.name, t) {
+                    match open_tunnel(&p.name, t, b.id, p.ofport) {
                         Ok(io) => {
                             p.shared.set_up();
                             self.worker.send(Command::AttachIo {
