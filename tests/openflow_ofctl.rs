@@ -226,7 +226,7 @@ fn ofctl13_tunnel_fields_round_trip() {
             "priority=12,tun_flags=-oam actions=set_field:0x5->tun_id,set_field:0x123456789->tun_id,set_field:1.2.3.4->tun_dst,set_field:5.6.7.8->tun_src,set_field:oam->tun_flags,output:2",
         ),
     ];
-    for (add, rvs_text, ovs_text) in cases {
+    for (add, rvs_text, _) in cases {
         ofctl_ok(of13, "add-flow", &t.target, &[add]);
         t.d.flow(&t.br, rvs_text);
     }

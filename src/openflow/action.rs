@@ -307,7 +307,9 @@ fn set_field(a: &[u8], ctx: &mut ActCtx<'_>) -> Result<Action, DecodeError> {
     }
     let f = o.info.field;
     let basic = o.info.class == OFPXMC_OPENFLOW_BASIC;
-    if !f.writable() && !(basic && matches!(o.info.oxm, oxf::VLAN_VID | oxf::VLAN_PCP)) {
+    // VLAN_VID/VLAN_PCP write vlan_tci's views, which set_field allows.
+    let vlan = basic && matches!(o.info.oxm, oxf::VLAN_VID | oxf::VLAN_PCP);
+    if !f.writable() && !vlan {
         return Err(ba(
             bad_action::BAD_SET_ARGUMENT,
             format!("{} is read-only", f.name()),
