@@ -24,8 +24,12 @@
 //! `max_len`, other ports are encoded with [`OUTPUT_MAX_LEN`]; TABLE only
 //! in a packet-out), PUSH_VLAN, POP_VLAN, SET_FIELD
 //! for every supported OXM field except ETH_TYPE/IP_PROTO (read-only),
-//! DEC_NW_TTL, SET_NW_TTL, and Nicira `resubmit`, `resubmit_table` and
-//! `note` (both versions). OpenFlow 1.0: OUTPUT, SET_VLAN_VID/PCP,
+//! DEC_NW_TTL, SET_NW_TTL, and Nicira `resubmit`, `resubmit_table`,
+//! `note`, `set_tunnel` and `set_tunnel64` (both versions). SET_FIELD to
+//! the tunnel: `TUNNEL_ID` (basic class) and the NXM_NX class
+//! `TUN_IPV4_SRC`/`TUN_IPV4_DST`/`TUN_FLAGS`, as OVS sends them; rvs
+//! encodes `tun_id` as SET_FIELD in 1.3 and as `set_tunnel`(`64`) in 1.0.
+//! OpenFlow 1.0: OUTPUT, SET_VLAN_VID/PCP,
 //! STRIP_VLAN, SET_DL_SRC/DST, SET_NW_SRC/DST/TOS, SET_TP_SRC/DST.
 //! Anything else is BAD_ACTION/BAD_TYPE (or BAD_EXPERIMENTER /
 //! BAD_EXP_TYPE).
@@ -45,7 +49,9 @@
 //! set-field to fields without a 1.0 action are left out.
 
 use super::error::{bad_action, bad_instruction, DecodeError, ErrorType, OfpError};
-use super::oxm::{field as oxf, oxm_info, put_oxm, read_oxm};
+use super::oxm::{
+    field as oxf, nxm, oxm_info_c, put_oxm_c, read_oxm, OFPXMC_NXM_1, OFPXMC_OPENFLOW_BASIC,
+};
 use super::wire::{len16, pad8, patch_u16, put_u16, put_u32, put_u8, put_zeros, Reader};
 use super::{port_from_of13, port_to_of13};
 use flowtable::field::{Field, Prereq};
@@ -55,7 +61,9 @@ use flowtable::{Action, Match, PortNo, TableId};
 /// Nicira's experimenter/vendor id.
 pub const NX_VENDOR_ID: u32 = 0x0000_2320;
 const NXAST_RESUBMIT: u16 = 1;
+const NXAST_SET_TUNNEL: u16 = 2;
 const NXAST_NOTE: u16 = 8;
+const NXAST_SET_TUNNEL64: u16 = 9;
 const NXAST_RESUBMIT_TABLE: u16 = 14;
 const NXAST_DEC_TTL: u16 = 18;
 
@@ -256,6 +264,22 @@ fn decode_nx(a: &[u8], ctx: &ActCtx<'_>) -> Result<Action, DecodeError> {
             Ok(Action::Resubmit { port, table })
         }
         NXAST_NOTE => Ok(Action::Note(r.rest().to_vec())),
+        NXAST_SET_TUNNEL => {
+            want_len(a, 16, "set_tunnel")?;
+            r.skip(2, "pad")?;
+            Ok(Action::SetField {
+                field: Field::TunId,
+                value: u128::from(r.u32("tun_id")?),
+            })
+        }
+        NXAST_SET_TUNNEL64 => {
+            want_len(a, 24, "set_tunnel64")?;
+            r.skip(6, "pad")?;
+            Ok(Action::SetField {
+                field: Field::TunId,
+                value: u128::from(r.u64("tun_id")?),
+            })
+        }
         NXAST_DEC_TTL => Ok(Action::DecTtl),
         _ => Err(ba(
             bad_action::BAD_EXP_TYPE,
@@ -282,7 +306,10 @@ fn set_field(a: &[u8], ctx: &mut ActCtx<'_>) -> Result<Action, DecodeError> {
         return Err(ba(bad_action::BAD_SET_ARGUMENT, "set_field takes no mask"));
     }
     let f = o.info.field;
-    if !f.writable() && o.info.oxm != oxf::VLAN_VID && o.info.oxm != oxf::VLAN_PCP {
+    let basic = o.info.class == OFPXMC_OPENFLOW_BASIC;
+    // VLAN_VID/VLAN_PCP write vlan_tci's views, which set_field allows.
+    let vlan = basic && matches!(o.info.oxm, oxf::VLAN_VID | oxf::VLAN_PCP);
+    if !f.writable() && !vlan {
         return Err(ba(
             bad_action::BAD_SET_ARGUMENT,
             format!("{} is read-only", f.name()),
@@ -296,6 +323,9 @@ fn set_field(a: &[u8], ctx: &mut ActCtx<'_>) -> Result<Action, DecodeError> {
         ));
     }
     ctx.prereq(o.info.prereq, "set_field")?;
+    if !basic {
+        return Ok(Action::SetField { field: f, value: v });
+    }
     Ok(match o.info.oxm {
         oxf::VLAN_VID => {
             ctx.need_vlan("set_field to vlan_vid")?;
@@ -534,16 +564,26 @@ fn encode_nx(b: &mut Vec<u8>, a: &Action) -> bool {
     true
 }
 
-/// The OXM (and value) a set-field action writes, given the flow's match
-/// (which tells TCP from UDP ports and ICMPv4 from ICMPv6).
-fn set_field_oxm(field: Field, value: u128, m: &Match) -> Option<(u8, u128)> {
+/// The OXM class, field (and value) a set-field action writes, given the
+/// flow's match (which tells TCP from UDP ports and ICMPv4 from ICMPv6).
+fn set_field_oxm(field: Field, value: u128, m: &Match) -> Option<(u16, u8, u128)> {
     use oxf::*;
     let ty = m.key().dl_type;
     let proto = m.key().nw_proto;
     let v6 = ty == 0x86dd;
-    Some(match field {
+    let nx = match field {
+        Field::TunSrc => Some(nxm::TUN_IPV4_SRC),
+        Field::TunDst => Some(nxm::TUN_IPV4_DST),
+        Field::TunFlags => Some(nxm::TUN_FLAGS),
+        _ => None,
+    };
+    if let Some(nx) = nx {
+        return Some((OFPXMC_NXM_1, nx, value));
+    }
+    let (oxm, value) = match field {
         Field::InPort => (IN_PORT, u128::from(port_to_of13(PortNo(value as u32)))),
         Field::Metadata => (METADATA, value),
+        Field::TunId => (TUNNEL_ID, value),
         Field::DlSrc => (ETH_SRC, value),
         Field::DlDst => (ETH_DST, value),
         Field::VlanVid => (VLAN_VID, value | 0x1000),
@@ -573,17 +613,18 @@ fn set_field_oxm(field: Field, value: u128, m: &Match) -> Option<(u8, u128)> {
         Field::IcmpType => (if v6 { ICMPV6_TYPE } else { ICMPV4_TYPE }, value),
         Field::IcmpCode => (if v6 { ICMPV6_CODE } else { ICMPV4_CODE }, value),
         _ => return None,
-    })
+    };
+    Some((OFPXMC_OPENFLOW_BASIC, oxm, value))
 }
 
-fn put_set_field(b: &mut Vec<u8>, oxm: u8, value: u128) {
-    if oxm_info(oxm).is_none() {
+fn put_set_field(b: &mut Vec<u8>, class: u16, oxm: u8, value: u128) {
+    if oxm_info_c(class, oxm).is_none() {
         return;
     }
     let s = b.len();
     put_u16(b, act13::SET_FIELD);
     put_u16(b, 0);
-    put_oxm(b, oxm, value, None);
+    put_oxm_c(b, class, oxm, value, None);
     finish_len(b, s);
 }
 
@@ -600,8 +641,15 @@ pub fn encode_actions13(b: &mut Vec<u8>, actions: &[Action], m: &Match) {
             Action::InPort => put_output13(b, PortNo::IN_PORT, OUTPUT_MAX_LEN),
             Action::Local => put_output13(b, PortNo::LOCAL, OUTPUT_MAX_LEN),
             Action::Controller { max_len } => put_output13(b, PortNo::CONTROLLER, *max_len),
-            Action::SetVlanVid(v) => put_set_field(b, oxf::VLAN_VID, u128::from(*v | 0x1000)),
-            Action::SetVlanPcp(p) => put_set_field(b, oxf::VLAN_PCP, u128::from(*p)),
+            Action::SetVlanVid(v) => put_set_field(
+                b,
+                OFPXMC_OPENFLOW_BASIC,
+                oxf::VLAN_VID,
+                u128::from(*v | 0x1000),
+            ),
+            Action::SetVlanPcp(p) => {
+                put_set_field(b, OFPXMC_OPENFLOW_BASIC, oxf::VLAN_PCP, u128::from(*p))
+            }
             Action::StripVlan => {
                 put_u16(b, act13::POP_VLAN);
                 put_u16(b, 8);
@@ -623,8 +671,8 @@ pub fn encode_actions13(b: &mut Vec<u8>, actions: &[Action], m: &Match) {
                 put_zeros(b, 3);
             }
             Action::SetField { field, value } => {
-                if let Some((oxm, v)) = set_field_oxm(*field, *value, m) {
-                    put_set_field(b, oxm, v);
+                if let Some((class, oxm, v)) = set_field_oxm(*field, *value, m) {
+                    put_set_field(b, class, oxm, v);
                 }
             }
             Action::DecTtl => {
@@ -835,6 +883,21 @@ pub fn encode_actions10(b: &mut Vec<u8>, actions: &[Action]) {
                         simple(b, t, 8);
                         put_u16(b, v as u16);
                         put_zeros(b, 2);
+                    }
+                    // Nicira's, as OVS writes them: 32-bit when it fits.
+                    Field::TunId => {
+                        if let Ok(v32) = u32::try_from(v) {
+                            let s = put_nx_header(b, NXAST_SET_TUNNEL);
+                            put_zeros(b, 2);
+                            put_u32(b, v32);
+                            finish_len(b, s);
+                        } else {
+                            let s = put_nx_header(b, NXAST_SET_TUNNEL64);
+                            put_zeros(b, 6);
+                            // Cast: tun_id is 64 bits.
+                            b.extend_from_slice(&(v as u64).to_be_bytes());
+                            finish_len(b, s);
+                        }
                     }
                     _ => {}
                 }

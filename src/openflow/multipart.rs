@@ -22,7 +22,7 @@ use super::error::{bad_request, DecodeError, EncodeError, ErrorType, OfpError};
 use super::msg::{decode_ports, encode_port, PortDesc};
 use super::oxm::{
     decode_of10_match, decode_oxm_match, encode_of10_match, encode_oxm_match, oxm_header,
-    OXM_FIELDS,
+    OFPXMC_OPENFLOW_BASIC, OXM_FIELDS,
 };
 use super::wire::{
     len16, patch_u16, put_string, put_u16, put_u32, put_u64, put_u8, put_zeros, Reader,
@@ -315,12 +315,14 @@ impl TableFeatures {
         .collect();
         let fields: Vec<u32> = OXM_FIELDS
             .iter()
-            .map(|i| oxm_header(i.oxm, false, i.width))
+            .map(|i| oxm_header(i.class, i.oxm, false, i.width))
             .collect();
         let setfields: Vec<u32> = OXM_FIELDS
             .iter()
-            .filter(|i| i.field.writable() || matches!(i.oxm, 6 | 7))
-            .map(|i| oxm_header(i.oxm, false, i.width))
+            .filter(|i| {
+                i.field.writable() || i.class == OFPXMC_OPENFLOW_BASIC && matches!(i.oxm, 6 | 7)
+            })
+            .map(|i| oxm_header(i.class, i.oxm, false, i.width))
             .collect();
         let next: Vec<u32> = (u32::from(table_id) + 1..u32::from(n_tables)).collect();
         let mut props = Vec::new();

@@ -32,14 +32,18 @@
 //! Key fields without an OXM in OpenFlow 1.3 (`tcp_flags`, `nw_ttl`,
 //! `ip_frag`, the inner VLAN) are not encoded, so a flow added through
 //! rvsctl with them is reported without them; a partially masked VLAN PCP
-//! is dropped likewise. No NXM/experimenter fields, no MPLS, PBB, tunnel id,
-//! IPv6 ND or extension headers (BAD_FIELD).
+//! is dropped likewise. Tunnel metadata: `TUNNEL_ID` (basic class) and,
+//! as OVS sends them in OpenFlow 1.3, the Nicira NXM_NX class (0x0001)
+//! `TUN_IPV4_SRC` (31), `TUN_IPV4_DST` (32) and `TUN_FLAGS` (104); no
+//! other NXM or experimenter fields, no MPLS, PBB, IPv6 ND or extension
+//! headers (BAD_FIELD). The 1.0 match has no tunnel fields: they are left
+//! out of 1.0 replies like metadata.
 
 use super::error::{bad_match, DecodeError, ErrorType, OfpError};
 use super::wire::{pad8, patch_u16, put_u16, put_u32, put_u8, Reader};
 use super::{port_from_of13, port_to_of13};
 use flowtable::field::{Field, Prereq};
-use flowtable::key::{FlowKey, VLAN_PRESENT};
+use flowtable::key::{FlowKey, TUN_FLAG_OAM, VLAN_PRESENT};
 use flowtable::{Match, PortNo};
 
 /// `ofp_match.type` for OXM matches.
@@ -48,6 +52,17 @@ pub const OFPMT_OXM: u16 = 1;
 pub const OFPMT_STANDARD: u16 = 0;
 /// The OpenFlow basic OXM class.
 pub const OFPXMC_OPENFLOW_BASIC: u16 = 0x8000;
+/// Nicira's NXM_NX class (`NXM1`), which OVS uses in OpenFlow 1.3 for
+/// fields without a basic OXM (tunnel endpoints and flags).
+pub const OFPXMC_NXM_1: u16 = 0x0001;
+
+/// NXM_NX field numbers (class [`OFPXMC_NXM_1`]) rvs supports.
+#[allow(missing_docs)]
+pub mod nxm {
+    pub const TUN_IPV4_SRC: u8 = 31;
+    pub const TUN_IPV4_DST: u8 = 32;
+    pub const TUN_FLAGS: u8 = 104;
+}
 
 /// OXM field numbers of the OpenFlow basic class.
 #[allow(missing_docs)]
@@ -83,11 +98,14 @@ pub mod field {
     pub const IPV6_FLABEL: u8 = 28;
     pub const ICMPV6_TYPE: u8 = 29;
     pub const ICMPV6_CODE: u8 = 30;
+    pub const TUNNEL_ID: u8 = 38;
 }
 
 /// What one OXM field is in rvs terms.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct OxmInfo {
+    /// OXM class ([`OFPXMC_OPENFLOW_BASIC`] or [`OFPXMC_NXM_1`]).
+    pub(crate) class: u16,
     /// OXM field number.
     pub(crate) oxm: u8,
     /// The flow-key field it reads and writes.
@@ -110,7 +128,28 @@ const fn info(
     max: u128,
     prereq: Prereq,
 ) -> OxmInfo {
+    info_c(
+        OFPXMC_OPENFLOW_BASIC,
+        oxm,
+        field,
+        width,
+        maskable,
+        max,
+        prereq,
+    )
+}
+
+const fn info_c(
+    class: u16,
+    oxm: u8,
+    field: Field,
+    width: usize,
+    maskable: bool,
+    max: u128,
+    prereq: Prereq,
+) -> OxmInfo {
     OxmInfo {
+        class,
         oxm,
         field,
         width,
@@ -161,20 +200,23 @@ pub(crate) const OXM_FIELDS: &[OxmInfo] = {
         info(IPV6_FLABEL, Field::Ipv6Label, 4, true, 0xf_ffff, P::Ipv6),
         info(ICMPV6_TYPE, Field::IcmpType, 1, false, U8, P::Icmp6),
         info(ICMPV6_CODE, Field::IcmpCode, 1, false, U8, P::Icmp6),
+        info(TUNNEL_ID, Field::TunId, 8, true, U64, P::None),
+        info_c(NX, nxm::TUN_IPV4_SRC, Field::TunSrc, 4, true, U32, P::None),
+        info_c(NX, nxm::TUN_IPV4_DST, Field::TunDst, 4, true, U32, P::None),
+        // 16 bits on the wire; only the oam bit (1) exists, as in OVS.
+        info_c(NX, nxm::TUN_FLAGS, Field::TunFlags, 2, true, 1, P::None),
     ]
 };
+const NX: u16 = OFPXMC_NXM_1;
 
-/// The OXM info of basic-class field `oxm`.
-pub(crate) fn oxm_info(oxm: u8) -> Option<&'static OxmInfo> {
-    OXM_FIELDS.iter().find(|i| i.oxm == oxm)
+/// The OXM info of field `oxm` of `class`.
+pub(crate) fn oxm_info_c(class: u16, oxm: u8) -> Option<&'static OxmInfo> {
+    OXM_FIELDS.iter().find(|i| i.class == class && i.oxm == oxm)
 }
 
 /// An OXM header word.
-pub(crate) fn oxm_header(oxm: u8, hasmask: bool, len: usize) -> u32 {
-    (u32::from(OFPXMC_OPENFLOW_BASIC) << 16)
-        | u32::from(oxm) << 9
-        | u32::from(hasmask) << 8
-        | (len as u32 & 0xff)
+pub(crate) fn oxm_header(class: u16, oxm: u8, hasmask: bool, len: usize) -> u32 {
+    (u32::from(class) << 16) | u32::from(oxm) << 9 | u32::from(hasmask) << 8 | (len as u32 & 0xff)
 }
 
 fn bm(code: u16, what: impl Into<String>) -> DecodeError {
@@ -207,16 +249,16 @@ pub(crate) fn read_oxm(r: &mut Reader<'_>) -> Result<RawOxm, DecodeError> {
     let payload = r
         .take(len, "oxm payload")
         .map_err(|_| bm(bad_match::BAD_LEN, "OXM payload runs past the match"))?;
-    if class != OFPXMC_OPENFLOW_BASIC {
+    if class != OFPXMC_OPENFLOW_BASIC && class != OFPXMC_NXM_1 {
         return Err(bm(
             bad_match::BAD_FIELD,
             format!("OXM class {class:#06x} is not supported"),
         ));
     }
-    let Some(info) = oxm_info(fnum) else {
+    let Some(info) = oxm_info_c(class, fnum) else {
         return Err(bm(
             bad_match::BAD_FIELD,
-            format!("OXM field {fnum} is not supported"),
+            format!("OXM field {fnum} of class {class:#06x} is not supported"),
         ));
     };
     let want = info.width * if hasmask { 2 } else { 1 };
@@ -273,18 +315,18 @@ pub(crate) fn decode_oxm_match(r: &mut Reader<'_>) -> Result<Match, DecodeError>
 /// prerequisites.
 pub(crate) fn oxms_to_match(oxms: &[RawOxm]) -> Result<Match, DecodeError> {
     let (mut k, mut m) = (FlowKey::ZERO, FlowKey::ZERO);
-    let mut seen = 0u64;
+    let mut seen: Vec<(u16, u8)> = Vec::with_capacity(oxms.len());
     let mut vlan_present = false;
     let mut has_pcp = false;
     for o in oxms {
-        let bit = 1u64 << o.info.oxm;
-        if seen & bit != 0 {
+        let id = (o.info.class, o.info.oxm);
+        if seen.contains(&id) {
             return Err(bm(
                 bad_match::DUP_FIELD,
                 format!("OXM field {} given twice", o.info.oxm),
             ));
         }
-        seen |= bit;
+        seen.push(id);
         let full = if o.info.width == 16 {
             u128::MAX
         } else {
@@ -303,8 +345,9 @@ pub(crate) fn oxms_to_match(oxms: &[RawOxm]) -> Result<Match, DecodeError> {
                 format!("OXM field {} value {:#x} out of range", o.info.oxm, o.value),
             ));
         }
+        let basic = o.info.class == OFPXMC_OPENFLOW_BASIC;
         match o.info.oxm {
-            field::IN_PORT => {
+            field::IN_PORT if basic => {
                 let Some(p) = u32::try_from(o.value).ok().and_then(port_from_of13) else {
                     return Err(bm(
                         bad_match::BAD_VALUE,
@@ -313,7 +356,7 @@ pub(crate) fn oxms_to_match(oxms: &[RawOxm]) -> Result<Match, DecodeError> {
                 };
                 Field::InPort.set_masked(&mut k, &mut m, u128::from(p.0), 0xffff);
             }
-            field::VLAN_VID => {
+            field::VLAN_VID if basic => {
                 vlan_present =
                     mask & u128::from(VLAN_PRESENT) != 0 && o.value & u128::from(VLAN_PRESENT) != 0;
                 if o.value == 0 && mask & 0x1fff == 0x1fff {
@@ -324,7 +367,7 @@ pub(crate) fn oxms_to_match(oxms: &[RawOxm]) -> Result<Match, DecodeError> {
                     Field::VlanVid.set_masked(&mut k, &mut m, o.value, mask);
                 }
             }
-            field::VLAN_PCP => {
+            field::VLAN_PCP if basic => {
                 has_pcp = true;
                 o.info.field.set_masked(&mut k, &mut m, o.value, mask);
             }
@@ -357,9 +400,16 @@ fn put_be(b: &mut Vec<u8>, v: u128, width: usize) {
     b.extend_from_slice(&v.to_be_bytes()[16 - width..]);
 }
 
-/// Writes one OXM TLV; `mask` is omitted when it is all ones.
+/// Writes one basic-class OXM TLV; `mask` is omitted when it is all ones.
 pub(crate) fn put_oxm(b: &mut Vec<u8>, oxm: u8, value: u128, mask: Option<u128>) {
-    let Some(i) = oxm_info(oxm) else { return };
+    put_oxm_c(b, OFPXMC_OPENFLOW_BASIC, oxm, value, mask);
+}
+
+/// [`put_oxm`] for field `oxm` of `class`.
+pub(crate) fn put_oxm_c(b: &mut Vec<u8>, class: u16, oxm: u8, value: u128, mask: Option<u128>) {
+    let Some(i) = oxm_info_c(class, oxm) else {
+        return;
+    };
     let full = if i.width == 16 {
         u128::MAX
     } else {
@@ -369,6 +419,7 @@ pub(crate) fn put_oxm(b: &mut Vec<u8>, oxm: u8, value: u128, mask: Option<u128>)
     put_u32(
         b,
         oxm_header(
+            class,
             oxm,
             mask.is_some(),
             i.width * (1 + usize::from(mask.is_some())),
@@ -383,7 +434,10 @@ pub(crate) fn put_oxm(b: &mut Vec<u8>, oxm: u8, value: u128, mask: Option<u128>)
 /// The OXM TLVs of `m`, in the order OVS writes them (`nx_put_raw`), so
 /// that re-encoding what `ovs-ofctl` sent gives the same bytes: in_port,
 /// Ethernet, VLAN, then IPv4/IPv6 (addresses, DSCP, ECN, flow label,
-/// protocol, L4) or ARP, and metadata last.
+/// protocol, L4) or ARP, then the tunnel (`TUNNEL_ID`, then NXM
+/// `TUN_FLAGS`, `TUN_IPV4_SRC`, `TUN_IPV4_DST`), and metadata last.
+/// `TUN_FLAGS` always carries its mask (0x0001: the one flag of 16 bits),
+/// as OVS sends it.
 pub(crate) fn encode_oxms(b: &mut Vec<u8>, m: &Match) {
     use field::*;
     let (k, mk) = (m.key(), m.mask());
@@ -479,6 +533,24 @@ pub(crate) fn encode_oxms(b: &mut Vec<u8>, m: &Match) {
             emit(b, ARP_THA, Field::ArpTha, U48);
         }
         _ => {}
+    }
+    emit(b, TUNNEL_ID, Field::TunId, U64);
+    if mk.tun_flags & TUN_FLAG_OAM != 0 {
+        put_oxm_c(
+            b,
+            OFPXMC_NXM_1,
+            nxm::TUN_FLAGS,
+            u128::from(k.tun_flags & TUN_FLAG_OAM),
+            Some(u128::from(TUN_FLAG_OAM)),
+        );
+    }
+    let (v, msk) = Field::TunSrc.get_masked(m);
+    if msk != 0 {
+        put_oxm_c(b, OFPXMC_NXM_1, nxm::TUN_IPV4_SRC, v, Some(msk));
+    }
+    let (v, msk) = Field::TunDst.get_masked(m);
+    if msk != 0 {
+        put_oxm_c(b, OFPXMC_NXM_1, nxm::TUN_IPV4_DST, v, Some(msk));
     }
     emit(b, METADATA, Field::Metadata, U64);
 }

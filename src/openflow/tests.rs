@@ -56,6 +56,8 @@ pub(crate) fn sample_flows() -> Vec<flowtable::syntax::Flow> {
         "vlan_tci=0,actions=IN_PORT",
         "udp,nw_tos=32,tp_src=53,actions=mod_tp_dst:5353,mod_nw_src:1.2.3.4,LOCAL",
         "table=3,metadata=0x5/0xff,dl_type=0x88cc,actions=drop",
+        "table=4,tun_id=0x5/0xff,tun_src=1.2.3.4,tun_dst=10.0.0.0/8,tun_flags=+oam,actions=set_tunnel64:0x123456789,set_field:5.6.7.8->tun_dst,set_field:1.1.1.1->tun_src,set_field:oam->tun_flags,set_tunnel:0x7,output:1",
+        "in_port=2,actions=set_tunnel:0x5,set_tunnel64:0x123456789,output:1",
     ]
     .iter()
     .map(|s| flow(s))
@@ -1044,4 +1046,56 @@ fn flow_stats_too_large_for_any_message_are_left_out_and_counted() {
             Err(EncodeError::TooLong { .. })
         ));
     }
+}
+
+#[test]
+fn tunnel_fields_encode_as_ovs_sends_them() {
+    // ovs-ofctl -O OpenFlow13 add-flow 'tcp,tp_dst=80,...,tun_id=0x5,
+    // tun_flags=-oam,tun_src=1.2.3.4,tun_dst=5.6.7.8': after L4, OXM
+    // TUNNEL_ID, then NXM_NX TUN_FLAGS (always masked), TUN_IPV4_SRC,
+    // TUN_IPV4_DST; metadata last.
+    let b = oxms_of(
+        "tcp,tp_dst=80,metadata=0x3,tun_id=0x5,tun_flags=-oam,tun_src=1.2.3.4,tun_dst=5.6.7.8/8,actions=drop",
+    );
+    let tail = [
+        0x80, 0x00, 0x4c, 0x08, 0, 0, 0, 0, 0, 0, 0, 5, // TUNNEL_ID
+        0x00, 0x01, 0xd1, 0x04, 0, 0, 0, 1, // TUN_FLAGS 0/1
+        0x00, 0x01, 0x3e, 0x04, 1, 2, 3, 4, // TUN_IPV4_SRC
+        0x00, 0x01, 0x41, 0x08, 5, 0, 0, 0, 0xff, 0, 0, 0, // TUN_IPV4_DST/8
+        0x80, 0x00, 0x04, 0x08, 0, 0, 0, 0, 0, 0, 0, 3, // METADATA
+    ];
+    assert!(b.ends_with(&tail), "{b:02x?}");
+}
+
+#[test]
+fn tunnel_fields_decode_and_are_checked() {
+    use ErrorType::*;
+    let out = |b: &[u8]| match decode(b) {
+        Ok((_, Message::FlowMod(f))) => f.to_flow().unwrap().to_string(),
+        r => panic!("{r:?}"),
+    };
+    // Unmasked TUN_FLAGS (value 1) is +oam.
+    let b = raw_flow_mod(0, &[0x00, 0x01, 0xd0, 0x02, 0, 1], &[]);
+    assert_eq!(out(&b), "tun_flags=+oam actions=drop");
+    // A flag other than oam: BAD_VALUE.
+    let b = raw_flow_mod(0, &[0x00, 0x01, 0xd0, 0x02, 0, 2], &[]);
+    assert_eq!(err_of(&b), OfpError::new(BadMatch, bad_match::BAD_VALUE));
+    // Other NXM_NX fields (NXM_NX_REG0 is field 0 of class 1): BAD_FIELD.
+    let b = raw_flow_mod(0, &[0x00, 0x01, 0x00, 0x04, 0, 0, 0, 1], &[]);
+    assert_eq!(err_of(&b), OfpError::new(BadMatch, bad_match::BAD_FIELD));
+    // TUNNEL_ID twice: DUP_FIELD.
+    let t = [0x80, 0x00, 0x4c, 0x08, 0, 0, 0, 0, 0, 0, 0, 5];
+    let b = raw_flow_mod(0, &[t, t].concat(), &[]);
+    assert_eq!(err_of(&b), OfpError::new(BadMatch, bad_match::DUP_FIELD));
+    // SET_FIELD to TUN_FLAGS with value 2: BAD_SET_ARGUMENT.
+    let sf = [0, 25, 0, 16, 0x00, 0x01, 0xd0, 0x02, 0, 2, 0, 0, 0, 0, 0, 0];
+    let b = raw_flow_mod(0, &[], &apply(&sf));
+    assert_eq!(
+        err_of(&b),
+        OfpError::new(BadAction, bad_action::BAD_SET_ARGUMENT)
+    );
+    // Nicira set_tunnel (1.0 and 1.3): set_field to tun_id.
+    let st = [0xff, 0xff, 0, 16, 0, 0, 0x23, 0x20, 0, 2, 0, 0, 0, 0, 0, 9];
+    let b = raw_flow_mod(0, &[], &apply(&st));
+    assert_eq!(out(&b), "actions=set_tunnel:0x9");
 }
