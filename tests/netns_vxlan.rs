@@ -319,12 +319,15 @@ fn vxlan_options_validation_and_persistence() {
     let mut args = vec!["add-port", br.as_str(), vx.as_str()];
     args.extend(opts.iter().map(String::as_str));
     d.ok(&args);
-    // The same (local_ip, dst_port) twice: refused, says why.
+    // The same (local_ip, dst_port, remote, key) twice: refused, says why.
     let vx2 = uniq('x');
     let mut args2 = vec!["add-port", br.as_str(), vx2.as_str()];
     args2.extend(opts.iter().map(String::as_str));
     let (_, err) = d.fails(&args2);
-    assert!(err.contains("already uses this UDP port"), "{err}");
+    assert!(
+        err.contains("already receives remote_ip=127.0.0.2 key=43"),
+        "{err}"
+    );
     let (_, err) = d.fails(&["set", "port", &vx, "options:key=5"]);
     assert!(err.contains("not supported yet"), "{err}");
 
@@ -534,6 +537,78 @@ fn vxlan_flow_based_hub() {
         tx["tunnel_no_dst"].as_u64().unwrap_or(0) > 0,
         "tx_dropped: {tx}"
     );
+    drop(hosts);
+    drop(h0);
+    drop(v);
+}
+
+/// Two fixed tunnel ports on one local address and UDP port (as Neutron's
+/// OVS agent makes them: a port per remote, all on 4789) share its
+/// socket: each spoke's datagrams reach its own port (its counters, its
+/// MAC in `fdb-show`), whichever port's descriptor the worker read them
+/// from.
+#[test]
+fn vxlan_ports_share_a_socket() {
+    if !require_root() {
+        return;
+    }
+    let (a, b) = underlay_pair();
+    let (c, _) = underlay_pair();
+    let spare = Netns::new();
+    let v = Veth::new(&spare);
+    for ip in [&a, &b, &c] {
+        run(&["ip", "addr", "add", &format!("{ip}/32"), "dev", &v.root]);
+    }
+    let port = (45000 + (std::process::id() % 10000) as u16).to_string();
+    let hub = Rvsd::start();
+    let hbr = hub.add_br();
+    let spokes = [Rvsd::start(), Rvsd::start()];
+    let mut xs = Vec::new();
+    let mut hosts = Vec::new();
+    for (i, (d, remote)) in spokes.iter().zip([&b, &c]).enumerate() {
+        let x = uniq('x');
+        hub.ok(&[
+            "add-port",
+            &hbr,
+            &x,
+            "type=vxlan",
+            &format!("options:remote_ip={remote}"),
+            &format!("options:local_ip={a}"),
+            &format!("options:dst_port={port}"),
+            "options:key=9",
+        ]);
+        xs.push(x);
+        let br = d.add_br();
+        d.ok(&[
+            "add-port",
+            &br,
+            &uniq('x'),
+            "type=vxlan",
+            &format!("options:remote_ip={a}"),
+            &format!("options:local_ip={remote}"),
+            &format!("options:dst_port={port}"),
+            "options:key=9",
+        ]);
+        let h = tap_host(d, &br, &[], Some(&format!("10.50.0.{}/24", i + 2)));
+        set_mtu(&h.ns, &h.dev, OVERLAY_MTU);
+        hosts.push(h);
+    }
+    let h0 = tap_host(&hub, &hbr, &[], Some("10.50.0.1/24"));
+    set_mtu(&h0.ns, &h0.dev, OVERLAY_MTU);
+    h0.assert_ping("10.50.0.2");
+    h0.assert_ping("10.50.0.3");
+    let fdb = hub.fdb(&hbr);
+    for (h, x) in hosts.iter().zip(&xs) {
+        assert!(
+            fdb.iter().any(|e| e.mac == h.mac && &e.port_name == x),
+            "{} not learned on {x}: {fdb:?}",
+            h.mac
+        );
+        assert!(hub.port_stats(&hbr, x).rx_packets > 0);
+    }
+    // Deleting one keeps the other's traffic flowing on the shared socket.
+    hub.ok(&["del-port", &hbr, &xs[0]]);
+    h0.assert_ping("10.50.0.3");
     drop(hosts);
     drop(h0);
     drop(v);

@@ -33,11 +33,18 @@
 //!   instead of being fragmented. `df_default=false` lets the kernel
 //!   fragment (`IP_PMTUDISC_DONT`). `tos`/`ttl` set `IP_TOS`/`IP_TTL`.
 //!
-//! Limits of one bound socket (see also [`crate::tunnel`]): the outer UDP
+//! - Sharing: every tunnel port on one `(local_ip, dst_port)` uses the
+//!   same socket (a process-wide registry holds it while a port does).
+//!   Each port polls its own `dup` of it, so any of them may read a
+//!   datagram that belongs to another; the reader picks the most specific
+//!   member ([`Member::score`]) and marks the buffer
+//!   ([`TunnelMeta::redirect`]), and the worker runs it as received on
+//!   that port (every worker numbers slots alike).
+//!
+//! Limits of a bound socket (see also [`crate::tunnel`]): the outer UDP
 //! source port is the bound port for every flow (no per-flow entropy for
-//! ECMP), and no two tunnel ports can bind the same `(local_ip,
-//! dst_port)` — nor can a kernel vxlan device in the same namespace use it
-//! (`bind` → `EADDRINUSE`, reported by `add-port`).
+//! ECMP), and a kernel vxlan device in the same namespace cannot use the
+//! same port (`bind` → `EADDRINUSE`, reported by `add-port`).
 //!
 //! # Linux behaviour (observed on 6.18)
 //! - An unconnected UDP socket does not report ICMP errors (port
