@@ -41,10 +41,15 @@
 //!   ([`TunnelMeta::redirect`]), and the worker runs it as received on
 //!   that port (every worker numbers slots alike).
 //!
-//! Limits of a bound socket (see also [`crate::tunnel`]): the outer UDP
-//! source port is the bound port for every flow (no per-flow entropy for
-//! ECMP), and a kernel vxlan device in the same namespace cannot use the
-//! same port (`bind` → `EADDRINUSE`, reported by `add-port`).
+//! - Source port: frames leave through one of [`TX_SOCKETS`] transmit-only
+//!   sockets bound to kernel-chosen ephemeral ports, picked by
+//!   [`flow_hash`] of the inner frame, so one inner flow keeps one outer
+//!   source port and different flows spread over ECMP paths.
+//!
+//! Limits of a bound socket (see also [`crate::tunnel`]): the source port
+//! takes only [`TX_SOCKETS`] values, and a kernel vxlan device in the
+//! same namespace cannot use the same port (`bind` → `EADDRINUSE`,
+//! reported by `add-port`).
 //!
 //! # Linux behaviour (observed on 6.18)
 //! - An unconnected UDP socket does not report ICMP errors (port
@@ -76,6 +81,35 @@ pub const MAX_BATCH: usize = 32;
 /// Socket buffer size asked for (capped by `net.core.[rw]mem_max` unless
 /// we may force it).
 const SOCK_BUF_LEN: libc::c_int = 4 << 20;
+
+/// Transmit sockets per shared socket: source ports an inner flow hashes
+/// to (RFC 7348 §5: "a hash of fields from the inner packet").
+const TX_SOCKETS: usize = 8;
+
+/// A hash of the inner frame's addresses (MACs, and for untagged IPv4 the
+/// IP addresses, protocol and the first 4 bytes after the IP header: the
+/// L4 ports), so one inner flow keeps one outer source port.
+#[inline]
+fn flow_hash(frame: &[u8]) -> u64 {
+    let word = |b: &[u8]| {
+        let mut w = [0u8; 8];
+        let n = b.len().min(8);
+        w[..n].copy_from_slice(&b[..n]);
+        u64::from_le_bytes(w)
+    };
+    let mut h = 0u64;
+    let mut mix = |v: u64| h = (h ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(23);
+    mix(word(frame.get(..8).unwrap_or(&[])));
+    mix(word(frame.get(8..12).unwrap_or(&[])));
+    if frame.get(12..14) == Some(&[0x08, 0x00][..]) {
+        if let Some(ip) = frame.get(14..34) {
+            let ihl = usize::from(ip[0] & 0x0f) * 4;
+            mix(word(&ip[12..20]) ^ u64::from(ip[9]) << 56);
+            mix(word(frame.get(14 + ihl..18 + ihl).unwrap_or(&[])));
+        }
+    }
+    h ^ (h >> 29)
+}
 
 /// Words of control buffer per datagram: room for one `IP_PKTINFO`
 /// message (`CMSG_SPACE(12)` = 32 bytes on 64-bit Linux) and slack.
@@ -162,9 +196,11 @@ fn sockaddr(ip: Ipv4Addr, port: u16) -> libc::sockaddr_in {
     sa
 }
 
-/// Binds a new socket for `cfg`'s `local_ip:dst_port` with its options.
+/// Binds a new socket for `cfg`'s `local_ip` and UDP `port` (0: one the
+/// kernel picks from its ephemeral range) with its options.
 fn bind_socket(
     cfg: &TunnelConfig,
+    port: u16,
     open_err: &dyn Fn(&'static str, io::Error) -> PortError,
 ) -> Result<OwnedFd, PortError> {
     // SAFETY: socket() has no memory preconditions.
@@ -199,7 +235,7 @@ fn bind_socket(
         setsockopt(s, libc::IPPROTO_IP, libc::IP_TOS, &libc::c_int::from(tos))
             .map_err(|e| open_err("IP_TOS", e))?;
     }
-    if cfg.local_ip.is_none() {
+    if cfg.local_ip.is_none() && port != 0 {
         setsockopt(
             s,
             libc::IPPROTO_IP,
@@ -220,7 +256,7 @@ fn bind_socket(
                 .map_err(|e| open_err("SO_RCVBUF/SO_SNDBUF", e))?;
         }
     }
-    let local = sockaddr(cfg.local_ip.unwrap_or(Ipv4Addr::UNSPECIFIED), cfg.dst_port);
+    let local = sockaddr(cfg.local_ip.unwrap_or(Ipv4Addr::UNSPECIFIED), port);
     // SAFETY: `local` is a valid sockaddr_in and the length is its size.
     let rc = unsafe {
         libc::bind(
@@ -280,6 +316,9 @@ impl Member {
 #[derive(Debug)]
 struct SharedSocket {
     fd: OwnedFd,
+    /// Transmit sockets bound to kernel-chosen source ports, picked by
+    /// inner-flow hash ([`flow_hash`]); empty: send from `fd`.
+    tx: Vec<OwnedFd>,
     opts: SockOpts,
     /// The ports receiving on it; read per batch by the workers.
     members: ArcSwap<Vec<Member>>,
@@ -359,8 +398,16 @@ impl VxlanPort {
                     sock
                 }
                 None => {
+                    let fd = bind_socket(cfg, cfg.dst_port, &open_err)?;
+                    // Transmit-only sockets on ephemeral ports: the outer
+                    // source port then varies with the inner flow (ECMP).
+                    // Without them (fd limits) everything leaves from `fd`.
+                    let tx: Vec<OwnedFd> = (0..TX_SOCKETS)
+                        .map_while(|_| bind_socket(cfg, 0, &open_err).ok())
+                        .collect();
                     let sock = Arc::new(SharedSocket {
-                        fd: bind_socket(cfg, &open_err)?,
+                        fd,
+                        tx,
                         opts: sock_opts(cfg),
                         members: ArcSwap::from_pointee(Vec::new()),
                         edit: Mutex::new(()),
@@ -584,6 +631,12 @@ impl VxlanPort {
         };
         let hdr = vxlan::Header { vni }.bytes();
         let remote = sockaddr(dst, self.cfg.dst_port);
+        let tx = &self.sock.tx;
+        let fd = match tx.len() {
+            0 => self.fd.as_raw_fd(),
+            // Cast: the hash's low bits pick one of a few sockets.
+            n => tx[(flow_hash(frame) as usize) % n].as_raw_fd(),
+        };
         let mut iov = [
             libc::iovec {
                 iov_base: hdr.as_ptr() as *mut libc::c_void,
@@ -603,15 +656,16 @@ impl VxlanPort {
         // SAFETY: `msg` points at the remote address, and at two iovecs
         // over the header and `frame`, all alive for the call; sendmsg
         // only reads through them. The fd is open.
-        retry_eintr(|| unsafe { libc::sendmsg(self.fd.as_raw_fd(), &msg, libc::MSG_DONTWAIT) })
-            .map_err(|err| match err.raw_os_error() {
+        retry_eintr(|| unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT) }).map_err(|err| {
+            match err.raw_os_error() {
                 // A UDP socket has no device to lose: unreachable remotes
                 // and full queues are per-frame failures.
                 Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::ENETDOWN) => {
                     PortError::Other(err)
                 }
                 _ => classify(err, frame.len()),
-            })
+            }
+        })
     }
 
     /// [`VxlanPort::send_tunnel`] without tunnel metadata (a port with
@@ -729,6 +783,51 @@ mod tests {
         assert_eq!(a.take_rx_rejects(), (0, 1));
         // Another UDP port is another socket.
         VxlanPort::open("b", &cfg("127.0.0.1", pb, 43), 1, 2).unwrap();
+    }
+
+    /// The outer source port follows the inner flow: one flow keeps one
+    /// port, many flows spread over several, all from the kernel's
+    /// ephemeral range (RFC 7348 §5's 49152–65535 is a SHOULD; Linux and
+    /// OVS use 32768–61000 too).
+    #[test]
+    fn source_port_follows_the_inner_flow() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        let port = rx.local_addr().unwrap().port();
+        let mut o = BTreeMap::new();
+        o.insert("remote_ip".to_string(), "127.0.0.1".to_string());
+        o.insert("local_ip".to_string(), "127.0.0.2".to_string());
+        o.insert("dst_port".to_string(), port.to_string());
+        let a = VxlanPort::open("s", &TunnelConfig::parse_vxlan(&o).unwrap(), 1, 1).unwrap();
+        let frame = |i: u8| {
+            let mut f = [0u8; 60];
+            f[12..14].copy_from_slice(&[0x08, 0x00]);
+            f[14] = 0x45;
+            f[23] = 17;
+            f[26..30].copy_from_slice(&[10, 0, 0, 1]);
+            f[30..34].copy_from_slice(&[10, 0, 0, 2]);
+            f[34..36].copy_from_slice(&u16::from(i).to_be_bytes());
+            f
+        };
+        let src = |f: &[u8]| {
+            a.send(f).unwrap();
+            let mut b = [0u8; 128];
+            let (_, from) = rx.recv_from(&mut b).unwrap();
+            from.port()
+        };
+        let mut ports = std::collections::BTreeSet::new();
+        for i in 0..64 {
+            let p = src(&frame(i));
+            assert_eq!(src(&frame(i)), p, "flow {i} changed its source port");
+            assert!((32768..61000).contains(&p), "{p}");
+            ports.insert(p);
+        }
+        assert!(
+            ports.len() >= 4,
+            "64 flows over {} source ports",
+            ports.len()
+        );
     }
 
     /// The most specific port takes a datagram: fixed remote over flow,

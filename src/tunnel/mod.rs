@@ -21,11 +21,10 @@
 //!
 //! Tradeoffs of a bound socket, written down so they are chosen and not
 //! discovered:
-//! - the outer UDP source port is the socket's bound port (`dst_port`),
-//!   the same for every inner flow: the underlay cannot spread one
-//!   tunnel's flows over ECMP paths by source port (RFC 7348 §5 asks for
-//!   an inner-flow hash). Receivers don't care (Linux accepts any source
-//!   port). Several transmit sockets chosen by flow hash would lift this.
+//! - the outer UDP source port comes from a few transmit-only sockets on
+//!   kernel-chosen ephemeral ports, picked by a hash of the inner flow
+//!   (RFC 7348 §5), so ECMP underlays spread a tunnel's flows; it takes
+//!   a handful of values, not a full per-flow hash as Linux's vxlan.
 //! - ports sharing a socket share its options (`tos`, `ttl`,
 //!   `df_default`, `csum`): a port that differs is refused. A received
 //!   datagram goes to the most specific port that takes it (fixed remote
