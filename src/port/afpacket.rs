@@ -49,14 +49,12 @@ use std::io;
 use std::mem::{size_of, zeroed};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use super::{classify, retry_eintr, PortError};
+use super::{classify, retry_eintr, set_sock_bufs, setsockopt, PortError};
 use crate::netdev;
 use crate::packet::{PacketBuf, HEADROOM};
 
 /// Largest batch `recv_batch` reads with one `recvmmsg`.
 pub const MAX_BATCH: usize = 32;
-/// Requested socket buffer size, each direction.
-const SOCK_BUF_LEN: libc::c_int = 4 << 20;
 /// Default TPID when the kernel does not report one.
 const TPID_8021Q: u16 = 0x8100;
 /// Control buffer per message, enough for one `tpacket_auxdata` cmsg.
@@ -84,26 +82,6 @@ pub struct AfPacketPort {
 
 /// `PACKET_VNET_HDR` socket option (not in libc).
 const PACKET_VNET_HDR: libc::c_int = 15;
-
-/// `setsockopt` with an integer-like value.
-fn setsockopt<T>(fd: RawFd, level: libc::c_int, opt: libc::c_int, val: &T) -> io::Result<()> {
-    // SAFETY: `val` points at a live `T` of `size_of::<T>()` bytes, which is
-    // the option's expected type for every caller in this file.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            opt,
-            (val as *const T).cast(),
-            size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
 
 impl AfPacketPort {
     /// Attaches to the existing netdev `name` and brings it up if it is
@@ -146,15 +124,7 @@ impl AfPacketPort {
         // Offloads: without this, a veth peer's 64 KiB TSO frames arrive
         // with partial checksums and no way to tell.
         let vnet = setsockopt(s, libc::SOL_PACKET, PACKET_VNET_HDR, &one).is_ok();
-        for (force, plain) in [
-            (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
-            (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
-        ] {
-            if setsockopt(s, libc::SOL_SOCKET, force, &SOCK_BUF_LEN).is_err() {
-                setsockopt(s, libc::SOL_SOCKET, plain, &SOCK_BUF_LEN)
-                    .map_err(|e| open_err("SO_RCVBUF/SO_SNDBUF", e))?;
-            }
-        }
+        set_sock_bufs(s).map_err(|e| open_err("SO_RCVBUF/SO_SNDBUF", e))?;
 
         // SAFETY: sockaddr_ll is a plain C struct; all-zero is valid.
         let mut sll: libc::sockaddr_ll = unsafe { zeroed() };

@@ -277,6 +277,49 @@ pub(crate) fn retry_eintr(mut call: impl FnMut() -> isize) -> io::Result<()> {
     }
 }
 
+/// `setsockopt` with an integer-like (or plain C struct) value.
+pub(crate) fn setsockopt<T>(
+    fd: RawFd,
+    level: libc::c_int,
+    opt: libc::c_int,
+    val: &T,
+) -> io::Result<()> {
+    // SAFETY: `val` points at a live `T` of `size_of::<T>()` bytes; every
+    // caller passes the option's expected type (an int or a C struct).
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            opt,
+            (val as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Socket buffer size asked for by ports' sockets (capped by
+/// `net.core.[rw]mem_max` unless we may force it).
+const SOCK_BUF_LEN: libc::c_int = 4 << 20;
+
+/// Gives socket `fd` [`SOCK_BUF_LEN`]-byte receive and send buffers,
+/// forced past the sysctl caps when we may.
+pub(crate) fn set_sock_bufs(fd: RawFd) -> io::Result<()> {
+    for (force, plain) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+    ] {
+        if setsockopt(fd, libc::SOL_SOCKET, force, &SOCK_BUF_LEN).is_err() {
+            setsockopt(fd, libc::SOL_SOCKET, plain, &SOCK_BUF_LEN)?;
+        }
+    }
+    Ok(())
+}
+
 /// An error held back by a receive that already returned frames; the next
 /// receive returns it. Behind a mutex so ports can be shared (`&self` I/O);
 /// only the worker polling the port receives, so it is never contended.

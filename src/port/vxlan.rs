@@ -72,15 +72,12 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
 use arc_swap::ArcSwap;
 
-use super::{classify, retry_eintr, PendingError, PortError};
+use super::{classify, retry_eintr, set_sock_bufs, setsockopt, PendingError, PortError};
 use crate::packet::{PacketBuf, TunnelMeta, MAX_FRAME};
 use crate::tunnel::{vxlan, TunnelConfig};
 
 /// Most datagrams per `recvmmsg`.
 pub const MAX_BATCH: usize = 32;
-/// Socket buffer size asked for (capped by `net.core.[rw]mem_max` unless
-/// we may force it).
-const SOCK_BUF_LEN: libc::c_int = 4 << 20;
 
 /// Transmit sockets per shared socket: source ports an inner flow hashes
 /// to (RFC 7348 §5: "a hash of fields from the inner packet").
@@ -169,24 +166,6 @@ pub struct VxlanPort {
     rx_no_port: AtomicU64,
 }
 
-fn setsockopt<T>(fd: RawFd, level: libc::c_int, opt: libc::c_int, val: &T) -> io::Result<()> {
-    // SAFETY: `val` points at a live `T` of `size_of::<T>()` bytes, the
-    // option's expected type for every caller in this file.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            opt,
-            (val as *const T).cast(),
-            size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 fn sockaddr(ip: Ipv4Addr, port: u16) -> libc::sockaddr_in {
     // SAFETY: sockaddr_in is a plain C struct; all-zero bytes are valid.
     let mut sa: libc::sockaddr_in = unsafe { zeroed() };
@@ -247,15 +226,7 @@ fn bind_socket(
     let no_check: libc::c_int = (!cfg.csum).into();
     setsockopt(s, libc::SOL_SOCKET, libc::SO_NO_CHECK, &no_check)
         .map_err(|e| open_err("SO_NO_CHECK", e))?;
-    for (force, plain) in [
-        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
-        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
-    ] {
-        if setsockopt(s, libc::SOL_SOCKET, force, &SOCK_BUF_LEN).is_err() {
-            setsockopt(s, libc::SOL_SOCKET, plain, &SOCK_BUF_LEN)
-                .map_err(|e| open_err("SO_RCVBUF/SO_SNDBUF", e))?;
-        }
-    }
+    set_sock_bufs(s).map_err(|e| open_err("SO_RCVBUF/SO_SNDBUF", e))?;
     let local = sockaddr(cfg.local_ip.unwrap_or(Ipv4Addr::UNSPECIFIED), port);
     // SAFETY: `local` is a valid sockaddr_in and the length is its size.
     let rc = unsafe {
