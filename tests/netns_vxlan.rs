@@ -49,6 +49,19 @@ fn underlay(ns: &Netns, local: &str, remote: &str) -> Veth {
     v
 }
 
+/// Tunnel endpoints that all live in the root namespace (each rvsd runs
+/// there): `ips` as /32s on the root end of a veth into a spare
+/// namespace; the kernel delivers between local addresses over loopback.
+/// Both are deleted on drop.
+fn local_endpoints(ips: &[&str]) -> (Netns, Veth) {
+    let spare = Netns::new();
+    let v = Veth::new(&spare);
+    for ip in ips {
+        run(&["ip", "addr", "add", &format!("{ip}/32"), "dev", &v.root]);
+    }
+    (spare, v)
+}
+
 fn set_mtu(ns: &Netns, dev: &str, mtu: &str) {
     ns.exec(&["ip", "link", "set", dev, "mtu", mtu]);
 }
@@ -371,11 +384,7 @@ fn vxlan_full_mesh_no_loop() {
     }
     let (a, b) = underlay_pair();
     let (c, _) = underlay_pair();
-    let spare = Netns::new();
-    let v = Veth::new(&spare);
-    for ip in [&a, &b, &c] {
-        run(&["ip", "addr", "add", &format!("{ip}/32"), "dev", &v.root]);
-    }
+    let (_spare, v) = local_endpoints(&[&a, &b, &c]);
     let ips = [a, b, c];
     let ds: Vec<Rvsd> = (0..3).map(|_| Rvsd::start()).collect();
     let brs: Vec<String> = ds.iter().map(Rvsd::add_br).collect();
@@ -442,11 +451,7 @@ fn vxlan_flow_based_hub() {
     }
     let (a, b) = underlay_pair();
     let (c, _) = underlay_pair();
-    let spare = Netns::new();
-    let v = Veth::new(&spare);
-    for ip in [&a, &b, &c] {
-        run(&["ip", "addr", "add", &format!("{ip}/32"), "dev", &v.root]);
-    }
+    let (_spare, v) = local_endpoints(&[&a, &b, &c]);
     let port = (40000 + (std::process::id() % 10000) as u16).to_string();
     let hub = Rvsd::start();
     let spokes = [Rvsd::start(), Rvsd::start()];
@@ -554,11 +559,7 @@ fn vxlan_ports_share_a_socket() {
     }
     let (a, b) = underlay_pair();
     let (c, _) = underlay_pair();
-    let spare = Netns::new();
-    let v = Veth::new(&spare);
-    for ip in [&a, &b, &c] {
-        run(&["ip", "addr", "add", &format!("{ip}/32"), "dev", &v.root]);
-    }
+    let (_spare, v) = local_endpoints(&[&a, &b, &c]);
     let port = (45000 + (std::process::id() % 10000) as u16).to_string();
     let hub = Rvsd::start();
     let hbr = hub.add_br();
