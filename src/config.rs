@@ -79,8 +79,8 @@ pub struct BridgeConfig {
 pub struct PortConfig {
     /// Port and netdev name.
     pub name: String,
-    /// `tap`, `system`, `internal`, `patch` or `vxlan`; default: `system` if the
-    /// netdev exists, else `tap`.
+    /// `tap`, `system`, `internal`, `patch`, `vxlan`, `geneve` or `gre`;
+    /// default: `system` if the netdev exists, else `tap`.
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// Access VLAN (or native VLAN for native-* modes), 1–4094.
@@ -98,7 +98,8 @@ pub struct PortConfig {
     /// Peer port of a patch port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
-    /// Tunnel options of a `vxlan` port (`remote_ip`, `local_ip`, `key`,
+    /// Tunnel options of a `vxlan`, `geneve` or `gre` port (`remote_ip`,
+    /// `local_ip`, `key`,
     /// `dst_port`, …; values as strings, as OVS writes them):
     /// `options = { remote_ip = "192.0.2.2", key = "42" }`.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]

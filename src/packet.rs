@@ -14,7 +14,10 @@
 //! edits keep `vnet` consistent (`offload::adjust_for_vlan`).
 //!
 //! # Invariants
-//! `start + len <= BUF_SIZE`, `start <= HEADROOM + VNET_ROOM + 8`.
+//! `start + len <= BUF_SIZE`. A received frame starts near `HEADROOM`: a
+//! virtio-net header or a tunnel header longer than usual (Geneve options,
+//! GRE checksum) moves it forward, a keyless GRE header 4 bytes back, so at
+//! least 56 bytes of headroom remain for pushing tags.
 
 /// Bytes reserved in front of a received frame.
 pub const HEADROOM: usize = 64;
@@ -35,6 +38,8 @@ pub struct TunnelMeta {
     pub src: u32,
     /// Outer destination address (this host), host order.
     pub dst: u32,
+    /// Tunnel flags (`tun_flags`: OAM from a Geneve O bit).
+    pub flags: u16,
     /// (bridge id, OpenFlow port) of the tunnel port the frame belongs
     /// to when that is not the port that read it (several tunnel ports
     /// share one socket); `None`: the reader's own.

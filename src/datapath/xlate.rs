@@ -301,6 +301,7 @@ pub fn receive(ctx: &mut XlateCtx<'_>, bridge: u32, in_slot: usize, buf: &mut Pa
     key.tun_id = t.id;
     key.tun_src = t.src;
     key.tun_dst = t.dst;
+    key.tun_flags = t.flags;
     let verdict = run_bridge(ctx, bridge, Some(buf), key, layout, 0, None, None);
     if let Some(why) = verdict {
         shared.w(w).rx_drop(why);
@@ -715,13 +716,21 @@ impl Exec<'_, '_, '_> {
                 name: slot.name.clone(),
                 vlan: want,
             });
-            if let Some(crate::port::PortIo::Vxlan(v)) = slot.io.as_deref() {
+            if let Some(crate::port::PortIo::Tunnel(v)) = slot.io.as_deref() {
                 let cfg = v.config();
                 let detail = match cfg.destination(self.key.tun_dst, self.key.tun_id) {
-                    Some((dst, vni)) => format!(
-                        "{}: encapsulated in VXLAN to {dst}:{} with VNI {vni}",
-                        slot.name, cfg.dst_port
+                    Some((dst, vni)) if cfg.kind.is_udp() => format!(
+                        "{}: encapsulated in {} to {dst}:{} with VNI {vni}",
+                        slot.name,
+                        cfg.kind.label(),
+                        cfg.dst_port
                     ),
+                    Some((dst, key)) if cfg.key_field => {
+                        format!("{}: encapsulated in GRE to {dst} with key {key}", slot.name)
+                    }
+                    Some((dst, _)) => {
+                        format!("{}: encapsulated in GRE to {dst} without a key", slot.name)
+                    }
                     None => format!(
                         "{}: remote_ip=flow and no tun_dst: dropped (tunnel_no_dst)",
                         slot.name

@@ -8,10 +8,11 @@
 //! - [`AfPacketPort`]: an `AF_PACKET` socket bound to an existing netdev (a
 //!   veth end, a TAP that QEMU created, a NIC) — `type=system`.
 //!
-//! - [`VxlanPort`]: a UDP socket carrying frames to and from one remote
-//!   VXLAN endpoint (`type=vxlan`); the kernel's IP stack is the underlay.
+//! - [`TunnelPort`]: a UDP (VXLAN, Geneve) or raw IP (GRE) socket carrying
+//!   frames to and from remote tunnel endpoints (`type=vxlan|geneve|gre`);
+//!   the kernel's IP stack is the underlay.
 //!
-//! `patch` ports have no fd; [`PortKind`] names all five kinds.
+//! `patch` ports have no fd; [`PortKind`] names all seven kinds.
 //!
 //! The switch creates and attaches ports through [`Netdevs`]: [`Kernel`]
 //! does it for real; unit tests use `mem::FakeNetdevs`, whose in-memory
@@ -107,7 +108,7 @@ pub mod mem;
 pub mod tap;
 #[cfg(test)]
 mod testutil;
-pub mod vxlan;
+pub mod tunnel;
 
 use std::fmt;
 use std::io;
@@ -120,7 +121,7 @@ use crate::packet::PacketBuf;
 pub use afpacket::AfPacketPort;
 #[allow(unused_imports)] // part of the API; the datapath wiring uses it
 pub use tap::{TapConfig, TapPort};
-pub use vxlan::VxlanPort;
+pub use tunnel::TunnelPort;
 
 /// The kind of a port, as written in config and on the `rvsctl` command line.
 ///
@@ -138,18 +139,24 @@ pub enum PortKind {
     Internal,
     /// A link to a port on another bridge; no netdev.
     Patch,
-    /// A VXLAN tunnel to one remote endpoint (a UDP socket; no netdev).
+    /// A VXLAN tunnel (UDP; no netdev).
     Vxlan,
+    /// A Geneve tunnel (UDP; no netdev).
+    Geneve,
+    /// An Ethernet-over-GRE tunnel (IP protocol 47; no netdev).
+    Gre,
 }
 
 impl PortKind {
     /// All kinds, in declaration order.
-    pub const ALL: [PortKind; 5] = [
+    pub const ALL: [PortKind; 7] = [
         PortKind::Tap,
         PortKind::System,
         PortKind::Internal,
         PortKind::Patch,
         PortKind::Vxlan,
+        PortKind::Geneve,
+        PortKind::Gre,
     ];
 
     /// The config/CLI spelling.
@@ -160,12 +167,25 @@ impl PortKind {
             PortKind::Internal => "internal",
             PortKind::Patch => "patch",
             PortKind::Vxlan => "vxlan",
+            PortKind::Geneve => "geneve",
+            PortKind::Gre => "gre",
         }
     }
 
     /// True for tunnel kinds (ports configured by `options:`).
     pub fn is_tunnel(self) -> bool {
-        self == PortKind::Vxlan
+        self.tunnel().is_some()
+    }
+
+    /// The encapsulation of a tunnel kind.
+    pub fn tunnel(self) -> Option<crate::tunnel::TunnelKind> {
+        use crate::tunnel::TunnelKind;
+        match self {
+            PortKind::Vxlan => Some(TunnelKind::Vxlan),
+            PortKind::Geneve => Some(TunnelKind::Geneve),
+            PortKind::Gre => Some(TunnelKind::Gre),
+            _ => None,
+        }
     }
 }
 
@@ -177,7 +197,9 @@ impl fmt::Display for PortKind {
 
 /// A string that is not a port kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown port type {given:?} (expected tap, system, internal, patch or vxlan)")]
+#[error(
+    "unknown port type {given:?} (expected tap, system, internal, patch, vxlan, geneve or gre)"
+)]
 pub struct PortKindError {
     /// The rejected text.
     pub given: String,
@@ -395,8 +417,8 @@ pub enum PortIo {
     /// Unit tests: an in-memory port ([`mem::MemPort`]).
     #[cfg(test)]
     Mem(mem::MemPort),
-    /// A VXLAN tunnel's UDP socket.
-    Vxlan(VxlanPort),
+    /// A tunnel port's socket (VXLAN, Geneve, GRE).
+    Tunnel(TunnelPort),
 }
 
 impl PortIo {
@@ -407,7 +429,7 @@ impl PortIo {
             PortIo::AfPacket(p) => p.fd(),
             #[cfg(test)]
             PortIo::Mem(p) => p.fd(),
-            PortIo::Vxlan(p) => p.fd(),
+            PortIo::Tunnel(p) => p.fd(),
         }
     }
 
@@ -418,7 +440,7 @@ impl PortIo {
             PortIo::AfPacket(p) => p.name(),
             #[cfg(test)]
             PortIo::Mem(p) => p.name(),
-            PortIo::Vxlan(p) => p.name(),
+            PortIo::Tunnel(p) => p.name(),
         }
     }
 
@@ -429,7 +451,7 @@ impl PortIo {
             PortIo::AfPacket(p) => p.recv(buf),
             #[cfg(test)]
             PortIo::Mem(p) => p.recv(buf),
-            PortIo::Vxlan(p) => p.recv(buf),
+            PortIo::Tunnel(p) => p.recv(buf),
         }
     }
 
@@ -441,7 +463,7 @@ impl PortIo {
             PortIo::AfPacket(p) => p.recv_batch(bufs),
             #[cfg(test)]
             PortIo::Mem(p) => p.recv_batch(bufs),
-            PortIo::Vxlan(p) => p.recv_batch(bufs),
+            PortIo::Tunnel(p) => p.recv_batch(bufs),
         }
     }
 
@@ -452,7 +474,7 @@ impl PortIo {
             PortIo::AfPacket(p) => p.send(frame),
             #[cfg(test)]
             PortIo::Mem(p) => p.send(frame),
-            PortIo::Vxlan(p) => p.send(frame),
+            PortIo::Tunnel(p) => p.send(frame),
         }
     }
 
@@ -461,7 +483,7 @@ impl PortIo {
     #[inline]
     pub fn send_tunnel(&self, frame: &[u8], tun_dst: u32, tun_id: u64) -> Result<(), PortError> {
         match self {
-            PortIo::Vxlan(p) => p.send_tunnel(frame, tun_dst, tun_id),
+            PortIo::Tunnel(p) => p.send_tunnel(frame, tun_dst, tun_id),
             _ => self.send(frame),
         }
     }
@@ -475,7 +497,7 @@ impl PortIo {
             PortIo::AfPacket(p) => p.vnet(),
             #[cfg(test)]
             PortIo::Mem(_) => false,
-            PortIo::Vxlan(_) => false,
+            PortIo::Tunnel(_) => false,
         }
     }
 
@@ -494,7 +516,7 @@ impl PortIo {
             #[cfg(test)]
             PortIo::Mem(p) => p.send(frame),
             // Never offloaded: `vnet()` is false, callers complete frames.
-            PortIo::Vxlan(p) => p.send(frame),
+            PortIo::Tunnel(p) => p.send(frame),
         }
     }
 
@@ -524,7 +546,7 @@ impl PortIo {
                 Some(f) => p.send(f).map(|()| 1),
                 None => Ok(0),
             },
-            PortIo::Vxlan(p) => match frames.first() {
+            PortIo::Tunnel(p) => match frames.first() {
                 Some(f) => p.send(f).map(|()| 1),
                 None => Ok(0),
             },
@@ -536,7 +558,7 @@ impl PortIo {
     #[inline]
     pub fn take_rx_rejects(&self) -> (u64, u64) {
         match self {
-            PortIo::Vxlan(p) => p.take_rx_rejects(),
+            PortIo::Tunnel(p) => p.take_rx_rejects(),
             _ => (0, 0),
         }
     }
@@ -549,7 +571,7 @@ impl PortIo {
             PortIo::AfPacket(p) => p.check_alive(),
             #[cfg(test)]
             PortIo::Mem(_) => true,
-            PortIo::Vxlan(p) => p.check_alive(),
+            PortIo::Tunnel(p) => p.check_alive(),
         }
     }
 }
@@ -560,9 +582,9 @@ impl From<TapPort> for PortIo {
     }
 }
 
-impl From<VxlanPort> for PortIo {
-    fn from(p: VxlanPort) -> PortIo {
-        PortIo::Vxlan(p)
+impl From<TunnelPort> for PortIo {
+    fn from(p: TunnelPort) -> PortIo {
+        PortIo::Tunnel(p)
     }
 }
 

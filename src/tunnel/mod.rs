@@ -2,18 +2,20 @@
 //! per-datagram receive decision.
 //!
 //! # What?
-//! A tunnel port (`type=vxlan`) carries the Ethernet frames a bridge sends
-//! to it inside UDP datagrams to one remote endpoint, and hands the bridge
-//! the frames that endpoint sends back. This module is pure (no I/O): it
-//! parses and prints a port's `options:` ([`TunnelConfig`]), encodes and
-//! decodes the VXLAN header ([`vxlan`]), and decides where a frame is
-//! sent ([`TunnelConfig::destination`]). The socket, and which port a
-//! received datagram belongs to, is [`crate::port::VxlanPort`].
+//! A tunnel port (`type=vxlan|geneve|gre`, [`TunnelKind`]) carries the
+//! Ethernet frames a bridge sends to it to a remote endpoint — inside UDP
+//! (VXLAN, Geneve) or GRE — and hands the bridge the frames that endpoint
+//! sends back. This module is pure (no I/O): it parses and prints a port's
+//! `options:` ([`TunnelConfig`]), encodes and decodes the headers
+//! ([`vxlan`], [`geneve`], [`gre`]), and decides where a frame is sent
+//! ([`TunnelConfig::destination`]). The socket, and which port a received
+//! packet belongs to, is [`crate::port::TunnelPort`].
 //!
 //! # Design
 //! The underlay is the kernel's own UDP/IP stack: tunnel ports use a
-//! UDP socket bound to `local_ip:dst_port` (one socket for every port on
-//! the same address and port); the kernel routes the outer
+//! UDP socket bound to `local_ip:dst_port` (one socket for every port of
+//! a type on the same address and port), or a raw IP socket for GRE (one
+//! per `local_ip`); the kernel routes the outer
 //! packet with the host's routing table, resolves neighbours, adds outer
 //! Ethernet/IP/UDP headers and checksums. An address on any ordinary
 //! interface (a veth in a namespace, a NIC) is all the setup — no extra
@@ -33,9 +35,9 @@
 //! - IPv4 underlay only.
 //!
 //! # Invariants
-//! A [`TunnelConfig`] that parsed is valid: the VNI fits 24 bits, the port
-//! is non-zero, and `options()` gives back text that parses to the same
-//! configuration.
+//! A [`TunnelConfig`] that parsed is valid: the key fits its type (24-bit
+//! VNI, 32-bit GRE key), a UDP type's port is non-zero (GRE's is 0), and
+//! `options()` gives back text that parses to the same configuration.
 //!
 //! Flow-based tunnels (OVS's `remote_ip=flow`, `key=flow`): such a port
 //! takes datagrams from any remote / with any VNI, and sends to the
@@ -48,18 +50,83 @@
 //! No `local_ip=flow` (the source address comes from the routing table
 //! or the bound `local_ip`); no `tos=inherit`/`ttl=inherit`.
 
+pub mod geneve;
+pub mod gre;
 pub mod vxlan;
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::Ipv4Addr;
 
 /// The IANA VXLAN port (RFC 7348); OVS's default. Linux's `ip link add …
 /// type vxlan` defaults to 8472 unless `dstport` is given.
 pub const VXLAN_PORT: u16 = 4789;
+/// The IANA Geneve port (RFC 8926); OVS's and Linux's default.
+pub const GENEVE_PORT: u16 = 6081;
 /// Bytes VXLAN adds over IPv4 in front of the inner frame: outer IPv4 (20)
 /// + UDP (8) + VXLAN (8) + the inner Ethernet header (14) counted against
 ///   the underlay MTU, i.e. inner MTU = underlay MTU − 50.
 pub const VXLAN_OVERHEAD: usize = 50;
+
+/// The encapsulation of a tunnel port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TunnelKind {
+    /// VXLAN (RFC 7348) over UDP, 24-bit VNI.
+    Vxlan,
+    /// Geneve (RFC 8926) over UDP, 24-bit VNI; options skipped.
+    Geneve,
+    /// Ethernet over GRE (IP protocol 47, protocol type 0x6558), optional
+    /// 32-bit key.
+    Gre,
+}
+
+impl TunnelKind {
+    /// The port type (`type=vxlan`).
+    pub fn name(self) -> &'static str {
+        match self {
+            TunnelKind::Vxlan => "vxlan",
+            TunnelKind::Geneve => "geneve",
+            TunnelKind::Gre => "gre",
+        }
+    }
+
+    /// The protocol's own spelling, for `trace`.
+    pub fn label(self) -> &'static str {
+        match self {
+            TunnelKind::Vxlan => "VXLAN",
+            TunnelKind::Geneve => "Geneve",
+            TunnelKind::Gre => "GRE",
+        }
+    }
+
+    /// True for the UDP encapsulations (a `dst_port`, a source port).
+    pub fn is_udp(self) -> bool {
+        self != TunnelKind::Gre
+    }
+
+    /// The default `dst_port` (0 for GRE, which has none).
+    pub fn default_port(self) -> u16 {
+        match self {
+            TunnelKind::Vxlan => VXLAN_PORT,
+            TunnelKind::Geneve => GENEVE_PORT,
+            TunnelKind::Gre => 0,
+        }
+    }
+
+    /// The largest key: a 24-bit VNI, or GRE's 32-bit key.
+    pub fn max_key(self) -> u32 {
+        match self {
+            TunnelKind::Vxlan | TunnelKind::Geneve => vxlan::MAX_VNI,
+            TunnelKind::Gre => u32::MAX,
+        }
+    }
+}
+
+impl fmt::Display for TunnelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// The option keys a tunnel port takes.
 pub const OPTION_KEYS: &[&str] = &[
@@ -78,18 +145,25 @@ pub const OPTION_KEYS: &[&str] = &[
 /// A tunnel port's settings, from its `options:`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TunnelConfig {
+    /// The encapsulation (the port's type).
+    pub kind: TunnelKind,
     /// Where encapsulated frames go; received datagrams must come from it.
     /// `None`: `flow` (any remote; sends to the key's `tun_dst`).
     pub remote_ip: Option<Ipv4Addr>,
     /// The address the socket binds (`None`: any local address).
     pub local_ip: Option<Ipv4Addr>,
-    /// VNI that received datagrams must carry (`key` or `in_key`);
-    /// `None`: `flow` (any VNI, seen in the key's `tun_id`).
+    /// Key (VNI) that received packets must carry (`key` or `in_key`);
+    /// `None`: `flow` (any key, seen in the flow key's `tun_id`). A GRE
+    /// packet without a key field has key 0.
     pub in_key: Option<u32>,
-    /// VNI put on transmitted datagrams (`key` or `out_key`); `None`:
-    /// `flow` (the key's `tun_id`).
+    /// Key (VNI) put on transmitted packets (`key` or `out_key`); `None`:
+    /// `flow` (the flow key's `tun_id`).
     pub out_key: Option<u32>,
-    /// UDP port, both bound locally and sent to.
+    /// GRE: transmitted packets carry a key field (true when `key` or
+    /// `out_key` is given, as OVS). Always true for VXLAN and Geneve, whose
+    /// VNI is always there.
+    pub key_field: bool,
+    /// UDP port, both bound locally and sent to (0 for GRE).
     pub dst_port: u16,
     /// Outer IPv4 TOS byte (`None`: the kernel default, 0).
     pub tos: Option<u8>,
@@ -99,7 +173,8 @@ pub struct TunnelConfig {
     /// too big for the underlay is dropped and counted `too_big` instead of
     /// being fragmented.
     pub df_default: bool,
-    /// Compute the outer UDP checksum (default false, as OVS: zero).
+    /// Checksum the outer packet (default false, as OVS): the UDP checksum
+    /// (VXLAN, Geneve; zero otherwise), or GRE's checksum field.
     pub csum: bool,
 }
 
@@ -108,9 +183,9 @@ pub struct TunnelConfig {
 pub enum TunnelError {
     /// `remote_ip` is required.
     #[error(
-        "a vxlan port needs options:remote_ip=IP (the remote tunnel endpoint) or remote_ip=flow"
+        "a {0} port needs options:remote_ip=IP (the remote tunnel endpoint) or remote_ip=flow"
     )]
-    MissingRemote,
+    MissingRemote(TunnelKind),
     /// An option this port type does not know.
     #[error("unknown option {0:?} (expected one of remote_ip, local_ip, key, in_key, out_key, dst_port, tos, ttl, df_default, csum)")]
     UnknownOption(String),
@@ -150,8 +225,8 @@ fn parse_ip(key: &str, v: &str) -> Result<Ipv4Addr, TunnelError> {
     Ok(ip)
 }
 
-/// A VNI, or `None` for `flow`.
-fn parse_vni(key: &str, v: &str) -> Result<Option<u32>, TunnelError> {
+/// A key of `kind`, or `None` for `flow`.
+fn parse_key(kind: TunnelKind, key: &str, v: &str) -> Result<Option<u32>, TunnelError> {
     if v == "flow" {
         return Ok(None);
     }
@@ -160,9 +235,18 @@ fn parse_vni(key: &str, v: &str) -> Result<Option<u32>, TunnelError> {
         None => v.parse::<u64>(),
     }
     .map_err(|_| bad(key, v, "expected a number"))?;
-    if n > vxlan::MAX_VNI as u64 {
-        return Err(bad(key, v, "a VXLAN VNI is 24 bits (0-16777215)"));
+    if n > u64::from(kind.max_key()) {
+        return Err(bad(
+            key,
+            v,
+            match kind {
+                TunnelKind::Vxlan => "a VXLAN VNI is 24 bits (0-16777215)",
+                TunnelKind::Geneve => "a Geneve VNI is 24 bits (0-16777215)",
+                TunnelKind::Gre => "a GRE key is 32 bits (0-4294967295)",
+            },
+        ));
     }
+    // Cast: checked against a u32 maximum above.
     Ok(Some(n as u32))
 }
 
@@ -185,25 +269,31 @@ fn parse_u8(key: &str, v: &str, min: u8, why: &'static str) -> Result<u8, Tunnel
 }
 
 impl TunnelConfig {
-    /// Parses a VXLAN port's options (keys without the `options:` prefix).
+    /// Parses the options of a port of `kind` (keys without the
+    /// `options:` prefix).
     ///
     /// ```
     /// # use std::collections::BTreeMap;
-    /// use rvs::tunnel::TunnelConfig;
+    /// use rvs::tunnel::{TunnelConfig, TunnelKind};
     /// let mut o = BTreeMap::new();
     /// o.insert("remote_ip".to_string(), "192.0.2.2".to_string());
     /// o.insert("key".to_string(), "42".to_string());
-    /// let t = TunnelConfig::parse_vxlan(&o).unwrap();
+    /// let t = TunnelConfig::parse(TunnelKind::Vxlan, &o).unwrap();
     /// assert_eq!((t.in_key, t.out_key, t.dst_port), (Some(42), Some(42), 4789));
     /// ```
-    pub fn parse_vxlan(options: &BTreeMap<String, String>) -> Result<TunnelConfig, TunnelError> {
+    pub fn parse(
+        kind: TunnelKind,
+        options: &BTreeMap<String, String>,
+    ) -> Result<TunnelConfig, TunnelError> {
         let mut remote = None;
         let mut t = TunnelConfig {
+            kind,
             remote_ip: None,
             local_ip: None,
             in_key: Some(0),
             out_key: Some(0),
-            dst_port: VXLAN_PORT,
+            key_field: kind.is_udp(),
+            dst_port: kind.default_port(),
             tos: None,
             ttl: None,
             df_default: true,
@@ -216,9 +306,16 @@ impl TunnelConfig {
                 "remote_ip" if v == "flow" => remote = Some(None),
                 "remote_ip" => remote = Some(Some(parse_ip(k, v)?)),
                 "local_ip" => t.local_ip = Some(parse_ip(k, v)?),
-                "key" => key = Some(parse_vni(k, v)?),
-                "in_key" => in_key = Some(parse_vni(k, v)?),
-                "out_key" => out_key = Some(parse_vni(k, v)?),
+                "key" => key = Some(parse_key(kind, k, v)?),
+                "in_key" => in_key = Some(parse_key(kind, k, v)?),
+                "out_key" => out_key = Some(parse_key(kind, k, v)?),
+                "dst_port" if !kind.is_udp() => {
+                    return Err(bad(
+                        k,
+                        v,
+                        "GRE has no ports (dst_port is for vxlan and geneve)",
+                    ))
+                }
                 "dst_port" => {
                     t.dst_port = match v.parse::<u16>() {
                         Ok(p) if p != 0 => p,
@@ -232,9 +329,10 @@ impl TunnelConfig {
                 other => return Err(TunnelError::UnknownOption(other.to_string())),
             }
         }
-        t.remote_ip = remote.ok_or(TunnelError::MissingRemote)?;
+        t.remote_ip = remote.ok_or(TunnelError::MissingRemote(kind))?;
         t.in_key = in_key.or(key).unwrap_or(Some(0));
         t.out_key = out_key.or(key).unwrap_or(Some(0));
+        t.key_field |= out_key.or(key).is_some();
         Ok(t)
     }
 
@@ -245,7 +343,7 @@ impl TunnelConfig {
         let mut put = |k: &str, v: String| {
             o.insert(k.to_string(), v);
         };
-        let vni = |k: Option<u32>| k.map_or("flow".to_string(), |k| k.to_string());
+        let key = |k: Option<u32>| k.map_or("flow".to_string(), |k| k.to_string());
         put(
             "remote_ip",
             self.remote_ip.map_or("flow".to_string(), |r| r.to_string()),
@@ -253,15 +351,19 @@ impl TunnelConfig {
         if let Some(l) = self.local_ip {
             put("local_ip", l.to_string());
         }
+        // A GRE key field given as 0 is written, as it changes what is sent.
+        let gre_key = !self.kind.is_udp() && self.key_field;
         if self.in_key == self.out_key {
-            if self.in_key != Some(0) {
-                put("key", vni(self.in_key));
+            if self.in_key != Some(0) || gre_key {
+                put("key", key(self.in_key));
             }
         } else {
-            put("in_key", vni(self.in_key));
-            put("out_key", vni(self.out_key));
+            put("in_key", key(self.in_key));
+            if self.kind.is_udp() || gre_key {
+                put("out_key", key(self.out_key));
+            }
         }
-        if self.dst_port != VXLAN_PORT {
+        if self.dst_port != self.kind.default_port() {
             put("dst_port", self.dst_port.to_string());
         }
         if let Some(t) = self.tos {
@@ -279,9 +381,22 @@ impl TunnelConfig {
         o
     }
 
+    /// Bytes the encapsulation adds in front of the inner frame, inner
+    /// Ethernet header included, counted against the underlay MTU: 50 for
+    /// VXLAN and Geneve (without options), 38 for GRE plus 4 each for a key
+    /// and a checksum.
+    pub fn overhead(&self) -> usize {
+        match self.kind {
+            TunnelKind::Vxlan | TunnelKind::Geneve => VXLAN_OVERHEAD,
+            TunnelKind::Gre => {
+                20 + gre::BASE_LEN + 4 * (usize::from(self.key_field) + usize::from(self.csum)) + 14
+            }
+        }
+    }
+
     /// Where a frame whose key has `tun_dst`/`tun_id` goes, and with which
-    /// VNI: the port's fixed values, else the key's (`flow`). `None` when
-    /// the port is `remote_ip=flow` and the key has no `tun_dst`.
+    /// key: the port's fixed values, else the flow key's (`flow`). `None`
+    /// when the port is `remote_ip=flow` and the key has no `tun_dst`.
     #[inline]
     pub fn destination(&self, tun_dst: u32, tun_id: u64) -> Option<(Ipv4Addr, u32)> {
         let dst = match self.remote_ip {
@@ -289,9 +404,12 @@ impl TunnelConfig {
             None if tun_dst != 0 => Ipv4Addr::from(tun_dst),
             None => return None,
         };
-        // Cast: a VNI is the low 24 bits of tun_id, as OVS sends it.
-        let vni = self.out_key.unwrap_or((tun_id as u32) & vxlan::MAX_VNI);
-        Some((dst, vni))
+        // Cast: a key is the low 24 (VNI) or 32 (GRE) bits of tun_id, as
+        // OVS sends it.
+        let key = self
+            .out_key
+            .unwrap_or((tun_id as u32) & self.kind.max_key());
+        Some((dst, key))
     }
 }
 
@@ -358,7 +476,8 @@ mod tests {
 
     #[test]
     fn parses_defaults_and_round_trips() {
-        let t = TunnelConfig::parse_vxlan(&opts(&[("remote_ip", "10.0.0.2")])).unwrap();
+        let t =
+            TunnelConfig::parse(TunnelKind::Vxlan, &opts(&[("remote_ip", "10.0.0.2")])).unwrap();
         assert_eq!(t.remote_ip, Some(Ipv4Addr::new(10, 0, 0, 2)));
         assert_eq!((t.in_key, t.out_key, t.dst_port), (Some(0), Some(0), 4789));
         assert!(t.df_default && !t.csum);
@@ -375,15 +494,17 @@ mod tests {
             ("df_default", "false"),
             ("csum", "true"),
         ]);
-        let t = TunnelConfig::parse_vxlan(&all).unwrap();
+        let t = TunnelConfig::parse(TunnelKind::Vxlan, &all).unwrap();
         assert_eq!((t.in_key, t.out_key), (Some(7), Some(42)));
-        assert_eq!(TunnelConfig::parse_vxlan(&t.options()).unwrap(), t);
+        assert_eq!(
+            TunnelConfig::parse(TunnelKind::Vxlan, &t.options()).unwrap(),
+            t
+        );
         // key sets both; in_key/out_key win over it.
-        let t = TunnelConfig::parse_vxlan(&opts(&[
-            ("remote_ip", "10.0.0.2"),
-            ("key", "5"),
-            ("out_key", "6"),
-        ]))
+        let t = TunnelConfig::parse(
+            TunnelKind::Vxlan,
+            &opts(&[("remote_ip", "10.0.0.2"), ("key", "5"), ("out_key", "6")]),
+        )
         .unwrap();
         assert_eq!((t.in_key, t.out_key), (Some(5), Some(6)));
         // flow values round-trip too.
@@ -392,7 +513,7 @@ mod tests {
             &[("remote_ip", "flow"), ("in_key", "flow"), ("out_key", "9")][..],
             &[("remote_ip", "10.0.0.2"), ("key", "flow")][..],
         ] {
-            let t = TunnelConfig::parse_vxlan(&opts(kv)).unwrap();
+            let t = TunnelConfig::parse(TunnelKind::Vxlan, &opts(kv)).unwrap();
             assert_eq!(t.options(), opts(kv), "{kv:?}");
         }
     }
@@ -400,7 +521,7 @@ mod tests {
     #[test]
     fn rejects_bad_options_clearly() {
         let e = |kv: &[(&str, &str)]| {
-            TunnelConfig::parse_vxlan(&opts(kv))
+            TunnelConfig::parse(TunnelKind::Vxlan, &opts(kv))
                 .unwrap_err()
                 .to_string()
         };
@@ -455,16 +576,88 @@ mod tests {
     }
 
     #[test]
+    fn geneve_and_gre_options() {
+        let g =
+            TunnelConfig::parse(TunnelKind::Geneve, &opts(&[("remote_ip", "10.0.0.2")])).unwrap();
+        assert_eq!((g.dst_port, g.key_field, g.overhead()), (6081, true, 50));
+        assert_eq!(g.options(), opts(&[("remote_ip", "10.0.0.2")]));
+        let e = TunnelConfig::parse(
+            TunnelKind::Geneve,
+            &opts(&[("remote_ip", "10.0.0.2"), ("key", "16777216")]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("Geneve VNI is 24 bits"), "{e}");
+
+        let gre = |kv: &[(&str, &str)]| TunnelConfig::parse(TunnelKind::Gre, &opts(kv));
+        // No key option: no key field sent, key 0 accepted.
+        let t = gre(&[("remote_ip", "10.0.0.2")]).unwrap();
+        assert_eq!(
+            (t.dst_port, t.key_field, t.in_key, t.overhead()),
+            (0, false, Some(0), 38)
+        );
+        assert_eq!(t.destination(0, 9), Some((Ipv4Addr::new(10, 0, 0, 2), 0)));
+        // key=0 given: a key field of 0 is sent, and written back.
+        let t = gre(&[("remote_ip", "10.0.0.2"), ("key", "0")]).unwrap();
+        assert!(t.key_field);
+        assert_eq!(
+            t.options(),
+            opts(&[("remote_ip", "10.0.0.2"), ("key", "0")])
+        );
+        // 32-bit keys, flow keys keep all 32 bits of tun_id.
+        let t = gre(&[("remote_ip", "flow"), ("key", "flow"), ("csum", "true")]).unwrap();
+        assert_eq!(t.overhead(), 46);
+        assert_eq!(
+            t.destination(0x0a00_0003, 0x1_dead_beef),
+            Some((Ipv4Addr::new(10, 0, 0, 3), 0xdead_beef))
+        );
+        assert!(gre(&[("remote_ip", "10.0.0.2"), ("key", "4294967295")]).is_ok());
+        let e = gre(&[("remote_ip", "10.0.0.2"), ("key", "4294967296")]).unwrap_err();
+        assert!(e.to_string().contains("GRE key is 32 bits"), "{e}");
+        let e = gre(&[("remote_ip", "10.0.0.2"), ("dst_port", "4789")]).unwrap_err();
+        assert!(e.to_string().contains("GRE has no ports"), "{e}");
+        let e = gre(&[("key", "1")]).unwrap_err();
+        assert!(e.to_string().contains("a gre port needs"), "{e}");
+        // Every form round-trips through options().
+        for kv in [
+            &[("remote_ip", "10.0.0.2")][..],
+            &[("remote_ip", "10.0.0.2"), ("in_key", "5")][..],
+            &[("remote_ip", "10.0.0.2"), ("in_key", "5"), ("out_key", "0")][..],
+            &[("remote_ip", "10.0.0.2"), ("out_key", "7")][..],
+            &[("remote_ip", "flow"), ("key", "flow")][..],
+        ] {
+            let t = gre(kv).unwrap();
+            assert_eq!(
+                gre(&t
+                    .options()
+                    .into_iter()
+                    .collect::<Vec<_>>()
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect::<Vec<_>>())
+                .unwrap(),
+                t,
+                "{kv:?}"
+            );
+        }
+    }
+
+    #[test]
     fn flow_ports_send_by_the_key() {
-        let f =
-            TunnelConfig::parse_vxlan(&opts(&[("remote_ip", "flow"), ("key", "flow")])).unwrap();
+        let f = TunnelConfig::parse(
+            TunnelKind::Vxlan,
+            &opts(&[("remote_ip", "flow"), ("key", "flow")]),
+        )
+        .unwrap();
         assert_eq!(f.destination(0, 5), None, "no tun_dst: nowhere to send");
         assert_eq!(
             f.destination(0x0a00_0002, 0x1_0000_0007),
             Some((Ipv4Addr::new(10, 0, 0, 2), 7))
         );
-        let fixed =
-            TunnelConfig::parse_vxlan(&opts(&[("remote_ip", "10.0.0.2"), ("key", "42")])).unwrap();
+        let fixed = TunnelConfig::parse(
+            TunnelKind::Vxlan,
+            &opts(&[("remote_ip", "10.0.0.2"), ("key", "42")]),
+        )
+        .unwrap();
         assert_eq!(
             fixed.destination(0x0a00_0009, 7),
             Some((Ipv4Addr::new(10, 0, 0, 2), 42)),

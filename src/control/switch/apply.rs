@@ -231,7 +231,7 @@ impl Switch {
                 let kind = match &p.kind {
                     Some(k) => Some(k.parse::<PortKind>().map_err(|_| {
                         invalid(format!(
-                            "{}: type = \"{k}\": expected tap, system, internal, patch or vxlan",
+                            "{}: type = \"{k}\": expected tap, system, internal, patch, vxlan, geneve or gre",
                             ctx("type")
                         ))
                     })?),
@@ -298,7 +298,7 @@ impl Switch {
                     )?,
                     None if !p.options.is_empty() => {
                         return Err(invalid(format!(
-                            "{}: options are only for tunnel ports (type = \"vxlan\")",
+                            "{}: options are only for tunnel ports (type = \"vxlan\", \"geneve\" or \"gre\")",
                             ctx("options")
                         )))
                     }

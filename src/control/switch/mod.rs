@@ -50,7 +50,7 @@ use crate::datapath::worker::WorkerSet;
 use crate::datapath::xlate::BridgeRt;
 use crate::datapath::Command;
 use crate::netdev;
-use crate::port::{Kernel, Netdevs, PortIo, PortKind, VxlanPort};
+use crate::port::{Kernel, Netdevs, PortIo, PortKind, TunnelPort};
 use crate::tunnel::TunnelConfig;
 
 mod apply;

@@ -42,7 +42,7 @@ pub(super) fn open_tunnel(
     bridge: u32,
     ofport: PortNo,
 ) -> std::result::Result<PortIo, String> {
-    VxlanPort::open(name, t, bridge, ofport.0).map(PortIo::Vxlan).map_err(|e| {
+    TunnelPort::open(name, t, bridge, ofport.0).map(PortIo::Tunnel).map_err(|e| {
         if let crate::port::PortError::Conflict(m) = &e {
             return m.clone();
         }
@@ -51,17 +51,17 @@ pub(super) fn open_tunnel(
             .map_or_else(|| "0.0.0.0".to_string(), |l| l.to_string());
         let hint = match &e {
             crate::port::PortError::Open { source, .. } => match source.raw_os_error() {
-                Some(libc::EADDRINUSE) => " (a kernel vxlan device or another program already uses this UDP port on this address, or a tunnel port bound to a different local_ip overlaps it)",
+                Some(libc::EADDRINUSE) => " (a kernel tunnel device or another program already uses this UDP port on this address, or a tunnel port bound to a different local_ip overlaps it)",
                 Some(libc::EADDRNOTAVAIL) => " (local_ip is not an address of this host)",
                 _ => "",
             },
             _ => "",
         };
-        format!(
-            "binding UDP {local}:{}: {}{hint}",
-            t.dst_port,
-            chain(&e)
-        )
+        if t.kind.is_udp() {
+            format!("binding UDP {local}:{}: {}{hint}", t.dst_port, chain(&e))
+        } else {
+            format!("opening a GRE socket on {local}: {}{hint}", chain(&e))
+        }
     })
 }
 
@@ -72,14 +72,14 @@ pub(super) fn tunnel_from(
     options: &BTreeMap<String, String>,
     who: &str,
 ) -> Result<Option<TunnelConfig>> {
-    if kind.is_tunnel() {
-        return TunnelConfig::parse_vxlan(options)
+    if let Some(t) = kind.tunnel() {
+        return TunnelConfig::parse(t, options)
             .map(Some)
             .map_err(|e| invalid(format!("{who}: {e}")));
     }
     match options.keys().next() {
         Some(k) => Err(invalid(format!(
-            "{who}: options:{k} is only for tunnel ports (type=vxlan)"
+            "{who}: options:{k} is only for tunnel ports (type=vxlan, geneve or gre)"
         ))),
         None => Ok(None),
     }
@@ -105,8 +105,8 @@ pub(super) fn parse_settings(
             "type" if allow_create => {
                 s.kind = Some(v.parse::<PortKind>().map_err(|_| {
                     invalid(format!(
-                        "{verb}: type={v}: expected tap, system, internal, patch or vxlan"
-                    ))
+                    "{verb}: type={v}: expected tap, system, internal, patch, vxlan, geneve or gre"
+                ))
                 })?)
             }
             "tag" => {
@@ -296,7 +296,7 @@ impl Switch {
                 )
             }
             PortKind::Patch => None,
-            PortKind::Vxlan => {
+            PortKind::Vxlan | PortKind::Geneve | PortKind::Gre => {
                 let Some(t) = &tunnel else {
                     return Err(reject(ErrorKind::Internal, "tunnel port without options"));
                 };

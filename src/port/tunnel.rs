@@ -1,55 +1,69 @@
-//! VXLAN tunnel ports over a kernel UDP socket (`type=vxlan`).
+//! Tunnel ports over kernel sockets: VXLAN and Geneve over UDP, GRE over
+//! a raw IP socket (`type=vxlan|geneve|gre`).
 //!
 //! # Design
-//! The port owns one non-blocking IPv4 UDP socket bound to
-//! `local_ip:dst_port` (or `0.0.0.0:dst_port`). The kernel is the
+//! The port owns one non-blocking IPv4 socket: UDP bound to
+//! `local_ip:dst_port` (or `0.0.0.0:dst_port`), or for GRE a raw socket of
+//! IP protocol 47 bound to `local_ip` (or any). The kernel is the
 //! underlay: it routes the outer packet with the host's routing table,
-//! resolves the neighbour, adds the outer Ethernet/IPv4/UDP headers and
+//! resolves the neighbour, adds the outer Ethernet/IPv4(/UDP) headers and
 //! the UDP checksum (or a zero one, `csum=false`, `SO_NO_CHECK`).
-//! - Transmit: one `sendmsg` per frame with two iovecs, an 8-byte VXLAN
-//!   header (on the stack) and the frame where it lies in the caller's
-//!   buffer, to `remote_ip:dst_port` — for `remote_ip=flow`/`key=flow`,
-//!   to the flow key's `tun_dst` with its `tun_id`
-//!   ([`TunnelConfig::destination`]; no `tun_dst` → `PortError::NoTunnelDst`).
-//!   Nothing is copied or allocated.
-//! - Receive: `recvmmsg` of up to [`MAX_BATCH`] datagrams, each scattered
-//!   into an 8-byte header slot on the stack and the caller's buffer at
-//!   `HEADROOM`, so the inner frame lands where every other port puts
-//!   its frames (decapsulation is free). The source address comes from the
-//!   message's `sockaddr_in`, the local one from `local_ip` or, on a
-//!   socket bound to any address, from `IP_PKTINFO`; with the VNI they are
-//!   the frame's tunnel metadata ([`PacketBuf::tunnel`]). A datagram from
-//!   another address or with
-//!   another VNI, or not VXLAN at all, is skipped and counted
-//!   ([`VxlanPort::take_rx_rejects`]; the worker adds them to the port's
+//! - Transmit: one `sendmsg` per frame with two iovecs, the tunnel header
+//!   (8 bytes of VXLAN or Geneve, 4–12 of GRE, on the stack) and the frame
+//!   where it lies in the caller's buffer, to `remote_ip(:dst_port)` — for
+//!   `remote_ip=flow`/`key=flow`, to the flow key's `tun_dst` with its
+//!   `tun_id` ([`TunnelConfig::destination`]; no `tun_dst` →
+//!   `PortError::NoTunnelDst`). Nothing is copied or allocated; a GRE
+//!   checksum (`csum=true`) is one pass over the frame.
+//! - Receive: `recvmmsg` of up to [`MAX_BATCH`] packets, each scattered
+//!   into a header slot on the stack (8 bytes for UDP, 28 for GRE: the
+//!   IPv4 header a raw socket returns plus a keyed GRE header) and the
+//!   caller's buffer at `HEADROOM`, so in the usual case the inner frame
+//!   lands where every other port puts its frames (decapsulation is
+//!   free). A longer header (Geneve options, GRE checksum or sequence
+//!   number, IP options) moves the frame start forward; a shorter one (GRE
+//!   without a key) puts the slot's last bytes into the headroom — never a
+//!   copy of the frame. The source address comes from the message's
+//!   `sockaddr_in`, the local one from `local_ip`, the IPv4 header (GRE)
+//!   or, on a UDP socket bound to any address, from `IP_PKTINFO`; with the
+//!   key they are the frame's tunnel metadata ([`PacketBuf::tunnel`]). A
+//!   packet from another address or with another key, or not the
+//!   encapsulation at all, is skipped and counted
+//!   ([`TunnelPort::take_rx_rejects`]; the worker adds them to the port's
 //!   drops as `tunnel_no_port` / `malformed`).
 //! - A kernel sender on the same host (a vxlan device over a veth) leaves
 //!   inner TCP/UDP checksums partial; such frames are marked `NEEDS_CSUM`
 //!   ([`crate::tunnel::partial_csum_hint`]) and completed downstream like
 //!   any offloaded frame. Without that, ping works and TCP stalls.
 //! - `df_default=true` (the default) sets `IP_PMTUDISC_DO`: a frame that
-//!   does not fit the underlay's MTU after 50 bytes of encapsulation fails
+//!   does not fit the underlay's MTU after the encapsulation
+//!   ([`TunnelConfig::overhead`]: 50 bytes for VXLAN) fails
 //!   with `EMSGSIZE` → [`PortError::FrameTooBig`] (counted `too_big`)
 //!   instead of being fragmented. `df_default=false` lets the kernel
 //!   fragment (`IP_PMTUDISC_DONT`). `tos`/`ttl` set `IP_TOS`/`IP_TTL`.
 //!
-//! - Sharing: every tunnel port on one `(local_ip, dst_port)` uses the
-//!   same socket (a process-wide registry holds it while a port does).
+//! - Sharing: every tunnel port of one encapsulation on one
+//!   `(local_ip, dst_port)` uses the same socket (a process-wide registry
+//!   holds it while a port does); all GRE ports on one `local_ip` share one
+//!   raw socket.
 //!   Each port polls its own `dup` of it, so any of them may read a
 //!   datagram that belongs to another; the reader picks the most specific
 //!   member ([`Member::score`]) and marks the buffer
 //!   ([`TunnelMeta::redirect`]), and the worker runs it as received on
 //!   that port (every worker numbers slots alike).
 //!
-//! - Source port: frames leave through one of [`TX_SOCKETS`] transmit-only
+//! - Source port (UDP): frames leave through one of [`TX_SOCKETS`] transmit-only
 //!   sockets bound to kernel-chosen ephemeral ports, picked by
 //!   [`flow_hash`] of the inner frame, so one inner flow keeps one outer
 //!   source port and different flows spread over ECMP paths.
 //!
 //! Limits of a bound socket (see also [`crate::tunnel`]): the source port
-//! takes only [`TX_SOCKETS`] values, and a kernel vxlan device in the
-//! same namespace cannot use the same port (`bind` → `EADDRINUSE`,
-//! reported by `add-port`).
+//! takes only [`TX_SOCKETS`] values, and a kernel vxlan or geneve device
+//! in the same namespace cannot use the same port (`bind` → `EADDRINUSE`,
+//! reported by `add-port`). A raw GRE socket sees every GRE packet to the
+//! host; a kernel gretap device (absent here) would see them too. Geneve
+//! options are skipped (a packet with the critical bit is refused); none
+//! are sent. GRE sequence numbers are ignored on receipt, never sent.
 //!
 //! # Linux behaviour (observed on 6.18)
 //! - An unconnected UDP socket does not report ICMP errors (port
@@ -73,8 +87,8 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use arc_swap::ArcSwap;
 
 use super::{classify, retry_eintr, set_sock_bufs, setsockopt, PendingError, PortError};
-use crate::packet::{PacketBuf, TunnelMeta, MAX_FRAME};
-use crate::tunnel::{vxlan, TunnelConfig};
+use crate::packet::{PacketBuf, TunnelMeta, HEADROOM, MAX_FRAME};
+use crate::tunnel::{geneve, gre, vxlan, TunnelConfig, TunnelKind};
 
 /// Most datagrams per `recvmmsg`.
 pub const MAX_BATCH: usize = 32;
@@ -139,9 +153,94 @@ fn pktinfo_dst(h: &libc::msghdr) -> u32 {
     0
 }
 
-/// A VXLAN tunnel port: see the module docs.
+/// Header slot of a GRE receive: the IPv4 header a raw socket returns (20
+/// bytes without options) and a GRE header with a key (8).
+const GRE_SLOT: usize = 28;
+
+/// What a received packet's tunnel header says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Decap {
+    /// The VNI or GRE key (0 without one).
+    key: u32,
+    /// `tun_flags`.
+    flags: u16,
+    /// Bytes in front of the inner frame (of the whole packet read).
+    hlen: usize,
+    /// The outer destination, when the packet says it (GRE's IPv4 header).
+    dst: Option<u32>,
+}
+
+/// A VXLAN datagram of `len` bytes whose first 8 are `slot`.
+fn decap_vxlan(slot: &[u8], len: usize) -> Option<Decap> {
+    let h = vxlan::Header::parse(slot.get(..len.min(slot.len()))?)?;
+    Some(Decap {
+        key: h.vni,
+        flags: 0,
+        hlen: vxlan::HEADER_LEN,
+        dst: None,
+    })
+}
+
+/// A Geneve datagram of `len` bytes whose first 8 are `slot`; options
+/// (in the frame space) are skipped.
+fn decap_geneve(slot: &[u8], len: usize) -> Option<Decap> {
+    let h = geneve::Header::parse(slot.get(..len.min(slot.len()))?)?;
+    Some(Decap {
+        key: h.vni,
+        flags: if h.oam {
+            flowtable::key::TUN_FLAG_OAM
+        } else {
+            0
+        },
+        hlen: h.len,
+        dst: None,
+    })
+}
+
+/// An IPv4 packet carrying GRE, `len` bytes read as `slot` (the first
+/// [`GRE_SLOT`]) followed by `rest`.
+fn decap_gre(slot: &[u8], rest: &[u8], len: usize) -> Option<Decap> {
+    let at = |i: usize| {
+        if i < slot.len() {
+            slot[i]
+        } else {
+            rest[i - slot.len()]
+        }
+    };
+    if len < 20 || slot[0] >> 4 != 4 {
+        return None;
+    }
+    let ihl = usize::from(slot[0] & 0x0f) * 4;
+    if ihl < 20 || len < ihl + gre::BASE_LEN {
+        return None;
+    }
+    let mut g = [0u8; gre::MAX_LEN];
+    let n = (len - ihl).min(gre::MAX_LEN);
+    for (j, b) in g[..n].iter_mut().enumerate() {
+        *b = at(ihl + j);
+    }
+    let h = gre::Header::parse(&g[..n])?;
+    if h.csum {
+        // The packet from the GRE header on, in its two pieces; the first
+        // has an even length (IHL is a multiple of 4).
+        let cut = slot.len().min(len);
+        let head = slot.get(ihl.min(cut)..cut)?;
+        let tail = rest.get(ihl.saturating_sub(slot.len())..)?;
+        if !gre::checksum_ok(head, tail) {
+            return None;
+        }
+    }
+    Some(Decap {
+        key: h.key.unwrap_or(0),
+        flags: 0,
+        hlen: ihl + h.size(),
+        dst: Some(u32::from_be_bytes([slot[16], slot[17], slot[18], slot[19]])),
+    })
+}
+
+/// A tunnel port: see the module docs.
 #[derive(Debug)]
-pub struct VxlanPort {
+pub struct TunnelPort {
     /// Port name (no netdev of that name exists).
     name: String,
     /// This port's descriptor of the shared socket.
@@ -160,7 +259,8 @@ pub struct VxlanPort {
     local: u32,
     /// An error held back by a receive that returned frames.
     pending: PendingError,
-    /// Datagrams skipped as not VXLAN (or too short) since the last take.
+    /// Packets skipped as not the encapsulation (or too short) since the
+    /// last take.
     rx_malformed: AtomicU64,
     /// Datagrams skipped as another remote's or VNI's since the last take.
     rx_no_port: AtomicU64,
@@ -176,25 +276,33 @@ fn sockaddr(ip: Ipv4Addr, port: u16) -> libc::sockaddr_in {
 }
 
 /// Binds a new socket for `cfg`'s `local_ip` and UDP `port` (0: one the
-/// kernel picks from its ephemeral range) with its options.
+/// kernel picks from its ephemeral range; always 0 for GRE's raw socket)
+/// with its options.
 fn bind_socket(
     cfg: &TunnelConfig,
     port: u16,
     open_err: &dyn Fn(&'static str, io::Error) -> PortError,
 ) -> Result<OwnedFd, PortError> {
+    let udp = cfg.kind.is_udp();
+    let (ty, proto, what) = if udp {
+        (libc::SOCK_DGRAM, 0, "socket(AF_INET, SOCK_DGRAM)")
+    } else {
+        (
+            libc::SOCK_RAW,
+            libc::IPPROTO_GRE,
+            "socket(AF_INET, SOCK_RAW, IPPROTO_GRE)",
+        )
+    };
     // SAFETY: socket() has no memory preconditions.
     let raw = unsafe {
         libc::socket(
             libc::AF_INET,
-            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
+            ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            proto,
         )
     };
     if raw < 0 {
-        return Err(open_err(
-            "socket(AF_INET, SOCK_DGRAM)",
-            io::Error::last_os_error(),
-        ));
+        return Err(open_err(what, io::Error::last_os_error()));
     }
     // SAFETY: `raw` is a fresh fd that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
@@ -214,7 +322,7 @@ fn bind_socket(
         setsockopt(s, libc::IPPROTO_IP, libc::IP_TOS, &libc::c_int::from(tos))
             .map_err(|e| open_err("IP_TOS", e))?;
     }
-    if cfg.local_ip.is_none() && port != 0 {
+    if udp && cfg.local_ip.is_none() && port != 0 {
         setsockopt(
             s,
             libc::IPPROTO_IP,
@@ -223,9 +331,11 @@ fn bind_socket(
         )
         .map_err(|e| open_err("IP_PKTINFO", e))?;
     }
-    let no_check: libc::c_int = (!cfg.csum).into();
-    setsockopt(s, libc::SOL_SOCKET, libc::SO_NO_CHECK, &no_check)
-        .map_err(|e| open_err("SO_NO_CHECK", e))?;
+    if udp {
+        let no_check: libc::c_int = (!cfg.csum).into();
+        setsockopt(s, libc::SOL_SOCKET, libc::SO_NO_CHECK, &no_check)
+            .map_err(|e| open_err("SO_NO_CHECK", e))?;
+    }
     set_sock_bufs(s).map_err(|e| open_err("SO_RCVBUF/SO_SNDBUF", e))?;
     let local = sockaddr(cfg.local_ip.unwrap_or(Ipv4Addr::UNSPECIFIED), port);
     // SAFETY: `local` is a valid sockaddr_in and the length is its size.
@@ -243,9 +353,15 @@ fn bind_socket(
 }
 
 /// The socket options a port's configuration puts on the shared socket;
-/// ports sharing a socket must agree on them.
+/// ports sharing a socket must agree on them. (GRE's checksum is in its
+/// header, per packet, not a socket option.)
 fn sock_opts(cfg: &TunnelConfig) -> SockOpts {
-    (cfg.tos, cfg.ttl, cfg.df_default, cfg.csum)
+    (
+        cfg.tos,
+        cfg.ttl,
+        cfg.df_default,
+        cfg.csum && cfg.kind.is_udp(),
+    )
 }
 
 /// (tos, ttl, df_default, csum).
@@ -283,7 +399,8 @@ impl Member {
     }
 }
 
-/// A UDP socket shared by every tunnel port on one `(local_ip, dst_port)`.
+/// A socket shared by every tunnel port of one encapsulation on one
+/// `(local_ip, dst_port)`.
 #[derive(Debug)]
 struct SharedSocket {
     fd: OwnedFd,
@@ -297,9 +414,10 @@ struct SharedSocket {
     edit: Mutex<()>,
 }
 
-/// Sockets by `(local_ip, dst_port)` (0 = any address); an entry whose
-/// socket is gone is replaced at the next open.
-type Registry = Mutex<HashMap<(u32, u16), Weak<SharedSocket>>>;
+/// Sockets by `(encapsulation, local_ip, dst_port)` (0 = any address; GRE
+/// has no port); an entry whose socket is gone is replaced at the next
+/// open.
+type Registry = Mutex<HashMap<(TunnelKind, u32, u16), Weak<SharedSocket>>>;
 
 fn registry() -> &'static Registry {
     static SOCKETS: OnceLock<Registry> = OnceLock::new();
@@ -340,7 +458,7 @@ impl SharedSocket {
     }
 }
 
-impl VxlanPort {
+impl TunnelPort {
     /// Opens port `name` with `cfg`, as OpenFlow port `ofport` of bridge
     /// id `bridge`: binds `local_ip:dst_port`, or joins the socket another
     /// tunnel port already bound there.
@@ -349,14 +467,14 @@ impl VxlanPort {
         cfg: &TunnelConfig,
         bridge: u32,
         ofport: u32,
-    ) -> Result<VxlanPort, PortError> {
+    ) -> Result<TunnelPort, PortError> {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let open_err = |op: &'static str, source: io::Error| PortError::Open {
             name: name.to_string(),
             op,
             source,
         };
-        let at = (cfg.local_ip.map_or(0, u32::from), cfg.dst_port);
+        let at = (cfg.kind, cfg.local_ip.map_or(0, u32::from), cfg.dst_port);
         let sock = {
             let mut reg = registry().lock().unwrap_or_else(PoisonError::into_inner);
             match reg.get(&at).and_then(Weak::upgrade) {
@@ -373,7 +491,8 @@ impl VxlanPort {
                     // Transmit-only sockets on ephemeral ports: the outer
                     // source port then varies with the inner flow (ECMP).
                     // Without them (fd limits) everything leaves from `fd`.
-                    let tx: Vec<OwnedFd> = (0..TX_SOCKETS)
+                    let n_tx = if cfg.kind.is_udp() { TX_SOCKETS } else { 0 };
+                    let tx: Vec<OwnedFd> = (0..n_tx)
                         .map_while(|_| bind_socket(cfg, 0, &open_err).ok())
                         .collect();
                     let sock = Arc::new(SharedSocket {
@@ -410,7 +529,7 @@ impl VxlanPort {
         }
         // SAFETY: `raw` is a fresh fd that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        Ok(VxlanPort {
+        Ok(TunnelPort {
             name: name.to_string(),
             fd,
             sock,
@@ -482,7 +601,12 @@ impl VxlanPort {
         if want == 0 {
             return Ok((0, 0));
         }
-        let mut hdrs = [[0u8; vxlan::HEADER_LEN]; MAX_BATCH];
+        let slot_len = if self.cfg.kind.is_udp() {
+            vxlan::HEADER_LEN
+        } else {
+            GRE_SLOT
+        };
+        let mut hdrs = [[0u8; GRE_SLOT]; MAX_BATCH];
         // SAFETY: iovec is a plain C struct; all-zero bytes are valid.
         let mut iov: [[libc::iovec; 2]; MAX_BATCH] = unsafe { zeroed() };
         // SAFETY: mmsghdr is a plain C struct (null pointers, zero lengths
@@ -492,13 +616,13 @@ impl VxlanPort {
         let mut addrs: [libc::sockaddr_in; MAX_BATCH] = unsafe { zeroed() };
         // Control buffers (IP_PKTINFO), u64 words for cmsghdr alignment.
         let mut ctrl = [[0u64; CTRL_WORDS]; MAX_BATCH];
-        let want_pktinfo = self.local == 0;
+        let want_pktinfo = self.local == 0 && self.cfg.kind.is_udp();
         let members = self.sock.members.load();
         for (i, (hdr, buf)) in hdrs.iter_mut().zip(bufs.iter_mut()).enumerate().take(want) {
             let space = buf.rx_space();
             let room = space.len().min(MAX_FRAME);
             iov[i][0].iov_base = hdr.as_mut_ptr().cast();
-            iov[i][0].iov_len = hdr.len();
+            iov[i][0].iov_len = slot_len;
             iov[i][1].iov_base = space.as_mut_ptr().cast();
             iov[i][1].iov_len = room;
             let h = &mut msgs[i].msg_hdr;
@@ -543,19 +667,21 @@ impl VxlanPort {
                 continue;
             }
             let src = Ipv4Addr::from(u32::from_be(addrs[i].sin_addr.s_addr));
-            let hlen = len.min(vxlan::HEADER_LEN);
-            let inner = len.saturating_sub(vxlan::HEADER_LEN);
-            let vni = match vxlan::Header::parse(&hdrs[i][..hlen]) {
-                Some(h) if inner >= vxlan::MIN_INNER => h.vni,
-                _ => {
-                    self.rx_malformed.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
+            let slot = &hdrs[i][..slot_len];
+            let space = &bufs[i].rx_space()[..len.saturating_sub(slot_len)];
+            let decap = match self.cfg.kind {
+                TunnelKind::Vxlan => decap_vxlan(slot, len),
+                TunnelKind::Geneve => decap_geneve(slot, len),
+                TunnelKind::Gre => decap_gre(slot, space, len),
+            };
+            let Some(d) = decap.filter(|d| len >= d.hlen + vxlan::MIN_INNER) else {
+                self.rx_malformed.fetch_add(1, Ordering::Relaxed);
+                continue;
             };
             // The most specific port on the socket takes it.
             let best = members
                 .iter()
-                .filter_map(|m| m.score(src, vni).map(|s| (s, m)))
+                .filter_map(|m| m.score(src, d.key).map(|s| (s, m)))
                 .max_by_key(|(s, _)| *s);
             let redirect = match best {
                 None => {
@@ -565,20 +691,34 @@ impl VxlanPort {
                 Some((_, m)) if m.id == self.id => None,
                 Some((_, m)) => Some((m.bridge, m.ofport)),
             };
-            let dst = if want_pktinfo {
-                pktinfo_dst(&msgs[i].msg_hdr)
-            } else {
-                self.local
+            let dst = match d.dst {
+                Some(dst) => dst,
+                None if want_pktinfo => pktinfo_dst(&msgs[i].msg_hdr),
+                None => self.local,
             };
-            bufs[i].set_received(inner);
-            bufs[i].tunnel = TunnelMeta {
-                id: u64::from(vni),
+            let inner = len - d.hlen;
+            let buf = &mut bufs[i];
+            buf.set_received(inner);
+            // Where the inner frame begins relative to the buffer's space:
+            // after a longer header, forward; after a shorter one, its
+            // first bytes are the slot's tail, put in the headroom.
+            let (data, start, _) = buf.raw_mut();
+            if d.hlen >= slot_len {
+                *start = HEADROOM + (d.hlen - slot_len);
+            } else {
+                let back = slot_len - d.hlen;
+                data[HEADROOM - back..HEADROOM].copy_from_slice(&hdrs[i][d.hlen..slot_len]);
+                *start = HEADROOM - back;
+            }
+            buf.tunnel = TunnelMeta {
+                id: u64::from(d.key),
                 src: u32::from(src),
                 dst,
+                flags: d.flags,
                 redirect,
             };
-            if let Some(h) = crate::tunnel::partial_csum_hint(bufs[i].frame()) {
-                bufs[i].vnet = h;
+            if let Some(h) = crate::tunnel::partial_csum_hint(buf.frame()) {
+                buf.vnet = h;
             }
             if n != i {
                 bufs.swap(n, i);
@@ -593,14 +733,30 @@ impl VxlanPort {
         Ok((n, got))
     }
 
-    /// Encapsulates and sends one frame to the port's remote (and VNI)
+    /// Encapsulates and sends one frame to the port's remote (and key)
     /// without blocking; a port with `flow` options sends to `tun_dst`
     /// with `tun_id` (the frame's flow key).
     pub fn send_tunnel(&self, frame: &[u8], tun_dst: u32, tun_id: u64) -> Result<(), PortError> {
-        let Some((dst, vni)) = self.cfg.destination(tun_dst, tun_id) else {
+        let Some((dst, key)) = self.cfg.destination(tun_dst, tun_id) else {
             return Err(PortError::NoTunnelDst);
         };
-        let hdr = vxlan::Header { vni }.bytes();
+        let mut hdr = [0u8; gre::MAX_LEN];
+        let hlen = match self.cfg.kind {
+            TunnelKind::Vxlan => {
+                hdr[..vxlan::HEADER_LEN].copy_from_slice(&vxlan::Header { vni: key }.bytes());
+                vxlan::HEADER_LEN
+            }
+            TunnelKind::Geneve => {
+                hdr[..geneve::HEADER_LEN].copy_from_slice(&geneve::Header::bytes(key, false));
+                geneve::HEADER_LEN
+            }
+            TunnelKind::Gre => gre::Header {
+                key: self.cfg.key_field.then_some(key),
+                csum: self.cfg.csum,
+                seq: false,
+            }
+            .emit(&mut hdr, frame),
+        };
         let remote = sockaddr(dst, self.cfg.dst_port);
         let tx = &self.sock.tx;
         let fd = match tx.len() {
@@ -611,7 +767,7 @@ impl VxlanPort {
         let mut iov = [
             libc::iovec {
                 iov_base: hdr.as_ptr() as *mut libc::c_void,
-                iov_len: hdr.len(),
+                iov_len: hlen,
             },
             libc::iovec {
                 iov_base: frame.as_ptr() as *mut libc::c_void,
@@ -639,7 +795,7 @@ impl VxlanPort {
         })
     }
 
-    /// [`VxlanPort::send_tunnel`] without tunnel metadata (a port with
+    /// [`TunnelPort::send_tunnel`] without tunnel metadata (a port with
     /// `remote_ip=flow` then has nowhere to send).
     pub fn send(&self, frame: &[u8]) -> Result<(), PortError> {
         self.send_tunnel(frame, 0, 0)
@@ -656,7 +812,7 @@ impl VxlanPort {
     }
 }
 
-impl Drop for VxlanPort {
+impl Drop for TunnelPort {
     fn drop(&mut self) {
         self.sock.leave(self.id);
     }
@@ -675,10 +831,10 @@ mod tests {
         o.insert("local_ip".to_string(), "127.0.0.1".to_string());
         o.insert("dst_port".to_string(), port.to_string());
         o.insert("key".to_string(), key.to_string());
-        TunnelConfig::parse_vxlan(&o).unwrap()
+        TunnelConfig::parse(TunnelKind::Vxlan, &o).unwrap()
     }
 
-    fn wait_recv(p: &VxlanPort, bufs: &mut [PacketBuf]) -> usize {
+    fn wait_recv(p: &TunnelPort, bufs: &mut [PacketBuf]) -> usize {
         for _ in 0..200 {
             let n = p.recv_batch(bufs).unwrap();
             if n > 0 {
@@ -703,7 +859,7 @@ mod tests {
                 b.local_addr().unwrap().port(),
             )
         };
-        let a = VxlanPort::open("a", &cfg("127.0.0.1", pa, 42), 1, 1).unwrap();
+        let a = TunnelPort::open("a", &cfg("127.0.0.1", pa, 42), 1, 1).unwrap();
         let mut frame = [0u8; 60];
         frame[..6].copy_from_slice(&[0xff; 6]);
         frame[12..14].copy_from_slice(&[0x08, 0x06]);
@@ -731,7 +887,7 @@ mod tests {
 
         // A second port on the same (local_ip, dst_port) shares the
         // socket: VNI 43 now belongs to it, whichever port reads.
-        let b = VxlanPort::open("b", &cfg("127.0.0.1", pa, 43), 1, 2).unwrap();
+        let b = TunnelPort::open("b", &cfg("127.0.0.1", pa, 43), 1, 2).unwrap();
         vxlan::Header { vni: 43 }.emit(&mut d);
         junk.send_to(&d, ("127.0.0.1", pa)).unwrap();
         assert_eq!(wait_recv(&a, &mut bufs), 1);
@@ -741,11 +897,11 @@ mod tests {
         assert_eq!(wait_recv(&b, &mut bufs), 1);
         assert_eq!(bufs[0].tunnel.redirect, None, "b reads its own");
         // The same (remote, key) twice, or other socket options, are refused.
-        let e = VxlanPort::open("c", &cfg("127.0.0.1", pa, 43), 1, 3).unwrap_err();
+        let e = TunnelPort::open("c", &cfg("127.0.0.1", pa, 43), 1, 3).unwrap_err();
         assert!(e.to_string().contains("already receives"), "{e}");
         let mut other = cfg("127.0.0.1", pa, 44);
         other.ttl = Some(3);
-        let e = VxlanPort::open("c", &other, 1, 3).unwrap_err();
+        let e = TunnelPort::open("c", &other, 1, 3).unwrap_err();
         assert!(e.to_string().contains("different tos"), "{e}");
         // b gone: its VNI is nobody's again.
         drop(b);
@@ -753,7 +909,7 @@ mod tests {
         assert_eq!(wait_recv(&a, &mut bufs), 0);
         assert_eq!(a.take_rx_rejects(), (0, 1));
         // Another UDP port is another socket.
-        VxlanPort::open("b", &cfg("127.0.0.1", pb, 43), 1, 2).unwrap();
+        TunnelPort::open("b", &cfg("127.0.0.1", pb, 43), 1, 2).unwrap();
     }
 
     /// The outer source port follows the inner flow: one flow keeps one
@@ -770,7 +926,13 @@ mod tests {
         o.insert("remote_ip".to_string(), "127.0.0.1".to_string());
         o.insert("local_ip".to_string(), "127.0.0.2".to_string());
         o.insert("dst_port".to_string(), port.to_string());
-        let a = VxlanPort::open("s", &TunnelConfig::parse_vxlan(&o).unwrap(), 1, 1).unwrap();
+        let a = TunnelPort::open(
+            "s",
+            &TunnelConfig::parse(TunnelKind::Vxlan, &o).unwrap(),
+            1,
+            1,
+        )
+        .unwrap();
         let frame = |i: u8| {
             let mut f = [0u8; 60];
             f[12..14].copy_from_slice(&[0x08, 0x00]);
@@ -836,7 +998,13 @@ mod tests {
             o.insert(k.to_string(), v.to_string());
         }
         o.insert("dst_port".to_string(), port.to_string());
-        let a = VxlanPort::open("f", &TunnelConfig::parse_vxlan(&o).unwrap(), 1, 1).unwrap();
+        let a = TunnelPort::open(
+            "f",
+            &TunnelConfig::parse(TunnelKind::Vxlan, &o).unwrap(),
+            1,
+            1,
+        )
+        .unwrap();
         let mut frame = [0u8; 60];
         frame[12..14].copy_from_slice(&[0x08, 0x06]);
         assert!(matches!(a.send(&frame), Err(PortError::NoTunnelDst)));
@@ -851,9 +1019,205 @@ mod tests {
                 id: 0xef_0077,
                 src: 0x7f00_0001,
                 dst: 0x7f00_0002,
+                flags: 0,
                 redirect: None
             }
         );
+    }
+
+    fn opts(kind: TunnelKind, kv: &[(&str, &str)]) -> TunnelConfig {
+        let o: BTreeMap<String, String> = kv
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        TunnelConfig::parse(kind, &o).unwrap()
+    }
+
+    /// A free UDP port on loopback.
+    fn free_port() -> u16 {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    }
+
+    /// Geneve on loopback: a frame sent comes back with its VNI; options
+    /// are skipped (the frame still lands whole), the O bit becomes
+    /// `tun_flags=+oam`, critical options and non-Ethernet payloads are
+    /// counted malformed.
+    #[test]
+    fn geneve_loopback_skips_options_and_refuses_critical_ones() {
+        let port = free_port();
+        let p = port.to_string();
+        let cfg = opts(
+            TunnelKind::Geneve,
+            &[
+                ("remote_ip", "127.0.0.1"),
+                ("local_ip", "127.0.0.1"),
+                ("dst_port", &p),
+                ("key", "77"),
+            ],
+        );
+        let a = TunnelPort::open("g", &cfg, 1, 1).unwrap();
+        let mut frame = [0u8; 60];
+        frame[..6].copy_from_slice(&[0xff; 6]);
+        frame[12..14].copy_from_slice(&[0x08, 0x06]);
+        frame[59] = 0x5a;
+        a.send(&frame).unwrap();
+        let mut bufs: Vec<PacketBuf> = (0..4).map(|_| PacketBuf::new()).collect();
+        assert_eq!(wait_recv(&a, &mut bufs), 1);
+        assert_eq!(bufs[0].frame(), &frame[..]);
+        assert_eq!((bufs[0].tunnel.id, bufs[0].tunnel.flags), (77, 0));
+
+        let junk = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // Two words of options and the O bit.
+        let mut d = geneve::Header::bytes(77, true).to_vec();
+        d[0] = 2;
+        d.extend_from_slice(&[0xee; 8]);
+        d.extend_from_slice(&frame);
+        junk.send_to(&d, ("127.0.0.1", port)).unwrap();
+        assert_eq!(wait_recv(&a, &mut bufs), 1);
+        assert_eq!(bufs[0].frame(), &frame[..], "options skipped");
+        assert_eq!(bufs[0].tunnel.flags, flowtable::key::TUN_FLAG_OAM);
+        // Critical options; an IPv4 payload; options longer than the packet.
+        let mut crit = d.clone();
+        crit[1] |= 0x40;
+        let mut l3 = d.clone();
+        l3[2..4].copy_from_slice(&[0x08, 0x00]);
+        let mut long = geneve::Header::bytes(77, false).to_vec();
+        long[0] = 0x3f;
+        long.extend_from_slice(&frame);
+        for x in [&crit, &l3, &long] {
+            junk.send_to(x, ("127.0.0.1", port)).unwrap();
+        }
+        junk.send_to(&d, ("127.0.0.1", port)).unwrap();
+        assert_eq!(wait_recv(&a, &mut bufs), 1);
+        assert_eq!(a.take_rx_rejects(), (3, 0));
+        // VXLAN and Geneve are separate sockets: the same port is taken.
+        let v = opts(
+            TunnelKind::Vxlan,
+            &[
+                ("remote_ip", "127.0.0.1"),
+                ("local_ip", "127.0.0.1"),
+                ("dst_port", &p),
+            ],
+        );
+        assert!(TunnelPort::open("v", &v, 1, 2).is_err());
+    }
+
+    /// An IPv4 header (20 bytes, protocol GRE) from 10.0.0.2 to 10.0.0.1
+    /// in front of `gre`.
+    fn ip_gre(gre: &[u8]) -> Vec<u8> {
+        let mut p = vec![
+            0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 47, 0, 0, 10, 0, 0, 2, 10, 0, 0, 1,
+        ];
+        let tot = (20 + gre.len()) as u16;
+        p[2..4].copy_from_slice(&tot.to_be_bytes());
+        p.extend_from_slice(gre);
+        p
+    }
+
+    /// Splits a packet as the receive path reads it: the slot, then the
+    /// frame space.
+    fn gre_split(pkt: &[u8]) -> ([u8; GRE_SLOT], Vec<u8>) {
+        let mut slot = [0u8; GRE_SLOT];
+        let n = pkt.len().min(GRE_SLOT);
+        slot[..n].copy_from_slice(&pkt[..n]);
+        (slot, pkt[n..].to_vec())
+    }
+
+    /// GRE decapsulation over every header form: where the inner frame
+    /// starts, the key, the outer destination, the checksum check.
+    #[test]
+    fn gre_decap_finds_the_frame_in_every_header_form() {
+        let frame: Vec<u8> = (0..60u8).collect();
+        for key in [None, Some(0), Some(0xdead_beef)] {
+            for csum in [false, true] {
+                let h = gre::Header {
+                    key,
+                    csum,
+                    seq: false,
+                };
+                let mut g = [0u8; gre::MAX_LEN];
+                let n = h.emit(&mut g, &frame);
+                let mut pkt = ip_gre(&g[..n]);
+                pkt.extend_from_slice(&frame);
+                let (slot, rest) = gre_split(&pkt);
+                let d = decap_gre(&slot, &rest, pkt.len()).unwrap();
+                assert_eq!(d.hlen, 20 + n, "{h:?}");
+                assert_eq!(&pkt[d.hlen..], &frame[..]);
+                assert_eq!(d.key, key.unwrap_or(0));
+                assert_eq!(d.dst, Some(0x0a00_0001));
+                if csum {
+                    let mut bad = pkt.clone();
+                    *bad.last_mut().unwrap() ^= 0x10;
+                    let (slot, rest) = gre_split(&bad);
+                    assert_eq!(decap_gre(&slot, &rest, bad.len()), None, "bad checksum");
+                }
+            }
+        }
+        // IP options push the GRE header into the frame space.
+        let mut g = [0u8; gre::MAX_LEN];
+        let n = gre::Header {
+            key: Some(5),
+            csum: true,
+            seq: false,
+        }
+        .emit(&mut g, &frame);
+        let mut pkt = ip_gre(&[]);
+        pkt[0] = 0x46;
+        pkt.extend_from_slice(&[1, 1, 1, 0]);
+        pkt.extend_from_slice(&g[..n]);
+        pkt.extend_from_slice(&frame);
+        let (slot, rest) = gre_split(&pkt);
+        let d = decap_gre(&slot, &rest, pkt.len()).unwrap();
+        assert_eq!((d.hlen, d.key), (24 + 12, 5));
+        // Truncated and non-IPv4 packets.
+        for cut in [0, 10, 20, 23] {
+            let (slot, rest) = gre_split(&pkt[..cut]);
+            assert_eq!(decap_gre(&slot, &rest, cut), None, "cut at {cut}");
+        }
+        let mut v6 = pkt.clone();
+        v6[0] = 0x60;
+        let (slot, rest) = gre_split(&v6);
+        assert_eq!(decap_gre(&slot, &rest, v6.len()), None);
+    }
+
+    /// GRE over a raw socket on loopback (needs root): keyed and keyless
+    /// ports share the socket, each frame reaches its port whole, and a
+    /// frame too big for a datagram is `FrameTooBig`.
+    #[test]
+    fn gre_loopback_keyed_and_keyless() {
+        if !super::super::testutil::require_root() {
+            return;
+        }
+        // 127.0.0.3 is ours alone: no other test's GRE lands on it.
+        let keyed = opts(
+            TunnelKind::Gre,
+            &[
+                ("remote_ip", "127.0.0.3"),
+                ("local_ip", "127.0.0.3"),
+                ("key", "0x1234"),
+                ("csum", "true"),
+            ],
+        );
+        let plain = opts(
+            TunnelKind::Gre,
+            &[("remote_ip", "127.0.0.3"), ("local_ip", "127.0.0.3")],
+        );
+        let a = TunnelPort::open("k", &keyed, 1, 1).unwrap();
+        let b = TunnelPort::open("p", &plain, 1, 2).unwrap();
+        let mut bufs: Vec<PacketBuf> = (0..4).map(|_| PacketBuf::new()).collect();
+        for (tx, len, want) in [(&a, 60, Some(1)), (&b, 61, Some(2)), (&a, 1400, Some(1))] {
+            let frame: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            tx.send(&frame).unwrap();
+            assert_eq!(wait_recv(&a, &mut bufs), 1);
+            assert_eq!(bufs[0].frame(), &frame[..]);
+            let own = bufs[0].tunnel.redirect.map_or(1, |(_, p)| p);
+            assert_eq!(Some(own), want);
+            assert_eq!(bufs[0].tunnel.dst, 0x7f00_0003);
+        }
+        assert_eq!(a.take_rx_rejects(), (0, 0));
+        let big = vec![0u8; 65536 - 20 - 12];
+        assert!(matches!(a.send(&big), Err(PortError::FrameTooBig { .. })));
     }
 
     #[test]
@@ -862,7 +1226,7 @@ mod tests {
             let s = UdpSocket::bind("127.0.0.1:0").unwrap();
             s.local_addr().unwrap().port()
         };
-        let a = VxlanPort::open("a", &cfg("127.0.0.1", port, 1), 1, 1).unwrap();
+        let a = TunnelPort::open("a", &cfg("127.0.0.1", port, 1), 1, 1).unwrap();
         // Over the largest UDP payload: EMSGSIZE.
         let big = vec![0u8; 65507 - 8 + 1];
         assert!(matches!(a.send(&big), Err(PortError::FrameTooBig { .. })));
