@@ -279,16 +279,23 @@ fn rvs_to_rvs(kind: &str, options: &[&str], mtu: &str) {
         st.tx_packets > 1000 && st.rx_packets > 1000,
         "{kind}: {st:?}"
     );
+    // New options on both ends (`set port`): the ports carry on with them.
+    for (d, br, x) in [(&d1, &br1, &x1), (&d2, &br2, &x2)] {
+        d.ok(&["set", "port", x, "options:key=9", "options:ttl=17"]);
+        let info = d.show_port(br, x);
+        assert_eq!(info.options.get("key").map(String::as_str), Some("9"));
+        assert!(info.up, "{info:?}");
+    }
+    h1.assert_ping("10.47.0.2");
     let info = d1.show_port(&br1, &x1);
     assert_eq!(info.kind, kind);
     assert_eq!(info.options.get("remote_ip"), Some(&b));
     // The tap is OpenFlow port 2 (the tunnel came first).
     let tr = d1.ok(&["trace", &br1, "in_port=2,arp"]);
     let want = match kind {
-        "vxlan" => format!("encapsulated in VXLAN to {b}:4789 with VNI 7"),
-        "geneve" => format!("encapsulated in Geneve to {b}:6081 with VNI 7"),
-        _ if options.is_empty() => format!("encapsulated in GRE to {b} without a key"),
-        _ => format!("encapsulated in GRE to {b} with key 7"),
+        "vxlan" => format!("encapsulated in VXLAN to {b}:4789 with VNI 9"),
+        "geneve" => format!("encapsulated in Geneve to {b}:6081 with VNI 9"),
+        _ => format!("encapsulated in GRE to {b} with key 9"),
     };
     assert!(tr.contains(&want), "{tr}");
     drop(v);
@@ -378,8 +385,23 @@ fn vxlan_options_validation_and_persistence() {
         err.contains("already receives remote_ip=127.0.0.2 key=43"),
         "{err}"
     );
-    let (_, err) = d.fails(&["set", "port", &vx, "options:key=5"]);
-    assert!(err.contains("not supported yet"), "{err}");
+    // set port changes options of the running port; a bad value changes
+    // nothing; an empty value removes an option.
+    d.ok(&["set", "port", &vx, "options:key=5", "options:ttl=12"]);
+    let info = d.show_port(&br, &vx);
+    assert_eq!(info.options.get("key").map(String::as_str), Some("5"));
+    assert_eq!(info.options.get("ttl").map(String::as_str), Some("12"));
+    assert!(info.up, "{info:?}");
+    let (_, err) = d.fails(&["set", "port", &vx, "options:key=16777216", "options:ttl=1"]);
+    assert!(err.contains("24 bits"), "{err}");
+    let (_, err) = d.fails(&["set", "port", &vx, "options:colour=red"]);
+    assert!(err.contains("unknown option"), "{err}");
+    d.ok(&["set", "port", &vx, "options:ttl="]);
+    let info = d.show_port(&br, &vx);
+    assert_eq!(info.options.get("ttl"), None, "{info:?}");
+    assert_eq!(info.options.get("key").map(String::as_str), Some("5"));
+    // Back to what the rest of the test expects.
+    d.ok(&["set", "port", &vx, "options:key=0x2b", "options:ttl=9"]);
 
     let export = d.ok(&["export"]);
     assert!(export.contains("type = \"vxlan\""), "{export}");

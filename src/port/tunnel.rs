@@ -307,21 +307,7 @@ fn bind_socket(
     // SAFETY: `raw` is a fresh fd that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     let s = fd.as_raw_fd();
-    let pmtu = if cfg.df_default {
-        libc::IP_PMTUDISC_DO
-    } else {
-        libc::IP_PMTUDISC_DONT
-    };
-    setsockopt(s, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, &pmtu)
-        .map_err(|e| open_err("IP_MTU_DISCOVER", e))?;
-    if let Some(ttl) = cfg.ttl {
-        setsockopt(s, libc::IPPROTO_IP, libc::IP_TTL, &libc::c_int::from(ttl))
-            .map_err(|e| open_err("IP_TTL", e))?;
-    }
-    if let Some(tos) = cfg.tos {
-        setsockopt(s, libc::IPPROTO_IP, libc::IP_TOS, &libc::c_int::from(tos))
-            .map_err(|e| open_err("IP_TOS", e))?;
-    }
+    set_opts(s, sock_opts(cfg), udp).map_err(|(op, e)| open_err(op, e))?;
     if udp && cfg.local_ip.is_none() && port != 0 {
         setsockopt(
             s,
@@ -330,11 +316,6 @@ fn bind_socket(
             &libc::c_int::from(true),
         )
         .map_err(|e| open_err("IP_PKTINFO", e))?;
-    }
-    if udp {
-        let no_check: libc::c_int = (!cfg.csum).into();
-        setsockopt(s, libc::SOL_SOCKET, libc::SO_NO_CHECK, &no_check)
-            .map_err(|e| open_err("SO_NO_CHECK", e))?;
     }
     set_sock_bufs(s).map_err(|e| open_err("SO_RCVBUF/SO_SNDBUF", e))?;
     let local = sockaddr(cfg.local_ip.unwrap_or(Ipv4Addr::UNSPECIFIED), port);
@@ -350,6 +331,30 @@ fn bind_socket(
         return Err(open_err("bind", io::Error::last_os_error()));
     }
     Ok(fd)
+}
+
+/// Puts `opts` on socket `s` (a fresh one, or one whose only port is
+/// being reconfigured); `None` TOS/TTL restore the defaults.
+fn set_opts(s: RawFd, opts: SockOpts, udp: bool) -> Result<(), (&'static str, io::Error)> {
+    let (tos, ttl, df, csum) = opts;
+    let pmtu = if df {
+        libc::IP_PMTUDISC_DO
+    } else {
+        libc::IP_PMTUDISC_DONT
+    };
+    setsockopt(s, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, &pmtu)
+        .map_err(|e| ("IP_MTU_DISCOVER", e))?;
+    // -1: the kernel's default TTL.
+    let ttl = ttl.map_or(-1, libc::c_int::from);
+    setsockopt(s, libc::IPPROTO_IP, libc::IP_TTL, &ttl).map_err(|e| ("IP_TTL", e))?;
+    let tos = libc::c_int::from(tos.unwrap_or(0));
+    setsockopt(s, libc::IPPROTO_IP, libc::IP_TOS, &tos).map_err(|e| ("IP_TOS", e))?;
+    if udp {
+        let no_check: libc::c_int = (!csum).into();
+        setsockopt(s, libc::SOL_SOCKET, libc::SO_NO_CHECK, &no_check)
+            .map_err(|e| ("SO_NO_CHECK", e))?;
+    }
+    Ok(())
 }
 
 /// The socket options a port's configuration puts on the shared socket;
@@ -407,7 +412,8 @@ struct SharedSocket {
     /// Transmit sockets bound to kernel-chosen source ports, picked by
     /// inner-flow hash ([`flow_hash`]); empty: send from `fd`.
     tx: Vec<OwnedFd>,
-    opts: SockOpts,
+    /// Its options (changed only while one port alone uses it).
+    opts: Mutex<SockOpts>,
     /// The ports receiving on it; read per batch by the workers.
     members: ArcSwap<Vec<Member>>,
     /// Serialises joins and leaves (readers never take it).
@@ -426,11 +432,15 @@ fn registry() -> &'static Registry {
 
 impl SharedSocket {
     /// Adds `m`; refused when another port already takes exactly the same
-    /// (remote, key).
+    /// (remote, key). The same port (bridge and OpenFlow port) re-opened
+    /// while its old I/O lingers is not another port: both deliver to the
+    /// same place until the old one leaves.
     fn join(&self, m: Member, name: &str) -> Result<(), PortError> {
         let _g = self.edit.lock().unwrap_or_else(PoisonError::into_inner);
         let cur = self.members.load();
-        if cur.iter().any(|o| o.remote == m.remote && o.key == m.key) {
+        if cur.iter().any(|o| {
+            o.remote == m.remote && o.key == m.key && (o.bridge, o.ofport) != (m.bridge, m.ofport)
+        }) {
             let what = |v: Option<String>| v.unwrap_or_else(|| "flow".to_string());
             return Err(PortError::Conflict(format!(
                 "port {name}: another tunnel port on this local_ip and dst_port already receives remote_ip={} key={}",
@@ -479,11 +489,29 @@ impl TunnelPort {
             let mut reg = registry().lock().unwrap_or_else(PoisonError::into_inner);
             match reg.get(&at).and_then(Weak::upgrade) {
                 Some(sock) => {
-                    if sock.opts != sock_opts(cfg) {
-                        return Err(PortError::Conflict(format!(
-                            "port {name}: shares local_ip and dst_port with another tunnel port but has different tos, ttl, df_default or csum (they are options of the one socket)"
-                        )));
+                    let want = sock_opts(cfg);
+                    let mut opts = sock.opts.lock().unwrap_or_else(PoisonError::into_inner);
+                    if *opts != want {
+                        // The same port re-opened with new options (`set
+                        // port`, `apply`) while its old I/O lingers may
+                        // change them; another port's socket is shared.
+                        let alone = sock
+                            .members
+                            .load()
+                            .iter()
+                            .all(|m| (m.bridge, m.ofport) == (bridge, ofport));
+                        if !alone {
+                            return Err(PortError::Conflict(format!(
+                                "port {name}: shares local_ip and dst_port with another tunnel port but has different tos, ttl, df_default or csum (they are options of the one socket)"
+                            )));
+                        }
+                        for fd in std::iter::once(&sock.fd).chain(sock.tx.iter()) {
+                            set_opts(fd.as_raw_fd(), want, cfg.kind.is_udp())
+                                .map_err(|(op, e)| open_err(op, e))?;
+                        }
+                        *opts = want;
                     }
+                    drop(opts);
                     sock
                 }
                 None => {
@@ -498,7 +526,7 @@ impl TunnelPort {
                     let sock = Arc::new(SharedSocket {
                         fd,
                         tx,
-                        opts: sock_opts(cfg),
+                        opts: Mutex::new(sock_opts(cfg)),
                         members: ArcSwap::from_pointee(Vec::new()),
                         edit: Mutex::new(()),
                     });
@@ -903,13 +931,32 @@ mod tests {
         other.ttl = Some(3);
         let e = TunnelPort::open("c", &other, 1, 3).unwrap_err();
         assert!(e.to_string().contains("different tos"), "{e}");
+        // b re-opened (as `set port` does) with a new TTL while the old
+        // one lingers: the same port, not a conflict — but a TTL that
+        // another port's socket would have to change is refused above.
+        let mut b_ttl = cfg("127.0.0.1", pa, 43);
+        b_ttl.ttl = Some(5);
+        assert!(
+            TunnelPort::open("b", &b_ttl, 1, 2).is_err(),
+            "a shares the socket"
+        );
+        let b2 = TunnelPort::open("b", &cfg("127.0.0.1", pa, 43), 1, 2).unwrap();
+        drop(b2);
         // b gone: its VNI is nobody's again.
         drop(b);
         junk.send_to(&d, ("127.0.0.1", pa)).unwrap();
         assert_eq!(wait_recv(&a, &mut bufs), 0);
         assert_eq!(a.take_rx_rejects(), (0, 1));
-        // Another UDP port is another socket.
-        TunnelPort::open("b", &cfg("127.0.0.1", pb, 43), 1, 2).unwrap();
+        // Another UDP port is another socket; its only port may change
+        // the socket's options by re-opening.
+        let c = TunnelPort::open("b", &cfg("127.0.0.1", pb, 43), 1, 2).unwrap();
+        let mut c_ttl = cfg("127.0.0.1", pb, 44);
+        c_ttl.ttl = Some(5);
+        let c2 = TunnelPort::open("b", &c_ttl, 1, 2).unwrap();
+        drop(c);
+        c2.send(&frame).unwrap();
+        assert_eq!(wait_recv(&c2, &mut bufs), 1);
+        assert_eq!(bufs[0].tunnel.id, 44);
     }
 
     /// The outer source port follows the inner flow: one flow keeps one

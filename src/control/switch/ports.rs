@@ -154,11 +154,6 @@ pub(super) fn parse_settings(
             "peer" | "options:peer" => s.peer = Some(v.clone()),
             _ if k.starts_with("options:") => {
                 let o = &k["options:".len()..];
-                if !allow_create {
-                    return Err(invalid(format!(
-                        "{verb}: changing options:{o} of a port is not supported yet (del-port and add-port it again)"
-                    )));
-                }
                 if s.options.insert(o.to_string(), v.clone()).is_some() {
                     return Err(invalid(format!("{verb}: options:{o} given twice")));
                 }
@@ -169,7 +164,7 @@ pub(super) fn parse_settings(
                     if allow_create {
                         "type, tag, trunks, vlan_mode, ofport_request, peer or options:KEY"
                     } else {
-                        "tag, trunks, vlan_mode or peer"
+                        "tag, trunks, vlan_mode, peer or options:KEY"
                     }
                 )))
             }
@@ -477,12 +472,46 @@ impl Switch {
             return Err(invalid(format!("{verb}: peer= is only for patch ports")));
         }
         let id = bs.id;
+        // New tunnel options: the port's current ones with these set (an
+        // empty value removes one), validated and opened before anything
+        // changes; the datapath swaps the port's I/O.
+        let tunnel = match (&p.tunnel, s.options.is_empty()) {
+            (_, true) => None,
+            (None, false) => {
+                return Err(invalid(format!(
+                    "{verb}: options are only for tunnel ports (type=vxlan, geneve or gre)"
+                )))
+            }
+            (Some(old), false) => {
+                let mut o = old.options();
+                for (k, v) in &s.options {
+                    if v.is_empty() {
+                        o.remove(k);
+                    } else {
+                        o.insert(k.clone(), v.clone());
+                    }
+                }
+                let new = TunnelConfig::parse(old.kind, &o)
+                    .map_err(|e| invalid(format!("{verb}: {e}")))?;
+                if new == *old {
+                    None
+                } else {
+                    let io = open_tunnel(name, &new, id, no)
+                        .map_err(|e| reject(ErrorKind::System, format!("{verb}: {e}")))?;
+                    Some((new, io))
+                }
+            }
+        };
         let bs = self.bridge_mut(&b)?;
         let Some(p) = bs.ports.get_mut(&no) else {
             return Err(reject(ErrorKind::Internal, "port vanished"));
         };
         p.vlan = vlan.clone();
         p.vlan_mode_set = mode.is_some();
+        let new_io = tunnel.map(|(cfg, io)| {
+            p.tunnel = Some(cfg);
+            io
+        });
         let old_peer = if s.peer.is_some() {
             std::mem::replace(&mut p.peer, s.peer.clone())
         } else {
@@ -493,6 +522,13 @@ impl Switch {
             ofport: no,
             vlan,
         });
+        if let Some(io) = new_io {
+            self.worker.send(Command::AttachIo {
+                bridge: id,
+                ofport: no,
+                io: Arc::new(io),
+            });
+        }
         if s.peer.is_some() {
             self.link_patch(name);
             for n in old_peer.iter().chain(s.peer.iter()) {
