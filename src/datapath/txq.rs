@@ -1,4 +1,5 @@
-//! Per-worker transmit queues for ports with a batched send (AF_PACKET).
+//! Per-worker transmit queues for ports with a batched send (AF_PACKET,
+//! tunnels with a fixed destination).
 //!
 //! # What?
 //! A system port can take many frames in one `sendmmsg`; a TAP cannot.
@@ -13,7 +14,10 @@
 //! the queue must send what the packet looked like at the output. Copies
 //! of 64-byte frames are cheap next to a syscall; large frames (GSO
 //! super-frames up to 64 KiB) are not worth copying and go out at once,
-//! after flushing the port's queue so frames leave in order. A frame with
+//! after flushing the port's queue so frames leave in order — unless the
+//! port takes no virtio-net header: then the super-frame's segments are
+//! queued as they are cut (a 64 KiB TCP frame to a tunnel: two
+//! `sendmmsg`s instead of 45 `sendmsg`s). A frame with
 //! a partial checksum bound for a port without `PACKET_VNET_HDR` has its
 //! checksum completed in the copy.
 //!
@@ -102,6 +106,12 @@ impl TxQueues {
     #[inline]
     pub fn takes(&self, slot: usize, hdr: &VirtioNetHdr, len: usize) -> bool {
         len <= TXQ_FRAME && !hdr.is_gso() && matches!(self.queues.get(slot), Some(Some(_)))
+    }
+
+    /// True when `slot` has a queue (its port sends in batches).
+    #[inline]
+    pub fn has_queue(&self, slot: usize) -> bool {
+        matches!(self.queues.get(slot), Some(Some(_)))
     }
 
     /// True when `slot` has frames waiting.

@@ -412,8 +412,13 @@ impl Worker {
                     log::info!("port {}: netdev attached", sl.name);
                     self.pending.push(slot);
                 }
+                // Queued frames were for the old I/O (a tunnel port given new
+                // options): they go, with the queue if the new one does
+                // not batch.
                 if io.batches_tx() {
                     self.tx.add(slot);
+                } else {
+                    self.tx.remove(slot);
                 }
                 sl.io = Some(io);
                 if self.primary() {

@@ -1030,6 +1030,32 @@ fn send(
         tx.push(slots, slot, hdr, frame, io.vnet(), w);
         return;
     }
+    // A super-frame for a batching port without offloads: its segments
+    // join the queue as they are cut.
+    if hdr.is_gso() && !io.vnet() && tx.has_queue(slot) {
+        let none = offload::VirtioNetHdr::NONE;
+        let c = s.shared.w(w);
+        let r = offload::segment(frame, hdr, usize::MAX, seg, |segment| {
+            if tx.takes(slot, &none, segment.len()) {
+                tx.push(slots, slot, &none, segment, false, w);
+                return;
+            }
+            // Bigger than a queue entry (a jumbo MSS): in order, at once.
+            tx.flush_slot(slots, slot, w);
+            match io.send_tunnel(segment, tun.0, tun.1) {
+                Ok(()) => {
+                    c.tx_packets.add(1);
+                    c.tx_bytes.add(segment.len() as u64);
+                }
+                Err(PortError::FrameTooBig { .. }) => c.tx_drop(TxDrop::TooBig),
+                Err(_) => c.tx_drop(TxDrop::TxError),
+            }
+        });
+        if r.is_err() {
+            s.shared.w(w).tx_drop(TxDrop::TxError);
+        }
+        return;
+    }
     // Frames leave in order: whatever is queued for the port goes first.
     tx.flush_slot(slots, slot, w);
     let (mut n_ok, mut bytes) = (0u64, 0u64);

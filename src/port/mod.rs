@@ -521,10 +521,15 @@ impl PortIo {
     }
 
     /// True when [`PortIo::send_batch`] sends many frames per syscall
-    /// (AF_PACKET's `sendmmsg`); TAPs have no batched write.
+    /// (AF_PACKET's and fixed-destination tunnels' `sendmmsg`); TAPs have
+    /// no batched write.
     #[inline]
     pub fn batches_tx(&self) -> bool {
-        matches!(self, PortIo::AfPacket(_))
+        match self {
+            PortIo::AfPacket(_) => true,
+            PortIo::Tunnel(p) => p.batches_tx(),
+            _ => false,
+        }
     }
 
     /// Sends frames (with offload metadata, see [`PortIo::send_vnet`]);
@@ -546,10 +551,8 @@ impl PortIo {
                 Some(f) => p.send(f).map(|()| 1),
                 None => Ok(0),
             },
-            PortIo::Tunnel(p) => match frames.first() {
-                Some(f) => p.send(f).map(|()| 1),
-                None => Ok(0),
-            },
+            // Never offloaded (`vnet()` is false): frames are complete.
+            PortIo::Tunnel(p) => p.send_batch(frames),
         }
     }
 

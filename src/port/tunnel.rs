@@ -761,15 +761,11 @@ impl TunnelPort {
         Ok((n, got))
     }
 
-    /// Encapsulates and sends one frame to the port's remote (and key)
-    /// without blocking; a port with `flow` options sends to `tun_dst`
-    /// with `tun_id` (the frame's flow key).
-    pub fn send_tunnel(&self, frame: &[u8], tun_dst: u32, tun_id: u64) -> Result<(), PortError> {
-        let Some((dst, key)) = self.cfg.destination(tun_dst, tun_id) else {
-            return Err(PortError::NoTunnelDst);
-        };
-        let mut hdr = [0u8; gre::MAX_LEN];
-        let hlen = match self.cfg.kind {
+    /// Writes the tunnel header for a frame with `key` into `hdr`; returns
+    /// its length.
+    #[inline]
+    fn encap_header(&self, key: u32, frame: &[u8], hdr: &mut [u8; gre::MAX_LEN]) -> usize {
+        match self.cfg.kind {
             TunnelKind::Vxlan => {
                 hdr[..vxlan::HEADER_LEN].copy_from_slice(&vxlan::Header { vni: key }.bytes());
                 vxlan::HEADER_LEN
@@ -783,15 +779,43 @@ impl TunnelPort {
                 csum: self.cfg.csum,
                 seq: false,
             }
-            .emit(&mut hdr, frame),
-        };
-        let remote = sockaddr(dst, self.cfg.dst_port);
+            .emit(hdr, frame),
+        }
+    }
+
+    /// The socket `frame` leaves from: a transmit socket by inner-flow
+    /// hash (UDP), else the port's own.
+    #[inline]
+    fn tx_fd(&self, frame: &[u8]) -> RawFd {
         let tx = &self.sock.tx;
-        let fd = match tx.len() {
+        match tx.len() {
             0 => self.fd.as_raw_fd(),
             // Cast: the hash's low bits pick one of a few sockets.
             n => tx[(flow_hash(frame) as usize) % n].as_raw_fd(),
+        }
+    }
+
+    /// A send error as the datapath counts it.
+    fn send_error(err: io::Error, len: usize) -> PortError {
+        match err.raw_os_error() {
+            // A socket has no device to lose: unreachable remotes and full
+            // queues are per-frame failures.
+            Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::ENETDOWN) => PortError::Other(err),
+            _ => classify(err, len),
+        }
+    }
+
+    /// Encapsulates and sends one frame to the port's remote (and key)
+    /// without blocking; a port with `flow` options sends to `tun_dst`
+    /// with `tun_id` (the frame's flow key).
+    pub fn send_tunnel(&self, frame: &[u8], tun_dst: u32, tun_id: u64) -> Result<(), PortError> {
+        let Some((dst, key)) = self.cfg.destination(tun_dst, tun_id) else {
+            return Err(PortError::NoTunnelDst);
         };
+        let mut hdr = [0u8; gre::MAX_LEN];
+        let hlen = self.encap_header(key, frame, &mut hdr);
+        let remote = sockaddr(dst, self.cfg.dst_port);
+        let fd = self.tx_fd(frame);
         let mut iov = [
             libc::iovec {
                 iov_base: hdr.as_ptr() as *mut libc::c_void,
@@ -811,16 +835,69 @@ impl TunnelPort {
         // SAFETY: `msg` points at the remote address, and at two iovecs
         // over the header and `frame`, all alive for the call; sendmsg
         // only reads through them. The fd is open.
-        retry_eintr(|| unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT) }).map_err(|err| {
-            match err.raw_os_error() {
-                // A UDP socket has no device to lose: unreachable remotes
-                // and full queues are per-frame failures.
-                Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::ENETDOWN) => {
-                    PortError::Other(err)
-                }
-                _ => classify(err, frame.len()),
-            }
+        retry_eintr(|| unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT) })
+            .map_err(|err| Self::send_error(err, frame.len()))
+    }
+
+    /// True when every frame goes to one place (a fixed remote and key):
+    /// the datapath may then queue frames for [`TunnelPort::send_batch`].
+    pub fn batches_tx(&self) -> bool {
+        self.cfg.remote_ip.is_some() && self.cfg.out_key.is_some()
+    }
+
+    /// Encapsulates and sends frames from the front of `frames` in one
+    /// `sendmmsg` — as many (up to [`MAX_BATCH`]) as leave from the same
+    /// source port as the first, so each inner flow keeps its port. Returns
+    /// how many the kernel took; `Err` only when it took none (the error
+    /// is the first frame's). A port with `flow` options sends one frame.
+    pub fn send_batch(&self, frames: &[&[u8]]) -> Result<usize, PortError> {
+        let Some(first) = frames.first() else {
+            return Ok(0);
+        };
+        let Some((dst, key)) = self.cfg.destination(0, 0).filter(|_| self.batches_tx()) else {
+            return self.send(first).map(|()| 1);
+        };
+        let fd = self.tx_fd(first);
+        let n = frames
+            .iter()
+            .take(MAX_BATCH)
+            .take_while(|f| self.tx_fd(f) == fd)
+            .count();
+        let remote = sockaddr(dst, self.cfg.dst_port);
+        let mut hdrs = [[0u8; gre::MAX_LEN]; MAX_BATCH];
+        // SAFETY: iovec is a plain C struct; all-zero bytes are valid.
+        let mut iov: [[libc::iovec; 2]; MAX_BATCH] = unsafe { zeroed() };
+        // SAFETY: mmsghdr is a plain C struct; all-zero bytes are valid.
+        let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { zeroed() };
+        for i in 0..n {
+            let hlen = self.encap_header(key, frames[i], &mut hdrs[i]);
+            iov[i][0] = libc::iovec {
+                iov_base: hdrs[i].as_mut_ptr().cast(),
+                iov_len: hlen,
+            };
+            iov[i][1] = libc::iovec {
+                iov_base: frames[i].as_ptr() as *mut libc::c_void,
+                iov_len: frames[i].len(),
+            };
+            let h = &mut msgs[i].msg_hdr;
+            h.msg_name = (&remote as *const libc::sockaddr_in as *mut libc::sockaddr_in).cast();
+            h.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            h.msg_iov = iov[i].as_mut_ptr();
+            h.msg_iovlen = 2;
+        }
+        let mut sent = 0isize;
+        retry_eintr(|| {
+            // SAFETY: msgs[..n] point at the remote address and iovecs on
+            // this stack frame, which point at header buffers on this
+            // stack frame and at the callers' frames; the kernel only
+            // reads them. The fd is open.
+            sent = unsafe {
+                libc::sendmmsg(fd, msgs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT)
+            } as isize;
+            sent
         })
+        .map_err(|err| Self::send_error(err, first.len()))?;
+        Ok(sent.max(0) as usize)
     }
 
     /// [`TunnelPort::send_tunnel`] without tunnel metadata (a port with
