@@ -619,9 +619,11 @@ mod tests {
         assert_eq!("internal".parse::<PortKind>().unwrap(), PortKind::Internal);
         assert_eq!("patch".parse::<PortKind>().unwrap(), PortKind::Patch);
         assert_eq!("vxlan".parse::<PortKind>().unwrap(), PortKind::Vxlan);
-        let err = "geneve".parse::<PortKind>().unwrap_err();
-        assert_eq!(err.given, "geneve");
-        assert!(err.to_string().contains("geneve"));
+        assert_eq!("geneve".parse::<PortKind>().unwrap(), PortKind::Geneve);
+        assert_eq!("gre".parse::<PortKind>().unwrap(), PortKind::Gre);
+        let err = "gretap".parse::<PortKind>().unwrap_err();
+        assert_eq!(err.given, "gretap");
+        assert!(err.to_string().contains("geneve or gre"));
         assert!("Tap".parse::<PortKind>().is_err());
     }
 

@@ -190,6 +190,9 @@ pub struct Rvsd {
     args: Vec<String>,
     /// Extra environment variables of every run.
     env: Vec<(String, String)>,
+    /// Network namespace every run is started in (`ip netns exec`), if
+    /// not the root namespace.
+    netns: Option<String>,
 }
 
 /// Path of `rvsctl` in the target directory of `rvsd`.
@@ -237,18 +240,40 @@ impl Rvsd {
         d
     }
 
+    /// Like [`Rvsd::start`], but the daemon runs inside `ns` (`ip netns
+    /// exec NS rvsd …`, which execs, so [`Rvsd::pid`] is rvsd's own), now
+    /// and on every restart: its TAPs, bridges' LOCAL ports and tunnel
+    /// sockets live there, and `system` ports name netdevs there. Its
+    /// socket and state directory are private files as usual, so `rvsctl`
+    /// reaches it from the root namespace. `ns` must outlive the daemon.
+    pub fn start_in(ns: &Netns) -> Rvsd {
+        SWEEP.call_once(sweep_stale);
+        let mut d = Rvsd::new_stopped(&[], &[]);
+        d.netns = Some(ns.name.clone());
+        d.launch();
+        d
+    }
+
     /// Spawns a daemon with extra arguments and environment variables
     /// (kept for restarts) and returns at once, without waiting for its
     /// socket: the caller watches the start, then calls
     /// [`Rvsd::wait_ready`].
     pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Rvsd {
         SWEEP.call_once(sweep_stale);
+        let mut d = Rvsd::new_stopped(args, env);
+        d.spawn();
+        d
+    }
+
+    /// The guard of a daemon that is not running yet: a fresh private
+    /// directory with the socket path, log and empty config.
+    fn new_stopped(args: &[&str], env: &[(&str, &str)]) -> Rvsd {
         let dir = TempDir::new();
         let socket = dir.0.join("rvsd.sock");
         let log = dir.0.join("rvsd.log");
         let config = dir.0.join("empty.toml");
         std::fs::write(&config, "# no bridges: tests create their own\n").expect("config");
-        let mut d = Rvsd {
+        Rvsd {
             child: None,
             dir,
             socket,
@@ -259,14 +284,21 @@ impl Rvsd {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-        };
-        d.spawn();
-        d
+            netns: None,
+        }
     }
 
     /// The rvsd command line of this daemon (without spawning it).
     pub fn command(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_rvsd"));
+        let mut c = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns])
+                    .arg(env!("CARGO_BIN_EXE_rvsd"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_rvsd")),
+        };
         c.arg("--socket")
             .arg(&self.socket)
             .arg("--state-dir")
