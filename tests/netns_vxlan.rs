@@ -331,9 +331,9 @@ fn vxlan_options_validation_and_persistence() {
             &[
                 "type=vxlan",
                 "options:remote_ip=flow",
-                "options:local_ip=flow",
+                "options:local_ip=0.0.0.0",
             ],
-            "not supported yet",
+            "unicast",
         ),
         (
             &[

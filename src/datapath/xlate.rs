@@ -767,7 +767,7 @@ impl Exec<'_, '_, '_> {
         } else {
             buf
         };
-        let tun = (self.key.tun_dst, self.key.tun_id);
+        let tun = (self.key.tun_src, self.key.tun_dst, self.key.tun_id);
         send(
             self.ctx.slots,
             self.ctx.tx,
@@ -1002,7 +1002,8 @@ fn retag(buf: &mut PacketBuf, want: Option<u16>, tagged: bool, pcp: u16, pop_inn
 }
 
 /// Sends `pkt` on `slot`, counting the outcome there; `tun` is the flow
-/// key's (`tun_dst`, `tun_id`), which a flow-based tunnel port sends by.
+/// key's (`tun_src`, `tun_dst`, `tun_id`), which a flow-based tunnel port
+/// sends by.
 ///
 /// Offloaded frames (GSO, partial checksum) go out with their virtio-net
 /// header to ports that take one; for a port that does not, a GSO frame is
@@ -1014,7 +1015,7 @@ fn send(
     tx: &mut TxQueues,
     seg: &mut [u8],
     w: usize,
-    (slot, tun): (usize, (u32, u64)),
+    (slot, tun): (usize, (u32, u32, u64)),
     pkt: &PacketBuf,
 ) {
     let Some(Some(s)) = slots.get(slot) else {
@@ -1042,7 +1043,7 @@ fn send(
             }
             // Bigger than a queue entry (a jumbo MSS): in order, at once.
             tx.flush_slot(slots, slot, w);
-            match io.send_tunnel(segment, tun.0, tun.1) {
+            match io.send_tunnel(segment, tun) {
                 Ok(()) => {
                     c.tx_packets.add(1);
                     c.tx_bytes.add(segment.len() as u64);
@@ -1067,7 +1068,7 @@ fn send(
         let mut res = Ok(());
         let r = offload::segment(frame, hdr, usize::MAX, seg, |segment| {
             if res.is_ok() {
-                res = io.send_tunnel(segment, tun.0, tun.1);
+                res = io.send_tunnel(segment, tun);
                 if res.is_ok() {
                     n_ok += 1;
                     bytes += segment.len() as u64;
@@ -1087,14 +1088,14 @@ fn send(
                 offload::complete_checksum(copy, hdr);
                 n_ok = 1;
                 bytes = frame.len() as u64;
-                io.send_tunnel(copy, tun.0, tun.1)
+                io.send_tunnel(copy, tun)
             }
             None => Err(PortError::FrameTooBig { len: frame.len() }),
         }
     } else {
         n_ok = 1;
         bytes = frame.len() as u64;
-        io.send_tunnel(frame, tun.0, tun.1)
+        io.send_tunnel(frame, tun)
     };
     match result {
         Ok(()) => {

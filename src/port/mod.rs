@@ -478,12 +478,13 @@ impl PortIo {
         }
     }
 
-    /// [`PortIo::send`] with the frame's tunnel key fields, which a tunnel
-    /// port with `flow` options sends by (other ports ignore them).
+    /// [`PortIo::send`] with the frame's tunnel key fields (`tun_src`,
+    /// `tun_dst`, `tun_id`), which a tunnel port with `flow` options sends
+    /// by (other ports ignore them).
     #[inline]
-    pub fn send_tunnel(&self, frame: &[u8], tun_dst: u32, tun_id: u64) -> Result<(), PortError> {
+    pub fn send_tunnel(&self, frame: &[u8], tun: (u32, u32, u64)) -> Result<(), PortError> {
         match self {
-            PortIo::Tunnel(p) => p.send_tunnel(frame, tun_dst, tun_id),
+            PortIo::Tunnel(p) => p.send_tunnel(frame, tun.0, tun.1, tun.2),
             _ => self.send(frame),
         }
     }

@@ -238,6 +238,39 @@ fn decap_gre(slot: &[u8], rest: &[u8], len: usize) -> Option<Decap> {
     })
 }
 
+/// Writes an `IP_PKTINFO` control message asking for source address
+/// `src` into `ctrl`; returns the control length.
+fn pktinfo_src(ctrl: &mut [u64; CTRL_WORDS], src: Ipv4Addr) -> usize {
+    // SAFETY: CMSG_SPACE/CMSG_LEN only compute sizes.
+    let (space, len) = unsafe {
+        let n = size_of::<libc::in_pktinfo>() as u32;
+        (libc::CMSG_SPACE(n) as usize, libc::CMSG_LEN(n) as usize)
+    };
+    debug_assert!(space <= size_of::<[u64; CTRL_WORDS]>());
+    // SAFETY: msghdr is a plain C struct; all-zero bytes are valid.
+    let mut h: libc::msghdr = unsafe { zeroed() };
+    h.msg_control = ctrl.as_mut_ptr().cast();
+    h.msg_controllen = space;
+    // SAFETY: `h` describes `ctrl`, which has room for one message of
+    // `space` bytes (checked above), so CMSG_FIRSTHDR is non-null and
+    // its data fits; u64 words align the header.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&h);
+        (*c).cmsg_level = libc::IPPROTO_IP;
+        (*c).cmsg_type = libc::IP_PKTINFO;
+        (*c).cmsg_len = len;
+        let info = libc::in_pktinfo {
+            ipi_ifindex: 0,
+            ipi_spec_dst: libc::in_addr {
+                s_addr: u32::from(src).to_be(),
+            },
+            ipi_addr: libc::in_addr { s_addr: 0 },
+        };
+        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast(), info);
+    }
+    space
+}
+
 /// A tunnel port: see the module docs.
 #[derive(Debug)]
 pub struct TunnelPort {
@@ -807,8 +840,14 @@ impl TunnelPort {
 
     /// Encapsulates and sends one frame to the port's remote (and key)
     /// without blocking; a port with `flow` options sends to `tun_dst`
-    /// with `tun_id` (the frame's flow key).
-    pub fn send_tunnel(&self, frame: &[u8], tun_dst: u32, tun_id: u64) -> Result<(), PortError> {
+    /// with `tun_id`, from `tun_src` (the frame's flow key).
+    pub fn send_tunnel(
+        &self,
+        frame: &[u8],
+        tun_src: u32,
+        tun_dst: u32,
+        tun_id: u64,
+    ) -> Result<(), PortError> {
         let Some((dst, key)) = self.cfg.destination(tun_dst, tun_id) else {
             return Err(PortError::NoTunnelDst);
         };
@@ -832,9 +871,16 @@ impl TunnelPort {
         msg.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
         msg.msg_iov = iov.as_mut_ptr();
         msg.msg_iovlen = iov.len();
-        // SAFETY: `msg` points at the remote address, and at two iovecs
-        // over the header and `frame`, all alive for the call; sendmsg
-        // only reads through them. The fd is open.
+        // local_ip=flow: the source address rides along as IP_PKTINFO.
+        let mut ctrl = [0u64; CTRL_WORDS];
+        if let Some(src) = self.cfg.source(tun_src) {
+            msg.msg_control = ctrl.as_mut_ptr().cast();
+            msg.msg_controllen = pktinfo_src(&mut ctrl, src);
+        }
+        // SAFETY: `msg` points at the remote address, at two iovecs over
+        // the header and `frame`, and at `ctrl` (or no control data), all
+        // alive for the call; sendmsg only reads through them. The fd is
+        // open.
         retry_eintr(|| unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT) })
             .map_err(|err| Self::send_error(err, frame.len()))
     }
@@ -842,7 +888,7 @@ impl TunnelPort {
     /// True when every frame goes to one place (a fixed remote and key):
     /// the datapath may then queue frames for [`TunnelPort::send_batch`].
     pub fn batches_tx(&self) -> bool {
-        self.cfg.remote_ip.is_some() && self.cfg.out_key.is_some()
+        self.cfg.remote_ip.is_some() && self.cfg.out_key.is_some() && !self.cfg.local_flow
     }
 
     /// Encapsulates and sends frames from the front of `frames` in one
@@ -903,7 +949,7 @@ impl TunnelPort {
     /// [`TunnelPort::send_tunnel`] without tunnel metadata (a port with
     /// `remote_ip=flow` then has nowhere to send).
     pub fn send(&self, frame: &[u8]) -> Result<(), PortError> {
-        self.send_tunnel(frame, 0, 0)
+        self.send_tunnel(frame, 0, 0, 0)
     }
 
     /// (bridge id, OpenFlow port) of this port.
@@ -1133,7 +1179,9 @@ mod tests {
         frame[12..14].copy_from_slice(&[0x08, 0x06]);
         assert!(matches!(a.send(&frame), Err(PortError::NoTunnelDst)));
         // 127.0.0.2 is loopback too: the datagram arrives addressed to it.
-        a.send_tunnel(&frame, 0x7f00_0002, 0xab_cdef_0077).unwrap();
+        // tun_src is ignored: the port's local_ip is not flow.
+        a.send_tunnel(&frame, 0x7f00_0009, 0x7f00_0002, 0xab_cdef_0077)
+            .unwrap();
         let mut bufs: Vec<PacketBuf> = (0..4).map(|_| PacketBuf::new()).collect();
         assert_eq!(wait_recv(&a, &mut bufs), 1);
         assert_eq!(bufs[0].frame(), &frame[..]);
@@ -1147,6 +1195,22 @@ mod tests {
                 redirect: None
             }
         );
+        drop(a);
+        // local_ip=flow: sent from the key's tun_src.
+        o.insert("local_ip".to_string(), "flow".to_string());
+        let cfg = TunnelConfig::parse(TunnelKind::Vxlan, &o).unwrap();
+        let b = TunnelPort::open("f", &cfg, 1, 1).unwrap();
+        assert!(!b.batches_tx());
+        b.send_tunnel(&frame, 0x7f00_0009, 0x7f00_0002, 5).unwrap();
+        assert_eq!(wait_recv(&b, &mut bufs), 1);
+        assert_eq!(
+            (bufs[0].tunnel.src, bufs[0].tunnel.dst),
+            (0x7f00_0009, 0x7f00_0002)
+        );
+        // No tun_src: the routing table's choice.
+        b.send_tunnel(&frame, 0, 0x7f00_0002, 5).unwrap();
+        assert_eq!(wait_recv(&b, &mut bufs), 1);
+        assert_eq!(bufs[0].tunnel.src, 0x7f00_0001);
     }
 
     fn opts(kind: TunnelKind, kv: &[(&str, &str)]) -> TunnelConfig {

@@ -47,8 +47,9 @@
 //! `tun_id`), fixed-remote ports included, so flows can match them.
 //!
 //! # Limits
-//! No `local_ip=flow` (the source address comes from the routing table
-//! or the bound `local_ip`); no `tos=inherit`/`ttl=inherit`.
+//! `local_ip=flow` takes packets to any local address and sends from the
+//! flow key's `tun_src` (`IP_PKTINFO` on each send; the routing table's
+//! choice when it is 0). No `tos=inherit`/`ttl=inherit`.
 
 pub mod geneve;
 pub mod gre;
@@ -152,6 +153,9 @@ pub struct TunnelConfig {
     pub remote_ip: Option<Ipv4Addr>,
     /// The address the socket binds (`None`: any local address).
     pub local_ip: Option<Ipv4Addr>,
+    /// `local_ip=flow`: bound to any address, sending from the flow key's
+    /// `tun_src`.
+    pub local_flow: bool,
     /// Key (VNI) that received packets must carry (`key` or `in_key`);
     /// `None`: `flow` (any key, seen in the flow key's `tun_id`). A GRE
     /// packet without a key field has key 0.
@@ -199,9 +203,6 @@ pub enum TunnelError {
         /// What was expected.
         why: &'static str,
     },
-    /// `flow` was given where it is not supported yet (`local_ip`).
-    #[error("options:{0}=flow is not supported yet (give a fixed address)")]
-    FlowNotSupported(String),
 }
 
 fn bad(key: &str, value: &str, why: &'static str) -> TunnelError {
@@ -213,9 +214,6 @@ fn bad(key: &str, value: &str, why: &'static str) -> TunnelError {
 }
 
 fn parse_ip(key: &str, v: &str) -> Result<Ipv4Addr, TunnelError> {
-    if v == "flow" {
-        return Err(TunnelError::FlowNotSupported(key.to_string()));
-    }
     let ip: Ipv4Addr = v
         .parse()
         .map_err(|_| bad(key, v, "expected an IPv4 address"))?;
@@ -290,6 +288,7 @@ impl TunnelConfig {
             kind,
             remote_ip: None,
             local_ip: None,
+            local_flow: false,
             in_key: Some(0),
             out_key: Some(0),
             key_field: kind.is_udp(),
@@ -305,7 +304,8 @@ impl TunnelConfig {
             match k.as_str() {
                 "remote_ip" if v == "flow" => remote = Some(None),
                 "remote_ip" => remote = Some(Some(parse_ip(k, v)?)),
-                "local_ip" => t.local_ip = Some(parse_ip(k, v)?),
+                "local_ip" if v == "flow" => (t.local_ip, t.local_flow) = (None, true),
+                "local_ip" => (t.local_ip, t.local_flow) = (Some(parse_ip(k, v)?), false),
                 "key" => key = Some(parse_key(kind, k, v)?),
                 "in_key" => in_key = Some(parse_key(kind, k, v)?),
                 "out_key" => out_key = Some(parse_key(kind, k, v)?),
@@ -350,6 +350,8 @@ impl TunnelConfig {
         );
         if let Some(l) = self.local_ip {
             put("local_ip", l.to_string());
+        } else if self.local_flow {
+            put("local_ip", "flow".to_string());
         }
         // A GRE key field given as 0 is written, as it changes what is sent.
         let gre_key = !self.kind.is_udp() && self.key_field;
@@ -392,6 +394,14 @@ impl TunnelConfig {
                 20 + gre::BASE_LEN + 4 * (usize::from(self.key_field) + usize::from(self.csum)) + 14
             }
         }
+    }
+
+    /// The source address to send from for a frame whose key has
+    /// `tun_src`: that address on a `local_ip=flow` port (when set), else
+    /// `None` (the bound address or the routing table's choice).
+    #[inline]
+    pub fn source(&self, tun_src: u32) -> Option<Ipv4Addr> {
+        (self.local_flow && tun_src != 0).then(|| Ipv4Addr::from(tun_src))
     }
 
     /// Where a frame whose key has `tun_dst`/`tun_id` goes, and with which
@@ -512,6 +522,7 @@ mod tests {
             &[("remote_ip", "flow"), ("key", "flow")][..],
             &[("remote_ip", "flow"), ("in_key", "flow"), ("out_key", "9")][..],
             &[("remote_ip", "10.0.0.2"), ("key", "flow")][..],
+            &[("remote_ip", "flow"), ("local_ip", "flow"), ("key", "flow")][..],
         ] {
             let t = TunnelConfig::parse(TunnelKind::Vxlan, &opts(kv)).unwrap();
             assert_eq!(t.options(), opts(kv), "{kv:?}");
@@ -528,7 +539,7 @@ mod tests {
         assert!(e(&[("key", "42")]).contains("needs options:remote_ip"));
         assert!(e(&[("remote_ip", "10.0.0.300")]).contains("IPv4 address"));
         assert!(e(&[("remote_ip", "224.0.0.1")]).contains("unicast"));
-        assert!(e(&[("remote_ip", "flow"), ("local_ip", "flow")]).contains("not supported yet"));
+        assert!(e(&[("remote_ip", "flow"), ("local_ip", "0.0.0.0")]).contains("unicast"));
         assert!(e(&[("remote_ip", "10.0.0.2"), ("key", "16777216")]).contains("24 bits"));
         assert!(e(&[("remote_ip", "10.0.0.2"), ("dst_port", "0")]).contains("UDP port"));
         assert!(e(&[("remote_ip", "10.0.0.2"), ("ttl", "0")]).contains("TTL"));
@@ -649,6 +660,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(f.destination(0, 5), None, "no tun_dst: nowhere to send");
+        assert_eq!(f.source(0x0a00_0001), None, "fixed or routed source");
+        let lf = TunnelConfig::parse(
+            TunnelKind::Vxlan,
+            &opts(&[("remote_ip", "flow"), ("local_ip", "flow")]),
+        )
+        .unwrap();
+        assert_eq!((lf.local_ip, lf.local_flow), (None, true));
+        assert_eq!(lf.source(0x0a00_0001), Some(Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(lf.source(0), None);
         assert_eq!(
             f.destination(0x0a00_0002, 0x1_0000_0007),
             Some((Ipv4Addr::new(10, 0, 0, 2), 7))
