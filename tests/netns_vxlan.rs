@@ -209,6 +209,17 @@ fn vxlan_kernel_interop() {
     );
     let (_, tx) = drops(&d, &br, &vx);
     assert!(tx["too_big"].as_u64().unwrap_or(0) >= 1, "{tx}");
+    // show says by how much: a 1514-byte frame, 1464 fit over 1500.
+    let info = d.show_port(&br, &vx);
+    let note = info.too_big.unwrap_or_default();
+    assert!(
+        note.contains("last refused frame 1514 bytes, 50 over")
+            && note.contains(&format!("MTU toward {b} is 1500"))
+            && note.contains("inner MTU 1450"),
+        "{note}"
+    );
+    let text = d.ok(&["show"]);
+    assert!(text.contains("too_big: last refused frame 1514"), "{text}");
     drop(kernel_host);
     drop(ns43);
 }

@@ -582,6 +582,10 @@ pub struct PortInfo {
     pub up: bool,
     /// Why the port is down, when it is.
     pub down_reason: Option<String>,
+    /// The last frame refused as too big, and by how much (for a tunnel:
+    /// against the underlay MTU and the encapsulation overhead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub too_big: Option<String>,
 }
 
 /// One flow in `dump-flows`.

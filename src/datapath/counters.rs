@@ -12,7 +12,7 @@
 //! [`TxDrop`] index); the control plane turns it into what `dump-ports`
 //! and OpenFlow PORT_STATS report (`control::convert`).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// Why a received frame was not forwarded anywhere (counted on the input port).
@@ -195,6 +195,8 @@ pub struct PortShared {
     up: AtomicBool,
     /// Why the port is down.
     down_reason: Mutex<Option<String>>,
+    /// Length of the last frame refused as too big (0: none yet).
+    last_too_big: AtomicU32,
 }
 
 impl Default for PortShared {
@@ -203,6 +205,7 @@ impl Default for PortShared {
             per_worker: (0..MAX_WORKERS).map(|_| PortCounters::default()).collect(),
             up: AtomicBool::new(false),
             down_reason: Mutex::new(None),
+            last_too_big: AtomicU32::new(0),
         }
     }
 }
@@ -248,6 +251,24 @@ impl PortShared {
         self.up.store(true, Ordering::Relaxed);
         if let Ok(mut r) = self.down_reason.lock() {
             *r = None;
+        }
+    }
+
+    /// Counts a frame of `len` bytes not sent as too big (for the port's
+    /// MTU, or its tunnel's underlay) on worker `w`, and remembers its
+    /// length so `show` can say by how much.
+    #[inline]
+    pub fn too_big(&self, w: usize, len: usize) {
+        self.w(w).tx_drop(TxDrop::TooBig);
+        // Cast: frames are at most 64 KiB.
+        self.last_too_big.store(len as u32, Ordering::Relaxed);
+    }
+
+    /// The length of the last frame refused as too big, if any.
+    pub fn last_too_big(&self) -> Option<usize> {
+        match self.last_too_big.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(n as usize),
         }
     }
 

@@ -221,12 +221,14 @@ impl TxQueues {
                 Err(e) => {
                     // The first frame failed: count it, go on with the rest.
                     let gone = e.is_gone();
-                    c.tx_drop(match e {
-                        PortError::LinkDown => TxDrop::PortDown,
-                        PortError::FrameTooBig { .. } => TxDrop::TooBig,
-                        _ if gone => TxDrop::PortDown,
-                        _ => TxDrop::TxError,
-                    });
+                    match e {
+                        PortError::LinkDown => c.tx_drop(TxDrop::PortDown),
+                        // The frame's own length (the error's is the
+                        // batch's first).
+                        PortError::FrameTooBig { .. } => s.shared.too_big(w, q.lens[at]),
+                        _ if gone => c.tx_drop(TxDrop::PortDown),
+                        _ => c.tx_drop(TxDrop::TxError),
+                    }
                     if gone {
                         s.shared.set_down(format!("netdev vanished: {e}"));
                         for _ in at + 1..n {

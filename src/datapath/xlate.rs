@@ -1048,7 +1048,7 @@ fn send(
                     c.tx_packets.add(1);
                     c.tx_bytes.add(segment.len() as u64);
                 }
-                Err(PortError::FrameTooBig { .. }) => c.tx_drop(TxDrop::TooBig),
+                Err(PortError::FrameTooBig { .. }) => s.shared.too_big(w, segment.len()),
                 Err(_) => c.tx_drop(TxDrop::TxError),
             }
         });
@@ -1104,7 +1104,7 @@ fn send(
         }
         Err(PortError::TxFull) => s.shared.w(w).tx_drop(TxDrop::QueueFull),
         Err(PortError::LinkDown) => s.shared.w(w).tx_drop(TxDrop::PortDown),
-        Err(PortError::FrameTooBig { .. }) => s.shared.w(w).tx_drop(TxDrop::TooBig),
+        Err(PortError::FrameTooBig { len }) => s.shared.too_big(w, len),
         Err(PortError::NoTunnelDst) => s.shared.w(w).tx_drop(TxDrop::TunnelNoDst),
         Err(e) if e.is_gone() => {
             s.shared.w(w).tx_drop(TxDrop::PortDown);

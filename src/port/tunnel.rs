@@ -271,6 +271,61 @@ fn pktinfo_src(ctrl: &mut [u64; CTRL_WORDS], src: Ipv4Addr) -> usize {
     space
 }
 
+/// The path MTU the kernel's routing gives toward `remote` (from `local`
+/// when given): a UDP socket connected there, asked `IP_MTU`. `None` when
+/// there is no route (or the address is not ours). For `show`, not the
+/// packet path.
+pub fn path_mtu(remote: Ipv4Addr, local: Option<Ipv4Addr>) -> Option<u32> {
+    // SAFETY: socket() has no memory preconditions.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return None;
+    }
+    // SAFETY: `raw` is a fresh fd that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let len = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    if let Some(l) = local {
+        let sa = sockaddr(l, 0);
+        // SAFETY: `sa` is a valid sockaddr_in of `len` bytes.
+        if unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sa as *const libc::sockaddr_in).cast(),
+                len,
+            )
+        } < 0
+        {
+            return None;
+        }
+    }
+    // Any port: connecting a UDP socket only picks the route.
+    let sa = sockaddr(remote, 9);
+    // SAFETY: as above.
+    if unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            (&sa as *const libc::sockaddr_in).cast(),
+            len,
+        )
+    } < 0
+    {
+        return None;
+    }
+    let mut mtu: libc::c_int = 0;
+    let mut ol = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `mtu` and `ol` are valid for writes of an int and its size.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MTU,
+            (&mut mtu as *mut libc::c_int).cast(),
+            &mut ol,
+        )
+    };
+    (rc == 0 && mtu > 0).then_some(mtu as u32)
+}
+
 /// A tunnel port: see the module docs.
 #[derive(Debug)]
 pub struct TunnelPort {
@@ -1406,6 +1461,15 @@ mod tests {
         assert_eq!(a.take_rx_rejects(), (0, 0));
         let big = vec![0u8; 65536 - 20 - 12];
         assert!(matches!(a.send(&big), Err(PortError::FrameTooBig { .. })));
+    }
+
+    #[test]
+    fn path_mtu_of_loopback() {
+        let lo = Ipv4Addr::LOCALHOST;
+        assert_eq!(path_mtu(lo, None), Some(65536));
+        assert_eq!(path_mtu(lo, Some(lo)), Some(65536));
+        // Not a local address: nothing to bind.
+        assert_eq!(path_mtu(lo, Some(Ipv4Addr::new(192, 0, 2, 77))), None);
     }
 
     #[test]

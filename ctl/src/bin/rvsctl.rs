@@ -623,6 +623,9 @@ fn print_table(w: &mut dyn Write, cmd: &Cmd, reply: &Reply) {
                                 .collect();
                             outln!(w, "        options: {{{}}}", o.join(", "));
                         }
+                        if let Some(t) = &p.too_big {
+                            outln!(w, "        too_big: {t}");
+                        }
                     }
                 }
             }

@@ -198,6 +198,38 @@ pub(super) fn port_info(p: &PortState) -> PortInfo {
             .unwrap_or_default(),
         up: p.shared.is_up(),
         down_reason: p.shared.down_reason(),
+        too_big: p.shared.last_too_big().map(|len| too_big_note(p, len)),
+    }
+}
+
+/// What `show` says about a port that refused frames as too big: the last
+/// one's length and, for a tunnel, the underlay's MTU, the overhead and by
+/// how much the frame is over.
+fn too_big_note(p: &PortState, len: usize) -> String {
+    let Some(t) = &p.tunnel else {
+        return format!("last refused frame {len} bytes (over the netdev's MTU)");
+    };
+    let oh = t.overhead();
+    let kind = t.kind.label();
+    let Some(remote) = t.remote_ip else {
+        return format!(
+            "last refused frame {len} bytes; {kind} adds {oh} bytes (remote_ip=flow: the limit depends on the destination)"
+        );
+    };
+    match crate::port::tunnel::path_mtu(remote, t.local_ip) {
+        // Frames up to MTU - overhead + 14 (the inner Ethernet header is
+        // part of the overhead) fit.
+        Some(mtu) => {
+            let fit = (mtu as usize + 14).saturating_sub(oh);
+            format!(
+                "last refused frame {len} bytes, {} over: the underlay MTU toward {remote} is {mtu} and {kind} adds {oh} bytes, so frames up to {fit} bytes fit (inner MTU {})",
+                len.saturating_sub(fit),
+                fit.saturating_sub(14)
+            )
+        }
+        None => format!(
+            "last refused frame {len} bytes; {kind} adds {oh} bytes (no route toward {remote} now)"
+        ),
     }
 }
 
