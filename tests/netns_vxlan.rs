@@ -604,6 +604,10 @@ fn vxlan_flow_based_hub() {
         &format!("in_port=10,tun_id=0x7,tun_src={b},tun_dst={a},arp"),
     ]);
     assert!(tr.contains(&h0.port), "{tr}");
+    assert!(
+        tr.contains(&format!("decapsulated from VXLAN: outer {b} -> {a}, VNI 7")),
+        "{tr}"
+    );
     // Nowhere to send: counted, not sent.
     let r = h0.ping("10.49.0.9", 2);
     assert_eq!(r.received, 0);

@@ -350,6 +350,28 @@ fn vlan_limit(ctx: &XlateCtx<'_>, bridge: u32) -> u8 {
 /// Traces a synthetic packet with `key` through `bridge`.
 pub fn trace(ctx: &mut XlateCtx<'_>, bridge: u32, key: FlowKey) -> Trace {
     let mut t = Trace::default();
+    // A frame "from" a tunnel port: say what decapsulation gave it.
+    let slot = slot_of(ctx, bridge, PortNo(key.in_port)).and_then(|i| ctx.slots.get(i)?.as_ref());
+    if let Some(slot) = slot {
+        if let Some(crate::port::PortIo::Tunnel(p)) = slot.io.as_deref() {
+            let kind = p.config().kind;
+            let what = if kind.is_udp() { "VNI" } else { "key" };
+            let ip = |a: u32| std::net::Ipv4Addr::from(a).to_string();
+            t.steps.push(TraceStep {
+                table: None,
+                rule: None,
+                detail: format!(
+                    "{}: decapsulated from {}: outer {} -> {}, {what} {} (tun_src, tun_dst, tun_id in the key)",
+                    slot.name,
+                    kind.label(),
+                    ip(key.tun_src),
+                    ip(key.tun_dst),
+                    key.tun_id
+                ),
+                depth: 0,
+            });
+        }
+    }
     let verdict = run_bridge(ctx, bridge, None, key, Layout::NONE, 0, Some(&mut t), None);
     if t.outputs.is_empty() {
         t.drop_reason = Some(verdict.unwrap_or(RxDrop::Action));
