@@ -6,6 +6,8 @@ the SUTs by repetition: within a repetition the SUTs ran back to back
 (round robin), so a ratio of the same repetition sees the same machine
 load. Prints a markdown table: per metric, the per-repetition ratios and
 their median.
+A cell "A/B" means the other switch delivered under 1 % of rvs's (B next
+to nothing): no ratio is taken from that repetition.
 Usage: ratios.py RESULTS_DIR [BASE_SUT] [OTHER_SUT ...]
 """
 import csv
@@ -33,17 +35,17 @@ def main():
     print(f"\n### Ratios {base} / other, paired by repetition (reps: {', '.join(reps)})\n")
     print("| metric | vs | per-rep ratios | median ratio |")
     print("|---|---|---|---|")
-    for title, key, _ in METRICS:
+    for title, key, higher in METRICS:
         for o in others:
             rs, cells = [], []
             for r in reps:
                 a, b = vals.get((base, r, key)), vals.get((o, r, key))
                 if a is None or b is None:
                     cells.append("-")
-                elif b == 0:
-                    # The other switch carried nothing (e.g. a test that
-                    # timed out): no ratio.
-                    cells.append(f"{a:.2f}/0")
+                elif higher and b < a / 100:
+                    # The other switch carried (next to) nothing: a
+                    # ratio would be noise, say so instead.
+                    cells.append(f"{a:.4g}/{b:.2g}")
                 else:
                     rs.append(a / b)
                     cells.append(f"{a / b:.2f}")
