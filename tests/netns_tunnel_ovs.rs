@@ -53,7 +53,10 @@
 //!
 //! # Limits
 //! IPv4 underlay only; no Geneve options, GRE checksums or sequence
-//! numbers; OVS without userspace TSO (its default).
+//! numbers. OVS runs without userspace TSO (its default): OVS 3.1 with
+//! `userspace-tso-enable=true` drops every frame with offload flags at
+//! the tunnel push ("Tunneling packets with HW offload flags is not
+//! supported"), i.e. all tenant TCP and UDP (`benches/overlay.sh`).
 //! About 20 s for the VXLAN case with a debug rvsd.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
