@@ -133,6 +133,10 @@ done
 command -v ovs-vswitchd >/dev/null || apt-get install -y -qq openvswitch-switch </dev/null
 (cd "$RVS_ROOT" && cargo build --release --bin rvsd -p rvs && cargo build --release -p rvs-ctl --bin rvsctl)
 
+# One run at a time: the names and the state directory are fixed.
+exec 9>/tmp/pb-ovl.lock
+flock -n 9 || { echo "overlay.sh: another run holds /tmp/pb-ovl.lock" >&2; exit 1; }
+
 STAGE=$(mktemp -d /tmp/pb-ovl-stage.XXXXXX)
 export PB_DIR=$STAGE
 mkdir -p "$STAGE/tools"
