@@ -11,7 +11,8 @@ if [ "$(id -u)" = 0 ]; then
     # Packages the integration tests use: ip/netns/veth, ping, tcpdump, iperf3,
     # ovs-ofctl (openvswitch-common), a private Open vSwitch as the os-ken
     # switch tester's "tester" switch and as the reference NORMAL of
-    # netns_vlan_ovs (openvswitch-switch; the tests start their own daemons
+    # netns_vlan_ovs and the tunnel peer of netns_tunnel_ovs
+    # (openvswitch-switch; the tests start their own daemons
     # in their own namespaces) and venvs for os-ken and Faucet in the
     # OpenFlow tests; systemd-analyze checks config/rvsd.service and
     # setpriv (util-linux) runs rvsctl as a non-root --socket-group member.
