@@ -98,6 +98,11 @@ pub struct PortConfig {
     /// Peer port of a patch port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
+    /// In NORMAL's split-horizon group: never forwards a frame from one
+    /// member to another (default: true for tunnel ports, false for
+    /// others).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_horizon: Option<bool>,
     /// Tunnel options of a `vxlan`, `geneve` or `gre` port (`remote_ip`,
     /// `local_ip`, `key`,
     /// `dst_port`, …; values as strings, as OVS writes them):

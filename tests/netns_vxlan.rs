@@ -508,6 +508,70 @@ fn vxlan_full_mesh_no_loop() {
     drop(v);
 }
 
+/// A chain A — B — C (tunnels A↔B and B↔C only): with split horizon (the
+/// default) B does not relay between its tunnels, so A cannot reach C;
+/// `set port … split_horizon=false` on B's tunnels makes B a hub, and it
+/// is exported, persisted and shown.
+#[test]
+fn vxlan_hub_relays_without_split_horizon() {
+    if !require_root() {
+        return;
+    }
+    let (a, b) = underlay_pair();
+    let (c, _) = underlay_pair();
+    let (_spare, v) = local_endpoints(&[&a, &b, &c]);
+    let ips = [a, b, c];
+    let ds: Vec<Rvsd> = (0..3).map(|_| Rvsd::start()).collect();
+    let brs: Vec<String> = ds.iter().map(Rvsd::add_br).collect();
+    let base = 30000 + (std::process::id() % 10000) as u16 * 3 + 1;
+    let mut hub_ports = Vec::new();
+    for (k, (i, j)) in [(0, 1), (1, 2)].into_iter().enumerate() {
+        let port = (base + k as u16).to_string();
+        for (me, other) in [(i, j), (j, i)] {
+            let x = uniq('x');
+            ds[me].ok(&[
+                "add-port",
+                &brs[me],
+                &x,
+                "type=vxlan",
+                &format!("options:remote_ip={}", ips[other]),
+                &format!("options:local_ip={}", ips[me]),
+                &format!("options:dst_port={port}"),
+            ]);
+            if me == 1 {
+                hub_ports.push(x);
+            }
+        }
+    }
+    let hosts: Vec<Host> = (0..3)
+        .map(|i| {
+            let h = tap_host(&ds[i], &brs[i], &[], Some(&format!("10.52.0.{}/24", i + 1)));
+            set_mtu(&h.ns, &h.dev, OVERLAY_MTU);
+            h
+        })
+        .collect();
+    hosts[0].assert_ping("10.52.0.2");
+    hosts[2].assert_ping("10.52.0.2");
+    assert_eq!(
+        hosts[0].ping("10.52.0.3", 2).received,
+        0,
+        "B relayed between tunnels"
+    );
+    for x in &hub_ports {
+        ds[1].ok(&["set", "port", x, "split_horizon=false"]);
+        assert!(!ds[1].show_port(&brs[1], x).split_horizon);
+    }
+    hosts[0].assert_ping("10.52.0.3");
+    let export = ds[1].ok(&["export"]);
+    assert!(export.contains("split_horizon = false"), "{export}");
+    let text = ds[1].ok(&["show"]);
+    assert!(text.contains("split_horizon: false"), "{text}");
+    let (_, err) = ds[1].fails(&["set", "port", &hub_ports[0], "split_horizon=maybe"]);
+    assert!(err.contains("expected true or false"), "{err}");
+    drop(hosts);
+    drop(v);
+}
+
 /// Flow-based tunnels (`remote_ip=flow`, `key=flow`): a hub rvsd with one
 /// tunnel port serves two spokes (fixed ports, VNIs 7 and 8) through one
 /// socket. The hub's flows pick the remote and VNI per destination with

@@ -578,6 +578,9 @@ pub struct PortInfo {
     /// port types.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub options: std::collections::BTreeMap<String, String>,
+    /// In NORMAL's split-horizon group (by default the tunnel ports).
+    #[serde(default)]
+    pub split_horizon: bool,
     /// True when the port can carry traffic.
     pub up: bool,
     /// Why the port is down, when it is.

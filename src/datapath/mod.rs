@@ -108,6 +108,15 @@ pub enum Command {
         /// New configuration.
         vlan: VlanConfig,
     },
+    /// Put a port in or out of NORMAL's split-horizon group.
+    SetSplitHorizon {
+        /// Bridge id.
+        bridge: u32,
+        /// OpenFlow port number.
+        ofport: PortNo,
+        /// In the group.
+        on: bool,
+    },
     /// Link a patch port to its peer (or unlink with `None`).
     SetPatchPeer {
         /// Bridge id.
@@ -203,6 +212,7 @@ impl std::fmt::Debug for Command {
             Command::DelPort { .. } => "DelPort",
             Command::AttachIo { .. } => "AttachIo",
             Command::SetPortVlan { .. } => "SetPortVlan",
+            Command::SetSplitHorizon { .. } => "SetSplitHorizon",
             Command::SetPatchPeer { .. } => "SetPatchPeer",
             Command::SetBridgeKnobs { .. } => "SetBridgeKnobs",
             Command::SetVlanLimit { .. } => "SetVlanLimit",

@@ -441,6 +441,11 @@ impl Worker {
                     b.set_port_vlan(ofport, vlan);
                 }
             }
+            Command::SetSplitHorizon { bridge, ofport, on } => {
+                if let Some(b) = self.bridges.get(bridge as usize).and_then(Option::as_ref) {
+                    b.set_port_split_horizon(ofport, on);
+                }
+            }
             Command::SetPatchPeer {
                 bridge,
                 ofport,

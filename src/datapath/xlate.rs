@@ -176,6 +176,13 @@ impl BridgeRt {
     }
 
     /// Changes a port's VLAN rules.
+    pub fn set_port_split_horizon(&self, ofport: PortNo, on: bool) {
+        if let Err(e) = self.normal().set_port_split_horizon(ofport, on) {
+            log::error!("bridge {}: port {ofport}: {e}", self.name);
+        }
+    }
+
+    /// Changes a port's VLAN configuration in the shared NORMAL state.
     pub fn set_port_vlan(&self, ofport: PortNo, vlan: VlanConfig) {
         if let Err(e) = self.normal().set_port_vlan(ofport, vlan) {
             log::error!("bridge {}: port {ofport}: {e}", self.name);

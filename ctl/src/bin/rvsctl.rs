@@ -623,6 +623,10 @@ fn print_table(w: &mut dyn Write, cmd: &Cmd, reply: &Reply) {
                                 .collect();
                             outln!(w, "        options: {{{}}}", o.join(", "));
                         }
+                        let tunnel = matches!(p.kind.as_str(), "vxlan" | "geneve" | "gre");
+                        if p.split_horizon != tunnel {
+                            outln!(w, "        split_horizon: {}", p.split_horizon);
+                        }
                         if let Some(t) = &p.too_big {
                             outln!(w, "        too_big: {t}");
                         }

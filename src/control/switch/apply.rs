@@ -505,6 +505,10 @@ impl Switch {
                         if p.vlan != wp.vlan || p.vlan_mode_set != wp.cfg.vlan_mode.is_some() {
                             settings.append(&mut vlan_settings);
                         }
+                        let horizon = wp.cfg.split_horizon.unwrap_or(p.kind.is_tunnel());
+                        if horizon != p.split_horizon {
+                            settings.push(("split_horizon".to_string(), horizon.to_string()));
+                        }
                         if p.kind == PortKind::Patch
                             && wp.cfg.peer.is_some()
                             && p.peer != wp.cfg.peer

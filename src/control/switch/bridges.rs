@@ -87,6 +87,7 @@ impl Switch {
                 vlan_mode_set: false,
                 peer: None,
                 tunnel: None,
+                split_horizon: false,
                 shared,
                 mac: self.netdevs.mac(name).unwrap_or_default(),
                 worker,

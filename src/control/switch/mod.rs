@@ -115,6 +115,8 @@ struct PortState {
     peer: Option<String>,
     /// A tunnel port's options (`None` for other kinds).
     tunnel: Option<TunnelConfig>,
+    /// In NORMAL's split-horizon group (default: tunnel ports).
+    split_horizon: bool,
     shared: Arc<PortShared>,
     /// MAC address when the port was added (zero if unknown).
     mac: [u8; 6],

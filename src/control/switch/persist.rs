@@ -34,6 +34,9 @@ pub(super) fn port_settings(p: &PortConfig) -> Vec<(String, String)> {
     if let Some(peer) = &p.peer {
         v.push(("peer".into(), peer.clone()));
     }
+    if let Some(on) = p.split_horizon {
+        v.push(("split_horizon".into(), on.to_string()));
+    }
     for (k, val) in &p.options {
         v.push((format!("options:{k}"), val.clone()));
     }
@@ -224,6 +227,8 @@ impl Switch {
                             vlan_mode: p.vlan_mode_set.then(|| p.vlan.mode.to_string()),
                             ofport: Some(p.ofport.0),
                             peer: p.peer.clone(),
+                            split_horizon: (p.split_horizon != p.kind.is_tunnel())
+                                .then_some(p.split_horizon),
                             options: p
                                 .tunnel
                                 .as_ref()

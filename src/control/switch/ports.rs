@@ -17,6 +17,8 @@ pub(super) struct PortSettings {
     vlan_mode: Option<Option<VlanMode>>,
     ofport: Option<PortNo>,
     peer: Option<String>,
+    /// `split_horizon=true|false`.
+    split_horizon: Option<bool>,
     /// `options:KEY=VALUE` other than `options:peer`, without the prefix.
     options: BTreeMap<String, String>,
 }
@@ -152,6 +154,17 @@ pub(super) fn parse_settings(
                 s.ofport = Some(PortNo(n));
             }
             "peer" | "options:peer" => s.peer = Some(v.clone()),
+            "split_horizon" | "other_config:split_horizon" => {
+                s.split_horizon = Some(match v.as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(invalid(format!(
+                            "{verb}: split_horizon={v}: expected true or false"
+                        )))
+                    }
+                })
+            }
             _ if k.starts_with("options:") => {
                 let o = &k["options:".len()..];
                 if s.options.insert(o.to_string(), v.clone()).is_some() {
@@ -162,9 +175,9 @@ pub(super) fn parse_settings(
                 return Err(invalid(format!(
                     "{verb}: unknown setting \"{k}\" (expected {})",
                     if allow_create {
-                        "type, tag, trunks, vlan_mode, ofport_request, peer or options:KEY"
+                        "type, tag, trunks, vlan_mode, ofport_request, peer, split_horizon or options:KEY"
                     } else {
-                        "tag, trunks, vlan_mode, peer or options:KEY"
+                        "tag, trunks, vlan_mode, peer, split_horizon or options:KEY"
                     }
                 )))
             }
@@ -196,6 +209,7 @@ pub(super) fn port_info(p: &PortState) -> PortInfo {
             .as_ref()
             .map(TunnelConfig::options)
             .unwrap_or_default(),
+        split_horizon: p.split_horizon,
         up: p.shared.is_up(),
         down_reason: p.shared.down_reason(),
         too_big: p.shared.last_too_big().map(|len| too_big_note(p, len)),
@@ -293,6 +307,7 @@ impl Switch {
             }
         }
         let tunnel = tunnel_from(kind, &s.options, &verb)?;
+        let split_horizon = s.split_horizon.unwrap_or(kind.is_tunnel());
         let mut down = None;
         let io = match kind {
             PortKind::Tap | PortKind::Internal => {
@@ -370,6 +385,7 @@ impl Switch {
                 vlan_mode_set,
                 peer: s.peer.clone(),
                 tunnel,
+                split_horizon,
                 shared: shared.clone(),
                 mac,
                 worker,
@@ -384,7 +400,7 @@ impl Switch {
             io: io.map(Arc::new),
             shared,
             vlan,
-            split_horizon: kind.is_tunnel(),
+            split_horizon,
         });
         if kind == PortKind::Patch {
             self.link_patch(name);
@@ -544,6 +560,10 @@ impl Switch {
             p.tunnel = Some(cfg);
             io
         });
+        let horizon = s.split_horizon.filter(|&on| on != p.split_horizon);
+        if let Some(on) = horizon {
+            p.split_horizon = on;
+        }
         let old_peer = if s.peer.is_some() {
             std::mem::replace(&mut p.peer, s.peer.clone())
         } else {
@@ -554,6 +574,13 @@ impl Switch {
             ofport: no,
             vlan,
         });
+        if let Some(on) = horizon {
+            self.worker.send(Command::SetSplitHorizon {
+                bridge: id,
+                ofport: no,
+                on,
+            });
+        }
         if let Some(io) = new_io {
             self.worker.send(Command::AttachIo {
                 bridge: id,
