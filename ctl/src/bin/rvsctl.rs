@@ -85,7 +85,8 @@ enum Cmd {
     /// Add a port: add-port BR PORT
     /// [type=tap|system|internal|patch|vxlan|geneve|gre]
     /// [tag=VID] [trunks=V1,V2] [vlan_mode=MODE] [ofport_request=N]
-    /// [peer=PORT] [options:remote_ip=IP options:local_ip=IP options:key=VNI
+    /// [peer=PORT] [split_horizon=true|false]
+    /// [options:remote_ip=IP options:local_ip=IP options:key=VNI
     /// options:dst_port=PORT ...].
     AddPort {
         #[arg(value_parser = netdev_name)]
