@@ -439,9 +439,9 @@ const BAD: &[(&str, &str, u32, &[&str])] = &[
     ),
     (
         "unknown port type",
-        "[[bridge]]\nname = \"{br}\"\n[[bridge.port]]\nname = \"{p5}\"\ntype = \"geneve\"\n",
+        "[[bridge]]\nname = \"{br}\"\n[[bridge.port]]\nname = \"{p5}\"\ntype = \"gretap\"\n",
         5,
-        &["type = \"geneve\""],
+        &["type = \"gretap\""],
     ),
     (
         "vxlan port without remote_ip",
