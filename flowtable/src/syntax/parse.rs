@@ -120,39 +120,61 @@ const META_KEYS: &[&str] = &[
 const STATS_KEYS: &[&str] = &["duration", "n_packets", "n_bytes", "idle_age", "hard_age"];
 
 /// Edit distance counting a swap of two neighbours as one edit (optimal
-/// string alignment), so `nw_scr` is closest to `nw_src`.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
+/// string alignment), so `nw_scr` is closest to `nw_src`. Three rows of
+/// `b.len() + 1` cells: O(`a.len()` × `b.len()`) time, O(`b.len()`) space.
+fn edit_distance(a: &[char], b: &[char]) -> usize {
+    // What `suggest` guarantees by skipping candidates too far in length:
+    // the cost is bounded by the candidate's length, not the word's.
+    debug_assert!(
+        a.len() <= 2 * b.len() + 2,
+        "{} chars against {}",
+        a.len(),
+        b.len()
+    );
+    // Rows i - 2, i - 1 and i of the full table.
+    let mut before: Vec<usize> = vec![0; b.len() + 1];
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur: Vec<usize> = vec![0; b.len() + 1];
     for i in 1..=a.len() {
+        cur[0] = i;
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
+            let mut v = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                v = v.min(d[i - 2][j - 2] + 1);
+                v = v.min(before[j - 2] + 1);
             }
-            d[i][j] = v;
+            cur[j] = v;
         }
+        std::mem::swap(&mut before, &mut prev);
+        std::mem::swap(&mut prev, &mut cur);
     }
-    d[a.len()][b.len()]
+    prev[b.len()]
 }
 
-/// Close keywords for an unknown one, for "did you mean".
+/// Close keywords for an unknown one, for "did you mean": those within
+/// an edit distance of a quarter of its length (at least 2), or that it
+/// begins (when it has 3 characters or more).
+///
+/// Costs O(`word.len()`) plus O(candidate length²) per candidate, however
+/// long the word: a distance is at least the difference in length, so a
+/// candidate whose length is too far from the word's is skipped without
+/// computing it (which for a word of n characters is n × its length).
 fn suggest(word: &str, candidates: &[&str]) -> String {
-    let lower = word.to_ascii_lowercase();
+    let lower: Vec<char> = word.to_ascii_lowercase().chars().collect();
+    let limit = 2.max(lower.len() / 4);
+    let mut cand: Vec<char> = Vec::new();
     let mut best: Vec<(usize, &str)> = candidates
         .iter()
-        .map(|c| (edit_distance(&lower, c), *c))
-        .filter(|(d, c)| *d <= 2.max(lower.len() / 4) || c.starts_with(&lower) && lower.len() >= 3)
+        .filter_map(|c| {
+            cand.clear();
+            cand.extend(c.chars());
+            let prefix = lower.len() >= 3 && cand.starts_with(&lower);
+            if !prefix && lower.len().abs_diff(cand.len()) > limit {
+                return None;
+            }
+            let d = edit_distance(&lower, &cand);
+            (d <= limit || prefix).then_some((d, *c))
+        })
         .collect();
     best.sort();
     best.dedup_by(|a, b| a.1 == b.1);
@@ -1407,6 +1429,109 @@ mod tests {
         assert!(suggest("nw_scr", &match_keywords()).contains("nw_src"));
         assert!(suggest("IP", &match_keywords()).contains("ip"));
         assert!(suggest("outptu", ACTION_NAMES).contains("output"));
+    }
+
+    /// The distance as it was first written: the whole table.
+    fn full_table_distance(a: &str, b: &str) -> usize {
+        let a: Vec<char> = a.chars().collect();
+        let b: Vec<char> = b.chars().collect();
+        let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+        for (i, row) in d.iter_mut().enumerate() {
+            row[0] = i;
+        }
+        for (j, cell) in d[0].iter_mut().enumerate() {
+            *cell = j;
+        }
+        for i in 1..=a.len() {
+            for j in 1..=b.len() {
+                let cost = usize::from(a[i - 1] != b[j - 1]);
+                let mut v = (d[i - 1][j] + 1)
+                    .min(d[i][j - 1] + 1)
+                    .min(d[i - 1][j - 1] + cost);
+                if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                    v = v.min(d[i - 2][j - 2] + 1);
+                }
+                d[i][j] = v;
+            }
+        }
+        d[a.len()][b.len()]
+    }
+
+    #[test]
+    fn suggestions_skip_only_keywords_out_of_reach() {
+        // Every pair suggest() computes gives the full table's distance,
+        // and what it skips is too far in length to have been suggested.
+        let words = [
+            "nw_scr",
+            "ip",
+            "IP",
+            "outptu",
+            "tcp_flag",
+            "dl",
+            "x",
+            "mod_nw_tos_x",
+            "in_prt",
+            "icmp6_typ",
+            "arp_op",
+            "tun_src_dst",
+            "priorty",
+            "actions]]]]]]]]",
+            "set_fieldd",
+        ];
+        let kw = match_keywords();
+        for w in words {
+            for cands in [&kw[..], ACTION_NAMES] {
+                let lower = w.to_ascii_lowercase();
+                let limit = 2.max(lower.len() / 4);
+                let mut expect: Vec<(usize, &str)> = cands
+                    .iter()
+                    .map(|c| (full_table_distance(&lower, c), *c))
+                    .filter(|(d, c)| *d <= limit || c.starts_with(&lower) && lower.len() >= 3)
+                    .collect();
+                expect.sort();
+                let names: Vec<&str> = expect.iter().take(3).map(|(_, c)| *c).collect();
+                let want = if names.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (did you mean {}?)", names.join(" or "))
+                };
+                assert_eq!(suggest(w, cands), want, "{w}");
+                for c in cands {
+                    let (a, b): (Vec<char>, Vec<char>) =
+                        (lower.chars().collect(), c.chars().collect());
+                    if a.len() <= 2 * b.len() + 2 {
+                        assert_eq!(edit_distance(&a, &b), full_table_distance(&lower, c));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn suggestions_for_a_long_word_cost_its_length() {
+        // A distance costs the word's length times the keyword's: for a
+        // key of 128 KiB (the fuzzer's longest input) against every
+        // keyword that was a quarter of a second per parse. Keywords too
+        // far in length are skipped (edit_distance asserts it in debug
+        // builds), so this is one pass over the word.
+        let key = "actions]".repeat(1 << 14);
+        let e = parse_flow(&format!("{key},actions=drop"), &none).unwrap_err();
+        assert_eq!(e.msg, format!("unknown field \"{key}\""));
+        let e = parse_flow(&format!("actions={key}"), &none).unwrap_err();
+        assert_eq!(e.msg, format!("unknown action \"{key}\""));
+        let e = parse_flow(&format!("actions=set_field:1->{key}"), &none).unwrap_err();
+        assert_eq!(e.msg, format!("unknown field \"{key}\""));
+    }
+
+    #[test]
+    fn suggestion_distance_limit_counts_characters() {
+        // Four 4-byte characters are 4 edits from "ip", not within a
+        // quarter of 16 bytes.
+        assert_eq!(
+            suggest("\u{1f642}".repeat(4).as_str(), &match_keywords()),
+            ""
+        );
+        assert!(suggest("nw_src\u{e9}", &match_keywords()).contains("nw_src"));
     }
 
     #[test]
