@@ -1064,7 +1064,6 @@ fn send(
     // join the queue as they are cut.
     if hdr.is_gso() && !io.vnet() && tx.has_queue(slot) {
         let none = offload::VirtioNetHdr::NONE;
-        let c = s.shared.w(w);
         let r = offload::segment(frame, hdr, usize::MAX, seg, |segment| {
             if tx.takes(slot, &none, segment.len()) {
                 tx.push(slots, slot, &none, segment, false, w);
@@ -1072,14 +1071,8 @@ fn send(
             }
             // Bigger than a queue entry (a jumbo MSS): in order, at once.
             tx.flush_slot(slots, slot, w);
-            match io.send_tunnel(segment, tun) {
-                Ok(()) => {
-                    c.tx_packets.add(1);
-                    c.tx_bytes.add(segment.len() as u64);
-                }
-                Err(PortError::FrameTooBig { .. }) => s.shared.too_big(w, segment.len()),
-                Err(_) => c.tx_drop(TxDrop::TxError),
-            }
+            let len = segment.len() as u64;
+            count_sent(s, w, io.send_tunnel(segment, tun), 1, len);
         });
         if r.is_err() {
             s.shared.w(w).tx_drop(TxDrop::TxError);
@@ -1126,6 +1119,13 @@ fn send(
         bytes = frame.len() as u64;
         io.send_tunnel(frame, tun)
     };
+    count_sent(s, w, result, n_ok, bytes);
+}
+
+/// Counts on `s` the outcome of a send by worker `w`: `n_ok` frames of
+/// `bytes` in all, or the drop the error stands for (a vanished netdev
+/// also marks the port down).
+fn count_sent(s: &Slot, w: usize, result: Result<(), PortError>, n_ok: u64, bytes: u64) {
     match result {
         Ok(()) => {
             s.shared.w(w).tx_packets.add(n_ok);
