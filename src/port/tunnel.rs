@@ -283,34 +283,11 @@ pub fn path_mtu(remote: Ipv4Addr, local: Option<Ipv4Addr>) -> Option<u32> {
     }
     // SAFETY: `raw` is a fresh fd that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let len = size_of::<libc::sockaddr_in>() as libc::socklen_t;
     if let Some(l) = local {
-        let sa = sockaddr(l, 0);
-        // SAFETY: `sa` is a valid sockaddr_in of `len` bytes.
-        if unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&sa as *const libc::sockaddr_in).cast(),
-                len,
-            )
-        } < 0
-        {
-            return None;
-        }
+        addr_call(fd.as_raw_fd(), l, 0, libc::bind).ok()?;
     }
     // Any port: connecting a UDP socket only picks the route.
-    let sa = sockaddr(remote, 9);
-    // SAFETY: as above.
-    if unsafe {
-        libc::connect(
-            fd.as_raw_fd(),
-            (&sa as *const libc::sockaddr_in).cast(),
-            len,
-        )
-    } < 0
-    {
-        return None;
-    }
+    addr_call(fd.as_raw_fd(), remote, 9, libc::connect).ok()?;
     let mut mtu: libc::c_int = 0;
     let mut ol = size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: `mtu` and `ol` are valid for writes of an int and its size.
@@ -406,19 +383,32 @@ fn bind_socket(
         .map_err(|e| open_err("IP_PKTINFO", e))?;
     }
     set_sock_bufs(s).map_err(|e| open_err("SO_RCVBUF/SO_SNDBUF", e))?;
-    let local = sockaddr(cfg.local_ip.unwrap_or(Ipv4Addr::UNSPECIFIED), port);
-    // SAFETY: `local` is a valid sockaddr_in and the length is its size.
+    let local = cfg.local_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+    addr_call(s, local, port, libc::bind).map_err(|e| open_err("bind", e))?;
+    Ok(fd)
+}
+
+/// `bind` or `connect` (`op`) of socket `s` to `ip:port`.
+fn addr_call(
+    s: RawFd,
+    ip: Ipv4Addr,
+    port: u16,
+    op: unsafe extern "C" fn(libc::c_int, *const libc::sockaddr, libc::socklen_t) -> libc::c_int,
+) -> io::Result<()> {
+    let sa = sockaddr(ip, port);
+    // SAFETY: `sa` is a valid sockaddr_in and the length is its size;
+    // `op` only reads it.
     let rc = unsafe {
-        libc::bind(
+        op(
             s,
-            (&local as *const libc::sockaddr_in).cast(),
+            (&sa as *const libc::sockaddr_in).cast(),
             size_of::<libc::sockaddr_in>() as libc::socklen_t,
         )
     };
     if rc < 0 {
-        return Err(open_err("bind", io::Error::last_os_error()));
+        return Err(io::Error::last_os_error());
     }
-    Ok(fd)
+    Ok(())
 }
 
 /// Puts `opts` on socket `s` (a fresh one, or one whose only port is
