@@ -443,6 +443,66 @@ fn vxlan_options_validation_and_persistence() {
     assert!(info.is_some(), "apply did not change the key: {diff}");
 }
 
+/// Three rvsd on local underlay addresses, a VXLAN tunnel (with `extra`
+/// options) between each of `pairs` (one UDP port per pair), and a TAP
+/// host on each bridge at `NET.{i+1}/24` with the overlay MTU. Fields drop
+/// hosts first, then the underlay, then the daemons.
+struct Three {
+    hosts: Vec<Host>,
+    _v: Veth,
+    _spare: Netns,
+    ds: Vec<Rvsd>,
+    brs: Vec<String>,
+    /// (daemon index, tunnel port name).
+    tunnels: Vec<(usize, String)>,
+}
+
+static UDP_PORTS: AtomicU32 = AtomicU32::new(0);
+
+fn three_rvsd(pairs: &[(usize, usize)], extra: &[&str], net: &str) -> Three {
+    let (a, b) = underlay_pair();
+    let (c, _) = underlay_pair();
+    let (spare, v) = local_endpoints(&[&a, &b, &c]);
+    let ips = [a, b, c];
+    let ds: Vec<Rvsd> = (0..3).map(|_| Rvsd::start()).collect();
+    let brs: Vec<String> = ds.iter().map(Rvsd::add_br).collect();
+    let mut tunnels = Vec::new();
+    for &(i, j) in pairs {
+        let k = UDP_PORTS.fetch_add(1, Ordering::Relaxed);
+        let port = (30000 + (std::process::id() % 5000) * 6 + k).to_string();
+        for (me, other) in [(i, j), (j, i)] {
+            let x = uniq('x');
+            let mut args = vec![
+                "add-port".to_string(),
+                brs[me].clone(),
+                x.clone(),
+                "type=vxlan".to_string(),
+                format!("options:remote_ip={}", ips[other]),
+                format!("options:local_ip={}", ips[me]),
+                format!("options:dst_port={port}"),
+            ];
+            args.extend(extra.iter().map(|o| o.to_string()));
+            ds[me].ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+            tunnels.push((me, x));
+        }
+    }
+    let hosts = (0..3)
+        .map(|i| {
+            let h = tap_host(&ds[i], &brs[i], &[], Some(&format!("{net}.{}/24", i + 1)));
+            set_mtu(&h.ns, &h.dev, OVERLAY_MTU);
+            h
+        })
+        .collect();
+    Three {
+        hosts,
+        _v: v,
+        _spare: spare,
+        ds,
+        brs,
+        tunnels,
+    }
+}
+
 /// Three rvsd in a full mesh of tunnels (one UDP port per pair) with
 /// NORMAL: every host reaches every other, and floods do not loop (split
 /// horizon between tunnel ports): the tunnels carry a bounded number of
@@ -452,38 +512,8 @@ fn vxlan_full_mesh_no_loop() {
     if !require_root() {
         return;
     }
-    let (a, b) = underlay_pair();
-    let (c, _) = underlay_pair();
-    let (_spare, v) = local_endpoints(&[&a, &b, &c]);
-    let ips = [a, b, c];
-    let ds: Vec<Rvsd> = (0..3).map(|_| Rvsd::start()).collect();
-    let brs: Vec<String> = ds.iter().map(Rvsd::add_br).collect();
-    let base = 30000 + (std::process::id() % 10000) as u16 * 3;
-    let mut tunnels: Vec<(usize, String)> = Vec::new();
-    for (k, (i, j)) in [(0, 1), (0, 2), (1, 2)].into_iter().enumerate() {
-        let port = (base + k as u16).to_string();
-        for (me, other) in [(i, j), (j, i)] {
-            let x = uniq('x');
-            ds[me].ok(&[
-                "add-port",
-                &brs[me],
-                &x,
-                "type=vxlan",
-                &format!("options:remote_ip={}", ips[other]),
-                &format!("options:local_ip={}", ips[me]),
-                &format!("options:dst_port={port}"),
-                "options:key=9",
-            ]);
-            tunnels.push((me, x));
-        }
-    }
-    let hosts: Vec<Host> = (0..3)
-        .map(|i| {
-            let h = tap_host(&ds[i], &brs[i], &[], Some(&format!("10.48.0.{}/24", i + 1)));
-            set_mtu(&h.ns, &h.dev, OVERLAY_MTU);
-            h
-        })
-        .collect();
+    let t = three_rvsd(&[(0, 1), (0, 2), (1, 2)], &["options:key=9"], "10.48.0");
+    let (ds, brs, hosts) = (&t.ds, &t.brs, &t.hosts);
     hosts[0].assert_ping("10.48.0.2");
     hosts[0].assert_ping("10.48.0.3");
     hosts[1].assert_ping("10.48.0.3");
@@ -494,9 +524,9 @@ fn vxlan_full_mesh_no_loop() {
             .map(|(i, x)| ds[*i].port_stats(&brs[*i], x).tx_packets)
             .sum()
     };
-    let t1 = total(&tunnels);
+    let t1 = total(&t.tunnels);
     std::thread::sleep(Duration::from_secs(1));
-    let t2 = total(&tunnels);
+    let t2 = total(&t.tunnels);
     // Idle (a few stray IPv6/ARP frames at most): a loop would send
     // thousands per second.
     assert!(
@@ -504,8 +534,6 @@ fn vxlan_full_mesh_no_loop() {
         "tunnels still busy after the pings: {t1} -> {t2}"
     );
     assert!(t1 < 500, "{t1} frames on the tunnels for 9 pings");
-    drop(hosts);
-    drop(v);
 }
 
 /// A chain A — B — C (tunnels A↔B and B↔C only): with split horizon (the
@@ -517,38 +545,13 @@ fn vxlan_hub_relays_without_split_horizon() {
     if !require_root() {
         return;
     }
-    let (a, b) = underlay_pair();
-    let (c, _) = underlay_pair();
-    let (_spare, v) = local_endpoints(&[&a, &b, &c]);
-    let ips = [a, b, c];
-    let ds: Vec<Rvsd> = (0..3).map(|_| Rvsd::start()).collect();
-    let brs: Vec<String> = ds.iter().map(Rvsd::add_br).collect();
-    let base = 30000 + (std::process::id() % 10000) as u16 * 3 + 1;
-    let mut hub_ports = Vec::new();
-    for (k, (i, j)) in [(0, 1), (1, 2)].into_iter().enumerate() {
-        let port = (base + k as u16).to_string();
-        for (me, other) in [(i, j), (j, i)] {
-            let x = uniq('x');
-            ds[me].ok(&[
-                "add-port",
-                &brs[me],
-                &x,
-                "type=vxlan",
-                &format!("options:remote_ip={}", ips[other]),
-                &format!("options:local_ip={}", ips[me]),
-                &format!("options:dst_port={port}"),
-            ]);
-            if me == 1 {
-                hub_ports.push(x);
-            }
-        }
-    }
-    let hosts: Vec<Host> = (0..3)
-        .map(|i| {
-            let h = tap_host(&ds[i], &brs[i], &[], Some(&format!("10.52.0.{}/24", i + 1)));
-            set_mtu(&h.ns, &h.dev, OVERLAY_MTU);
-            h
-        })
+    let t = three_rvsd(&[(0, 1), (1, 2)], &[], "10.52.0");
+    let (ds, brs, hosts) = (&t.ds, &t.brs, &t.hosts);
+    let hub_ports: Vec<&String> = t
+        .tunnels
+        .iter()
+        .filter(|(i, _)| *i == 1)
+        .map(|(_, x)| x)
         .collect();
     hosts[0].assert_ping("10.52.0.2");
     hosts[2].assert_ping("10.52.0.2");
@@ -566,10 +569,8 @@ fn vxlan_hub_relays_without_split_horizon() {
     assert!(export.contains("split_horizon = false"), "{export}");
     let text = ds[1].ok(&["show"]);
     assert!(text.contains("split_horizon: false"), "{text}");
-    let (_, err) = ds[1].fails(&["set", "port", &hub_ports[0], "split_horizon=maybe"]);
+    let (_, err) = ds[1].fails(&["set", "port", hub_ports[0], "split_horizon=maybe"]);
     assert!(err.contains("expected true or false"), "{err}");
-    drop(hosts);
-    drop(v);
 }
 
 /// Flow-based tunnels (`remote_ip=flow`, `key=flow`): a hub rvsd with one
