@@ -11,6 +11,7 @@
 //! - [`config`]: the TOML schema.
 //! - [`tunnel`]: tunnel port options and the VXLAN header (pure).
 //! - [`openflow`]: the OpenFlow 1.3/1.0 wire codec.
+//! - [`ovsdb`]: the OVSDB (RFC 7047) database engine (pure).
 //! - [`alloc`]: the daemon's allocator and its tuning.
 //! - [`fuzzing`]: the fuzz targets' entry points.
 //!
@@ -30,6 +31,7 @@ pub mod logging;
 #[allow(unsafe_code)]
 pub mod netdev;
 pub mod openflow;
+pub mod ovsdb;
 pub mod packet;
 #[allow(unsafe_code)]
 pub mod port;
