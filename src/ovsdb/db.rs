@@ -1105,3 +1105,700 @@ impl<'a> Txn<'a> {
         Ok(Plan { rows: self.rows })
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A small schema exercising every feature.
+    pub(crate) fn test_schema() -> Arc<Schema> {
+        Arc::new(
+            Schema::parse(&json!({"name": "T", "version": "1.0.0", "tables": {
+                "Root": {"isRoot": true, "indexes": [["name"]], "columns": {
+                    "name": {"type": "string"},
+                    "i": {"type": "integer"},
+                    "r": {"type": "real"},
+                    "s": {"type": {"key": "integer", "min": 0, "max": "unlimited"}},
+                    "s2": {"type": {"key": "string", "min": 0, "max": 2}},
+                    "m": {"type": {"key": "string", "value": "string", "min": 0, "max": "unlimited"}},
+                    "fixed": {"type": "string", "mutable": false},
+                    "lim": {"type": {"key": {"type": "integer", "minInteger": 0, "maxInteger": 10}}},
+                    "kids": {"type": {"key": {"type": "uuid", "refTable": "Kid"}, "min": 0, "max": "unlimited"}},
+                    "weak": {"type": {"key": {"type": "uuid", "refTable": "Other", "refType": "weak"}, "min": 0, "max": "unlimited"}},
+                    "eph": {"type": "integer", "ephemeral": true}}},
+                "Kid": {"columns": {
+                    "n": {"type": "integer"},
+                    "sub": {"type": {"key": {"type": "uuid", "refTable": "Kid"}, "min": 0, "max": 1}}}},
+                "Other": {"isRoot": true, "maxRows": 2, "columns": {"n": {"type": "integer"}}},
+                "Must": {"isRoot": true, "columns": {
+                    "o": {"type": {"key": {"type": "uuid", "refTable": "Other", "refType": "weak"}}}}}
+            }}))
+            .unwrap(),
+        )
+    }
+
+    pub(crate) fn run(db: &mut Db, ops: Value) -> (Vec<Value>, Change) {
+        match db.transact(ops.as_array().unwrap()) {
+            TxnOutcome::Done { results, change } => (results, change),
+            TxnOutcome::Blocked => panic!("blocked"),
+        }
+    }
+
+    /// Runs `ops`, asserting that nothing failed.
+    pub(crate) fn ok(db: &mut Db, ops: Value) -> (Vec<Value>, Change) {
+        let n = ops.as_array().unwrap().len();
+        let (r, c) = run(db, ops);
+        assert_eq!(r.len(), n, "{r:?}");
+        assert!(r.iter().all(|x| x.get("error").is_none()), "{r:?}");
+        (r, c)
+    }
+
+    /// Runs `ops`, asserting failure with `tag`; returns the results.
+    fn fails(db: &mut Db, ops: Value, tag: &str) -> Vec<Value> {
+        let before = db.snapshot();
+        let (r, c) = run(db, ops);
+        let err = r
+            .iter()
+            .find(|x| x.get("error").is_some())
+            .unwrap_or_else(|| panic!("{r:?}"));
+        assert_eq!(err["error"], tag, "{r:?}");
+        assert!(c.is_empty());
+        assert_eq!(db.snapshot(), before);
+        r
+    }
+
+    pub(crate) fn uuid_in(v: &Value) -> Uuid {
+        Uuid::parse(v["uuid"][1].as_str().unwrap()).unwrap()
+    }
+
+    /// An Open_vSwitch row with bridge `br0` (port and interface `br0`),
+    /// as `ovs-vsctl add-br br0` leaves it. Returns (ovs, bridge, port).
+    pub(crate) fn vswitch_with_bridge(db: &mut Db) -> (Uuid, Uuid, Uuid) {
+        let (r, _) = ok(
+            db,
+            json!([
+                {"op": "insert", "table": "Open_vSwitch", "uuid-name": "ovs",
+                 "row": {"bridges": ["named-uuid", "br"]}},
+                {"op": "insert", "table": "Bridge", "uuid-name": "br",
+                 "row": {"name": "br0", "ports": ["named-uuid", "port"]}},
+                {"op": "insert", "table": "Port", "uuid-name": "port",
+                 "row": {"name": "br0", "interfaces": ["named-uuid", "iface"]}},
+                {"op": "insert", "table": "Interface", "uuid-name": "iface",
+                 "row": {"name": "br0", "type": "internal"}},
+            ]),
+        );
+        (uuid_in(&r[0]), uuid_in(&r[1]), uuid_in(&r[2]))
+    }
+
+    fn u(x: Uuid) -> Value {
+        json!(["uuid", x.to_string()])
+    }
+
+    /// The transaction `ovs-vsctl add-port br0 p1` sends, verbatim in shape.
+    fn add_port(db: &mut Db, ovs: Uuid, br: Uuid, old_ports: &[Uuid]) -> Vec<Value> {
+        let ports: Vec<Value> = old_ports.iter().map(|p| u(*p)).collect();
+        let mut new_ports = ports.clone();
+        new_ports.push(json!(["named-uuid", "row2"]));
+        let bridges = json!(["set", [u(br)]]);
+        let (r, _) = ok(
+            db,
+            json!([
+                {"op": "wait", "timeout": 0, "table": "Open_vSwitch",
+                 "where": [["_uuid", "==", u(ovs)]], "columns": ["bridges"], "until": "==",
+                 "rows": [{"bridges": bridges}]},
+                {"op": "insert", "table": "Interface", "uuid-name": "row1a2b", "row": {"name": "p1"}},
+                {"op": "insert", "table": "Port", "uuid-name": "row2",
+                 "row": {"name": "p1", "interfaces": ["named-uuid", "row1a2b"]}},
+                {"op": "update", "table": "Bridge", "where": [["_uuid", "==", u(br)]],
+                 "row": {"ports": ["set", new_ports]}},
+                {"op": "mutate", "table": "Open_vSwitch", "where": [["_uuid", "==", u(ovs)]],
+                 "mutations": [["next_cfg", "+=", 1]]},
+                {"op": "select", "table": "Open_vSwitch", "where": [["_uuid", "==", u(ovs)]],
+                 "columns": ["next_cfg"]},
+                {"op": "comment", "comment": "ovs-vsctl: ovs-vsctl add-port br0 p1"},
+            ]),
+        );
+        r
+    }
+
+    #[test]
+    fn ovs_vsctl_add_port_end_to_end() {
+        let mut db = Db::new(Schema::vswitch());
+        let (ovs, br, port0) = vswitch_with_bridge(&mut db);
+        let r = add_port(&mut db, ovs, br, &[port0]);
+        assert_eq!(r[0], json!({}));
+        assert_eq!(r[3], json!({"count": 1}));
+        assert_eq!(r[4], json!({"count": 1}));
+        assert_eq!(r[5], json!({"rows": [{"next_cfg": 1}]}));
+        assert_eq!(r[6], json!({}));
+        let port = uuid_in(&r[2]);
+        let iface = uuid_in(&r[1]);
+        assert_eq!(
+            db.row("Port", &port).unwrap().get("name").unwrap().as_str(),
+            Some("p1")
+        );
+        assert_eq!(
+            db.row("Port", &port)
+                .unwrap()
+                .get("interfaces")
+                .unwrap()
+                .as_uuid(),
+            Some(iface)
+        );
+        assert_eq!(
+            db.row("Bridge", &br).unwrap().get("ports").unwrap().len(),
+            2
+        );
+        assert_eq!(db.n_rows("Interface"), 2);
+        // The same wait again, now stale: bridges still equal, so it passes;
+        // a wait on a different bridges set fails with "timed out".
+        let stale = json!([{"op": "wait", "timeout": 0, "table": "Open_vSwitch",
+            "where": [["_uuid", "==", u(ovs)]], "columns": ["bridges"], "until": "==",
+            "rows": [{"bridges": ["set", []]}]}]);
+        fails(&mut db, stale, "timed out");
+    }
+
+    #[test]
+    fn removing_port_collects_port_and_interface() {
+        let mut db = Db::new(Schema::vswitch());
+        let (ovs, br, port0) = vswitch_with_bridge(&mut db);
+        let r = add_port(&mut db, ovs, br, &[port0]);
+        let (port, iface) = (uuid_in(&r[2]), uuid_in(&r[1]));
+        // ovs-vsctl del-port: rewrite Bridge.ports without the port.
+        let (_, change) = ok(
+            &mut db,
+            json!([{"op": "update", "table": "Bridge", "where": [["_uuid", "==", u(br)]],
+                    "row": {"ports": ["set", [u(port0)]]}}]),
+        );
+        assert!(db.row("Port", &port).is_none());
+        assert!(db.row("Interface", &iface).is_none());
+        assert!(db.row("Port", &port0).is_some());
+        let pc = &change.tables["Port"][&port];
+        assert!(pc.old.is_some() && pc.new.is_none());
+        assert!(change.tables["Interface"][&iface].new.is_none());
+        // Deleting the bridge from Open_vSwitch collects all of it.
+        ok(
+            &mut db,
+            json!([{"op": "mutate", "table": "Open_vSwitch", "where": [],
+                    "mutations": [["bridges", "delete", ["set", [u(br)]]]]}]),
+        );
+        assert_eq!(
+            db.n_rows("Bridge") + db.n_rows("Port") + db.n_rows("Interface"),
+            0
+        );
+        assert_eq!(db.n_rows("Open_vSwitch"), 1);
+        // Unreferenced inserts of non-root tables vanish at commit.
+        let (_, change) = ok(
+            &mut db,
+            json!([{"op": "insert", "table": "Bridge", "row": {"name": "x"}}]),
+        );
+        assert!(change.is_empty());
+        assert_eq!(db.n_rows("Bridge"), 0);
+    }
+
+    #[test]
+    fn failed_op_rolls_back_and_pads() {
+        let mut db = Db::new(test_schema());
+        let r = fails(
+            &mut db,
+            json!([
+                {"op": "insert", "table": "Root", "row": {"name": "a"}},
+                {"op": "insert", "table": "Root", "row": {"nope": 1}},
+                {"op": "comment", "comment": "x"},
+            ]),
+            "syntax error",
+        );
+        assert_eq!(r.len(), 3);
+        assert!(r[0].get("uuid").is_some());
+        assert_eq!(r[2], Value::Null);
+        assert_eq!(db.n_rows("Root"), 0);
+        fails(&mut db, json!([{"op": "frobnicate"}]), "syntax error");
+        fails(
+            &mut db,
+            json!([{"op": "select", "table": "Nope", "where": []}]),
+            "syntax error",
+        );
+        fails(
+            &mut db,
+            json!([{"op": "select", "table": "Root"}]),
+            "syntax error",
+        );
+        fails(&mut db, json!([{"op": "abort"}]), "aborted");
+        fails(&mut db, json!([{"op": "assert", "lock": "l"}]), "not owner");
+        ok(
+            &mut db,
+            json!([{"op": "commit", "durable": true}, {"op": "comment", "comment": "c"}]),
+        );
+        // Enum defaults must be given: Interface.type is fine (""?) but a
+        // value outside a range is not.
+        fails(
+            &mut db,
+            json!([{"op": "insert", "table": "Root", "row": {"lim": 11}}]),
+            "constraint violation",
+        );
+    }
+
+    #[test]
+    fn strong_references() {
+        let mut db = Db::new(test_schema());
+        let bogus = Uuid::random();
+        let r = fails(
+            &mut db,
+            json!([{"op": "insert", "table": "Root", "row": {"name": "a", "kids": u(bogus)}}]),
+            "referential integrity violation",
+        );
+        assert_eq!(r.len(), 2, "commit error follows the op results");
+        assert!(r[1]["details"]
+            .as_str()
+            .unwrap()
+            .contains(&bogus.to_string()));
+        let (r, _) = ok(
+            &mut db,
+            json!([
+                {"op": "insert", "table": "Root", "row": {"name": "a", "kids": ["named-uuid", "k"]}},
+                {"op": "insert", "table": "Kid", "uuid-name": "k", "row": {"n": 1}},
+            ]),
+        );
+        let kid = uuid_in(&r[1]);
+        fails(
+            &mut db,
+            json!([{"op": "delete", "table": "Kid", "where": [["_uuid", "==", u(kid)]]}]),
+            "referential integrity violation",
+        );
+        // Deleting the referrer too is fine (and the kid would be collected).
+        let (r, change) = ok(
+            &mut db,
+            json!([{"op": "delete", "table": "Root", "where": []},
+                   {"op": "delete", "table": "Kid", "where": []}]),
+        );
+        assert_eq!(r, vec![json!({"count": 1}), json!({"count": 1})]);
+        assert_eq!(change.tables["Kid"].len(), 1);
+        assert_eq!(db.n_rows("Kid"), 0);
+    }
+
+    #[test]
+    fn gc_cascades_through_chains() {
+        let mut db = Db::new(test_schema());
+        ok(
+            &mut db,
+            json!([
+                {"op": "insert", "table": "Root", "row": {"name": "a", "kids": ["named-uuid", "k1"]}},
+                {"op": "insert", "table": "Kid", "uuid-name": "k1", "row": {"n": 1, "sub": ["named-uuid", "k2"]}},
+                {"op": "insert", "table": "Kid", "uuid-name": "k2", "row": {"n": 2}},
+            ]),
+        );
+        assert_eq!(db.n_rows("Kid"), 2);
+        ok(
+            &mut db,
+            json!([{"op": "update", "table": "Root", "where": [["name", "==", "a"]],
+                    "row": {"kids": ["set", []]}}]),
+        );
+        assert_eq!(db.n_rows("Kid"), 0);
+    }
+
+    #[test]
+    fn weak_references() {
+        let mut db = Db::new(test_schema());
+        let (r, _) = ok(
+            &mut db,
+            json!([
+                {"op": "insert", "table": "Other", "uuid-name": "o1", "row": {"n": 1}},
+                {"op": "insert", "table": "Other", "uuid-name": "o2", "row": {"n": 2}},
+                {"op": "insert", "table": "Root",
+                 "row": {"name": "a", "weak": ["set", [["named-uuid", "o1"], ["named-uuid", "o2"],
+                                                      ["uuid", Uuid::random().to_string()]]]}},
+            ]),
+        );
+        let (o1, o2, root) = (uuid_in(&r[0]), uuid_in(&r[1]), uuid_in(&r[2]));
+        // The dangling one was dropped at commit.
+        assert_eq!(db.row("Root", &root).unwrap().get("weak").unwrap().len(), 2);
+        let (_, change) = ok(
+            &mut db,
+            json!([{"op": "delete", "table": "Other", "where": [["_uuid", "==", u(o1)]]}]),
+        );
+        let w = db.row("Root", &root).unwrap().get("weak").unwrap();
+        assert_eq!(w.as_uuid(), Some(o2));
+        assert!(change.tables["Root"].contains_key(&root));
+        // A weak reference with min 1 cannot lose its target.
+        ok(
+            &mut db,
+            json!([{"op": "insert", "table": "Must", "row": {"o": u(o2)}}]),
+        );
+        fails(
+            &mut db,
+            json!([{"op": "delete", "table": "Other", "where": [["_uuid", "==", u(o2)]]}]),
+            "constraint violation",
+        );
+    }
+
+    #[test]
+    fn indexes_and_max_rows() {
+        let mut db = Db::new(test_schema());
+        ok(
+            &mut db,
+            json!([{"op": "insert", "table": "Root", "row": {"name": "a"}},
+                           {"op": "insert", "table": "Root", "row": {"name": "b"}}]),
+        );
+        fails(
+            &mut db,
+            json!([{"op": "insert", "table": "Root", "row": {"name": "a"}}]),
+            "constraint violation",
+        );
+        fails(
+            &mut db,
+            json!([{"op": "insert", "table": "Root", "row": {"name": "c"}},
+                   {"op": "insert", "table": "Root", "row": {"name": "c"}}]),
+            "constraint violation",
+        );
+        // Swapping names within one transaction is fine.
+        ok(
+            &mut db,
+            json!([{"op": "update", "table": "Root", "where": [["name", "==", "a"]], "row": {"name": "t"}},
+                   {"op": "update", "table": "Root", "where": [["name", "==", "b"]], "row": {"name": "a"}},
+                   {"op": "update", "table": "Root", "where": [["name", "==", "t"]], "row": {"name": "b"}}]),
+        );
+        // Index lookups see the overlay.
+        let (r, _) = ok(
+            &mut db,
+            json!([{"op": "update", "table": "Root", "where": [["name", "==", "a"]], "row": {"name": "z"}},
+                   {"op": "select", "table": "Root", "where": [["name", "==", "z"]], "columns": ["name"]},
+                   {"op": "select", "table": "Root", "where": [["name", "==", "a"]], "columns": ["name"]}]),
+        );
+        assert_eq!(r[1], json!({"rows": [{"name": "z"}]}));
+        assert_eq!(r[2], json!({"rows": []}));
+        ok(
+            &mut db,
+            json!([{"op": "insert", "table": "Other", "row": {}},
+                           {"op": "insert", "table": "Other", "row": {}}]),
+        );
+        fails(
+            &mut db,
+            json!([{"op": "insert", "table": "Other", "row": {}}]),
+            "constraint violation",
+        );
+        ok(
+            &mut db,
+            json!([{"op": "delete", "table": "Other", "where": [["n", "==", 0]]}]),
+        );
+    }
+
+    #[test]
+    fn select_and_conditions() {
+        let mut db = Db::new(test_schema());
+        ok(
+            &mut db,
+            json!([
+                {"op": "insert", "table": "Root", "row": {"name": "a", "i": 1, "r": 0.5, "s": ["set", [1, 2]],
+                  "m": ["map", [["k", "v"]]]}},
+                {"op": "insert", "table": "Root", "row": {"name": "b", "i": 5, "s": 3}},
+            ]),
+        );
+        let names = |db: &mut Db, w: Value| -> Vec<String> {
+            let (r, _) = ok(
+                db,
+                json!([{"op": "select", "table": "Root", "where": w, "columns": ["name"]}]),
+            );
+            let mut v: Vec<String> = r[0]["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x["name"].as_str().unwrap().to_string())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(&mut db, json!([["i", "<", 3]])), ["a"]);
+        assert_eq!(
+            names(&mut db, json!([["i", ">=", 1], ["i", "<=", 5]])),
+            ["a", "b"]
+        );
+        assert_eq!(names(&mut db, json!([["i", "!=", 1]])), ["b"]);
+        assert_eq!(names(&mut db, json!([["r", ">", 0.1]])), ["a"]);
+        assert_eq!(names(&mut db, json!([["s", "includes", 2]])), ["a"]);
+        assert_eq!(
+            names(&mut db, json!([["s", "excludes", ["set", [1, 2]]]])),
+            ["b"]
+        );
+        assert_eq!(
+            names(&mut db, json!([["m", "includes", ["map", [["k", "v"]]]]])),
+            ["a"]
+        );
+        assert_eq!(names(&mut db, json!([["s", "==", ["set", [1, 2]]]])), ["a"]);
+        assert_eq!(names(&mut db, json!([true])), ["a", "b"]);
+        assert!(names(&mut db, json!([false])).is_empty());
+        fails(
+            &mut db,
+            json!([{"op": "select", "table": "Root", "where": [["s", "<", 1]]}]),
+            "syntax error",
+        );
+        // Without columns, select returns _uuid, _version and every column.
+        let (r, _) = ok(
+            &mut db,
+            json!([{"op": "select", "table": "Root", "where": [["name", "==", "b"]]}]),
+        );
+        let row = &r[0]["rows"][0];
+        assert!(row["_uuid"][1].is_string() && row["_version"][1].is_string());
+        assert_eq!(row["s"], json!(3));
+        assert_eq!(row["m"], json!(["map", []]));
+        assert_eq!(row.as_object().unwrap().len(), 13);
+        let uuid = Uuid::parse(row["_uuid"][1].as_str().unwrap()).unwrap();
+        assert_eq!(names(&mut db, json!([["_uuid", "==", u(uuid)]])), ["b"]);
+        assert_eq!(names(&mut db, json!([["_uuid", "!=", u(uuid)]])), ["a"]);
+    }
+
+    #[test]
+    fn update_semantics() {
+        let mut db = Db::new(test_schema());
+        let (r, _) = ok(
+            &mut db,
+            json!([{"op": "insert", "table": "Root", "row": {"name": "a", "fixed": "f"}}]),
+        );
+        let root = uuid_in(&r[0]);
+        let v0 = db.row("Root", &root).unwrap().version;
+        fails(
+            &mut db,
+            json!([{"op": "update", "table": "Root", "where": [], "row": {"fixed": "g"}}]),
+            "constraint violation",
+        );
+        fails(
+            &mut db,
+            json!([{"op": "update", "table": "Root", "where": [], "row": {"_uuid": u(root)}}]),
+            "constraint violation",
+        );
+        // Same value: counted, but not a change.
+        let (r, change) = ok(
+            &mut db,
+            json!([{"op": "update", "table": "Root", "where": [], "row": {"name": "a"}}]),
+        );
+        assert_eq!(r[0], json!({"count": 1}));
+        assert!(change.is_empty());
+        assert_eq!(db.row("Root", &root).unwrap().version, v0);
+        let (_, change) = ok(
+            &mut db,
+            json!([{"op": "update", "table": "Root", "where": [], "row": {"i": 7}}]),
+        );
+        let rc = &change.tables["Root"][&root];
+        assert_ne!(rc.new.as_ref().unwrap().version, v0);
+        assert_eq!(rc.old.as_ref().unwrap().version, v0);
+        // Caller-chosen uuids.
+        let mine = Uuid::random();
+        let (r, _) = ok(
+            &mut db,
+            json!([{"op": "insert", "table": "Root", "uuid": mine.to_string(), "row": {"name": "m"}}]),
+        );
+        assert_eq!(uuid_in(&r[0]), mine);
+        fails(
+            &mut db,
+            json!([{"op": "insert", "table": "Root", "uuid": mine.to_string(), "row": {"name": "n"}}]),
+            "duplicate uuid",
+        );
+        fails(
+            &mut db,
+            json!([{"op": "insert", "table": "Root", "uuid-name": "x", "row": {"name": "p"}},
+                   {"op": "insert", "table": "Root", "uuid-name": "x", "row": {"name": "q"}}]),
+            "duplicate uuid-name",
+        );
+    }
+
+    #[test]
+    fn mutations() {
+        let mut db = Db::new(test_schema());
+        ok(
+            &mut db,
+            json!([{"op": "insert", "table": "Root", "row": {"name": "a", "i": 10, "r": 1.5,
+                    "s": ["set", [1, 2]], "m": ["map", [["a", "1"], ["b", "2"]]], "lim": 5}}]),
+        );
+        let get = |db: &Db, c: &str| db.rows("Root").next().unwrap().get(c).unwrap().clone();
+        let m = |db: &mut Db, muts: Value| {
+            ok(
+                db,
+                json!([{"op": "mutate", "table": "Root", "where": [], "mutations": muts}]),
+            )
+        };
+        m(
+            &mut db,
+            json!([
+                ["i", "+=", 5],
+                ["i", "*=", 2],
+                ["i", "-=", 1],
+                ["i", "/=", 2],
+                ["i", "%=", 4]
+            ]),
+        );
+        assert_eq!(get(&db, "i"), Datum::integer(2)); // ((10+5)*2-1)/2 % 4
+        m(&mut db, json!([["r", "*=", 2]]));
+        assert_eq!(get(&db, "r"), Datum::set([Atom::Real(3.0)]));
+        m(&mut db, json!([["s", "+=", 10]]));
+        assert_eq!(
+            get(&db, "s"),
+            Datum::set([Atom::Integer(11), Atom::Integer(12)])
+        );
+        m(
+            &mut db,
+            json!([["s", "insert", ["set", [1, 11]]], ["s", "delete", 12]]),
+        );
+        assert_eq!(
+            get(&db, "s"),
+            Datum::set([Atom::Integer(1), Atom::Integer(11)])
+        );
+        m(
+            &mut db,
+            json!([["m", "insert", ["map", [["a", "X"], ["c", "3"]]]]]),
+        );
+        let s = |x: &str| Atom::String(x.into());
+        assert_eq!(
+            get(&db, "m"),
+            Datum::map([(s("a"), s("1")), (s("b"), s("2")), (s("c"), s("3"))])
+        );
+        m(
+            &mut db,
+            json!([
+                ["m", "delete", ["set", ["a"]]],
+                ["m", "delete", ["map", [["b", "2"], ["c", "9"]]]]
+            ]),
+        );
+        assert_eq!(get(&db, "m"), Datum::map([(s("c"), s("3"))]));
+        let fail = |db: &mut Db, muts: Value, tag: &str| {
+            fails(
+                db,
+                json!([{"op": "mutate", "table": "Root", "where": [], "mutations": muts}]),
+                tag,
+            )
+        };
+        fail(&mut db, json!([["i", "/=", 0]]), "domain error");
+        fail(&mut db, json!([["i", "+=", i64::MAX]]), "range error");
+        fail(&mut db, json!([["lim", "+=", 6]]), "constraint violation");
+        fail(
+            &mut db,
+            json!([["s2", "insert", ["set", ["a", "b", "c"]]]]),
+            "syntax error",
+        );
+        m(&mut db, json!([["s2", "insert", ["set", ["a", "b"]]]]));
+        fail(
+            &mut db,
+            json!([["s2", "insert", "c"]]),
+            "constraint violation",
+        );
+        fail(
+            &mut db,
+            json!([["s", "+=", 10], ["s", "*=", 0]]),
+            "constraint violation",
+        );
+        fail(
+            &mut db,
+            json!([["fixed", "insert", "x"]]),
+            "constraint violation",
+        );
+        fail(&mut db, json!([["name", "+=", 1]]), "syntax error");
+        fail(&mut db, json!([["r", "%=", 1]]), "syntax error");
+    }
+
+    #[test]
+    fn wait_outcomes() {
+        let mut db = Db::new(test_schema());
+        ok(
+            &mut db,
+            json!([{"op": "insert", "table": "Root", "row": {"name": "a", "i": 1}},
+                           {"op": "insert", "table": "Root", "row": {"name": "b", "i": 1}}]),
+        );
+        let wait = |timeout: Option<i64>, until: &str, rows: Value| {
+            let mut w = json!({"op": "wait", "table": "Root", "where": [["i", "==", 1]],
+                               "columns": ["i"], "until": until, "rows": rows});
+            if let Some(t) = timeout {
+                w["timeout"] = json!(t);
+            }
+            json!([w, {"op": "insert", "table": "Root", "row": {"name": Uuid::random().to_string()}}])
+        };
+        // Multiset: two rows with i = 1.
+        ok(&mut db, wait(Some(0), "==", json!([{"i": 1}, {"i": 1}])));
+        fails(&mut db, wait(Some(0), "==", json!([{"i": 1}])), "timed out");
+        ok(&mut db, wait(Some(0), "!=", json!([{"i": 1}])));
+        let ops = wait(Some(1000), "==", json!([]));
+        assert!(matches!(
+            db.transact(ops.as_array().unwrap()),
+            TxnOutcome::Blocked
+        ));
+        let ops = wait(None, "==", json!([]));
+        assert!(matches!(
+            db.transact(ops.as_array().unwrap()),
+            TxnOutcome::Blocked
+        ));
+        assert_eq!(db.n_rows("Root"), 4);
+        fails(&mut db, wait(Some(0), "<", json!([])), "syntax error");
+    }
+
+    #[test]
+    fn snapshot_round_trip() {
+        let mut db = Db::new(Schema::vswitch());
+        let (ovs, br, port0) = vswitch_with_bridge(&mut db);
+        add_port(&mut db, ovs, br, &[port0]);
+        ok(
+            &mut db,
+            json!([{"op": "mutate", "table": "Open_vSwitch", "where": [],
+                    "mutations": [["external_ids", "insert", ["map", [["system-id", "x"]]]],
+                                  ["statistics", "insert", ["map", [["cpu", "2"]]]]]}]),
+        );
+        let snap = db.snapshot();
+        assert!(snap["Open_vSwitch"][ovs.to_string()]
+            .get("statistics")
+            .is_none());
+        let back = Db::restore(Schema::vswitch(), &snap).unwrap();
+        assert_eq!(back.snapshot(), snap);
+        assert_eq!(back.n_rows("Interface"), 2);
+        assert!(back
+            .row("Open_vSwitch", &ovs)
+            .unwrap()
+            .get("statistics")
+            .unwrap()
+            .is_empty());
+        // The restored database keeps its invariants: GC still works.
+        let mut back = back;
+        ok(
+            &mut back,
+            json!([{"op": "update", "table": "Bridge", "where": [], "row": {"ports": ["set", [u(port0)]]}}]),
+        );
+        assert_eq!(back.n_rows("Port"), 1);
+        // A dangling strong reference rejects the snapshot.
+        let mut bad = snap.clone();
+        bad["Bridge"][br.to_string()]["ports"] = json!(["uuid", Uuid::random().to_string()]);
+        assert_eq!(
+            Db::restore(Schema::vswitch(), &bad).unwrap_err().error,
+            "referential integrity violation"
+        );
+        let mut bad = snap;
+        bad["Nope"] = json!({});
+        assert!(Db::restore(Schema::vswitch(), &bad).is_err());
+    }
+
+    #[test]
+    fn named_uuid_forward_reference_and_unknown() {
+        let mut db = Db::new(test_schema());
+        let (r, _) = ok(
+            &mut db,
+            json!([
+                {"op": "insert", "table": "Root", "row": {"name": "a"}},
+                {"op": "update", "table": "Root", "where": [["name", "==", "a"]],
+                 "row": {"kids": ["named-uuid", "later"]}},
+                {"op": "insert", "table": "Kid", "uuid-name": "later", "row": {}},
+            ]),
+        );
+        let kid = uuid_in(&r[2]);
+        assert_eq!(
+            db.rows("Root")
+                .next()
+                .unwrap()
+                .get("kids")
+                .unwrap()
+                .as_uuid(),
+            Some(kid)
+        );
+        fails(
+            &mut db,
+            json!([{"op": "update", "table": "Root", "where": [], "row": {"kids": ["named-uuid", "nope"]}}]),
+            "syntax error",
+        );
+        assert_eq!(db.rows("Nope").count(), 0);
+    }
+}
