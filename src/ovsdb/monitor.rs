@@ -466,3 +466,260 @@ impl Monitor {
         Ok((!out.is_empty()).then_some(Value::Object(out)))
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::super::datum::Uuid;
+    use super::super::db::tests::{ok, test_schema, uuid_in};
+    use super::*;
+    use serde_json::json;
+
+    fn setup() -> (Db, Uuid) {
+        let mut db = Db::new(test_schema());
+        let (r, _) = ok(
+            &mut db,
+            json!([{"op": "insert", "table": "Root",
+                    "row": {"name": "a", "i": 1, "s": ["set", [1, 2]], "m": ["map", [["x", "1"], ["y", "2"]]]}}]),
+        );
+        (db, uuid_in(&r[0]))
+    }
+
+    #[test]
+    fn v1_initial_insert_modify_delete() {
+        let (mut db, a) = setup();
+        let req = json!({"Root": {"columns": ["name", "i", "s"]}});
+        let m = Monitor::new(&db, &req, MonitorVersion::V1).unwrap();
+        let a_s = a.to_string();
+        assert_eq!(
+            m.initial(&db),
+            json!({"Root": {a_s.clone(): {"new": {"name": "a", "i": 1, "s": ["set", [1, 2]]}}}})
+        );
+        let (_, c) = ok(
+            &mut db,
+            json!([{"op": "update", "table": "Root", "where": [], "row": {"i": 2}}]),
+        );
+        assert_eq!(
+            m.update(&c).unwrap(),
+            json!({"Root": {a_s.clone(): {"old": {"i": 1}, "new": {"name": "a", "i": 2, "s": ["set", [1, 2]]}}}})
+        );
+        // A change of an unmonitored column is not reported.
+        let (_, c) = ok(
+            &mut db,
+            json!([{"op": "update", "table": "Root", "where": [], "row": {"r": 2.5}}]),
+        );
+        assert!(!c.is_empty());
+        assert!(m.update(&c).is_none());
+        let (r, c) = ok(
+            &mut db,
+            json!([{"op": "insert", "table": "Root", "row": {"name": "b"}}]),
+        );
+        let b = uuid_in(&r[0]).to_string();
+        assert_eq!(
+            m.update(&c).unwrap(),
+            json!({"Root": {b.clone(): {"new": {"name": "b", "i": 0, "s": ["set", []]}}}})
+        );
+        let (_, c) = ok(
+            &mut db,
+            json!([{"op": "delete", "table": "Root", "where": [["name", "==", "b"]]}]),
+        );
+        assert_eq!(
+            m.update(&c).unwrap(),
+            json!({"Root": {b: {"old": {"name": "b", "i": 0, "s": ["set", []]}}}})
+        );
+    }
+
+    #[test]
+    fn default_columns_include_version() {
+        let (mut db, a) = setup();
+        let m = Monitor::new(&db, &json!({"Root": {}}), MonitorVersion::V1).unwrap();
+        let init = m.initial(&db);
+        let row = &init["Root"][a.to_string()]["new"];
+        assert!(row.get("_version").is_some() && row.get("_uuid").is_none());
+        assert_eq!(row.as_object().unwrap().len(), 12);
+        let (_, c) = ok(
+            &mut db,
+            json!([{"op": "update", "table": "Root", "where": [], "row": {"i": 9}}]),
+        );
+        let old = &m.update(&c).unwrap()["Root"][a.to_string()]["old"];
+        assert_eq!(old.as_object().unwrap().len(), 2, "{old}");
+    }
+
+    #[test]
+    fn select_flags() {
+        let (mut db, _) = setup();
+        let req =
+            json!({"Root": [{"columns": ["name"], "select": {"initial": false, "modify": false}}]});
+        let m = Monitor::new(&db, &req, MonitorVersion::V1).unwrap();
+        assert_eq!(m.initial(&db), json!({}));
+        let (_, c) = ok(
+            &mut db,
+            json!([{"op": "update", "table": "Root", "where": [], "row": {"name": "z"}}]),
+        );
+        assert!(m.update(&c).is_none());
+        let (_, c) = ok(
+            &mut db,
+            json!([{"op": "delete", "table": "Root", "where": []}]),
+        );
+        assert!(m.update(&c).is_some());
+        assert!(Monitor::new(&db, &json!({"Nope": {}}), MonitorVersion::V1).is_err());
+        assert!(Monitor::new(
+            &db,
+            &json!({"Root": {"columns": ["zz"]}}),
+            MonitorVersion::V1
+        )
+        .is_err());
+        assert!(Monitor::new(
+            &db,
+            &json!({"Root": [{"columns": ["i"]}, {"columns": ["i"]}]}),
+            MonitorVersion::V1
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn v2_rows_and_diffs() {
+        let (mut db, a) = setup();
+        let req = json!({"Root": {"columns": ["name", "i", "r", "s", "m"]}});
+        let m = Monitor::new(&db, &req, MonitorVersion::V2).unwrap();
+        let a_s = a.to_string();
+        // Defaults (r = 0.0) omitted.
+        assert_eq!(
+            m.initial(&db),
+            json!({"Root": {a_s.clone(): {"initial": {"name": "a", "i": 1, "s": ["set", [1, 2]],
+                                                      "m": ["map", [["x", "1"], ["y", "2"]]]}}}})
+        );
+        let (_, c) = ok(
+            &mut db,
+            json!([{"op": "update", "table": "Root", "where": [],
+                    "row": {"i": 0, "s": ["set", [2, 3]], "m": ["map", [["x", "1"], ["y", "9"], ["z", "3"]]]}}]),
+        );
+        assert_eq!(
+            m.update(&c).unwrap(),
+            json!({"Root": {a_s.clone(): {"modify": {"i": 0, "s": ["set", [1, 3]],
+                                                     "m": ["map", [["y", "9"], ["z", "3"]]]}}}})
+        );
+        let (_, c) = ok(
+            &mut db,
+            json!([{"op": "mutate", "table": "Root", "where": [],
+                    "mutations": [["m", "delete", ["set", ["x"]]], ["s", "delete", 3]]}]),
+        );
+        assert_eq!(
+            m.update(&c).unwrap(),
+            json!({"Root": {a_s.clone(): {"modify": {"s": 3, "m": ["map", [["x", "1"]]]}}}})
+        );
+        let (r, c) = ok(
+            &mut db,
+            json!([{"op": "insert", "table": "Root", "row": {"name": "b", "r": 1.5}}]),
+        );
+        let b = uuid_in(&r[0]).to_string();
+        assert_eq!(
+            m.update(&c).unwrap(),
+            json!({"Root": {b.clone(): {"insert": {"name": "b", "r": 1.5}}}})
+        );
+        let (_, c) = ok(
+            &mut db,
+            json!([{"op": "delete", "table": "Root", "where": []}]),
+        );
+        assert_eq!(
+            m.update(&c).unwrap(),
+            json!({"Root": {a_s: {"delete": null}, b: {"delete": null}}})
+        );
+    }
+
+    #[test]
+    fn v2_conditions_and_cond_change() {
+        let (mut db, a) = setup();
+        let (r, _) = ok(
+            &mut db,
+            json!([{"op": "insert", "table": "Root", "row": {"name": "b", "i": 5}}]),
+        );
+        let b = uuid_in(&r[0]).to_string();
+        let a_s = a.to_string();
+        let req = json!({"Root": {"columns": ["name", "i"], "where": [["i", ">", 3]]}});
+        let mut m = Monitor::new(&db, &req, MonitorVersion::V2).unwrap();
+        assert_eq!(
+            m.initial(&db),
+            json!({"Root": {b.clone(): {"initial": {"name": "b", "i": 5}}}})
+        );
+        // a enters the condition: reported as an insert; b leaves: a delete.
+        let (_, c) = ok(
+            &mut db,
+            json!([{"op": "update", "table": "Root", "where": [["name", "==", "a"]], "row": {"i": 4}},
+                   {"op": "update", "table": "Root", "where": [["name", "==", "b"]], "row": {"i": 0}}]),
+        );
+        assert_eq!(
+            m.update(&c).unwrap(),
+            json!({"Root": {a_s.clone(): {"insert": {"name": "a", "i": 4}}, b.clone(): {"delete": null}}})
+        );
+        // Changes to rows outside the condition are not reported.
+        let (_, c) = ok(
+            &mut db,
+            json!([{"op": "update", "table": "Root", "where": [["name", "==", "b"]], "row": {"i": 1}}]),
+        );
+        assert!(m.update(&c).is_none());
+        // New condition: b (i = 1) enters, a (i = 4) leaves.
+        let u = m
+            .cond_change(&db, &json!({"Root": [{"where": [["i", "<", 2]]}]}))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            u,
+            json!({"Root": {a_s.clone(): {"delete": null}, b.clone(): {"insert": {"name": "b", "i": 1}}}})
+        );
+        // `false` matches nothing, `true` / [] everything.
+        let u = m
+            .cond_change(&db, &json!({"Root": [{"where": [false]}]}))
+            .unwrap()
+            .unwrap();
+        assert_eq!(u, json!({"Root": {b.clone(): {"delete": null}}}));
+        let u = m
+            .cond_change(&db, &json!({"Root": [{"where": []}]}))
+            .unwrap()
+            .unwrap();
+        assert_eq!(u["Root"].as_object().unwrap().len(), 2);
+        assert!(m
+            .cond_change(&db, &json!({"Root": [{"where": [true]}]}))
+            .unwrap()
+            .is_none());
+        assert!(m
+            .cond_change(&db, &json!({"Kid": [{"where": []}]}))
+            .is_err());
+        let mut v1 = Monitor::new(&db, &json!({"Root": {}}), MonitorVersion::V1).unwrap();
+        assert_eq!(
+            v1.cond_change(&db, &json!({})).unwrap_err().error,
+            "not supported"
+        );
+    }
+
+    #[test]
+    fn vswitch_idl_style_monitor() {
+        // ovsdb-idl asks monitor_cond with explicit columns per table.
+        let mut db = Db::new(super::super::schema::Schema::vswitch());
+        let req = json!({
+            "Open_vSwitch": [{"columns": ["bridges", "cur_cfg", "next_cfg"]}],
+            "Bridge": [{"columns": ["name", "ports"]}],
+            "Port": [{"columns": ["interfaces", "name"]}],
+            "Interface": [{"columns": ["name", "ofport"]}]});
+        let m = Monitor::new(&db, &req, MonitorVersion::V2).unwrap();
+        assert_eq!(m.initial(&db), json!({}));
+        let (_, c) = super::super::db::tests::run(
+            &mut db,
+            json!([{"op": "insert", "table": "Open_vSwitch", "row": {"bridges": ["named-uuid", "b"]}},
+                   {"op": "insert", "table": "Bridge", "uuid-name": "b", "row": {"name": "br0"}}]),
+        );
+        let u = m.update(&c).unwrap();
+        assert_eq!(
+            u["Bridge"].as_object().unwrap().values().next().unwrap(),
+            &json!({"insert": {"name": "br0"}})
+        );
+        let ovs = u["Open_vSwitch"]
+            .as_object()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap();
+        assert_eq!(ovs["insert"]["bridges"][0], "uuid");
+        assert!(ovs["insert"].get("next_cfg").is_none());
+    }
+}
