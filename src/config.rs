@@ -109,6 +109,11 @@ pub struct PortConfig {
     /// `options = { remote_ip = "192.0.2.2", key = "42" }`.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub options: std::collections::BTreeMap<String, String>,
+    /// `external_ids`: free-form keys for management clients (libvirt's
+    /// `attached-mac`, `iface-id`, `vm-id`; OpenStack's); no effect on
+    /// forwarding.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub external_ids: std::collections::BTreeMap<String, String>,
 }
 
 /// One flow.

@@ -79,6 +79,13 @@ struct Args {
     /// PEM CA certificate that controllers' certificates must chain to.
     #[arg(long, requires_all = ["private_key", "certificate"])]
     ca_cert: Option<PathBuf>,
+    /// Serve OVSDB (RFC 7047, the `Open_vSwitch` database) on this remote,
+    /// so the real ovs-vsctl, libvirt and ovsdbapp configure rvs:
+    /// `punix:PATH` (mode 0600) or `ptcp:PORT[:IP]`. Repeatable. With
+    /// `punix:/var/run/openvswitch/db.sock`, ovs-vsctl without `--db`
+    /// talks to rvs. Default: none (no OVSDB endpoint).
+    #[arg(long = "ovsdb-remote", value_name = "REMOTE", value_parser = parse_remote)]
+    ovsdb_remote: Vec<rvs::ovsdb::server::Remote>,
     /// Stay in the foreground (rvsd never daemonizes; accepted for compatibility).
     #[arg(long)]
     foreground: bool,
@@ -98,6 +105,10 @@ const CONTROL_NICE: i32 = 5;
 fn default_workers() -> usize {
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     (cpus / 2).clamp(1, 8)
+}
+
+fn parse_remote(s: &str) -> Result<rvs::ovsdb::server::Remote, String> {
+    s.parse()
 }
 
 fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
@@ -200,6 +211,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         .thread_keep_alive(Duration::from_secs(24 * 3600))
         .build()?;
     let epoch = Instant::now();
+    let mut ovsdb = None;
     let switch = Arc::new(Mutex::new(control::switch::Switch::new(
         epoch,
         Some(store.clone()),
@@ -253,6 +265,15 @@ fn run(args: Args) -> anyhow::Result<()> {
             sw.shutdown();
             anyhow::bail!("saving state: {e}");
         }
+        if !args.ovsdb_remote.is_empty() {
+            match rvs::ovsdb::service::Ovsdb::open(Some(&args.state_dir), &mut sw) {
+                Ok(o) => ovsdb = Some(Arc::new(Mutex::new(o))),
+                Err(e) => {
+                    sw.shutdown();
+                    anyhow::bail!("OVSDB: {e}");
+                }
+            }
+        }
     }
     // The datapath workers exist now, at the default priority; the
     // control plane (this thread, and every thread it starts from here on:
@@ -264,6 +285,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     // Removes the socket file when dropped (only if we created it).
     let mut socket_file = None;
+    let mut ovsdb_files = Vec::new();
     let result = rt.block_on(async {
         let (listener, file) = control::server::bind(&args.socket, gid)?;
         socket_file = Some(file);
@@ -285,6 +307,16 @@ fn run(args: Args) -> anyhow::Result<()> {
             Duration::from_secs(args.client_timeout.max(1)),
         ));
         let openflow = tokio::spawn(control::ofchannel::run(switch.clone(), tls));
+        let mut ovsdb_sync = None;
+        if let Some(o) = &ovsdb {
+            let shared = rvs::ovsdb::server::Shared::new(o.clone(), switch.clone());
+            for r in &args.ovsdb_remote {
+                if let Some(f) = rvs::ovsdb::server::listen(r, shared.clone())? {
+                    ovsdb_files.push(f);
+                }
+            }
+            ovsdb_sync = Some(tokio::spawn(rvs::ovsdb::server::sync_loop(shared)));
+        }
         let sw = switch.clone();
         let expiry = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -319,9 +351,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         server.abort();
         expiry.abort();
         openflow.abort();
+        if let Some(t) = ovsdb_sync {
+            t.abort();
+        }
         anyhow::Ok(())
     });
     drop(socket_file);
+    drop(ovsdb_files);
     if let Ok(mut s) = switch.lock() {
         s.shutdown();
     }

@@ -581,6 +581,9 @@ pub struct PortInfo {
     /// In NORMAL's split-horizon group (by default the tunnel ports).
     #[serde(default)]
     pub split_horizon: bool,
+    /// `external_ids` (management clients' keys, e.g. libvirt's).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub external_ids: std::collections::BTreeMap<String, String>,
     /// True when the port can carry traffic.
     pub up: bool,
     /// Why the port is down, when it is.

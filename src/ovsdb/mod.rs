@@ -7,8 +7,10 @@
 //! and their JSON notation, [`db`] stores rows and runs `transact`
 //! atomically, [`monitor`] turns committed [`Change`]s into `update` /
 //! `update2` notifications. [`condition`] and [`mutation`] parse and apply
-//! `where` clauses and `mutate` operations. The JSON-RPC server and the
-//! sync with the switch sit on top of this API.
+//! `where` clauses and `mutate` operations. On top of the engine:
+//! [`server`] (the JSON-RPC endpoint), [`service`] (the shared database,
+//! its monitors and file) and [`vswitchd`] (ovs-vswitchd's part: the
+//! database and the switch kept one model).
 //!
 //! # Design
 //! The server owns one [`Db`] per database and calls [`Db::transact`] with
@@ -35,6 +37,9 @@ pub mod error;
 pub mod monitor;
 pub mod mutation;
 pub mod schema;
+pub mod server;
+pub mod service;
+pub mod vswitchd;
 
 pub use datum::{Atom, Datum, Uuid};
 pub use db::{Change, Db, Row, RowChange, TxnOutcome};

@@ -87,7 +87,7 @@ enum Cmd {
     /// [tag=VID] [trunks=V1,V2] [vlan_mode=MODE] [ofport_request=N]
     /// [peer=PORT] [split_horizon=true|false]
     /// [options:remote_ip=IP options:local_ip=IP options:key=VNI
-    /// options:dst_port=PORT ...].
+    /// options:dst_port=PORT ...] [external_ids:KEY=VALUE ...].
     AddPort {
         #[arg(value_parser = netdev_name)]
         bridge: String,
@@ -627,6 +627,14 @@ fn print_table(w: &mut dyn Write, cmd: &Cmd, reply: &Reply) {
                         let tunnel = matches!(p.kind.as_str(), "vxlan" | "geneve" | "gre");
                         if p.split_horizon != tunnel {
                             outln!(w, "        split_horizon: {}", p.split_horizon);
+                        }
+                        if !p.external_ids.is_empty() {
+                            let o: Vec<String> = p
+                                .external_ids
+                                .iter()
+                                .map(|(k, v)| format!("{k}=\"{v}\""))
+                                .collect();
+                            outln!(w, "        external_ids: {{{}}}", o.join(", "));
                         }
                         if let Some(t) = &p.too_big {
                             outln!(w, "        too_big: {t}");

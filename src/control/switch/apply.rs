@@ -505,6 +505,22 @@ impl Switch {
                         if p.vlan != wp.vlan || p.vlan_mode_set != wp.cfg.vlan_mode.is_some() {
                             settings.append(&mut vlan_settings);
                         }
+                        let keys: HashSet<&String> = p
+                            .external_ids
+                            .keys()
+                            .chain(wp.cfg.external_ids.keys())
+                            .collect();
+                        let mut keys: Vec<&String> = keys.into_iter().collect();
+                        keys.sort();
+                        for k in keys {
+                            let want = wp.cfg.external_ids.get(k);
+                            if p.external_ids.get(k) != want {
+                                settings.push((
+                                    format!("external_ids:{k}"),
+                                    want.cloned().unwrap_or_default(),
+                                ));
+                            }
+                        }
                         let horizon = wp.cfg.split_horizon.unwrap_or(p.kind.is_tunnel());
                         if horizon != p.split_horizon {
                             settings.push(("split_horizon".to_string(), horizon.to_string()));

@@ -88,6 +88,7 @@ impl Switch {
                 peer: None,
                 tunnel: None,
                 split_horizon: false,
+                external_ids: BTreeMap::new(),
                 shared,
                 mac: self.netdevs.mac(name).unwrap_or_default(),
                 worker,

@@ -117,6 +117,9 @@ struct PortState {
     tunnel: Option<TunnelConfig>,
     /// In NORMAL's split-horizon group (default: tunnel ports).
     split_horizon: bool,
+    /// `external_ids:KEY=VALUE`: kept for management clients (libvirt,
+    /// OpenStack, the OVSDB Interface row); no effect on forwarding.
+    external_ids: BTreeMap<String, String>,
     shared: Arc<PortShared>,
     /// MAC address when the port was added (zero if unknown).
     mac: [u8; 6],
@@ -250,6 +253,9 @@ pub struct Switch {
     /// Debug builds: whether [`Request::DebugFault`] is served.
     #[cfg(debug_assertions)]
     debug_faults: bool,
+    /// Bumped after every accepted change of bridges, ports or their
+    /// settings (not flows): the OVSDB endpoint syncs when it moves.
+    generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Switch {
@@ -297,6 +303,7 @@ impl Switch {
             config_touched: false,
             #[cfg(debug_assertions)]
             debug_faults: false,
+            generation: Arc::default(),
         })
     }
 
@@ -413,6 +420,10 @@ impl Switch {
         let touched = std::mem::take(&mut self.config_touched);
         if (r.is_ok() && mutating) || touched {
             self.changed.notify_one();
+            if !flows_only {
+                self.generation
+                    .fetch_add(1, std::sync::atomic::Ordering::Release);
+            }
             if !flows_only && self.journal.is_some() {
                 self.records.push(Pending::Other(Record::Config {
                     cfg: Box::new(self.export_config(false)),

@@ -40,6 +40,9 @@ pub(super) fn port_settings(p: &PortConfig) -> Vec<(String, String)> {
     for (k, val) in &p.options {
         v.push((format!("options:{k}"), val.clone()));
     }
+    for (k, val) in &p.external_ids {
+        v.push((format!("external_ids:{k}"), val.clone()));
+    }
     v
 }
 
@@ -198,6 +201,18 @@ impl Switch {
     }
 
     /// The running configuration, with or without flows (`flow` unset).
+    /// The configuration without flows: bridges, ports and their settings
+    /// as `export` writes them (O(bridges + ports)).
+    pub fn config_view(&self) -> Config {
+        self.export_config(false)
+    }
+
+    /// The counter bumped after each accepted change of bridges, ports or
+    /// their settings (flow changes do not move it).
+    pub fn generation(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.generation.clone()
+    }
+
     pub(super) fn export_config(&self, with_flows: bool) -> Config {
         Config {
             format_version: None,
@@ -234,6 +249,7 @@ impl Switch {
                                 .as_ref()
                                 .map(TunnelConfig::options)
                                 .unwrap_or_default(),
+                            external_ids: p.external_ids.clone(),
                         })
                         .collect(),
                     flow: with_flows.then(|| {

@@ -21,6 +21,8 @@ pub(super) struct PortSettings {
     split_horizon: Option<bool>,
     /// `options:KEY=VALUE` other than `options:peer`, without the prefix.
     options: BTreeMap<String, String>,
+    /// `external_ids:KEY=VALUE`, without the prefix (empty: remove).
+    external_ids: BTreeMap<String, String>,
 }
 
 /// The whole error chain of `e`, for messages about OS failures.
@@ -165,6 +167,17 @@ pub(super) fn parse_settings(
                     }
                 })
             }
+            _ if k.starts_with("external_ids:") || k.starts_with("external-ids:") => {
+                let o = &k["external_ids:".len()..];
+                if o.is_empty() {
+                    return Err(invalid(format!(
+                        "{verb}: {k}: an external_ids key must not be empty"
+                    )));
+                }
+                if s.external_ids.insert(o.to_string(), v.clone()).is_some() {
+                    return Err(invalid(format!("{verb}: external_ids:{o} given twice")));
+                }
+            }
             _ if k.starts_with("options:") => {
                 let o = &k["options:".len()..];
                 if s.options.insert(o.to_string(), v.clone()).is_some() {
@@ -175,9 +188,9 @@ pub(super) fn parse_settings(
                 return Err(invalid(format!(
                     "{verb}: unknown setting \"{k}\" (expected {})",
                     if allow_create {
-                        "type, tag, trunks, vlan_mode, ofport_request, peer, split_horizon or options:KEY"
+                        "type, tag, trunks, vlan_mode, ofport_request, peer, split_horizon, options:KEY or external_ids:KEY"
                     } else {
-                        "tag, trunks, vlan_mode, peer, split_horizon or options:KEY"
+                        "tag, trunks, vlan_mode, peer, split_horizon, options:KEY or external_ids:KEY"
                     }
                 )))
             }
@@ -210,6 +223,7 @@ pub(super) fn port_info(p: &PortState) -> PortInfo {
             .map(TunnelConfig::options)
             .unwrap_or_default(),
         split_horizon: p.split_horizon,
+        external_ids: p.external_ids.clone(),
         up: p.shared.is_up(),
         down_reason: p.shared.down_reason(),
         too_big: p.shared.last_too_big().map(|len| too_big_note(p, len)),
@@ -386,6 +400,12 @@ impl Switch {
                 peer: s.peer.clone(),
                 tunnel,
                 split_horizon,
+                external_ids: s
+                    .external_ids
+                    .iter()
+                    .filter(|(_, v)| !v.is_empty())
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
                 shared: shared.clone(),
                 mac,
                 worker,
@@ -560,6 +580,13 @@ impl Switch {
             p.tunnel = Some(cfg);
             io
         });
+        for (k, v) in &s.external_ids {
+            if v.is_empty() {
+                p.external_ids.remove(k);
+            } else {
+                p.external_ids.insert(k.clone(), v.clone());
+            }
+        }
         let horizon = s.split_horizon.filter(|&on| on != p.split_horizon);
         if let Some(on) = horizon {
             p.split_horizon = on;
