@@ -58,6 +58,8 @@
 //! `cargo build --workspace --bins && cargo test --test ovsdb_vsctl`
 //! as root with openvswitch-switch installed (`tests/run.sh`). Outside CI
 //! it skips without root or OVS; in CI (`CI=true`) it fails instead.
+//! `RVS_VSCTL_DUMP=FILE` writes every reference outcome (raw and
+//! normalised) to FILE: what the endpoint has to answer, line by line.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -1166,6 +1168,14 @@ fn differential(reference: &dyn Switch, other: &dyn Switch, allow: &[Allowance])
     }
     let ra = run_corpus(reference, &corpus);
     let rb = run_corpus(other, &corpus);
+    if let Some(path) = std::env::var_os("RVS_VSCTL_DUMP") {
+        let mut s = String::new();
+        for o in &ra {
+            s.push_str(&format!("corpus line {}: {}\n", o.no, o.text));
+            s.push_str(&describe(reference.what(), o));
+        }
+        std::fs::write(&path, s).expect("write RVS_VSCTL_DUMP");
+    }
     report.push_str(&compare(&ra, &rb, (reference.what(), other.what()), allow));
     if !report.is_empty() {
         panic!(
@@ -1449,4 +1459,50 @@ fn drop_column_removes_list_lines_and_json_columns() {
         ),
         r#"{"data":[["x"]],"headings":["name"]}"#
     );
+}
+
+fn outcome(no: usize, text: &str, code: i32, stdout: &str, stderr: &str) -> Outcome {
+    Outcome {
+        no,
+        text: text.into(),
+        code,
+        stdout: stdout.into(),
+        stderr: stderr.into(),
+        raw_stdout: stdout.into(),
+        raw_stderr: stderr.into(),
+        violation: None,
+    }
+}
+
+#[test]
+fn compare_reports_line_and_both_outputs() {
+    let a = [
+        outcome(3, "list-br", 0, "br0", ""),
+        outcome(4, "list Bridge br0", 0, "name : br0\nlink_speed : 1", ""),
+    ];
+    let b = [
+        outcome(3, "list-br", 0, "br0", ""),
+        outcome(4, "list Bridge br0", 1, "", "ovs-vsctl: boom"),
+    ];
+    assert_eq!(compare(&a, &a, ("ovs", "rvs"), &[]), "");
+    let r = compare(&a, &b, ("ovs", "rvs"), &[]);
+    assert!(r.contains("corpus line 4: list Bridge br0"), "{r}");
+    assert!(r.contains("differs in: exit code, stdout, stderr"), "{r}");
+    assert!(
+        r.contains("ovs-vsctl: boom") && r.contains("name : br0"),
+        "{r}"
+    );
+    assert!(!r.contains("corpus line 3"), "{r}");
+    // An allowance leaves the named column of the named command out.
+    let c = [
+        a[0].clone(),
+        outcome(4, "list Bridge br0", 0, "name : br0\nlink_speed : 2", ""),
+    ];
+    assert_ne!(compare(&a, &c, ("ovs", "rvs"), &[]), "");
+    let allow = [Allowance {
+        command: "list Bridge",
+        column: "link_speed",
+        why: "test",
+    }];
+    assert_eq!(compare(&a, &c, ("ovs", "rvs"), &allow), "");
 }
