@@ -732,21 +732,27 @@ trait Switch {
     }
 }
 
-impl Switch for Ovs {
+/// An Open vSwitch under a name for the reports (`ovs`, `ovs-b`).
+struct OvsSwitch {
+    ovs: Ovs,
+    name: &'static str,
+}
+
+impl Switch for OvsSwitch {
     fn what(&self) -> &str {
-        "ovs"
+        self.name
     }
     fn ns(&self) -> &Netns {
-        &self.ns
+        &self.ovs.ns
     }
     fn dir(&self) -> &Path {
-        &self.dir.0
+        &self.ovs.dir.0
     }
     fn sock(&self) -> PathBuf {
-        self.db_sock()
+        self.ovs.db_sock()
     }
     fn logs(&self) -> String {
-        Ovs::logs(self)
+        self.ovs.logs()
     }
 }
 
@@ -1198,8 +1204,14 @@ fn ovs_against_ovs() {
     if !require_root() || !have_ovs() {
         return;
     }
-    let a = Ovs::start();
-    let b = Ovs::start();
+    let a = OvsSwitch {
+        ovs: Ovs::start(),
+        name: "ovs",
+    };
+    let b = OvsSwitch {
+        ovs: Ovs::start(),
+        name: "ovs-b",
+    };
     differential(&a, &b, &[]);
 }
 
@@ -1209,7 +1221,10 @@ fn rvs_against_ovs() {
     if !require_root() || !have_ovs() {
         return;
     }
-    let ovs = Ovs::start();
+    let ovs = OvsSwitch {
+        ovs: Ovs::start(),
+        name: "ovs",
+    };
     let rvs = RvsSwitch::start();
     differential(&ovs, &rvs, RVS_ALLOWANCES);
 }
