@@ -247,8 +247,16 @@ impl Rvsd {
     /// socket and state directory are private files as usual, so `rvsctl`
     /// reaches it from the root namespace. `ns` must outlive the daemon.
     pub fn start_in(ns: &Netns) -> Rvsd {
+        Rvsd::start_in_with(ns, |_| Vec::new())
+    }
+
+    /// Like [`Rvsd::start_in`], with extra rvsd arguments (kept for
+    /// restarts) computed from the daemon's private directory, e.g.
+    /// `--ovsdb-remote punix:DIR/db.sock`.
+    pub fn start_in_with(ns: &Netns, args: impl FnOnce(&Path) -> Vec<String>) -> Rvsd {
         SWEEP.call_once(sweep_stale);
         let mut d = Rvsd::new_stopped(&[], &[]);
+        d.args = args(d.dir());
         d.netns = Some(ns.name.clone());
         d.launch();
         d

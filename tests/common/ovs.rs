@@ -184,6 +184,25 @@ impl Ovs {
         );
     }
 
+    /// The database socket (`unix:` remote of ovsdb-server).
+    pub fn db_sock(&self) -> std::path::PathBuf {
+        self.dir.0.join("db.sock")
+    }
+
+    /// Runs `ovs-vsctl --db=unix:SOCK --timeout=20 ARGS…` inside the
+    /// namespace and returns its output whatever its exit status (exit
+    /// code, stdout, stderr), for tests that compare failures too. A
+    /// `--timeout` in `args` overrides the default (the last one wins).
+    pub fn vsctl_output(&self, args: &[&str]) -> std::process::Output {
+        let db = format!("--db=unix:{}", self.db_sock().display());
+        self.cmd("ovs-vsctl")
+            .args([db.as_str(), "--timeout=20"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
     /// A veth pair with both ends inside the namespace, up.
     pub fn veth_inside(&self) -> (String, String) {
         let (a, b) = (uniq('v'), uniq('w'));
