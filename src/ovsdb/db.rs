@@ -42,17 +42,19 @@
 //!
 //! # Limits
 //! Work per transaction is proportional to the rows it touches plus the
-//! rows its `where` clauses scan, with these O(table) paths:
-//! - a `where` without a `_uuid ==` clause and without `==` on all
-//!   columns of some index scans the whole table (plus the overlay);
-//! - `maxRows` is checked with the table's row count (O(1)), but index
-//!   uniqueness checks cost O(changed rows × indexes × log rows).
-//! Weak-reference removal does not trigger a second round of garbage
-//! collection (as in ovsdb-server), so a row kept alive only through a
-//! map pair removed for its weak half survives until the next change.
-//! Named uuids (`["named-uuid", n]`) must be the `uuid-name` of some
-//! insert of the same transaction (forward references are fine);
-//! ovsdb-server instead invents a uuid and fails later.
+//! rows its `where` clauses scan. Remaining O(table) paths and deviations:
+//! - a `where` without a `_uuid ==` clause and without `==` on every
+//!   column of some index scans the whole table (plus the overlay);
+//! - `maxRows` uses the table's row count (O(1)); index uniqueness costs
+//!   O(changed rows × indexes × log rows); GC and weak-reference cleanup
+//!   visit only rows whose references changed and their referrers;
+//! - weak-reference removal does not trigger a second round of garbage
+//!   collection (nor does ovsdb-server's), so a row kept alive only by a
+//!   map pair dropped for its weak half survives until the next change;
+//! - named uuids (`["named-uuid", n]`) must be the `uuid-name` of some
+//!   insert of the same transaction (forward references are fine); an
+//!   unknown name is a "syntax error" where ovsdb-server would invent a
+//!   uuid and fail (or drop it) at commit.
 
 use super::condition::Condition;
 use super::datum::{Atom, Datum, Uuid};
@@ -1331,8 +1333,7 @@ pub(crate) mod tests {
             &mut db,
             json!([{"op": "commit", "durable": true}, {"op": "comment", "comment": "c"}]),
         );
-        // Enum defaults must be given: Interface.type is fine (""?) but a
-        // value outside a range is not.
+        // Values (and defaults) are checked against column constraints.
         fails(
             &mut db,
             json!([{"op": "insert", "table": "Root", "row": {"lim": 11}}]),
