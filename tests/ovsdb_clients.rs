@@ -980,7 +980,13 @@ fn bad_input_checks(sw: &mut dyn Switch) {
     // Malformed JSON, invalid UTF-8, and JSON that is no JSON-RPC message
     // close the connection (ovsdb-server answers none of them); the
     // server stays up.
-    let bad: [&[u8]; 4] = [b"{\"method\":\"echo\",,,", b"]", b"\"\xff\xfe\"", b"[1,2]"];
+    let bad: [&[u8]; 5] = [
+        b"{\"method\":\"echo\",,,",
+        b"]",
+        b"\"\xff\xfe\"",
+        b"[1,2]",
+        br#"{"method":"transact","params":"x","id":6}"#,
+    ];
     for bad in bad {
         let shown = String::from_utf8_lossy(bad);
         let mut rc = Rpc::open(&refdb.sock());
@@ -1024,6 +1030,29 @@ fn bad_input_checks(sw: &mut dyn Switch) {
     assert_eq!(want, json!(UNKNOWN_METHOD));
     let got = c.call("nope", json!([])).unwrap_err();
     assert_eq!(got, want, "{}: unknown method", sw.what());
+
+    // Requests on an unknown database, and a transact without one: the
+    // same JSON-RPC errors. (The IDLs ask for `_Server` first and fall
+    // back on such an error.)
+    for (method, params) in [
+        ("get_schema", json!(["Nope"])),
+        ("monitor", json!(["Nope", null, {"Bridge": {}}])),
+        ("monitor_cond", json!(["Nope", null, {"Bridge": {}}])),
+        (
+            "monitor_cond_since",
+            json!(["Nope", null, {"Bridge": {}}, null]),
+        ),
+        ("transact", json!([])),
+    ] {
+        let want = rf.call(method, params.clone()).unwrap_err();
+        let got = c.call(method, params.clone()).unwrap_err();
+        assert_eq!(
+            got["error"],
+            want["error"],
+            "{}: {method} {params}: {got}, ovsdb-server: {want}",
+            sw.what()
+        );
+    }
 
     let br = uniq('r');
     let dp = sw.datapath_type();
