@@ -13,8 +13,10 @@ if [ "$(id -u)" = 0 ]; then
     # switch tester's "tester" switch and as the reference NORMAL of
     # netns_vlan_ovs and the tunnel peer of netns_tunnel_ovs
     # (openvswitch-switch; the tests start their own daemons
-    # in their own namespaces) and venvs for os-ken and Faucet in the
-    # OpenFlow tests; systemd-analyze checks config/rvsd.service and
+    # in their own namespaces; ovsdb-client, ovsdb-server and ovsdb-tool of
+    # both as the OVSDB clients and reference server of ovsdb_clients), venvs
+    # for os-ken and Faucet in the OpenFlow tests and for ovsdbapp in
+    # ovsdb_clients; systemd-analyze checks config/rvsd.service and
     # setpriv (util-linux) runs rvsctl as a non-root --socket-group member.
     pkgs=(iproute2 iputils-ping tcpdump iperf3 procps openvswitch-common openvswitch-switch python3-venv systemd util-linux)
     missing=()
