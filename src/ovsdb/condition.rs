@@ -170,7 +170,10 @@ impl Condition {
             .as_str()
             .ok_or_else(|| OvsdbError::syntax(format!("bad condition clause {c}")))?;
         let column = table.column(cname).ok_or_else(|| {
-            OvsdbError::syntax(format!("No column {cname} in table {}.", table.name))
+            OvsdbError::new(
+                "unknown column",
+                format!("No column {cname} in table {}.", table.name),
+            )
         })?;
         let fname = parts[1].as_str().unwrap_or_default();
         let function = Function::parse(fname)

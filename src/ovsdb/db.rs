@@ -616,7 +616,10 @@ impl<'a> Txn<'a> {
         let mut out = Vec::with_capacity(obj.len());
         for (c, val) in obj {
             let cs = ts.column(c).ok_or_else(|| {
-                OvsdbError::syntax(format!("No column {c} in table {}.", ts.name))
+                OvsdbError::new(
+                    "unknown column",
+                    format!("No column {c} in table {}.", ts.name),
+                )
             })?;
             if c.starts_with('_') || (for_update && !cs.mutable) {
                 return Err(OvsdbError::constraint(format!(
@@ -1310,7 +1313,7 @@ pub(crate) mod tests {
                 {"op": "insert", "table": "Root", "row": {"nope": 1}},
                 {"op": "comment", "comment": "x"},
             ]),
-            "syntax error",
+            "unknown column",
         );
         assert_eq!(r.len(), 3);
         assert!(r[0].get("uuid").is_some());

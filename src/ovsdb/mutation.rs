@@ -110,7 +110,10 @@ impl Mutation {
             .as_str()
             .ok_or_else(|| OvsdbError::syntax("Parse error in mutation."))?;
         let column = table.column(cname).ok_or_else(|| {
-            OvsdbError::syntax(format!("No column {cname} in table {}.", table.name))
+            OvsdbError::new(
+                "unknown column",
+                format!("No column {cname} in table {}.", table.name),
+            )
         })?;
         if !column.mutable {
             return Err(OvsdbError::constraint(format!(

@@ -172,8 +172,18 @@ fn reply(id: &Value, result: Value) -> Value {
 }
 
 fn error_reply(id: &Value, e: &OvsdbError) -> Value {
-    json!({"id": id, "result": null, "error": e.to_json()})
+    // ovsdb-server answers an unknown method with the bare string, and
+    // clients compare it so (ovsdb-idl falls back from
+    // monitor_cond_since on exactly that).
+    let error = if e.error == UNKNOWN_METHOD {
+        json!(UNKNOWN_METHOD)
+    } else {
+        e.to_json()
+    };
+    json!({"id": id, "result": null, "error": error})
 }
+
+const UNKNOWN_METHOD: &str = "unknown method";
 
 /// Splits the complete JSON values off the front of `buf`.
 fn take_messages(buf: &mut Vec<u8>) -> Result<Vec<Value>, String> {
@@ -251,14 +261,21 @@ where
         let msgs = match take_messages(&mut buf) {
             Ok(m) => m,
             Err(e) => {
+                // As ovsdb-server: a stream that is not JSON is closed.
                 log::warn!("ovsdb: connection {conn}: not JSON: {e}; closing");
-                let _ = tx.send(json!({"id": null, "result": null,
-                    "error": {"error": "syntax error", "details": e}}));
                 break;
             }
         };
+        let mut ok = true;
         for m in msgs {
-            handle(conn, m, &shared, &tx).await;
+            if let Err(why) = handle(conn, m, &shared, &tx).await {
+                log::warn!("ovsdb: connection {conn}: {why}; closing");
+                ok = false;
+                break;
+            }
+        }
+        if !ok {
+            break;
         }
     }
     if let Ok(mut o) = shared.ovsdb.lock() {
@@ -268,22 +285,31 @@ where
     let _ = writer.await;
 }
 
-/// Answers one message (requests; replies to our echo are ignored).
-async fn handle(conn: u64, msg: Value, shared: &Shared, tx: &mpsc::UnboundedSender<Value>) {
-    let Some(method) = msg.get("method").and_then(Value::as_str) else {
-        // A response (to our echo) or junk: nothing to answer.
-        return;
+/// Answers one message (requests; replies to our echo are taken as
+/// signs of life). `Err` when it is not a JSON-RPC message: the
+/// connection is then closed, as ovsdb-server does.
+async fn handle(
+    conn: u64,
+    msg: Value,
+    shared: &Shared,
+    tx: &mpsc::UnboundedSender<Value>,
+) -> Result<(), String> {
+    let Some(obj) = msg.as_object() else {
+        return Err("a message that is not a JSON object".to_string());
+    };
+    let Some(method) = obj.get("method") else {
+        if obj.contains_key("result") || obj.contains_key("error") {
+            return Ok(()); // a reply (to our echo)
+        }
+        return Err("a JSON-RPC message with neither method nor result".to_string());
+    };
+    let Some(method) = method.as_str() else {
+        return Err("a method that is not a string".to_string());
     };
     let id = msg.get("id").cloned().unwrap_or(Value::Null);
     let params = match msg.get("params") {
         Some(Value::Array(p)) => p.clone(),
-        _ => {
-            let _ = tx.send(error_reply(
-                &id,
-                &OvsdbError::new("syntax error", format!("{method}: params must be an array")),
-            ));
-            return;
-        }
+        _ => return Err(format!("{method}: params that are not an array")),
     };
     let db_param = |i: usize| -> Result<(), OvsdbError> {
         match params.get(i).and_then(Value::as_str) {
@@ -307,7 +333,7 @@ async fn handle(conn: u64, msg: Value, shared: &Shared, tx: &mpsc::UnboundedSend
                 let _ = tx.send(error_reply(&id, &e));
             }
         }
-        return;
+        return Ok(());
     }
     let checked = db_param(0);
     let method = method.to_string();
@@ -320,7 +346,7 @@ async fn handle(conn: u64, msg: Value, shared: &Shared, tx: &mpsc::UnboundedSend
             .await
             .unwrap_or_else(|e| Err(OvsdbError::new("internal error", e.to_string())));
     if id.is_null() {
-        return; // a notification: no reply
+        return Ok(()); // a notification: no reply
     }
     match answer {
         Ok(Some(v)) => {
@@ -331,6 +357,7 @@ async fn handle(conn: u64, msg: Value, shared: &Shared, tx: &mpsc::UnboundedSend
             let _ = tx.send(error_reply(&id, &e));
         }
     }
+    Ok(())
 }
 
 /// The answer to a request other than `transact` (on the blocking pool).
@@ -397,7 +424,7 @@ fn answer(
         )),
         "cancel" => Err(OvsdbError::new("not supported", "cancel is not supported")),
         other => Err(OvsdbError::new(
-            "unknown method",
+            UNKNOWN_METHOD,
             format!("{other} is not an OVSDB method this server knows"),
         )),
     };

@@ -120,6 +120,8 @@ pub struct Vswitchd {
     errors: BTreeMap<String, String>,
     /// Switch generation the database last matched.
     synced: Option<u64>,
+    /// Interface name → (link up when last looked, up-to-down changes).
+    links: HashMap<String, (bool, i64)>,
 }
 
 /// A database write that the schema refused: a bug in this module.
@@ -869,22 +871,17 @@ impl Vswitchd {
                 .unwrap_or_else(|| crate::control::switch::default_dpid(&b.name));
             dpids.insert(b.name, d);
         }
-        let mut counters: HashMap<String, PortStats> = HashMap::new();
-        if stats {
-            for b in dpids.keys() {
-                if let Ok(Reply::Ports { ports }) = ask(
-                    sw,
-                    Request::DumpPorts {
-                        bridge: b.clone(),
-                        port: None,
-                    },
-                ) {
-                    for p in ports {
-                        counters.insert(p.name.clone(), p);
-                    }
-                }
+        // Port counters, per bridge, fetched only when some interface of
+        // it needs statistics now.
+        let mut port_bridge: HashMap<String, String> = HashMap::new();
+        for b in sw.config_view().bridge {
+            port_bridge.insert(b.name.clone(), b.name.clone());
+            for p in b.port {
+                port_bridge.insert(p.name, b.name.clone());
             }
         }
+        let mut counters: HashMap<String, PortStats> = HashMap::new();
+        let mut fetched: BTreeSet<String> = BTreeSet::new();
         let mut ops = Vec::new();
         for i in db.rows("Interface") {
             let name = s(i, "name");
@@ -921,14 +918,50 @@ impl Vswitchd {
                     row.insert(c.into(), if v.is_empty() { set_json([]) } else { json!(v) });
                 }
             }
-            if let Some(p) = counters.get(name) {
-                let mut m = BTreeMap::new();
-                m.insert("rx_packets", p.rx_packets as i64);
-                m.insert("rx_bytes", p.rx_bytes as i64);
-                m.insert("tx_packets", p.tx_packets as i64);
-                m.insert("tx_bytes", p.tx_bytes as i64);
-                m.insert("rx_dropped", p.rx_dropped.values().sum::<u64>() as i64);
-                m.insert("tx_dropped", p.tx_dropped.values().sum::<u64>() as i64);
+            let Some(p) = info.get(name) else {
+                self.links.remove(name);
+                if !ints(i, "link_resets").is_empty() {
+                    row.insert("link_resets".into(), set_json([]));
+                }
+                if !row.is_empty() {
+                    ops.push(update("Interface", i.uuid, Value::Object(row)));
+                }
+                continue;
+            };
+            // Link resets: up-to-down changes seen since the port appeared.
+            let resets = {
+                let e = self.links.entry(name.to_string()).or_insert((p.up, 0));
+                if e.0 && !p.up {
+                    e.1 += 1;
+                }
+                e.0 = p.up;
+                e.1
+            };
+            if ints(i, "link_resets") != [resets] {
+                row.insert("link_resets".into(), json!(resets));
+            }
+            let fresh = stats || col(i, "statistics").is_none_or(Datum::is_empty);
+            if fresh {
+                let netdev = !matches!(p.kind.as_str(), "patch" | "vxlan" | "geneve" | "gre");
+                if let Some(br) = port_bridge.get(name) {
+                    if fetched.insert(br.clone()) {
+                        if let Ok(Reply::Ports { ports }) = ask(
+                            sw,
+                            Request::DumpPorts {
+                                bridge: br.clone(),
+                                port: None,
+                            },
+                        ) {
+                            for p in ports {
+                                counters.insert(p.name.clone(), p);
+                            }
+                        }
+                    }
+                }
+                let new = counters
+                    .get(name)
+                    .map(|c| statistics(c, netdev.then_some(name)))
+                    .unwrap_or_default();
                 let cur: BTreeMap<String, i64> = col(i, "statistics")
                     .map(|d| {
                         d.pairs()
@@ -936,9 +969,7 @@ impl Vswitchd {
                             .collect()
                     })
                     .unwrap_or_default();
-                let new: BTreeMap<String, i64> =
-                    m.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-                if cur != new {
+                if !new.is_empty() && cur != new {
                     row.insert(
                         "statistics".into(),
                         json!([
@@ -946,6 +977,9 @@ impl Vswitchd {
                             new.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>()
                         ]),
                     );
+                }
+                if netdev {
+                    netdev_columns(i, name, &mut row);
                 }
             }
             if !row.is_empty() {
@@ -956,7 +990,11 @@ impl Vswitchd {
             if let Some(d) = dpids.get(s(b, "name")) {
                 let want = format!("{d:016x}");
                 if col(b, "datapath_id").and_then(Datum::as_str) != Some(want.as_str()) {
-                    ops.push(update("Bridge", b.uuid, json!({"datapath_id": want})));
+                    ops.push(update(
+                        "Bridge",
+                        b.uuid,
+                        json!({"datapath_id": want, "datapath_version": "<built-in>"}),
+                    ));
                 }
             }
         }
@@ -966,19 +1004,18 @@ impl Vswitchd {
             if ints(r, "cur_cfg").first().copied().unwrap_or(0) != next {
                 row.insert("cur_cfg".into(), json!(next));
             }
-            let version = concat!("rvs ", env!("CARGO_PKG_VERSION"));
-            if col(r, "ovs_version").and_then(Datum::as_str) != Some(version) {
-                row.insert("ovs_version".into(), json!(version));
-                row.insert("db_version".into(), json!(db.schema().version.clone()));
+            // As ovs-vswitchd: the types it supports (ovs_version and
+            // db_version are the init script's, not the switch's).
+            let types = [
+                "geneve", "gre", "internal", "patch", "system", "tap", "vxlan",
+            ];
+            let have: Vec<&str> = col(r, "iface_types")
+                .map(|d| d.keys.iter().filter_map(Atom::as_str).collect())
+                .unwrap_or_default();
+            if have != types {
                 row.insert(
                     "iface_types".into(),
-                    set_json(
-                        [
-                            "geneve", "gre", "internal", "patch", "system", "tap", "vxlan",
-                        ]
-                        .into_iter()
-                        .map(Value::from),
-                    ),
+                    set_json(types.into_iter().map(Value::from)),
                 );
                 row.insert(
                     "datapath_types".into(),
@@ -1026,6 +1063,77 @@ impl Vswitchd {
         }
         commit(db, ops, &mut out);
         out
+    }
+}
+
+/// A netdev attribute from sysfs (in rvsd's network namespace).
+fn sysfs(name: &str, attr: &str) -> Option<String> {
+    std::fs::read_to_string(format!("/sys/class/net/{name}/{attr}"))
+        .ok()
+        .map(|v| v.trim().to_string())
+}
+
+/// `Interface.statistics`: rvs's own packet, byte and drop counters; for
+/// a port with a netdev (`netdev`), the kernel's error counters of that
+/// netdev too, under the names ovs-vswitchd uses.
+fn statistics(c: &PortStats, netdev: Option<&str>) -> BTreeMap<String, i64> {
+    let mut m = BTreeMap::new();
+    m.insert("rx_packets".to_string(), c.rx_packets as i64);
+    m.insert("rx_bytes".to_string(), c.rx_bytes as i64);
+    m.insert("tx_packets".to_string(), c.tx_packets as i64);
+    m.insert("tx_bytes".to_string(), c.tx_bytes as i64);
+    let Some(name) = netdev else {
+        return m;
+    };
+    m.insert(
+        "rx_dropped".to_string(),
+        c.rx_dropped.values().sum::<u64>() as i64,
+    );
+    m.insert(
+        "tx_dropped".to_string(),
+        c.tx_dropped.values().sum::<u64>() as i64,
+    );
+    for (ovs, kernel) in [
+        ("collisions", "collisions"),
+        ("rx_crc_err", "rx_crc_errors"),
+        ("rx_errors", "rx_errors"),
+        ("rx_frame_err", "rx_frame_errors"),
+        ("rx_missed_errors", "rx_missed_errors"),
+        ("rx_multicast_packets", "multicast"),
+        ("rx_over_err", "rx_over_errors"),
+        ("tx_errors", "tx_errors"),
+    ] {
+        if let Some(v) = sysfs(name, &format!("statistics/{kernel}")).and_then(|v| v.parse().ok()) {
+            m.insert(ovs.to_string(), v);
+        }
+    }
+    m
+}
+
+/// `mtu`, `duplex`, `ifindex`, `mac_in_use` of a port's netdev, where
+/// they differ from the row.
+fn netdev_columns(i: &Row, name: &str, row: &mut serde_json::Map<String, Value>) {
+    let int = |attr: &str| sysfs(name, attr).and_then(|v| v.parse::<i64>().ok());
+    for (c, v) in [("mtu", int("mtu")), ("ifindex", int("ifindex"))] {
+        if let Some(v) = v {
+            if ints(i, c) != [v] {
+                row.insert(c.into(), json!(v));
+            }
+        }
+    }
+    let strs = [
+        (
+            "duplex",
+            sysfs(name, "duplex").filter(|d| d == "full" || d == "half"),
+        ),
+        ("mac_in_use", sysfs(name, "address")),
+    ];
+    for (c, v) in strs {
+        if let Some(v) = v {
+            if col(i, c).and_then(Datum::as_str) != Some(v.as_str()) {
+                row.insert(c.into(), json!(v));
+            }
+        }
     }
 }
 

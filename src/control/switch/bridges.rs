@@ -109,6 +109,7 @@ impl Switch {
                 datapath_id: None,
                 vlan_limit: DEFAULT_VLAN_LIMIT,
                 of,
+                next_ofport: 1,
             },
         );
         self.owner.insert(name.to_string(), name.to_string());

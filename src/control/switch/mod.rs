@@ -151,6 +151,11 @@ struct BridgeState {
     vlan_limit: u32,
     /// Controller state shared with the channel and the worker.
     of: Arc<OfShared>,
+    /// Where the search for the next unrequested port number starts: one
+    /// past the last one handed out, so a number just freed is not given
+    /// to the next port at once (as Open vSwitch allocates; a
+    /// controller's state about the old port cannot leak to a new one).
+    next_ofport: u32,
 }
 
 impl BridgeState {

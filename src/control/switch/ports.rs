@@ -296,10 +296,14 @@ impl Switch {
                 }
                 p
             }
-            None => (1..=PortNo::MAX.0)
-                .map(PortNo)
-                .find(|p| !b.ports.contains_key(p))
-                .ok_or_else(|| invalid(format!("{verb}: no free port number")))?,
+            None => {
+                let start = b.next_ofport.clamp(1, PortNo::MAX.0);
+                (start..=PortNo::MAX.0)
+                    .chain(1..start)
+                    .map(PortNo)
+                    .find(|p| !b.ports.contains_key(p))
+                    .ok_or_else(|| invalid(format!("{verb}: no free port number")))?
+            }
         };
         let kind = match s.kind {
             Some(k) => k,
@@ -389,6 +393,9 @@ impl Switch {
         let b = self.bridge_mut(bridge)?;
         let id = b.id;
         let shared = Arc::new(PortShared::new(down));
+        if s.ofport.is_none() && ofport != PortNo::LOCAL {
+            b.next_ofport = ofport.0 % PortNo::MAX.0 + 1;
+        }
         b.ports.insert(
             ofport,
             PortState {
