@@ -592,7 +592,7 @@ fn attach_vm(sw: &mut dyn Switch, g: &Guest) {
         "netns",
         &host.name,
     ]);
-    sw.ns().configure(&sw_end, None);
+    run(&["ip", "-n", &sw.ns().name, "link", "set", &sw_end, "up"]);
     host.configure(&host_end, Some(HOST_CIDR));
     vsctl(sw, &["add-port", BR, &sw_end, &format!("tag={VLAN}")]);
 
@@ -658,7 +658,9 @@ fn attach_vm(sw: &mut dyn Switch, g: &Guest) {
         "name",
         &tr_peer,
     ]);
-    sw.ns().configure(&tr, None);
+    for d in [&tr, &tr_peer] {
+        run(&["ip", "-n", &sw.ns().name, "link", "set", d, "up"]);
+    }
     vsctl(
         sw,
         &[
