@@ -72,6 +72,7 @@ const HOST_IP: &str = "10.77.10.1";
 const GUEST_CIDR: &str = "10.77.10.2/24";
 const GUEST_IP: &str = "10.77.10.2";
 const VLAN: &str = "10";
+const OTHER_CIDR: &str = "10.77.10.3/24";
 
 // ---- prerequisites -----------------------------------------------------------
 
@@ -165,6 +166,8 @@ trait Switch {
     fn restart(&mut self);
     /// Its logs, for failures.
     fn logs(&self) -> String;
+    /// Checks `port` as the switch itself reports it (beyond OVSDB).
+    fn check_port(&self, _port: &str) {}
 }
 
 /// rvsd in its own namespace with its OVSDB endpoint on `DIR/db.sock`
@@ -215,6 +218,19 @@ impl Switch for Rvs {
     }
     fn logs(&self) -> String {
         format!("----- rvsd -----\n{}", self.d.log_text())
+    }
+    /// `rvsctl show`: a system port in VLAN 10 that is up, with libvirt's
+    /// MAC among its external_ids.
+    fn check_port(&self, port: &str) {
+        let p = self.d.show_port(BR, port);
+        assert_eq!(p.kind, "system", "{p:?}");
+        assert_eq!(p.tag.map(|t| t.to_string()).as_deref(), Some(VLAN), "{p:?}");
+        assert!(p.up, "{p:?}");
+        assert_eq!(
+            p.external_ids.get("attached-mac").map(String::as_str),
+            Some(MAC),
+            "{p:?}"
+        );
     }
 }
 
@@ -595,6 +611,28 @@ fn attach_vm(sw: &mut dyn Switch, g: &Guest) {
     run(&["ip", "-n", &sw.ns().name, "link", "set", &sw_end, "up"]);
     host.configure(&host_end, Some(HOST_CIDR));
     vsctl(sw, &["add-port", BR, &sw_end, &format!("tag={VLAN}")]);
+    // And one in VLAN 20 with an address of the same subnet: it must not
+    // reach the guest.
+    let other = Netns::new();
+    let (o_end, o_host) = (uniq('v'), uniq('w'));
+    run(&[
+        "ip",
+        "-n",
+        &sw.ns().name,
+        "link",
+        "add",
+        &o_end,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &o_host,
+        "netns",
+        &other.name,
+    ]);
+    run(&["ip", "-n", &sw.ns().name, "link", "set", &o_end, "up"]);
+    other.configure(&o_host, Some(OTHER_CIDR));
+    vsctl(sw, &["add-port", BR, &o_end, "tag=20"]);
 
     let mut lv = Libvirt::start(sw);
     let (tap, name) = lv.start_domain(g);
@@ -642,6 +680,9 @@ fn attach_vm(sw: &mut dyn Switch, g: &Guest) {
     );
     let r = ping(&host, GUEST_IP, 3);
     assert!(r.received >= 1, "host cannot ping the guest: {}", r.output);
+    let r = ping(&other, GUEST_IP, 2);
+    assert_eq!(r.received, 0, "VLAN 20 reaches the guest: {}", r.output);
+    sw.check_port(&tap);
 
     // A transient port, as `ovs-vsctl` users mark them (libvirt does not).
     let (tr, tr_peer) = (uniq('v'), uniq('w'));
@@ -715,6 +756,7 @@ fn attach_vm(sw: &mut dyn Switch, g: &Guest) {
         "guest reachable again {:.1?} after the restart",
         t.elapsed()
     );
+    sw.check_port(&tap);
 
     // virsh destroy removes the port.
     lv.virsh(&["destroy", &name]);
