@@ -48,6 +48,21 @@
 //!   again on the same database, and ports with
 //!   `other_config:transient=true` are deleted before ovs-vswitchd runs.
 //!
+//! # What libvirt 9.0 runs
+//! Seen in its log (`util.command`), the only OVSDB clients are, on
+//! `virsh start` (after `TUNSETIFF`, `SIOCGIFMTU` of br0 and `SIOCSIFMTU`
+//! of the TAP to that value):
+//! `ovs-vsctl --timeout=5 -- --may-exist add-port br0 TAP tag=10 -- set
+//! Interface TAP 'external-ids:attached-mac="MAC"' -- set Interface TAP
+//! 'external-ids:iface-id="UUID"' -- set Interface TAP
+//! 'external-ids:vm-id="UUID"' -- set Interface TAP
+//! external-ids:iface-status=active`, and on `virsh destroy`
+//! `ovs-vsctl --timeout=5 -- --if-exists del-port TAP`; both without
+//! `--no-wait` (they wait for `cur_cfg` to catch up with `next_cfg`). No
+//! `other_config:transient`; nothing at a libvirtd restart (reconnect);
+//! `virsh domifstat` reads the kernel's TAP counters, not `Interface
+//! statistics`.
+//!
 //! # Limits
 //! Every wait is bounded (the guest gets 120 s to boot and ping, which on
 //! an idle 2-core machine takes ~5 s). Missing libvirt, QEMU, busybox or
@@ -321,6 +336,9 @@ struct Libvirt {
     proc: Option<Proc>,
     dir: TempDir,
     uri: String,
+    /// The switch's namespace and `OVS_RUNDIR`.
+    ns: String,
+    rundir: PathBuf,
 }
 
 const QEMU_CONF: &str = r#"# tests/libvirt_ovs.rs: a private libvirtd in a container
@@ -351,7 +369,6 @@ impl Libvirt {
     fn start(sw: &dyn Switch) -> Libvirt {
         let dir = TempDir::new();
         let d = dir.0.clone();
-        let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("libvirt-cache");
         std::fs::create_dir_all(d.join("etc")).unwrap();
         std::fs::create_dir_all(d.join("sock")).unwrap();
         std::fs::write(
@@ -371,44 +388,52 @@ log_outputs = "1:file:{log}"
         )
         .unwrap();
         std::fs::write(d.join("etc/qemu.conf"), QEMU_CONF).unwrap();
-        let mut c = Command::new("ip");
-        c.args([
-            "netns",
-            "exec",
-            &sw.ns().name,
-            "sh",
-            "-c",
-            LIBVIRTD_SH,
-            "sh",
-        ])
-        .arg(&d)
-        .arg(&cache)
-        .env("OVS_RUNDIR", sw.rundir());
-        let proc = Proc::spawn(c, "libvirtd", &d.join("libvirtd.out"));
         let uri = format!(
             "qemu:///system?socket={}",
             d.join("sock/libvirt-sock").display()
         );
         let mut lv = Libvirt {
             domain: None,
-            proc: Some(proc),
+            proc: None,
             dir,
             uri,
+            ns: sw.ns().name.clone(),
+            rundir: sw.rundir(),
         };
+        lv.spawn();
+        lv
+    }
+
+    /// Starts libvirtd and waits (≤ 60 s) until it answers.
+    fn spawn(&mut self) {
+        let d = &self.dir.0;
+        let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("libvirt-cache");
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns, "sh", "-c", LIBVIRTD_SH, "sh"])
+            .arg(d)
+            .arg(&cache)
+            .env("OVS_RUNDIR", &self.rundir);
+        self.proc = Some(Proc::spawn(c, "libvirtd", &d.join("libvirtd.out")));
         let t = Instant::now();
         let up = poll(Duration::from_secs(60), || {
-            if lv.proc.as_mut().is_some_and(|p| p.wait(Duration::ZERO)) {
-                panic!("libvirtd exited:\n{}", lv.logs());
+            if self.proc.as_mut().is_some_and(|p| p.wait(Duration::ZERO)) {
+                panic!("libvirtd exited:\n{}", self.logs());
             }
-            lv.virsh_out(&["version"]).status.success().then_some(())
+            self.virsh_out(&["version"]).status.success().then_some(())
         });
         assert!(
             up.is_some(),
             "libvirtd did not answer in 60 s:\n{}",
-            lv.logs()
+            self.logs()
         );
         eprintln!("libvirtd up ({:.1?})", t.elapsed());
-        lv
+    }
+
+    /// Stops libvirtd (SIGTERM, by PID; the domain keeps running) and
+    /// starts it again: it reconnects to the running QEMU.
+    fn restart(&mut self) {
+        self.proc = None;
+        self.spawn();
     }
 
     fn virsh_out(&self, args: &[&str]) -> Output {
@@ -757,6 +782,17 @@ fn attach_vm(sw: &mut dyn Switch, g: &Guest) {
         t.elapsed()
     );
     sw.check_port(&tap);
+
+    // libvirtd restarts and reconnects to the running guest; the port
+    // stays.
+    let n = lv.vsctl_commands().len();
+    lv.restart();
+    assert_eq!(lv.virsh(&["domstate", &name]), "running");
+    let r = ping(&host, GUEST_IP, 3);
+    assert!(r.received >= 1, "after a libvirtd restart: {}", r.output);
+    assert!(ports(sw).contains(&tap), "{:?}", ports(sw));
+    let again = lv.vsctl_commands()[n..].to_vec();
+    eprintln!("ovs-vsctl commands of libvirtd's reconnect: {again:?}");
 
     // virsh destroy removes the port.
     lv.virsh(&["destroy", &name]);
