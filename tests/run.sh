@@ -18,7 +18,12 @@ if [ "$(id -u)" = 0 ]; then
     # for os-ken and Faucet in the OpenFlow tests and for ovsdbapp in
     # ovsdb_clients; systemd-analyze checks config/rvsd.service and
     # setpriv (util-linux) runs rvsctl as a non-root --socket-group member.
-    pkgs=(iproute2 iputils-ping tcpdump iperf3 procps openvswitch-common openvswitch-switch python3-venv systemd util-linux)
+    # libvirt_ovs runs a private libvirtd and a TCG QEMU guest whose
+    # initramfs is busybox-static packed with cpio (tests/guest/build.sh
+    # fetches the guest kernel .deb with apt-get download, unpacked, never
+    # installed).
+    pkgs=(iproute2 iputils-ping tcpdump iperf3 procps openvswitch-common openvswitch-switch python3-venv systemd util-linux
+          libvirt-daemon-system libvirt-clients qemu-system-x86 busybox-static cpio)
     missing=()
     for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -110,8 +110,7 @@ impl Ovs {
     pub fn start() -> Ovs {
         let ns = Netns::new();
         let dir = TempDir::new();
-        let d = dir.0.clone();
-        let db = d.join("conf.db");
+        let db = dir.0.join("conf.db");
         run(&[
             "ovsdb-tool",
             "create",
@@ -124,27 +123,69 @@ impl Ovs {
             ns,
             dir,
         };
-        let p = |n: &str| d.join(n).to_str().unwrap().to_string();
-        let mut c = ovs.cmd("ovsdb-server");
-        c.arg(&db).args([
+        ovs.spawn_dbserver();
+        ovs.spawn_vswitchd();
+        ovs
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.0.join(name).to_str().unwrap().to_string()
+    }
+
+    /// Starts ovsdb-server on the database and waits (≤ 10 s) until it
+    /// answers.
+    fn spawn_dbserver(&mut self) {
+        let p = |n: &str| self.path(n);
+        let mut c = self.cmd("ovsdb-server");
+        c.arg(p("conf.db")).args([
             format!("--remote=punix:{}", p("db.sock")),
             format!("--pidfile={}", p("ovsdb-server.pid")),
             format!("--unixctl={}", p("ovsdb-server.ctl")),
             format!("--log-file={}", p("ovsdb-server.log")),
         ]);
-        ovs.dbserver = Some(Proc::spawn(c, "ovsdb-server", &d.join("ovsdb-server.out")));
+        let out = self.dir.0.join("ovsdb-server.out");
+        self.dbserver = Some(Proc::spawn(c, "ovsdb-server", &out));
         let up = poll(Duration::from_secs(10), || {
-            ovs.vsctl_quiet(&["--no-wait", "init"]).then_some(())
+            self.vsctl_quiet(&["--no-wait", "init"]).then_some(())
         });
-        assert!(up.is_some(), "ovsdb-server did not start: {}", ovs.logs());
-        let mut c = ovs.cmd("ovs-vswitchd");
+        assert!(up.is_some(), "ovsdb-server did not start: {}", self.logs());
+    }
+
+    fn spawn_vswitchd(&mut self) {
+        let p = |n: &str| self.path(n);
+        let mut c = self.cmd("ovs-vswitchd");
         c.arg(format!("unix:{}", p("db.sock"))).args([
             format!("--pidfile={}", p("ovs-vswitchd.pid")),
             format!("--unixctl={}", p("ovs-vswitchd.ctl")),
             format!("--log-file={}", p("ovs-vswitchd.log")),
         ]);
-        ovs.vswitchd = Some(Proc::spawn(c, "ovs-vswitchd", &d.join("ovs-vswitchd.out")));
-        ovs
+        let out = self.dir.0.join("ovs-vswitchd.out");
+        self.vswitchd = Some(Proc::spawn(c, "ovs-vswitchd", &out));
+    }
+
+    /// Stops both daemons (SIGTERM, by PID) and starts them again on the
+    /// same database, as a host reboot would; with `delete_transient`,
+    /// between the two starts it deletes the ports with
+    /// `other_config:transient=true`, as `ovs-ctl --delete-transient-ports
+    /// start` does.
+    pub fn restart(&mut self, delete_transient: bool) {
+        self.vswitchd = None;
+        self.dbserver = None;
+        self.spawn_dbserver();
+        if delete_transient {
+            let out = self
+                .cmd("ovs-vsctl")
+                .arg(format!("--db=unix:{}", self.path("db.sock")))
+                .args(["--timeout=20", "--bare", "--", "--columns=name"])
+                .args(["find", "port", "other_config:transient=true"])
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            for port in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                self.vsctl(&["--no-wait", "--", "del-port", port]);
+            }
+        }
+        self.spawn_vswitchd();
     }
 
     /// `ip netns exec NS PROG` with OVS's directories pointed at ours.
