@@ -29,6 +29,11 @@ pub struct Config {
     /// rvsd into its state file; see `control::journal`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub journal: Option<u64>,
+    /// OVSDB endpoints rvsd serves, as `--ovsdb-remote` (`punix:PATH`,
+    /// `ptcp:PORT[:IP]`); added to the command line's. A change (by
+    /// `apply`) takes effect when rvsd restarts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ovsdb_remote: Vec<String>,
     /// Bridges, in order of creation.
     #[serde(default)]
     pub bridge: Vec<BridgeConfig>,
@@ -208,6 +213,11 @@ impl Config {
             let head = Config {
                 format_version: if i == 0 { self.format_version } else { None },
                 journal: if i == 0 { self.journal } else { None },
+                ovsdb_remote: if i == 0 {
+                    self.ovsdb_remote.clone()
+                } else {
+                    Vec::new()
+                },
                 bridge: vec![BridgeConfig {
                     name: b.name.clone(),
                     mac_aging_time: b.mac_aging_time,

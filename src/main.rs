@@ -197,6 +197,16 @@ fn run(args: Args) -> anyhow::Result<()> {
             ),
         },
     };
+    // OVSDB endpoints: the command line's and the configuration's.
+    let mut remotes = args.ovsdb_remote.clone();
+    for r in &cfg.ovsdb_remote {
+        let r: rvs::ovsdb::server::Remote = r
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{origin}: ovsdb_remote: {e}"))?;
+        if !remotes.contains(&r) {
+            remotes.push(r);
+        }
+    }
     // One thread polls every control connection: a controller's flow-mod +
     // barrier round trip is then one epoll wake-up, no hand-off between
     // scheduler threads. Anything slow runs on the blocking pool.
@@ -265,7 +275,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             sw.shutdown();
             anyhow::bail!("saving state: {e}");
         }
-        if !args.ovsdb_remote.is_empty() {
+        if !remotes.is_empty() {
             match rvs::ovsdb::service::Ovsdb::open(Some(&args.state_dir), &mut sw) {
                 Ok(o) => ovsdb = Some(Arc::new(Mutex::new(o))),
                 Err(e) => {
@@ -310,7 +320,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         let mut ovsdb_sync = None;
         if let Some(o) = &ovsdb {
             let shared = rvs::ovsdb::server::Shared::new(o.clone(), switch.clone());
-            for r in &args.ovsdb_remote {
+            for r in &remotes {
                 if let Some(f) = rvs::ovsdb::server::listen(r, shared.clone())? {
                     ovsdb_files.push(f);
                 }

@@ -322,6 +322,18 @@ impl Snapshot {
             "format_version = {FORMAT_VERSION}\njournal = {}\n",
             self.journal
         )?;
+        if !self.cfg.ovsdb_remote.is_empty() {
+            // Top-level keys before the first table.
+            #[derive(serde::Serialize)]
+            struct Head<'a> {
+                ovsdb_remote: &'a [String],
+            }
+            let head = toml::to_string(&Head {
+                ovsdb_remote: &self.cfg.ovsdb_remote,
+            })
+            .map_err(toml_err)?;
+            w.write_all(head.as_bytes())?;
+        }
         for (i, b) in self.cfg.bridge.iter().enumerate() {
             let flows = self.flows.get(i).map(Vec::as_slice).unwrap_or_default();
             let mut one = b.clone();

@@ -129,6 +129,7 @@ impl Ovsdb {
             last_txn: Uuid::random(),
             commits,
         };
+        o.vswitchd.seed_errors(&o.db);
         let mut changes = o.vswitchd.drop_transient(&mut o.db, sw);
         changes.extend(o.vswitchd.pull(&mut o.db, sw));
         o.publish(changes);

@@ -435,6 +435,19 @@ fn set_settings(cur: &PortConfig, want: &PortConfig) -> Vec<(String, String)> {
 }
 
 impl Vswitchd {
+    /// Interfaces the database records as failed (`ofport = -1` with an
+    /// `error`): kept by the first [`Vswitchd::pull`] and retried, rather
+    /// than dropped because the switch lacks them.
+    pub fn seed_errors(&mut self, db: &Db) {
+        for i in db.rows("Interface") {
+            if ints(i, "ofport") == [-1] {
+                if let Some(e) = col(i, "error").and_then(Datum::as_str) {
+                    self.errors.insert(s(i, "name").to_string(), e.to_string());
+                }
+            }
+        }
+    }
+
     /// Whether the switch changed since the database last matched it.
     pub fn stale(&self, generation: u64) -> bool {
         self.synced != Some(generation)
@@ -453,7 +466,9 @@ impl Vswitchd {
                 cur_ports.insert(p.name.as_str(), (b.name.as_str(), p));
             }
         }
-        self.errors.clear();
+        // Errors are found afresh; each is logged when it first appears
+        // (a failed port is retried every second).
+        let before = std::mem::take(&mut self.errors);
         // Ports that go away or move first (a port may move to a new
         // bridge, a bridge may be replaced by one of its ports' name).
         for (name, (br, _)) in &cur_ports {
@@ -534,6 +549,9 @@ impl Vswitchd {
             let want = match &p.cfg {
                 Ok(c) => c,
                 Err(e) => {
+                    if before.get(name) != Some(e) {
+                        log::warn!("ovsdb: port {name}: {e}");
+                    }
                     self.errors.insert(name.clone(), e.clone());
                     continue;
                 }
@@ -608,7 +626,17 @@ impl Vswitchd {
                     );
                 }
                 Err(e) => {
-                    log::warn!("ovsdb: port {name}: {e}");
+                    // ovs-vswitchd's words for the common case, which
+                    // ovs-vsctl then prints ("Error detected while
+                    // setting up ...").
+                    let e = if e.contains("no network device named") {
+                        format!("could not open network device {name} (No such device)")
+                    } else {
+                        e
+                    };
+                    if before.get(name) != Some(&e) {
+                        log::warn!("ovsdb: port {name}: {e}");
+                    }
                     self.errors.insert(name.clone(), e);
                     self.ports.remove(name);
                 }

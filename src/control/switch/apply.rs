@@ -635,6 +635,10 @@ impl Switch {
         text: &str,
         origin: &str,
     ) -> std::result::Result<(), String> {
+        for r in &want.ovsdb_remote {
+            r.parse::<crate::ovsdb::server::Remote>()
+                .map_err(|e| format!("{origin}: ovsdb_remote: {e}"))?;
+        }
         self.resolve(want, text, origin)
             .map(|_| ())
             .map_err(|e| e.message)
@@ -649,13 +653,28 @@ impl Switch {
         origin: &str,
         dry_run: bool,
     ) -> Result<Reply> {
+        for r in &want.ovsdb_remote {
+            r.parse::<crate::ovsdb::server::Remote>()
+                .map_err(|e| invalid(format!("{origin}: ovsdb_remote: {e}")))?;
+        }
         let plan = self.plan(want, text, origin)?;
-        let changes: Vec<String> = plan.iter().flat_map(Change::describe).collect();
-        if dry_run || plan.is_empty() {
+        let mut changes: Vec<String> = plan.iter().flat_map(Change::describe).collect();
+        let remote = want.ovsdb_remote != self.ovsdb_remote;
+        if remote {
+            changes.push(format!(
+                "set ovsdb_remote = {:?} (takes effect when rvsd restarts)",
+                want.ovsdb_remote
+            ));
+        }
+        if dry_run || (plan.is_empty() && !remote) {
             return Ok(Reply::Apply {
                 changes,
                 applied: false,
             });
+        }
+        if remote {
+            self.ovsdb_remote = want.ovsdb_remote.clone();
+            self.config_touched = true;
         }
         let before = self.export();
         // From here on the configuration may change even if apply fails:

@@ -261,6 +261,9 @@ pub struct Switch {
     /// Bumped after every accepted change of bridges, ports or their
     /// settings (not flows): the OVSDB endpoint syncs when it moves.
     generation: Arc<std::sync::atomic::AtomicU64>,
+    /// The configuration's `ovsdb_remote` (used by rvsd at start; kept
+    /// here so state and `export` carry it).
+    ovsdb_remote: Vec<String>,
 }
 
 impl std::fmt::Debug for Switch {
@@ -309,6 +312,7 @@ impl Switch {
             #[cfg(debug_assertions)]
             debug_faults: false,
             generation: Arc::default(),
+            ovsdb_remote: Vec::new(),
         })
     }
 

@@ -152,6 +152,7 @@ impl Switch {
 
     pub(super) fn load_inner(&mut self, cfg: &Config) -> std::result::Result<(), String> {
         let err = |e: Reject| e.message;
+        self.ovsdb_remote = cfg.ovsdb_remote.clone();
         for b in &cfg.bridge {
             self.add_br(&b.name, false).map_err(err)?;
             let mut knobs = Vec::new();
@@ -217,6 +218,7 @@ impl Switch {
         Config {
             format_version: None,
             journal: None,
+            ovsdb_remote: self.ovsdb_remote.clone(),
             bridge: self
                 .bridges
                 .values()
