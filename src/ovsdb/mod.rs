@@ -8,8 +8,8 @@
 //! atomically, [`monitor`] turns committed [`Change`]s into `update` /
 //! `update2` notifications. [`condition`] and [`mutation`] parse and apply
 //! `where` clauses and `mutate` operations. On top of the engine:
-//! [`server`] (the JSON-RPC endpoint), [`service`] (the shared database,
-//! its monitors and file) and [`vswitchd`] (ovs-vswitchd's part: the
+//! [`server`] (the JSON-RPC endpoint), [`service`] (the shared database
+//! and its monitors), [`store`] (its files) and [`vswitchd`] (ovs-vswitchd's part: the
 //! database and the switch kept one model).
 //!
 //! # Design
@@ -39,6 +39,7 @@ pub mod mutation;
 pub mod schema;
 pub mod server;
 pub mod service;
+pub mod store;
 pub mod vswitchd;
 
 pub use datum::{Atom, Datum, Uuid};

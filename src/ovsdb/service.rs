@@ -17,24 +17,21 @@
 //! change it did not see.
 //!
 //! # Persistence
-//! `<state-dir>/ovsdb.json` holds every non-ephemeral column of every
-//! row (external_ids, other_config, QoS rows, …; what the switch itself
-//! persists in `state.toml` is restored from there and wins). It is
-//! replaced atomically (write, fsync, rename, fsync of the directory)
-//! after each client commit and switch sync, before the client's reply.
+//! Every commit is appended to the database's log ([`super::store`]) and
+//! synced before the client's reply: every non-ephemeral column of every
+//! row (external_ids, other_config, QoS rows, …) survives a restart or a
+//! `kill -9`. What the switch itself persists in `state.toml` is restored
+//! from there and wins where the two differ.
 //!
 //! # Thread-safety
 //! One [`Ovsdb`] behind a mutex; lock order: this mutex, then the
 //! switch's.
 //!
 //! # Limits
-//! Saving writes the whole database: O(rows) per commit, fine for the
-//! hundreds of ports a host has. Monitor queues are unbounded: a client
-//! that stops reading is dropped by its connection's echo probe, not by
-//! queue size.
+//! Monitor queues are unbounded: a client that stops reading is dropped
+//! by its connection's echo probe, not by queue size.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::{json, Value};
 use tokio::sync::mpsc::UnboundedSender;
@@ -44,11 +41,9 @@ use super::db::{Change, Db, TxnOutcome};
 use super::error::OvsdbError;
 use super::monitor::{Monitor, MonitorVersion};
 use super::schema::Schema;
+use super::store::Store;
 use super::vswitchd::Vswitchd;
 use crate::control::switch::Switch;
-
-/// Name of the database file in the state directory.
-pub const DB_FILE: &str = "ovsdb.json";
 
 /// Which monitor method registered a monitor (and so which notification
 /// it gets).
@@ -77,26 +72,12 @@ pub struct Ovsdb {
     db: Db,
     vswitchd: Vswitchd,
     monitors: Vec<Registered>,
-    file: Option<PathBuf>,
+    /// The files (`None`: in memory only, unit tests).
+    store: Option<Store>,
     /// The id of the last commit (`monitor_cond_since`'s last-txn-id).
     last_txn: Uuid,
     /// Bumped on every commit: blocked `wait`s retry when it moves.
     commits: tokio::sync::watch::Sender<u64>,
-}
-
-fn save_file(path: &Path, v: &Value) -> std::io::Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        serde_json::to_writer(&mut f, v)?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 impl Ovsdb {
@@ -104,28 +85,19 @@ impl Ovsdb {
     /// drops transient ports, and pulls the switch in.
     pub fn open(dir: Option<&Path>, sw: &mut Switch) -> anyhow::Result<Ovsdb> {
         let schema = Schema::vswitch();
-        let file = dir.map(|d| d.join(DB_FILE));
-        let db = match &file {
-            Some(f) if f.exists() => {
-                let text = std::fs::read_to_string(f)
-                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", f.display()))?;
-                let v: Value = serde_json::from_str(&text)
-                    .map_err(|e| anyhow::anyhow!("{}: not JSON: {e}", f.display()))?;
-                Db::restore(schema, &v).map_err(|e| {
-                    anyhow::anyhow!(
-                        "{}: {e} (the file was left untouched; move it away to start the database afresh)",
-                        f.display()
-                    )
-                })?
+        let (db, store) = match dir {
+            Some(d) => {
+                let (db, store) = Store::open(d, schema).map_err(|e| anyhow::anyhow!("{e}"))?;
+                (db, Some(store))
             }
-            _ => Db::new(schema),
+            None => (Db::new(schema), None),
         };
         let (commits, _) = tokio::sync::watch::channel(0);
         let mut o = Ovsdb {
             db,
             vswitchd: Vswitchd::default(),
             monitors: Vec::new(),
-            file,
+            store,
             last_txn: Uuid::random(),
             commits,
         };
@@ -147,10 +119,11 @@ impl Ovsdb {
         self.commits.subscribe()
     }
 
-    fn save(&self) -> anyhow::Result<()> {
-        if let Some(f) = &self.file {
-            save_file(f, &self.db.snapshot())
-                .map_err(|e| anyhow::anyhow!("saving {}: {e}", f.display()))?;
+    /// Makes the commits so far durable.
+    fn save(&mut self) -> anyhow::Result<()> {
+        if let Some(st) = &mut self.store {
+            st.sync(&self.db)
+                .map_err(|e| anyhow::anyhow!("saving the database: {e}"))?;
         }
         Ok(())
     }
@@ -192,7 +165,7 @@ impl Ovsdb {
         Ok(outcome)
     }
 
-    fn save_or_log(&self) {
+    fn save_or_log(&mut self) {
         if let Err(e) = self.save() {
             log::error!("ovsdb: {e}");
         }
@@ -217,6 +190,11 @@ impl Ovsdb {
     /// Hands each commit to every monitor, in order.
     fn publish(&mut self, changes: Vec<Change>) {
         for change in changes {
+            if let Some(st) = &mut self.store {
+                if let Err(e) = st.append(&self.db, &change) {
+                    log::error!("ovsdb: {e}");
+                }
+            }
             self.last_txn = Uuid::random();
             self.commits.send_modify(|n| *n += 1);
             let txn = self.last_txn.to_string();
