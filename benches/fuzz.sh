@@ -9,7 +9,7 @@
 #                (default 10000000)
 #     -j JOBS    targets fuzzed at once (default 1; one core each)
 #     -o         also write the table to benches/results/fuzz-<date>.md
-#     TARGET     openflow openflow_session flow_syntax packet control config (default: all;
+#     TARGET     openflow openflow_session flow_syntax packet control config ovsdb (default: all;
 #                see src/fuzzing.rs for what each covers)
 #   e.g. benches/fuzz.sh -t 60 packet          (a quick look)
 #        benches/fuzz.sh -t 3600 -j 2 -o       (the reported run)
@@ -29,7 +29,7 @@ SECS=600
 EXECS=10000000
 JOBS=1
 OUT=0
-ALL=(openflow openflow_session flow_syntax packet control config)
+ALL=(openflow openflow_session flow_syntax packet control config ovsdb)
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while getopts "t:e:j:oh" o; do
     case $o in

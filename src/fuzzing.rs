@@ -15,6 +15,7 @@
 //! | [`packet`] | a received frame with its virtio-net header: key extraction, checksum completion, GSO segmentation, header rewrites and VLAN push/pop |
 //! | [`control`] | a control-socket request line (`rvsctl`'s JSON protocol) |
 //! | [`config`] | a TOML configuration / state file: parse, serialise, parse again |
+//! | [`ovsdb`] | an OVSDB client's JSON-RPC stream: framing, `transact` on the Open_vSwitch database, monitors following each commit |
 //!
 //! # Design
 //! Beyond "no panic", each target checks a property that a bug would
@@ -305,6 +306,79 @@ pub fn config(data: &[u8]) {
     assert_eq!(again, cfg, "config changed in a round trip:\n{out}");
 }
 
+/// An OVSDB client's byte stream: split into JSON-RPC messages as the
+/// endpoint does; monitor requests register monitors, transactions run
+/// against an Open_vSwitch database (one root row, one bridge) and every
+/// commit goes to the monitors. Properties: a transaction whose result
+/// holds an error changes nothing; after each commit the database
+/// survives its own persistence (snapshot → restore → the same snapshot).
+pub fn ovsdb(data: &[u8]) {
+    use crate::ovsdb::{Db, Monitor, MonitorVersion, Schema, TxnOutcome};
+    use serde_json::{json, Value};
+    let mut buf = data[..data.len().min(MAX_INPUT)].to_vec();
+    let Ok(msgs) = crate::ovsdb::server::split_messages(&mut buf) else {
+        return;
+    };
+    let schema = Schema::vswitch();
+    let mut db = Db::new(schema.clone());
+    let seed = json!([
+        {"op": "insert", "table": "Open_vSwitch", "row": {"bridges": ["named-uuid", "b"]}},
+        {"op": "insert", "table": "Bridge", "uuid-name": "b", "row": {"name": "br0", "ports": ["named-uuid", "p"]}},
+        {"op": "insert", "table": "Port", "uuid-name": "p", "row": {"name": "br0", "interfaces": ["named-uuid", "i"]}},
+        {"op": "insert", "table": "Interface", "uuid-name": "i", "row": {"name": "br0", "type": "internal"}},
+    ]);
+    let ops = seed.as_array().cloned().unwrap_or_default();
+    assert!(matches!(db.transact(&ops), TxnOutcome::Done { .. }));
+    let mut monitors = Vec::new();
+    for m in msgs.iter().take(64) {
+        let method = m.get("method").and_then(Value::as_str).unwrap_or("");
+        let Some(params) = m.get("params").and_then(Value::as_array) else {
+            continue;
+        };
+        match method {
+            "monitor" | "monitor_cond" | "monitor_cond_since" => {
+                let v = if method == "monitor" {
+                    MonitorVersion::V1
+                } else {
+                    MonitorVersion::V2
+                };
+                if let Some(req) = params.get(2) {
+                    if let Ok(mon) = Monitor::new(&db, req, v) {
+                        let _ = mon.initial(&db);
+                        monitors.push(mon);
+                    }
+                }
+            }
+            "monitor_cond_change" => {
+                if let (Some(mon), Some(req)) = (monitors.last_mut(), params.get(2)) {
+                    let _ = mon.cond_change(&db, req);
+                }
+            }
+            "transact" if params.len() > 1 => {
+                let before = db.snapshot();
+                match db.transact(&params[1..]) {
+                    TxnOutcome::Blocked => assert_eq!(db.snapshot(), before, "a blocked wait changed the database"),
+                    TxnOutcome::Done { results, change } => {
+                        let failed = results.iter().any(|r| r.get("error").is_some());
+                        let after = db.snapshot();
+                        if failed {
+                            assert_eq!(after, before, "a failed transaction changed the database: {results:?}");
+                            assert!(change.is_empty());
+                        }
+                        for mon in &monitors {
+                            let _ = mon.update(&change);
+                        }
+                        let back = Db::restore(schema.clone(), &after)
+                            .unwrap_or_else(|e| panic!("a committed database does not restore: {e}\n{after}"));
+                        assert_eq!(back.snapshot(), after, "restore changed the database");
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// A fuzz target's entry point.
 pub type Target = fn(&[u8]);
 
@@ -316,4 +390,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("packet", packet),
     ("control", control),
     ("config", config),
+    ("ovsdb", ovsdb),
 ];

@@ -185,8 +185,9 @@ fn error_reply(id: &Value, e: &OvsdbError) -> Value {
 
 const UNKNOWN_METHOD: &str = "unknown method";
 
-/// Splits the complete JSON values off the front of `buf`.
-fn take_messages(buf: &mut Vec<u8>) -> Result<Vec<Value>, String> {
+/// Splits the complete JSON values off the front of `buf` (what is left
+/// is an incomplete message); `Err` when the stream is not JSON.
+pub fn split_messages(buf: &mut Vec<u8>) -> Result<Vec<Value>, String> {
     let mut out = Vec::new();
     let mut used = 0;
     {
@@ -258,7 +259,7 @@ where
             log::warn!("ovsdb: connection {conn}: message over 64 MiB; closing");
             break;
         }
-        let msgs = match take_messages(&mut buf) {
+        let msgs = match split_messages(&mut buf) {
             Ok(m) => m,
             Err(e) => {
                 // As ovsdb-server: a stream that is not JSON is closed.
@@ -573,13 +574,13 @@ mod tests {
     #[test]
     fn messages_split_back_to_back() {
         let mut buf = br#"{"a":1}{"b":2} {"c":"#.to_vec();
-        let m = take_messages(&mut buf).unwrap();
+        let m = split_messages(&mut buf).unwrap();
         assert_eq!(m, vec![json!({"a":1}), json!({"b":2})]);
         assert_eq!(buf, br#" {"c":"#.to_vec());
         buf.extend_from_slice(b"3}");
-        assert_eq!(take_messages(&mut buf).unwrap(), vec![json!({"c":3})]);
+        assert_eq!(split_messages(&mut buf).unwrap(), vec![json!({"c":3})]);
         assert!(buf.is_empty());
         let mut bad = b"{]".to_vec();
-        assert!(take_messages(&mut bad).is_err());
+        assert!(split_messages(&mut bad).is_err());
     }
 }
