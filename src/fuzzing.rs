@@ -357,19 +357,25 @@ pub fn ovsdb(data: &[u8]) {
             "transact" if params.len() > 1 => {
                 let before = db.snapshot();
                 match db.transact(&params[1..]) {
-                    TxnOutcome::Blocked => assert_eq!(db.snapshot(), before, "a blocked wait changed the database"),
+                    TxnOutcome::Blocked => {
+                        assert_eq!(db.snapshot(), before, "a blocked wait changed the database")
+                    }
                     TxnOutcome::Done { results, change } => {
                         let failed = results.iter().any(|r| r.get("error").is_some());
                         let after = db.snapshot();
                         if failed {
-                            assert_eq!(after, before, "a failed transaction changed the database: {results:?}");
+                            assert_eq!(
+                                after, before,
+                                "a failed transaction changed the database: {results:?}"
+                            );
                             assert!(change.is_empty());
                         }
                         for mon in &monitors {
                             let _ = mon.update(&change);
                         }
-                        let back = Db::restore(schema.clone(), &after)
-                            .unwrap_or_else(|e| panic!("a committed database does not restore: {e}\n{after}"));
+                        let back = Db::restore(schema.clone(), &after).unwrap_or_else(|e| {
+                            panic!("a committed database does not restore: {e}\n{after}")
+                        });
                         assert_eq!(back.snapshot(), after, "restore changed the database");
                     }
                 }

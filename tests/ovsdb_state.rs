@@ -186,3 +186,42 @@ fn bad_ovsdb_remote_in_config_is_refused() {
     );
     assert!(!d.ok(&["export"]).contains("ovsdb_remote"));
 }
+
+#[test]
+fn ptcp_remote_serves_ovs_vsctl_and_a_second_unix_remote() {
+    if !require_root() || !common::ovs::have_ovs() {
+        return;
+    }
+    let ns = Netns::new();
+    ns.exec(&["ip", "link", "set", "lo", "up"]);
+    let mut unix = String::new();
+    let d = Rvsd::start_in_with(&ns, |dir| {
+        unix = dir.join("db2.sock").display().to_string();
+        vec![
+            "--ovsdb-remote".to_string(),
+            "ptcp:16640:127.0.0.1".to_string(),
+            "--ovsdb-remote".to_string(),
+            format!("punix:{unix}"),
+        ]
+    });
+    let tcp = |args: &[&str]| {
+        let o = Command::new("ip")
+            .args(["netns", "exec", &ns.name, "ovs-vsctl"])
+            .args(["--db=tcp:127.0.0.1:16640", "--timeout=5"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("ovs-vsctl");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    tcp(&["add-br", "brt"]);
+    assert!(d.ok(&["list-br"]).contains("brt"));
+    // Both remotes are the same database.
+    assert_eq!(ok(&ns, &unix, &["list-br"]), "brt");
+    assert_eq!(tcp(&["br-exists", "brt"]), "");
+    // The socket is root's alone.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&unix).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
