@@ -463,9 +463,21 @@ fn without_timeouts(ops: &[Value]) -> Vec<Value> {
 async fn run_txn(shared: &Shared, ops: Vec<Value>) -> Result<TxnOutcome, OvsdbError> {
     let s = shared.clone();
     tokio::task::spawn_blocking(move || {
-        let mut o = s.ovsdb.lock().map_err(|_| poisoned())?;
-        let mut sw = s.switch.lock().map_err(|_| poisoned())?;
-        o.transact(&mut sw, &ops)
+        let (outcome, ticket) = {
+            let mut o = s.ovsdb.lock().map_err(|_| poisoned())?;
+            let mut sw = s.switch.lock().map_err(|_| poisoned())?;
+            let outcome = o.transact(&mut sw, &ops)?;
+            (outcome, sw.durable_ticket())
+        };
+        // Answer only once the switch's own state is on disk too (the
+        // database's log was synced by transact): a restart after the
+        // reply finds both.
+        if let Some((d, seq)) = ticket {
+            d.wait(seq).map_err(|e| {
+                OvsdbError::new("I/O error", format!("saving the switch's state: {e}"))
+            })?;
+        }
+        Ok(outcome)
     })
     .await
     .map_err(|e| OvsdbError::new("internal error", e.to_string()))?

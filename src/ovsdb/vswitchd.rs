@@ -456,6 +456,19 @@ impl Vswitchd {
     /// Database → switch: makes the switch what the database says.
     /// Returns the database commits it made (status columns).
     pub fn apply(&mut self, db: &mut Db, sw: &mut Switch) -> Vec<Change> {
+        sw.begin_batch();
+        self.apply_batch(db, sw);
+        if let Err(e) = sw.end_batch() {
+            log::error!("ovsdb: saving the switch's state: {e}");
+        }
+        self.synced = Some(sw.generation().load(std::sync::atomic::Ordering::Acquire));
+        let mut out = Vec::new();
+        self.status(db, sw, false, &mut out);
+        out
+    }
+
+    /// The switch requests of [`Vswitchd::apply`], in one batch.
+    fn apply_batch(&mut self, db: &Db, sw: &mut Switch) {
         let view = DbView::read(db);
         let cfg = sw.config_view();
         let cur_bridges: BTreeMap<&str, &BridgeConfig> =
@@ -654,10 +667,6 @@ impl Vswitchd {
                 }
             }
         }
-        self.synced = Some(sw.generation().load(std::sync::atomic::Ordering::Acquire));
-        let mut out = Vec::new();
-        self.status(db, sw, false, &mut out);
-        out
     }
 
     fn set_bridge(&mut self, sw: &mut Switch, name: &str, cur: &BridgeWant, want: &BridgeWant) {

@@ -264,6 +264,10 @@ pub struct Switch {
     /// The configuration's `ovsdb_remote` (used by rvsd at start; kept
     /// here so state and `export` carry it).
     ovsdb_remote: Vec<String>,
+    /// Inside [`Switch::begin_batch`]: requests journal nothing until
+    /// [`Switch::end_batch`]; set when one of them changed the
+    /// configuration.
+    batch: Option<bool>,
 }
 
 impl std::fmt::Debug for Switch {
@@ -313,6 +317,7 @@ impl Switch {
             debug_faults: false,
             generation: Arc::default(),
             ovsdb_remote: Vec::new(),
+            batch: None,
         })
     }
 
@@ -422,6 +427,11 @@ impl Switch {
                 | Request::DelFlows { .. }
                 | Request::ReplaceFlows { .. }
         );
+        // Journal replay drops a deleted bridge's flows at the next
+        // configuration record: one is written right after a del-br even
+        // inside a batch (a re-added bridge of the same name must not
+        // inherit the old flows).
+        let removes_bridge = matches!(req, Request::DelBr { .. });
         self.config_touched = false;
         let r = self.dispatch(req);
         // A failed apply may have left changes (a rollback step the kernel
@@ -434,10 +444,25 @@ impl Switch {
                     .fetch_add(1, std::sync::atomic::Ordering::Release);
             }
             if !flows_only && self.journal.is_some() {
-                self.records.push(Pending::Other(Record::Config {
-                    cfg: Box::new(self.export_config(false)),
-                }));
+                match &mut self.batch {
+                    Some(dirty) if !removes_bridge => *dirty = true,
+                    _ => {
+                        if let Some(dirty) = &mut self.batch {
+                            *dirty = false;
+                        }
+                        self.records.push(Pending::Other(Record::Config {
+                            cfg: Box::new(self.export_config(false)),
+                        }))
+                    }
+                }
             }
+        }
+        if self.batch.is_some() {
+            // Journaled once, by end_batch.
+            return match r {
+                Ok(r) => Response::ok(r),
+                Err(e) => Response::err(e.kind, e.message),
+            };
         }
         // Even a rejected request may have journaled (an apply that
         // failed and rolled back): the records say what happened.
@@ -452,6 +477,26 @@ impl Switch {
             Ok(r) => Response::ok(r),
             Err(e) => Response::err(e.kind, e.message),
         }
+    }
+
+    /// Starts a batch of requests (one OVSDB transaction's): until
+    /// [`Switch::end_batch`] they are journaled as one record of the
+    /// resulting configuration, not one each (each would hold the whole
+    /// non-flow configuration: O(ports) per request).
+    pub fn begin_batch(&mut self) {
+        if self.batch.is_none() {
+            self.batch = Some(false);
+        }
+    }
+
+    /// Ends a batch: journals what its requests changed.
+    pub fn end_batch(&mut self) -> std::result::Result<(), String> {
+        if self.batch.take() == Some(true) && self.journal.is_some() {
+            self.records.push(Pending::Other(Record::Config {
+                cfg: Box::new(self.export_config(false)),
+            }));
+        }
+        self.flush_journal().map(|_| ())
     }
 
     fn bridge(&self, name: &str) -> Result<&BridgeState> {
