@@ -64,7 +64,9 @@ use serde_json::{json, Value};
 use super::datum::{Atom, Datum, Uuid};
 use super::db::{Change, Db, Row, TxnOutcome};
 use crate::config::{BridgeConfig, PortConfig};
-use crate::control::switch::{Switch, DEFAULT_AGING_S, DEFAULT_TABLE_SIZE, DEFAULT_VLAN_LIMIT};
+use crate::control::switch::{
+    port_settings, Switch, DEFAULT_AGING_S, DEFAULT_TABLE_SIZE, DEFAULT_VLAN_LIMIT,
+};
 
 /// What the database asked for and what the switch then reported.
 #[derive(Debug, Clone, PartialEq)]
@@ -372,35 +374,6 @@ fn ask(sw: &mut Switch, req: Request) -> Result<Reply, String> {
     }
 }
 
-/// `add-port` settings for a port configuration (ofport_request only
-/// when the database asks for one).
-fn add_settings(p: &PortConfig) -> Vec<(String, String)> {
-    let mut v = vec![("type".to_string(), p.kind.clone().unwrap_or_default())];
-    if let Some(t) = p.tag {
-        v.push(("tag".into(), t.to_string()));
-    }
-    if !p.trunks.is_empty() {
-        let t: Vec<String> = p.trunks.iter().map(u16::to_string).collect();
-        v.push(("trunks".into(), t.join(",")));
-    }
-    if let Some(m) = &p.vlan_mode {
-        v.push(("vlan_mode".into(), m.clone()));
-    }
-    if let Some(o) = p.ofport {
-        v.push(("ofport_request".into(), o.to_string()));
-    }
-    if let Some(peer) = &p.peer {
-        v.push(("peer".into(), peer.clone()));
-    }
-    for (k, val) in &p.options {
-        v.push((format!("options:{k}"), val.clone()));
-    }
-    for (k, val) in &p.external_ids {
-        v.push((format!("external_ids:{k}"), val.clone()));
-    }
-    v
-}
-
 /// `set port` settings that turn `cur` into `want` (same type and peer).
 fn set_settings(cur: &PortConfig, want: &PortConfig) -> Vec<(String, String)> {
     let mut v = Vec::new();
@@ -579,7 +552,7 @@ impl Vswitchd {
                     Request::AddPort {
                         bridge: p.bridge.clone(),
                         name: name.clone(),
-                        settings: add_settings(want),
+                        settings: port_settings(want),
                         may_exist: false,
                     },
                 ),
@@ -605,7 +578,7 @@ impl Vswitchd {
                         Request::AddPort {
                             bridge: p.bridge.clone(),
                             name: name.clone(),
-                            settings: add_settings(want),
+                            settings: port_settings(want),
                             may_exist: false,
                         },
                     )

@@ -63,7 +63,7 @@ mod ports;
 mod toml_lines;
 
 pub use openflow::{OfBridge, OfPort, OfTableCounts};
-use persist::*;
+pub use persist::port_settings;
 use ports::*;
 use toml_lines::*;
 

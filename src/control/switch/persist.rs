@@ -13,7 +13,9 @@
 
 use super::*;
 
-pub(super) fn port_settings(p: &PortConfig) -> Vec<(String, String)> {
+/// The `add-port` settings that create the port `p` describes (its
+/// `ofport` as `ofport_request`).
+pub fn port_settings(p: &PortConfig) -> Vec<(String, String)> {
     let mut v = Vec::new();
     if let Some(k) = &p.kind {
         v.push(("type".into(), k.clone()));
