@@ -73,9 +73,21 @@ pub struct BridgeConfig {
     /// Ports other than LOCAL.
     #[serde(default)]
     pub port: Vec<PortConfig>,
+    /// OpenFlow meters, created before the flows that use them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub meter: Vec<MeterConfig>,
     /// Flows; when absent, the bridge has `priority=0,actions=NORMAL`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flow: Option<Vec<FlowConfig>>,
+}
+
+/// One OpenFlow meter.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeterConfig {
+    /// The meter in ovs-ofctl syntax:
+    /// `meter=1,kbps,burst,bands=type=drop,rate=10000,burst_size=1000`.
+    pub meter: String,
 }
 
 /// One port.
@@ -228,6 +240,7 @@ impl Config {
                     flow_limit: b.flow_limit,
                     vlan_limit: b.vlan_limit,
                     port: b.port.clone(),
+                    meter: b.meter.clone(),
                     flow: first,
                 }],
             };

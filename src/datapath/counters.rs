@@ -44,11 +44,13 @@ pub enum RxDrop {
     /// A tunnel port got a datagram from another remote or with another
     /// key (VNI) than its own.
     TunnelNoPort,
+    /// An OpenFlow meter's drop band dropped the frame.
+    Meter,
 }
 
 impl RxDrop {
     /// Number of reasons.
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 13;
     /// All reasons, in index order.
     pub const ALL: [RxDrop; RxDrop::COUNT] = [
         RxDrop::Malformed,
@@ -63,6 +65,7 @@ impl RxDrop {
         RxDrop::NoController,
         RxDrop::TooBig,
         RxDrop::TunnelNoPort,
+        RxDrop::Meter,
     ];
 
     /// Name used in `dump-ports`.
@@ -80,6 +83,7 @@ impl RxDrop {
             RxDrop::NoController => "no_controller",
             RxDrop::TooBig => "too_big",
             RxDrop::TunnelNoPort => "tunnel_no_port",
+            RxDrop::Meter => "meter_drop",
         }
     }
 }

@@ -111,6 +111,9 @@ pub struct BridgeRt {
     /// (`set bridge BR vlan-limit=N`; 0: all rvs parses, two): tags
     /// beyond it are payload, as OVS's `other_config:vlan-limit`.
     pub vlan_limit: u8,
+    /// The bridge's OpenFlow meters, published by the control plane and
+    /// loaded when a `meter:N` action runs (see [`crate::qos::meter`]).
+    pub meters: Arc<ArcSwap<crate::qos::meter::MeterSet>>,
 }
 
 /// `vlan-limit` of a new bridge: OVS's default, the outer tag only.
@@ -127,7 +130,14 @@ impl BridgeRt {
             outcome: NormalOutcome::default(),
             of: Arc::new(OfShared::default()),
             vlan_limit: DEFAULT_VLAN_LIMIT,
+            meters: Arc::default(),
         }
+    }
+
+    /// The same bridge running the meters published in `meters`.
+    pub fn with_meters(mut self, meters: Arc<ArcSwap<crate::qos::meter::MeterSet>>) -> BridgeRt {
+        self.meters = meters;
+        self
     }
 
     /// The same bridge sharing controller state `of`.
@@ -593,7 +603,51 @@ impl Exec<'_, '_, '_> {
             Action::Resubmit { port, table: t } => {
                 self.resubmit(*port, t.map(|t| t.0).unwrap_or(table))
             }
+            Action::Meter(id) => self.meter(*id),
             Action::GotoTable(_) | Action::Note(_) => {}
+        }
+    }
+
+    /// `meter:N`: runs the frame through the bridge's meter `id` (as the
+    /// segments it becomes, for a GSO frame); a drop band ends the
+    /// packet's actions, a dscp_remark band raises its IP drop
+    /// precedence. A meter that is gone (deleted while the flow was
+    /// cached) passes the frame: its flows are being deleted with it.
+    fn meter(&mut self, id: u32) {
+        use crate::qos::meter::{self, Verdict};
+        let set = self.rt.meters.load();
+        let Some(m) = set.get(id) else {
+            if self.tracing() {
+                self.step(None, None, format!("meter:{id}: no such meter, passed"));
+            }
+            return;
+        };
+        let Some(b) = self.buf.as_deref() else {
+            if self.tracing() {
+                self.step(
+                    None,
+                    None,
+                    format!("meter:{id}: not applied to a traced packet"),
+                );
+            }
+            return;
+        };
+        let (packets, bytes) = meter_units(b);
+        match m.apply(self.ctx.w, meter::now_ns(), packets, bytes) {
+            Verdict::Pass => {}
+            Verdict::Drop => {
+                self.drop = Some(RxDrop::Meter);
+                self.abort = true;
+            }
+            Verdict::Remark(levels) => {
+                if matches!(self.key.dl_type, 0x0800 | 0x86dd) {
+                    let dscp = self.key.nw_tos >> 2;
+                    let new = meter::raise_drop_precedence(dscp, levels);
+                    if new != dscp {
+                        self.set_field(Field::NwTos, u128::from(new) << 2);
+                    }
+                }
+            }
         }
     }
 
@@ -995,6 +1049,23 @@ impl Exec<'_, '_, '_> {
                 }
             }
         }
+    }
+}
+
+/// The frames and bytes a meter counts for `b`: the L2 frame without FCS,
+/// and a GSO super-frame as the segments it becomes (headers repeated).
+fn meter_units(b: &PacketBuf) -> (u64, u64) {
+    let len = b.len as u64;
+    if b.vnet.gso_type == 0 || b.vnet.gso_size == 0 {
+        return (1, len);
+    }
+    match offload::Segmenter::new(b.frame(), &b.vnet, usize::MAX) {
+        Ok(s) => {
+            let n = s.n_segments().max(1) as u64;
+            let hdr = s.max_segment_len().saturating_sub(s.segment_size()) as u64;
+            (n, len + (n - 1) * hdr)
+        }
+        Err(_) => (1, len),
     }
 }
 

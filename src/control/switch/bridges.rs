@@ -56,12 +56,17 @@ impl Switch {
             .map_err(|e| reject(ErrorKind::Internal, e.to_string()))?;
         flows.publish();
         let published = flows.shared();
+        let meters = flows.meters_shared();
         let normal = Bridge::new();
         let of = Arc::new(OfShared::default());
         of.set_sink(self.packet_in_sink.clone());
         self.worker.send(Command::AddBridge {
             id,
-            rt: Box::new(BridgeRt::new(name.to_string(), published, normal).with_of(of.clone())),
+            rt: Box::new(
+                BridgeRt::new(name.to_string(), published, normal)
+                    .with_of(of.clone())
+                    .with_meters(meters),
+            ),
         });
         let shared = Arc::new(PortShared::new(None));
         let vlan = VlanConfig::default();

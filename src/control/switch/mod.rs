@@ -56,6 +56,8 @@ use crate::tunnel::TunnelConfig;
 mod apply;
 mod bridges;
 mod flow_requests;
+mod meters;
+pub use meters::METER_FEATURES;
 mod openflow;
 pub use openflow::{apply_flow_mod, apply_flow_mods_atomic};
 mod persist;

@@ -188,6 +188,11 @@ impl Switch {
                 self.add_port(&b.name, &p.name, &port_settings(p), false)
                     .map_err(err)?;
             }
+            for m in &b.meter {
+                let spec = flowtable::meter::parse_meter(&m.meter)
+                    .map_err(|e| format!("bridge {}: meter {:?}: {e}", b.name, m.meter))?;
+                self.set_meter(&b.name, spec, false).map_err(err)?;
+            }
             if let Some(flows) = &b.flow {
                 let text: Vec<&str> = flows.iter().map(|f| f.flow.as_str()).collect();
                 self.replace_flows(&b.name, &text.join("\n")).map_err(err)?;
@@ -252,6 +257,15 @@ impl Switch {
                                 .map(TunnelConfig::options)
                                 .unwrap_or_default(),
                             external_ids: p.external_ids.clone(),
+                        })
+                        .collect(),
+                    meter: b
+                        .flows
+                        .meters()
+                        .sorted()
+                        .iter()
+                        .map(|m| crate::config::MeterConfig {
+                            meter: m.spec.to_string(),
                         })
                         .collect(),
                     flow: with_flows.then(|| {
