@@ -145,10 +145,9 @@ impl fmt::Display for MeterError {
             ),
             MeterError::BadRate => write!(f, "a band's rate must be above 0"),
             MeterError::BadBurst => write!(f, "burst_size needs the burst flag"),
-            MeterError::BadBand(t) => write!(
-                f,
-                "band type {t} is not supported (drop, dscp_remark)"
-            ),
+            MeterError::BadBand(t) => {
+                write!(f, "band type {t} is not supported (drop, dscp_remark)")
+            }
             MeterError::BadBandValue => write!(f, "dscp_remark needs prec_level 1 or more"),
             MeterError::OutOfBands(n) => {
                 write!(f, "a meter has 1 to {MAX_BANDS} bands, not {n}")
@@ -340,11 +339,7 @@ pub fn parse_meter(s: &str) -> Result<MeterSpec, String> {
                 let t = match v {
                     "drop" => 1,
                     "dscp_remark" => 2,
-                    _ => {
-                        return Err(format!(
-                            "unknown band type \"{v}\" (drop, dscp_remark)"
-                        ))
-                    }
+                    _ => return Err(format!("unknown band type \"{v}\" (drop, dscp_remark)")),
                 };
                 cur = Some((Some(t), 0, 0, None));
             }
@@ -355,10 +350,10 @@ pub fn parse_meter(s: &str) -> Result<MeterSpec, String> {
                     "rate" => c.1 = n,
                     "burst_size" => c.2 = n,
                     _ => {
-                        c.3 = Some(
-                            u8::try_from(n)
-                                .map_err(|_| format!("prec_level {n} is out of range (1 to 255)"))?,
-                        )
+                        c.3 =
+                            Some(u8::try_from(n).map_err(|_| {
+                                format!("prec_level {n} is out of range (1 to 255)")
+                            })?)
                     }
                 }
             }
@@ -386,8 +381,8 @@ mod tests {
 
     #[test]
     fn parses_ovs_ofctl_examples() {
-        let m = parse_meter("meter=1,kbps,burst,bands=type=drop,rate=10000,burst_size=1000")
-            .unwrap();
+        let m =
+            parse_meter("meter=1,kbps,burst,bands=type=drop,rate=10000,burst_size=1000").unwrap();
         assert_eq!(
             m,
             MeterSpec {

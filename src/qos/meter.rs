@@ -302,8 +302,10 @@ mod tests {
     #[test]
     fn pktps_and_highest_exceeded_band() {
         let m = Meter::new(
-            parse_meter("meter=2,pktps,bands=type=dscp_remark,rate=1000,prec_level=1 type=drop,rate=2000")
-                .unwrap(),
+            parse_meter(
+                "meter=2,pktps,bands=type=dscp_remark,rate=1000,prec_level=1 type=drop,rate=2000",
+            )
+            .unwrap(),
             Instant::now(),
         );
         // 4000 pps for 2 s: the drop band (the highest rate exceeded)
