@@ -376,6 +376,7 @@ pub fn parse_meter(s: &str) -> Result<MeterSpec, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may panic.
 mod tests {
     use super::*;
 
