@@ -44,11 +44,13 @@ pub enum RxDrop {
     /// A tunnel port got a datagram from another remote or with another
     /// key (VNI) than its own.
     TunnelNoPort,
+    /// Over the port's ingress policing rate (`ingress_policing_*`).
+    Policed,
 }
 
 impl RxDrop {
     /// Number of reasons.
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 13;
     /// All reasons, in index order.
     pub const ALL: [RxDrop; RxDrop::COUNT] = [
         RxDrop::Malformed,
@@ -63,6 +65,7 @@ impl RxDrop {
         RxDrop::NoController,
         RxDrop::TooBig,
         RxDrop::TunnelNoPort,
+        RxDrop::Policed,
     ];
 
     /// Name used in `dump-ports`.
@@ -80,6 +83,7 @@ impl RxDrop {
             RxDrop::NoController => "no_controller",
             RxDrop::TooBig => "too_big",
             RxDrop::TunnelNoPort => "tunnel_no_port",
+            RxDrop::Policed => "policed",
         }
     }
 }
@@ -102,11 +106,13 @@ pub enum TxDrop {
     /// A flow-based tunnel port (`remote_ip=flow`) got a frame without
     /// `tun_dst`.
     TunnelNoDst,
+    /// Over the port's egress policing rate (`egress_rate`).
+    Policed,
 }
 
 impl TxDrop {
     /// Number of reasons.
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 7;
     /// All reasons, in index order.
     pub const ALL: [TxDrop; TxDrop::COUNT] = [
         TxDrop::TxError,
@@ -115,6 +121,7 @@ impl TxDrop {
         TxDrop::VlanEdit,
         TxDrop::TooBig,
         TxDrop::TunnelNoDst,
+        TxDrop::Policed,
     ];
 
     /// Name used in `dump-ports`.
@@ -126,6 +133,7 @@ impl TxDrop {
             TxDrop::VlanEdit => "vlan_edit",
             TxDrop::TooBig => "too_big",
             TxDrop::TunnelNoDst => "tunnel_no_dst",
+            TxDrop::Policed => "policed",
         }
     }
 }

@@ -84,6 +84,9 @@ pub struct Slot {
     pub shared: Arc<PortShared>,
     /// Peer of a patch port: (bridge id, ofport).
     pub patch_peer: Option<(u32, PortNo)>,
+    /// Ingress policer (used by the owner only) and egress policer
+    /// (shared by all workers).
+    pub policers: crate::qos::Policers,
 }
 
 /// A bridge as a worker holds it. Cloning gives another worker its own
@@ -281,6 +284,8 @@ pub struct XlateCtx<'a> {
     pub seg: &'a mut [u8],
     /// Current time, ms.
     pub now_ms: u64,
+    /// Current time, ns (read once per batch; the policers' clock).
+    pub now_ns: u64,
     /// Index of the running worker (selects its counter blocks).
     pub w: usize,
     /// The worker's exact-match cache in front of the classifier.
@@ -801,7 +806,7 @@ impl Exec<'_, '_, '_> {
             self.ctx.slots,
             self.ctx.tx,
             self.ctx.seg,
-            self.ctx.w,
+            (self.ctx.w, self.ctx.now_ns),
             (slot_i, tun),
             pkt,
         );
@@ -1043,7 +1048,7 @@ fn send(
     slots: &[Option<Slot>],
     tx: &mut TxQueues,
     seg: &mut [u8],
-    w: usize,
+    (w, now_ns): (usize, u64),
     (slot, tun): (usize, (u32, u32, u64)),
     pkt: &PacketBuf,
 ) {
@@ -1056,6 +1061,14 @@ fn send(
     };
     let frame = pkt.frame();
     let hdr = &pkt.vnet;
+    // The egress policer sees the frame as it leaves (after VLAN edits),
+    // a super-frame as its segments.
+    if let Some(e) = s.policers.egress.as_deref() {
+        if !e.admit(now_ns, frame, hdr) {
+            s.shared.w(w).tx_drop(TxDrop::Policed);
+            return;
+        }
+    }
     if tx.takes(slot, hdr, frame.len()) {
         tx.push(slots, slot, hdr, frame, io.vnet(), w);
         return;
