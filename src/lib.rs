@@ -35,11 +35,5 @@ pub mod ovsdb;
 pub mod packet;
 #[allow(unsafe_code)]
 pub mod port;
-/// Quality of service. Until the `qos` module of branch `qos-policing`
-/// (the token bucket and its `mod.rs`) is merged, its files are declared
-/// here; the merge replaces this with `pub mod qos;`.
-pub mod qos {
-    pub mod bucket;
-    pub mod meter;
-}
+pub mod qos;
 pub mod tunnel;

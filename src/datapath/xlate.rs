@@ -84,6 +84,9 @@ pub struct Slot {
     pub shared: Arc<PortShared>,
     /// Peer of a patch port: (bridge id, ofport).
     pub patch_peer: Option<(u32, PortNo)>,
+    /// Ingress policer (used by the owner only) and egress policer
+    /// (shared by all workers).
+    pub policers: crate::qos::Policers,
 }
 
 /// A bridge as a worker holds it. Cloning gives another worker its own
@@ -291,6 +294,8 @@ pub struct XlateCtx<'a> {
     pub seg: &'a mut [u8],
     /// Current time, ms.
     pub now_ms: u64,
+    /// Current time, ns (read once per batch; the policers' clock).
+    pub now_ns: u64,
     /// Index of the running worker (selects its counter blocks).
     pub w: usize,
     /// The worker's exact-match cache in front of the classifier.
@@ -855,7 +860,7 @@ impl Exec<'_, '_, '_> {
             self.ctx.slots,
             self.ctx.tx,
             self.ctx.seg,
-            self.ctx.w,
+            (self.ctx.w, self.ctx.now_ns),
             (slot_i, tun),
             pkt,
         );
@@ -1053,20 +1058,10 @@ impl Exec<'_, '_, '_> {
 }
 
 /// The frames and bytes a meter counts for `b`: the L2 frame without FCS,
-/// and a GSO super-frame as the segments it becomes (headers repeated).
+/// and a GSO super-frame as the segments it becomes (headers repeated),
+/// as the port policers count ([`crate::qos::frame_cost`]).
 fn meter_units(b: &PacketBuf) -> (u64, u64) {
-    let len = b.len as u64;
-    if b.vnet.gso_type == 0 || b.vnet.gso_size == 0 {
-        return (1, len);
-    }
-    match offload::Segmenter::new(b.frame(), &b.vnet, usize::MAX) {
-        Ok(s) => {
-            let n = s.n_segments().max(1) as u64;
-            let hdr = s.max_segment_len().saturating_sub(s.segment_size()) as u64;
-            (n, len + (n - 1) * hdr)
-        }
-        Err(_) => (1, len),
-    }
+    crate::qos::frame_cost(b.frame(), &b.vnet)
 }
 
 fn restore(scratch: &mut [PacketBuf], i: usize, buf: PacketBuf) {
@@ -1114,7 +1109,7 @@ fn send(
     slots: &[Option<Slot>],
     tx: &mut TxQueues,
     seg: &mut [u8],
-    w: usize,
+    (w, now_ns): (usize, u64),
     (slot, tun): (usize, (u32, u32, u64)),
     pkt: &PacketBuf,
 ) {
@@ -1127,6 +1122,14 @@ fn send(
     };
     let frame = pkt.frame();
     let hdr = &pkt.vnet;
+    // The egress policer sees the frame as it leaves (after VLAN edits),
+    // a super-frame as its segments.
+    if let Some(e) = s.policers.egress.as_deref() {
+        if !e.admit(now_ns, frame, hdr) {
+            s.shared.w(w).tx_drop(TxDrop::Policed);
+            return;
+        }
+    }
     if tx.takes(slot, hdr, frame.len()) {
         tx.push(slots, slot, hdr, frame, io.vnet(), w);
         return;

@@ -278,7 +278,11 @@ mod tests {
                 small += 1;
             }
         }
-        assert!(small >= 900, "{small} of 1000 small frames passed");
+        // Of the big ones, ~8 % pass (the rate's share); of the small
+        // ones, most.
+        let big_n = big / 1500;
+        assert!(big_n < 900, "{big_n} of 10,000 big frames passed");
+        assert!(small >= 800, "{small} of 1000 small frames passed");
         let total = big + small * 64;
         let want = 125_000 * 10 + 2000;
         assert!(total <= want && total >= want - 1500, "{total} vs {want}");
@@ -323,13 +327,13 @@ mod tests {
         assert!(Bucket::admit_both(&mut bytes, 999, &mut pkts, 1, now));
         assert_eq!((bytes.tokens(now), pkts.tokens(now)), (0, 998));
         // The packet bucket refusing leaves the byte bucket untouched.
-        let mut bytes = Bucket::bytes(1000, 8).unwrap();
+        let mut bytes = Bucket::bytes(1000, 80).unwrap(); // 10,000 bytes
         let mut pkts = Bucket::packets(1, 1).unwrap();
         let n = (0..2000)
-            .filter(|_| Bucket::admit_both(&mut pkts, 1, &mut bytes, 0, now))
+            .filter(|_| Bucket::admit_both(&mut pkts, 1, &mut bytes, 1, now))
             .count();
         assert_eq!(n, 1000);
-        assert_eq!(bytes.tokens(now), 1000);
+        assert_eq!(bytes.tokens(now), 9000);
     }
 
     #[test]

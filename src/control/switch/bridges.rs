@@ -80,6 +80,7 @@ impl Switch {
             shared: shared.clone(),
             vlan: vlan.clone(),
             split_horizon: false,
+            policers: Default::default(),
         });
         let mut ports = BTreeMap::new();
         ports.insert(
@@ -93,6 +94,7 @@ impl Switch {
                 peer: None,
                 tunnel: None,
                 split_horizon: false,
+                qos: QosConfig::default(),
                 external_ids: BTreeMap::new(),
                 shared,
                 mac: self.netdevs.mac(name).unwrap_or_default(),

@@ -37,6 +37,9 @@ pub(super) fn port_settings(p: &PortConfig) -> Vec<(String, String)> {
     if let Some(on) = p.split_horizon {
         v.push(("split_horizon".into(), on.to_string()));
     }
+    for (k, val) in p.qos().settings() {
+        v.push((k.into(), val.to_string()));
+    }
     for (k, val) in &p.options {
         v.push((format!("options:{k}"), val.clone()));
     }
@@ -257,6 +260,12 @@ impl Switch {
                                 .map(TunnelConfig::options)
                                 .unwrap_or_default(),
                             external_ids: p.external_ids.clone(),
+                            ingress_policing_rate: p.qos.ingress_policing_rate,
+                            ingress_policing_burst: p.qos.ingress_policing_burst,
+                            ingress_policing_kpkts_rate: p.qos.ingress_policing_kpkts_rate,
+                            ingress_policing_kpkts_burst: p.qos.ingress_policing_kpkts_burst,
+                            egress_rate: p.qos.egress_rate,
+                            egress_burst: p.qos.egress_burst,
                         })
                         .collect(),
                     meter: b
