@@ -226,7 +226,10 @@ fn drop_band_polices_udp_to_its_rate() {
         metered.abs_diff(packets) <= 2,
         "metered {metered}, iperf3 sent {packets}: {st}"
     );
-    // The band's count is what iperf3 lost (that final datagram again).
+    // The band's count is what iperf3 lost, within a few frames: iperf3
+    // counts loss from gaps in its sequence numbers, so drops after the
+    // last datagram its server received (the tail of the run, and the
+    // final datagram above) are not in its count.
     let dropped = band_pkts.first().copied().unwrap_or(0);
     assert!(
         dropped.abs_diff(lost) <= 2,
