@@ -73,13 +73,25 @@ pub struct BridgeConfig {
     /// Ports other than LOCAL.
     #[serde(default)]
     pub port: Vec<PortConfig>,
+    /// OpenFlow meters, created before the flows that use them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub meter: Vec<MeterConfig>,
     /// Flows; when absent, the bridge has `priority=0,actions=NORMAL`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flow: Option<Vec<FlowConfig>>,
 }
 
-/// One port.
+/// One OpenFlow meter.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeterConfig {
+    /// The meter in ovs-ofctl syntax:
+    /// `meter=1,kbps,burst,bands=type=drop,rate=10000,burst_size=1000`.
+    pub meter: String,
+}
+
+/// One port.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PortConfig {
     /// Port and netdev name.
@@ -108,6 +120,24 @@ pub struct PortConfig {
     /// others).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split_horizon: Option<bool>,
+    /// Ingress policing rate, kbit/s (1 kbit = 1000 bits); 0 = off.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ingress_policing_rate: u32,
+    /// Ingress policing burst, kbit; 0 = 8000.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ingress_policing_burst: u32,
+    /// Ingress policing rate in thousands of packets per second; 0 = off.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ingress_policing_kpkts_rate: u32,
+    /// Ingress policing burst in thousands of packets; 0 = 16.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ingress_policing_kpkts_burst: u32,
+    /// Egress policing rate, kbit/s (frames beyond it are dropped, not queued); 0 = off.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub egress_rate: u32,
+    /// Egress policing burst, kbit; 0 = 8000.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub egress_burst: u32,
     /// Tunnel options of a `vxlan`, `geneve` or `gre` port (`remote_ip`,
     /// `local_ip`, `key`,
     /// `dst_port`, …; values as strings, as OVS writes them):
@@ -119,6 +149,24 @@ pub struct PortConfig {
     /// forwarding.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub external_ids: std::collections::BTreeMap<String, String>,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
+impl PortConfig {
+    /// The policing settings (see [`crate::qos`]).
+    pub fn qos(&self) -> crate::qos::QosConfig {
+        crate::qos::QosConfig {
+            ingress_policing_rate: self.ingress_policing_rate,
+            ingress_policing_burst: self.ingress_policing_burst,
+            ingress_policing_kpkts_rate: self.ingress_policing_kpkts_rate,
+            ingress_policing_kpkts_burst: self.ingress_policing_kpkts_burst,
+            egress_rate: self.egress_rate,
+            egress_burst: self.egress_burst,
+        }
+    }
 }
 
 /// One flow.
@@ -228,6 +276,7 @@ impl Config {
                     flow_limit: b.flow_limit,
                     vlan_limit: b.vlan_limit,
                     port: b.port.clone(),
+                    meter: b.meter.clone(),
                     flow: first,
                 }],
             };

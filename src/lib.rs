@@ -35,4 +35,5 @@ pub mod ovsdb;
 pub mod packet;
 #[allow(unsafe_code)]
 pub mod port;
+pub mod qos;
 pub mod tunnel;

@@ -581,6 +581,11 @@ pub struct PortInfo {
     /// In NORMAL's split-horizon group (by default the tunnel ports).
     #[serde(default)]
     pub split_horizon: bool,
+    /// Policing settings that are set (not 0): `ingress_policing_rate`,
+    /// `ingress_policing_burst`, `ingress_policing_kpkts_rate`,
+    /// `ingress_policing_kpkts_burst`, `egress_rate`, `egress_burst`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub qos: std::collections::BTreeMap<String, u32>,
     /// `external_ids` (management clients' keys, e.g. libvirt's).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub external_ids: std::collections::BTreeMap<String, String>,

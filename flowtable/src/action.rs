@@ -58,4 +58,9 @@ pub enum Action {
     GotoTable(TableId),
     /// `note:hex`: carries bytes, does nothing.
     Note(Vec<u8>),
+    /// `meter:N` (OpenFlow 1.3 OFPIT_METER): the frame goes through meter
+    /// `N` of the bridge, which may drop it or raise its DSCP drop
+    /// precedence. It is the first action of a list (OpenFlow runs the
+    /// meter instruction before APPLY_ACTIONS); the parser enforces that.
+    Meter(u32),
 }

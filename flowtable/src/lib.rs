@@ -12,6 +12,7 @@ pub mod extract;
 pub mod field;
 pub mod flowmatch;
 pub mod key;
+pub mod meter;
 pub mod offload;
 pub mod rewrite;
 pub mod syntax;

@@ -667,6 +667,13 @@ impl<'a> Segmenter<'a> {
         (self.end - self.hdr_end).div_ceil(self.seg_size).max(1)
     }
 
+    /// Bytes of all segments together (Ethernet onwards): what the frame
+    /// weighs on the wire once cut, each segment carrying its own copy
+    /// of the headers.
+    pub fn wire_len(&self) -> usize {
+        self.n_segments() * self.hdr_end + (self.end - self.hdr_end)
+    }
+
     /// Writes the next segment into the start of `out` and returns its
     /// length, or `None` when all were written. On `BufferTooSmall`
     /// nothing is consumed: retry with a larger buffer.

@@ -113,6 +113,39 @@ pub enum FlowError {
     /// CHECK_OVERLAP found a flow of equal priority that overlaps.
     #[error("the flow overlaps an existing flow of the same priority in table {0}")]
     Overlap(u8),
+    /// The flow's `meter:N` names a meter the bridge does not have.
+    #[error("meter {0} does not exist (add it first: add-meter)")]
+    UnknownMeter(u32),
+}
+
+/// Why a meter change is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MeterChangeError {
+    /// The configuration breaks OpenFlow's rules.
+    #[error("{0}")]
+    Invalid(#[from] flowtable::meter::MeterError),
+    /// ADD of a meter that exists.
+    #[error("meter {0} already exists (use mod-meter)")]
+    Exists(u32),
+    /// MODIFY of a meter that does not exist.
+    #[error("meter {0} does not exist")]
+    Unknown(u32),
+    /// The bridge holds [`crate::qos::meter::MAX_METERS`] meters.
+    #[error("the bridge has {0} meters, the most it holds")]
+    OutOfMeters(u32),
+}
+
+impl MeterChangeError {
+    /// The OpenFlow METER_MOD_FAILED code.
+    pub fn code(&self) -> u16 {
+        use flowtable::meter::code;
+        match self {
+            MeterChangeError::Invalid(e) => e.code(),
+            MeterChangeError::Exists(_) => code::METER_EXISTS,
+            MeterChangeError::Unknown(_) => code::UNKNOWN_METER,
+            MeterChangeError::OutOfMeters(_) => code::OUT_OF_METERS,
+        }
+    }
 }
 
 /// The flow tables of one bridge.
@@ -127,6 +160,11 @@ pub struct BridgeFlows {
     /// While a transaction is open ([`BridgeFlows::begin`]): how to undo
     /// each edit since, and how many changes there were before it.
     undo: Option<(Vec<Undo>, usize)>,
+    /// The bridge's meters as the control plane edits them; each change
+    /// publishes a copy to `meters_pub` (an `Arc` per meter: cheap).
+    meters: crate::qos::meter::MeterSet,
+    /// Meters published to the datapath workers.
+    meters_pub: Arc<arc_swap::ArcSwap<crate::qos::meter::MeterSet>>,
 }
 
 /// A slot (table, priority, match) and the rule it held before an edit.
@@ -172,7 +210,106 @@ impl BridgeFlows {
             timers: BinaryHeap::new(),
             changes: Vec::new(),
             undo: None,
+            meters: Default::default(),
+            meters_pub: Default::default(),
         }
+    }
+
+    /// The meters published to the datapath (shared with the workers).
+    pub fn meters_shared(&self) -> Arc<arc_swap::ArcSwap<crate::qos::meter::MeterSet>> {
+        self.meters_pub.clone()
+    }
+
+    /// The bridge's meters.
+    pub fn meters(&self) -> &crate::qos::meter::MeterSet {
+        &self.meters
+    }
+
+    /// Refuses `actions` that use a meter the bridge lacks.
+    pub fn check_actions(&self, actions: &[flowtable::Action]) -> Result<(), FlowError> {
+        match actions.first() {
+            Some(flowtable::Action::Meter(id)) if self.meters.get(*id).is_none() => {
+                Err(FlowError::UnknownMeter(*id))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Adds (`modify` false) or replaces meter `spec.id`; published at
+    /// once. A replaced meter keeps its age, not its buckets or counters.
+    pub fn set_meter(
+        &mut self,
+        spec: flowtable::meter::MeterSpec,
+        modify: bool,
+    ) -> Result<(), MeterChangeError> {
+        use crate::qos::meter::{Meter, MAX_METERS};
+        let spec = spec.normalized();
+        spec.validate()?;
+        let old = self.meters.get(spec.id).cloned();
+        let created = match (&old, modify) {
+            (Some(_), false) => return Err(MeterChangeError::Exists(spec.id)),
+            (None, true) => return Err(MeterChangeError::Unknown(spec.id)),
+            (Some(o), true) => o.created,
+            (None, false) => {
+                if self.meters.len() >= MAX_METERS as usize {
+                    return Err(MeterChangeError::OutOfMeters(MAX_METERS));
+                }
+                std::time::Instant::now()
+            }
+        };
+        self.meters.insert(Arc::new(Meter::new(spec, created)));
+        self.meters_pub.store(Arc::new(self.meters.clone()));
+        Ok(())
+    }
+
+    /// Deletes meter `id` (every meter with OFPM_ALL) and the flows that
+    /// use it, as OpenFlow says; returns the meters deleted. Deleting a
+    /// meter that does not exist is not an error (Open vSwitch).
+    pub fn del_meters(&mut self, id: u32) -> usize {
+        let ids: Vec<u32> = if id == flowtable::meter::OFPM_ALL {
+            self.meters.sorted().iter().map(|m| m.spec.id).collect()
+        } else if self.meters.get(id).is_some() {
+            vec![id]
+        } else {
+            Vec::new()
+        };
+        if ids.is_empty() {
+            return 0;
+        }
+        let mut gone = Vec::new();
+        for (t, c) in self.view().tables.iter().enumerate() {
+            for (rid, r) in c.iter_unordered() {
+                if let Some(flowtable::Action::Meter(m)) = r.data.actions.first() {
+                    if ids.contains(m) {
+                        gone.push((t as u8, rid));
+                    }
+                }
+            }
+        }
+        for (t, rid) in gone {
+            self.remove(t, rid, RemoveReason::Delete);
+        }
+        for i in &ids {
+            self.meters.remove(*i);
+        }
+        self.meters_pub.store(Arc::new(self.meters.clone()));
+        ids.len()
+    }
+
+    /// Flows whose actions use meter `id`, by meter id.
+    pub fn meter_flow_counts(&self) -> rustc_hash::FxHashMap<u32, u32> {
+        let mut n = rustc_hash::FxHashMap::default();
+        if self.meters.is_empty() {
+            return n;
+        }
+        for c in self.view().tables.iter() {
+            for (_, r) in c.iter_unordered() {
+                if let Some(flowtable::Action::Meter(m)) = r.data.actions.first() {
+                    *n.entry(*m).or_insert(0) += 1;
+                }
+            }
+        }
+        n
     }
 
     /// Applies `e`, remembering what its slot held before while a
@@ -316,6 +453,7 @@ impl BridgeFlows {
     /// the same table, match and priority (keeping its counters unless
     /// RESET_COUNTS, as OpenFlow 1.3 says).
     pub fn add(&mut self, f: Flow, flags: u16, now_ms: u64) -> Result<(), FlowError> {
+        self.check_actions(&f.actions)?;
         let old = self.find(&f);
         if flags & CHECK_OVERLAP != 0 {
             let t = f.table.0;
@@ -469,6 +607,9 @@ impl BridgeFlows {
         }
         if last.len() > self.limit {
             return Err(self.full());
+        }
+        for f in &flows {
+            self.check_actions(&f.actions)?;
         }
         let n = last.len();
         let mut keep = vec![false; flows.len()];

@@ -938,6 +938,22 @@ async fn handle(
             )
         }
         Message::FlowMod(_) => return flow_mods(conn, ctx, &[raw]).await,
+        Message::MeterMod(mm) => {
+            let bridge = ctx.bridge.clone();
+            let r = with_switch(&ctx.switch, move |s| {
+                let r = s.of_meter_mod(&bridge, &mm);
+                if let Err(e) = s.flush_journal() {
+                    log::error!("saving state after an OpenFlow meter mod: {e}");
+                }
+                r
+            })
+            .await;
+            match r {
+                None => return (Vec::new(), true),
+                Some(Ok(())) => Vec::new(),
+                Some(Err(e)) => vec![of::error_reply(v, e, raw)],
+            }
+        }
         Message::PacketOut(po) => {
             if po.buffer_id != NO_BUFFER {
                 error(
@@ -1044,6 +1060,13 @@ async fn bridge(ctx: &Ctx) -> Option<OfBridge> {
         .await
         .flatten()
 }
+
+/// A meter request for a meter that does not exist (Open vSwitch's
+/// answer).
+const UNKNOWN_METER: (ErrorType, u16) = (
+    ErrorType::MeterModFailed,
+    flowtable::meter::code::UNKNOWN_METER,
+);
 
 /// How [`multipart`] answered.
 enum Mp {
@@ -1188,6 +1211,19 @@ async fn multipart(
                     .collect(),
             )
         }
+        MpRequest::Meter(id) => {
+            let stats = with_switch(&ctx.switch, move |s| s.meter_stats(&name, id))
+                .await
+                .ok_or(gone)?;
+            MpReply::Meter(stats.ok_or(UNKNOWN_METER)?)
+        }
+        MpRequest::MeterConfig(id) => {
+            let cfgs = with_switch(&ctx.switch, move |s| s.meter_configs(&name, id))
+                .await
+                .ok_or(gone)?;
+            MpReply::MeterConfig(cfgs.ok_or(UNKNOWN_METER)?)
+        }
+        MpRequest::MeterFeatures => MpReply::MeterFeatures(crate::control::switch::METER_FEATURES),
         MpRequest::Experimenter { .. } => {
             return Err((ErrorType::BadRequest, bad_request::BAD_EXPERIMENTER))
         }

@@ -44,11 +44,15 @@ pub enum RxDrop {
     /// A tunnel port got a datagram from another remote or with another
     /// key (VNI) than its own.
     TunnelNoPort,
+    /// Over the port's ingress policing rate (`ingress_policing_*`).
+    Policed,
+    /// An OpenFlow meter's drop band dropped the frame.
+    Meter,
 }
 
 impl RxDrop {
     /// Number of reasons.
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 14;
     /// All reasons, in index order.
     pub const ALL: [RxDrop; RxDrop::COUNT] = [
         RxDrop::Malformed,
@@ -63,6 +67,8 @@ impl RxDrop {
         RxDrop::NoController,
         RxDrop::TooBig,
         RxDrop::TunnelNoPort,
+        RxDrop::Policed,
+        RxDrop::Meter,
     ];
 
     /// Name used in `dump-ports`.
@@ -80,6 +86,8 @@ impl RxDrop {
             RxDrop::NoController => "no_controller",
             RxDrop::TooBig => "too_big",
             RxDrop::TunnelNoPort => "tunnel_no_port",
+            RxDrop::Policed => "policed",
+            RxDrop::Meter => "meter_drop",
         }
     }
 }
@@ -102,11 +110,13 @@ pub enum TxDrop {
     /// A flow-based tunnel port (`remote_ip=flow`) got a frame without
     /// `tun_dst`.
     TunnelNoDst,
+    /// Over the port's egress policing rate (`egress_rate`).
+    Policed,
 }
 
 impl TxDrop {
     /// Number of reasons.
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 7;
     /// All reasons, in index order.
     pub const ALL: [TxDrop; TxDrop::COUNT] = [
         TxDrop::TxError,
@@ -115,6 +125,7 @@ impl TxDrop {
         TxDrop::VlanEdit,
         TxDrop::TooBig,
         TxDrop::TunnelNoDst,
+        TxDrop::Policed,
     ];
 
     /// Name used in `dump-ports`.
@@ -126,6 +137,7 @@ impl TxDrop {
             TxDrop::VlanEdit => "vlan_edit",
             TxDrop::TooBig => "too_big",
             TxDrop::TunnelNoDst => "tunnel_no_dst",
+            TxDrop::Policed => "policed",
         }
     }
 }

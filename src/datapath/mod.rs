@@ -35,6 +35,7 @@ use flowtable::{FlowKey, PortNo};
 
 use crate::bridge::VlanConfig;
 use crate::port::PortIo;
+use crate::qos::Policers;
 use counters::PortShared;
 
 /// A one-shot reply channel.
@@ -82,6 +83,8 @@ pub enum Command {
         split_horizon: bool,
         /// VLAN configuration for NORMAL.
         vlan: VlanConfig,
+        /// Its policers (each worker keeps its own ingress copy).
+        policers: Policers,
     },
     /// Give a port that was down (netdev missing) its I/O and mark it up.
     AttachIo {
@@ -116,6 +119,15 @@ pub enum Command {
         ofport: PortNo,
         /// In the group.
         on: bool,
+    },
+    /// Replace a port's policers (new settings; the buckets start full).
+    SetPolicers {
+        /// Bridge id.
+        bridge: u32,
+        /// OpenFlow port number.
+        ofport: PortNo,
+        /// The new policers.
+        policers: Policers,
     },
     /// Link a patch port to its peer (or unlink with `None`).
     SetPatchPeer {
@@ -213,6 +225,7 @@ impl std::fmt::Debug for Command {
             Command::AttachIo { .. } => "AttachIo",
             Command::SetPortVlan { .. } => "SetPortVlan",
             Command::SetSplitHorizon { .. } => "SetSplitHorizon",
+            Command::SetPolicers { .. } => "SetPolicers",
             Command::SetPatchPeer { .. } => "SetPatchPeer",
             Command::SetBridgeKnobs { .. } => "SetBridgeKnobs",
             Command::SetVlanLimit { .. } => "SetVlanLimit",

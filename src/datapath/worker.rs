@@ -199,21 +199,29 @@ impl Worker {
         }
     }
 
+    /// Nanoseconds since the epoch (monotonic; a vDSO read, no system
+    /// call). Read once per batch or command.
+    fn now_ns(&self) -> u64 {
+        // Truncation: u64 nanoseconds last 584 years.
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
     fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+        self.now_ns() / 1_000_000
     }
 
     fn primary(&self) -> bool {
         self.index == 0
     }
 
-    fn ctx(&mut self, now_ms: u64) -> XlateCtx<'_> {
+    fn ctx(&mut self, now_ns: u64) -> XlateCtx<'_> {
         XlateCtx {
             slots: &mut self.slots,
             bridges: &mut self.bridges,
             scratch: &mut self.scratch,
             seg: &mut self.seg,
-            now_ms,
+            now_ms: now_ns / 1_000_000,
+            now_ns,
             w: self.index,
             emc: &mut self.emc,
             tx: &mut self.tx,
@@ -311,7 +319,8 @@ impl Worker {
     }
 
     fn command(&mut self, cmd: Command) {
-        let now_ms = self.now_ms();
+        let now_ns = self.now_ns();
+        let now_ms = now_ns / 1_000_000;
         match cmd {
             Command::Shutdown => {}
             #[cfg(debug_assertions)]
@@ -346,6 +355,7 @@ impl Worker {
                 shared,
                 vlan,
                 split_horizon,
+                policers,
             } => {
                 // Deterministic: every worker picks the same slot.
                 let slot = match self.slots.iter().position(Option::is_none) {
@@ -385,6 +395,7 @@ impl Worker {
                     owner,
                     shared,
                     patch_peer: None,
+                    policers,
                 });
                 self.by_port.insert((bridge, ofport), slot);
                 if mine {
@@ -444,6 +455,17 @@ impl Worker {
             Command::SetSplitHorizon { bridge, ofport, on } => {
                 if let Some(b) = self.bridges.get(bridge as usize).and_then(Option::as_ref) {
                     b.set_port_split_horizon(ofport, on);
+                }
+            }
+            Command::SetPolicers {
+                bridge,
+                ofport,
+                policers,
+            } => {
+                if let Some(s) = self.by_port.get(&(bridge, ofport)).copied() {
+                    if let Some(Some(slot)) = self.slots.get_mut(s) {
+                        slot.policers = policers;
+                    }
                 }
             }
             Command::SetPatchPeer {
@@ -525,7 +547,7 @@ impl Worker {
                 if data.len() <= room.len() && data.len() <= crate::packet::MAX_FRAME {
                     room[..data.len()].copy_from_slice(&data);
                     buf.set_received(data.len());
-                    let mut ctx = self.ctx(now_ms);
+                    let mut ctx = self.ctx(now_ns);
                     if let Some(why) =
                         xlate::packet_out(&mut ctx, bridge, &mut buf, in_port, &actions)
                     {
@@ -536,7 +558,7 @@ impl Worker {
                 self.pout = buf;
             }
             Command::Trace { bridge, key, reply } => {
-                let mut ctx = self.ctx(now_ms);
+                let mut ctx = self.ctx(now_ns);
                 let _ = reply.send(xlate::trace(&mut ctx, bridge, key));
             }
         }
@@ -569,7 +591,7 @@ impl Worker {
 
     /// Reads one batch from `slot` and forwards it.
     fn service(&mut self, slot: usize) {
-        let now_ms = self.now_ms();
+        let now_ns = self.now_ns();
         let Some(Some(sl)) = self.slots.get_mut(slot) else {
             return;
         };
@@ -629,16 +651,24 @@ impl Worker {
         // The buffers leave `self` for the loop (a move, no allocation) so
         // the context can borrow the rest.
         let mut rx = std::mem::take(&mut self.rx);
-        let mut ctx = self.ctx(now_ms);
+        let mut ctx = self.ctx(now_ns);
         for buf in &mut rx[..n] {
             match buf.tunnel.redirect {
-                None => xlate::receive(&mut ctx, bridge, slot, buf),
+                None => {
+                    if policed(ctx.slots, slot, buf, now_ns, ctx.w) {
+                        continue;
+                    }
+                    xlate::receive(&mut ctx, bridge, slot, buf)
+                }
                 Some((b, p)) => match xlate::slot_of(&ctx, b, PortNo(p)) {
                     Some(s) => {
                         if let Some(Some(sl)) = ctx.slots.get(s) {
                             let c = sl.shared.w(ctx.w);
                             c.rx_packets.add(1);
                             c.rx_bytes.add(buf.len as u64);
+                        }
+                        if policed(ctx.slots, s, buf, now_ns, ctx.w) {
+                            continue;
                         }
                         xlate::receive(&mut ctx, b, s, buf);
                     }
@@ -712,6 +742,29 @@ impl Worker {
         }
         self.pending.retain(|&p| p != slot);
     }
+}
+
+/// True (and counted as `rx_dropped.policed`) if the ingress policer of
+/// `slot` drops `buf`, received at `now_ns` by worker `w`.
+#[inline]
+fn policed(
+    slots: &mut [Option<Slot>],
+    slot: usize,
+    buf: &PacketBuf,
+    now_ns: u64,
+    w: usize,
+) -> bool {
+    let Some(Some(sl)) = slots.get_mut(slot) else {
+        return false;
+    };
+    let Some(ing) = sl.policers.ingress.as_mut() else {
+        return false;
+    };
+    if ing.admit(now_ns, buf.frame(), &buf.vnet) {
+        return false;
+    }
+    sl.shared.w(w).rx_drop(RxDrop::Policed);
+    true
 }
 
 /// Starts polling `io`'s fd as `slot`.

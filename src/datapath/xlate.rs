@@ -84,6 +84,9 @@ pub struct Slot {
     pub shared: Arc<PortShared>,
     /// Peer of a patch port: (bridge id, ofport).
     pub patch_peer: Option<(u32, PortNo)>,
+    /// Ingress policer (used by the owner only) and egress policer
+    /// (shared by all workers).
+    pub policers: crate::qos::Policers,
 }
 
 /// A bridge as a worker holds it. Cloning gives another worker its own
@@ -111,6 +114,9 @@ pub struct BridgeRt {
     /// (`set bridge BR vlan-limit=N`; 0: all rvs parses, two): tags
     /// beyond it are payload, as OVS's `other_config:vlan-limit`.
     pub vlan_limit: u8,
+    /// The bridge's OpenFlow meters, published by the control plane and
+    /// loaded when a `meter:N` action runs (see [`crate::qos::meter`]).
+    pub meters: Arc<ArcSwap<crate::qos::meter::MeterSet>>,
 }
 
 /// `vlan-limit` of a new bridge: OVS's default, the outer tag only.
@@ -127,7 +133,14 @@ impl BridgeRt {
             outcome: NormalOutcome::default(),
             of: Arc::new(OfShared::default()),
             vlan_limit: DEFAULT_VLAN_LIMIT,
+            meters: Arc::default(),
         }
+    }
+
+    /// The same bridge running the meters published in `meters`.
+    pub fn with_meters(mut self, meters: Arc<ArcSwap<crate::qos::meter::MeterSet>>) -> BridgeRt {
+        self.meters = meters;
+        self
     }
 
     /// The same bridge sharing controller state `of`.
@@ -281,6 +294,8 @@ pub struct XlateCtx<'a> {
     pub seg: &'a mut [u8],
     /// Current time, ms.
     pub now_ms: u64,
+    /// Current time, ns (read once per batch; the policers' clock).
+    pub now_ns: u64,
     /// Index of the running worker (selects its counter blocks).
     pub w: usize,
     /// The worker's exact-match cache in front of the classifier.
@@ -593,7 +608,51 @@ impl Exec<'_, '_, '_> {
             Action::Resubmit { port, table: t } => {
                 self.resubmit(*port, t.map(|t| t.0).unwrap_or(table))
             }
+            Action::Meter(id) => self.meter(*id),
             Action::GotoTable(_) | Action::Note(_) => {}
+        }
+    }
+
+    /// `meter:N`: runs the frame through the bridge's meter `id` (as the
+    /// segments it becomes, for a GSO frame); a drop band ends the
+    /// packet's actions, a dscp_remark band raises its IP drop
+    /// precedence. A meter that is gone (deleted while the flow was
+    /// cached) passes the frame: its flows are being deleted with it.
+    fn meter(&mut self, id: u32) {
+        use crate::qos::meter::{self, Verdict};
+        let set = self.rt.meters.load();
+        let Some(m) = set.get(id) else {
+            if self.tracing() {
+                self.step(None, None, format!("meter:{id}: no such meter, passed"));
+            }
+            return;
+        };
+        let Some(b) = self.buf.as_deref() else {
+            if self.tracing() {
+                self.step(
+                    None,
+                    None,
+                    format!("meter:{id}: not applied to a traced packet"),
+                );
+            }
+            return;
+        };
+        let (packets, bytes) = meter_units(b);
+        match m.apply(self.ctx.w, meter::now_ns(), packets, bytes) {
+            Verdict::Pass => {}
+            Verdict::Drop => {
+                self.drop = Some(RxDrop::Meter);
+                self.abort = true;
+            }
+            Verdict::Remark(levels) => {
+                if matches!(self.key.dl_type, 0x0800 | 0x86dd) {
+                    let dscp = self.key.nw_tos >> 2;
+                    let new = meter::raise_drop_precedence(dscp, levels);
+                    if new != dscp {
+                        self.set_field(Field::NwTos, u128::from(new) << 2);
+                    }
+                }
+            }
         }
     }
 
@@ -801,7 +860,7 @@ impl Exec<'_, '_, '_> {
             self.ctx.slots,
             self.ctx.tx,
             self.ctx.seg,
-            self.ctx.w,
+            (self.ctx.w, self.ctx.now_ns),
             (slot_i, tun),
             pkt,
         );
@@ -998,6 +1057,13 @@ impl Exec<'_, '_, '_> {
     }
 }
 
+/// The frames and bytes a meter counts for `b`: the L2 frame without FCS,
+/// and a GSO super-frame as the segments it becomes (headers repeated),
+/// as the port policers count ([`crate::qos::frame_cost`]).
+fn meter_units(b: &PacketBuf) -> (u64, u64) {
+    crate::qos::frame_cost(b.frame(), &b.vnet)
+}
+
 fn restore(scratch: &mut [PacketBuf], i: usize, buf: PacketBuf) {
     if let Some(s) = scratch.get_mut(i) {
         *s = buf;
@@ -1043,7 +1109,7 @@ fn send(
     slots: &[Option<Slot>],
     tx: &mut TxQueues,
     seg: &mut [u8],
-    w: usize,
+    (w, now_ns): (usize, u64),
     (slot, tun): (usize, (u32, u32, u64)),
     pkt: &PacketBuf,
 ) {
@@ -1056,6 +1122,14 @@ fn send(
     };
     let frame = pkt.frame();
     let hdr = &pkt.vnet;
+    // The egress policer sees the frame as it leaves (after VLAN edits),
+    // a super-frame as its segments.
+    if let Some(e) = s.policers.egress.as_deref() {
+        if !e.admit(now_ns, frame, hdr) {
+            s.shared.w(w).tx_drop(TxDrop::Policed);
+            return;
+        }
+    }
     if tx.takes(slot, hdr, frame.len()) {
         tx.push(slots, slot, hdr, frame, io.vnet(), w);
         return;

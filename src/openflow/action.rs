@@ -17,7 +17,10 @@
 //!   are BAD_INSTRUCTION/UNSUP_METADATA_MASK.
 //! - GOTO_TABLE: a final [`Action::GotoTable`]; it must go forward
 //!   (BAD_INSTRUCTION/BAD_TABLE_ID).
-//! - METER and experimenter instructions: BAD_INSTRUCTION/UNSUP_INST;
+//! - METER: a first [`Action::Meter`] (meter 0 or above OFPM_MAX is
+//!   METER_MOD_FAILED/INVALID_METER; whether the meter exists is the
+//!   switch's check). Encoded as the first instruction.
+//! - Experimenter instructions: BAD_INSTRUCTION/UNSUP_INST;
 //!   unknown types BAD_INSTRUCTION/UNKNOWN_INST.
 //!
 //! Actions: OUTPUT to a port or a reserved port (CONTROLLER keeps its
@@ -438,6 +441,7 @@ pub fn decode_instructions(bytes: &[u8], ctx: &mut ActCtx<'_>) -> Result<Vec<Act
     let mut write = Vec::new();
     let mut meta = None;
     let mut goto = None;
+    let mut meter = None;
     let mut seen = 0u32;
     for (t, ib) in split_tlvs(
         bytes,
@@ -493,7 +497,20 @@ pub fn decode_instructions(bytes: &[u8], ctx: &mut ActCtx<'_>) -> Result<Vec<Act
                 }
             }
             inst::CLEAR_ACTIONS => {}
-            inst::METER | inst::EXPERIMENTER => {
+            inst::METER => {
+                let id = r.u32("meter_id")?;
+                if id == 0 || id > flowtable::meter::OFPM_MAX {
+                    return Err(DecodeError::new(
+                        OfpError::new(
+                            ErrorType::MeterModFailed,
+                            flowtable::meter::code::INVALID_METER,
+                        ),
+                        format!("meter instruction to meter {id}"),
+                    ));
+                }
+                meter = Some(Action::Meter(id));
+            }
+            inst::EXPERIMENTER => {
                 return Err(bi(
                     bad_instruction::UNSUP_INST,
                     format!("instruction {t} is not supported"),
@@ -508,6 +525,9 @@ pub fn decode_instructions(bytes: &[u8], ctx: &mut ActCtx<'_>) -> Result<Vec<Act
         }
     }
     write.sort_by_key(set_order);
+    if let Some(m) = meter {
+        apply.insert(0, m);
+    }
     apply.extend(write);
     apply.extend(meta);
     apply.extend(goto);
@@ -692,6 +712,15 @@ pub fn encode_actions13(b: &mut Vec<u8>, actions: &[Action], m: &Match) {
 /// APPLY_ACTIONS with every action but a final `goto_table`, then
 /// GOTO_TABLE. An empty list (drop) has no instructions.
 pub fn encode_instructions(b: &mut Vec<u8>, actions: &[Action], m: &Match) {
+    let actions = match actions.first() {
+        Some(Action::Meter(id)) => {
+            put_u16(b, inst::METER);
+            put_u16(b, 8);
+            put_u32(b, *id);
+            &actions[1..]
+        }
+        _ => actions,
+    };
     let (body, goto) = match actions.last() {
         Some(Action::GotoTable(t)) => (&actions[..actions.len() - 1], Some(*t)),
         _ => (actions, None),

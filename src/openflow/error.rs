@@ -39,6 +39,8 @@ pub enum ErrorType {
     RoleRequestFailed,
     /// OFPET_TABLE_FEATURES_FAILED (1.3).
     TableFeaturesFailed,
+    /// OFPET_METER_MOD_FAILED (1.3); codes in [`flowtable::meter::code`].
+    MeterModFailed,
 }
 
 impl ErrorType {
@@ -54,6 +56,7 @@ impl ErrorType {
             ErrorType::PortModFailed => 7,
             ErrorType::SwitchConfigFailed => 10,
             ErrorType::RoleRequestFailed => 11,
+            ErrorType::MeterModFailed => 12,
             ErrorType::TableFeaturesFailed => 13,
         }
     }
@@ -314,6 +317,7 @@ impl OfpError {
                 ErrorType::PortModFailed,
                 ErrorType::SwitchConfigFailed,
                 ErrorType::RoleRequestFailed,
+                ErrorType::MeterModFailed,
                 ErrorType::TableFeaturesFailed,
             ]
             .into_iter()

@@ -65,7 +65,10 @@
 //! Pure functions.
 //!
 //! # Limits
-//! Not supported (answered with an ERROR): groups, meters, queues,
+//! Meters: METER_MOD, the METER instruction, METER / METER_CONFIG /
+//! METER_FEATURES multipart ([`meter`]).
+//!
+//! Not supported (answered with an ERROR): groups, queues,
 //! PORT_MOD, TABLE_MOD, MPLS/PBB actions, COPY_TTL_*, NXM/experimenter
 //! match fields, Nicira messages (the caller answers BAD_VENDOR /
 //! BAD_EXPERIMENTER), buffered packets. See [`oxm`] and [`action`] for
@@ -73,6 +76,7 @@
 
 pub mod action;
 pub mod error;
+pub mod meter;
 pub mod msg;
 pub mod multipart;
 pub mod oxm;

@@ -604,6 +604,7 @@ pub enum Message {
     GetAsyncRequest,
     GetAsyncReply(AsyncConfig),
     SetAsync(AsyncConfig),
+    MeterMod(super::meter::MeterMod),
 }
 
 impl Message {
@@ -634,12 +635,18 @@ impl Message {
             Message::GetAsyncRequest => MsgType::GetAsyncRequest,
             Message::GetAsyncReply(_) => MsgType::GetAsyncReply,
             Message::SetAsync(_) => MsgType::SetAsync,
+            Message::MeterMod(_) => MsgType::MeterMod,
         }
     }
 }
 
 fn br(code: u16, what: impl Into<String>) -> DecodeError {
     DecodeError::new(OfpError::new(ErrorType::BadRequest, code), what)
+}
+
+/// BAD_REQUEST/BAD_LEN.
+pub(crate) fn bad_len(what: impl Into<String>) -> DecodeError {
+    br(bad_request::BAD_LEN, what)
 }
 
 /// A reader over a body whose short reads are BAD_REQUEST/BAD_LEN.
@@ -1111,12 +1118,12 @@ pub fn decode_body(version: u8, t: MsgType, body: &[u8]) -> Result<Message, Deco
         MsgType::GetAsyncRequest => only13(Message::GetAsyncRequest)?,
         MsgType::GetAsyncReply => only13(Message::GetAsyncReply(decode_async(r)?))?,
         MsgType::SetAsync => only13(Message::SetAsync(decode_async(r)?))?,
+        MsgType::MeterMod => only13(Message::MeterMod(super::meter::decode_meter_mod(r)?))?,
         MsgType::GroupMod
         | MsgType::PortMod
         | MsgType::TableMod
         | MsgType::QueueGetConfigRequest
-        | MsgType::QueueGetConfigReply
-        | MsgType::MeterMod => {
+        | MsgType::QueueGetConfigReply => {
             return Err(br(bad_request::BAD_TYPE, format!("{t:?} is not supported")))
         }
     })
@@ -1280,6 +1287,12 @@ pub fn encode_body(version: u8, msg: &Message, b: &mut Vec<u8>) -> Result<(), En
                 return Err(not_in("GET_ASYNC_REPLY/SET_ASYNC"));
             }
             encode_async(b, a);
+        }
+        Message::MeterMod(m) => {
+            if v10 {
+                return Err(not_in("METER_MOD"));
+            }
+            super::meter::encode_meter_mod(b, m);
         }
     }
     Ok(())

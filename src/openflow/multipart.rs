@@ -10,7 +10,8 @@
 //! with OFPMPF_REPLY_MORE set on all but the last.
 //!
 //! # Limits
-//! No QUEUE, GROUP, METER stats. TABLE_FEATURES requests that carry a
+//! METER, METER_CONFIG and METER_FEATURES (1.3) are in [`super::meter`].
+//! No QUEUE or GROUP stats. TABLE_FEATURES requests that carry a
 //! body (a controller setting features) decode to their table list; rvs
 //! cannot change its tables, the caller should answer
 //! TABLE_FEATURES_FAILED/EPERM.
@@ -40,6 +41,9 @@ pub mod mp_type {
     pub const TABLE: u16 = 3;
     pub const PORT_STATS: u16 = 4;
     pub const QUEUE: u16 = 5;
+    pub const METER: u16 = 9;
+    pub const METER_CONFIG: u16 = 10;
+    pub const METER_FEATURES: u16 = 11;
     pub const TABLE_FEATURES: u16 = 12;
     pub const PORT_DESC: u16 = 13;
     pub const EXPERIMENTER: u16 = 0xffff;
@@ -97,6 +101,12 @@ pub enum MpRequest {
     PortDesc,
     /// Table features; empty to query (1.3).
     TableFeatures(Vec<TableFeatures>),
+    /// Meter statistics of one meter or OFPM_ALL (1.3).
+    Meter(u32),
+    /// Meter configurations of one meter or OFPM_ALL (1.3).
+    MeterConfig(u32),
+    /// Meter features (1.3).
+    MeterFeatures,
     /// Experimenter (1.0: vendor) statistics, undecoded.
     Experimenter {
         /// Experimenter id.
@@ -374,6 +384,9 @@ pub enum MpReply {
     PortStats(Vec<PortStats>),
     PortDesc(Vec<PortDesc>),
     TableFeatures(Vec<TableFeatures>),
+    Meter(Vec<super::meter::MeterStats>),
+    MeterConfig(Vec<flowtable::meter::MeterSpec>),
+    MeterFeatures(super::meter::MeterFeatures),
 }
 
 /// A MULTIPART_REPLY (1.0: STATS_REPLY).
@@ -489,6 +502,11 @@ pub(crate) fn decode_request(
         }
         mp_type::PORT_DESC if !v10 => MpRequest::PortDesc,
         mp_type::TABLE_FEATURES if !v10 => MpRequest::TableFeatures(decode_table_features(r)?),
+        mp_type::METER if !v10 => MpRequest::Meter(super::meter::decode_meter_request(r)?),
+        mp_type::METER_CONFIG if !v10 => {
+            MpRequest::MeterConfig(super::meter::decode_meter_request(r)?)
+        }
+        mp_type::METER_FEATURES if !v10 => MpRequest::MeterFeatures,
         mp_type::EXPERIMENTER => {
             let experimenter = r.u32("experimenter")?;
             let exp_type = if r.remaining() >= 4 {
@@ -516,6 +534,9 @@ fn req_type(body: &MpRequest) -> u16 {
         MpRequest::PortStats(_) => mp_type::PORT_STATS,
         MpRequest::PortDesc => mp_type::PORT_DESC,
         MpRequest::TableFeatures(_) => mp_type::TABLE_FEATURES,
+        MpRequest::Meter(_) => mp_type::METER,
+        MpRequest::MeterConfig(_) => mp_type::METER_CONFIG,
+        MpRequest::MeterFeatures => mp_type::METER_FEATURES,
         MpRequest::Experimenter { .. } => mp_type::EXPERIMENTER,
     }
 }
@@ -535,7 +556,16 @@ pub(crate) fn encode_request(
     m: &MultipartRequest,
 ) -> Result<(), EncodeError> {
     let v10 = version == OFP10_VERSION;
-    if v10 && matches!(m.body, MpRequest::PortDesc | MpRequest::TableFeatures(_)) {
+    if v10
+        && matches!(
+            m.body,
+            MpRequest::PortDesc
+                | MpRequest::TableFeatures(_)
+                | MpRequest::Meter(_)
+                | MpRequest::MeterConfig(_)
+                | MpRequest::MeterFeatures
+        )
+    {
         return Err(EncodeError::NotInVersion {
             what: "PORT_DESC/TABLE_FEATURES",
             version,
@@ -543,7 +573,10 @@ pub(crate) fn encode_request(
     }
     put_mp_header(version, b, req_type(&m.body), m.flags);
     match &m.body {
-        MpRequest::Desc | MpRequest::Table | MpRequest::PortDesc => {}
+        MpRequest::Desc | MpRequest::Table | MpRequest::PortDesc | MpRequest::MeterFeatures => {}
+        MpRequest::Meter(id) | MpRequest::MeterConfig(id) => {
+            super::meter::encode_meter_request(b, *id)
+        }
         MpRequest::Flow(f) | MpRequest::Aggregate(f) => encode_flow_req(version, b, f),
         MpRequest::PortStats(p) => {
             if v10 {
@@ -884,6 +917,9 @@ fn rep_type(body: &MpReply) -> u16 {
         MpReply::PortStats(_) => mp_type::PORT_STATS,
         MpReply::PortDesc(_) => mp_type::PORT_DESC,
         MpReply::TableFeatures(_) => mp_type::TABLE_FEATURES,
+        MpReply::Meter(_) => mp_type::METER,
+        MpReply::MeterConfig(_) => mp_type::METER_CONFIG,
+        MpReply::MeterFeatures(_) => mp_type::METER_FEATURES,
     }
 }
 
@@ -891,7 +927,16 @@ fn rep_type(body: &MpReply) -> u16 {
 /// and AGGREGATE), for splitting into several messages.
 pub(crate) fn encode_reply_items(version: u8, body: &MpReply) -> Result<Vec<Vec<u8>>, EncodeError> {
     let v10 = version == OFP10_VERSION;
-    if v10 && matches!(body, MpReply::PortDesc(_) | MpReply::TableFeatures(_)) {
+    if v10
+        && matches!(
+            body,
+            MpReply::PortDesc(_)
+                | MpReply::TableFeatures(_)
+                | MpReply::Meter(_)
+                | MpReply::MeterConfig(_)
+                | MpReply::MeterFeatures(_)
+        )
+    {
         return Err(EncodeError::NotInVersion {
             what: "PORT_DESC/TABLE_FEATURES",
             version,
@@ -930,6 +975,13 @@ pub(crate) fn encode_reply_items(version: u8, body: &MpReply) -> Result<Vec<Vec<
         MpReply::PortStats(p) => each(p, |b, x| encode_port_stats(version, b, x)),
         MpReply::PortDesc(p) => each(p, |b, x| encode_port(version, b, x)),
         MpReply::TableFeatures(t) => each(t, encode_table_features),
+        MpReply::Meter(m) => each(m, super::meter::encode_meter_stats),
+        MpReply::MeterConfig(m) => each(m, super::meter::encode_meter_config),
+        MpReply::MeterFeatures(f) => {
+            let mut b = Vec::new();
+            super::meter::encode_meter_features(&mut b, f);
+            vec![b]
+        }
     })
 }
 
@@ -990,6 +1042,13 @@ pub(crate) fn decode_reply(version: u8, r: &mut Reader<'_>) -> Result<MultipartR
         mp_type::PORT_STATS => MpReply::PortStats(list(r, |r| decode_port_stats(version, r))?),
         mp_type::PORT_DESC if !v10 => MpReply::PortDesc(decode_ports(version, r)?),
         mp_type::TABLE_FEATURES if !v10 => MpReply::TableFeatures(decode_table_features(r)?),
+        mp_type::METER if !v10 => MpReply::Meter(list(r, super::meter::decode_meter_stats)?),
+        mp_type::METER_CONFIG if !v10 => {
+            MpReply::MeterConfig(list(r, super::meter::decode_meter_config)?)
+        }
+        mp_type::METER_FEATURES if !v10 => {
+            MpReply::MeterFeatures(super::meter::decode_meter_features(r)?)
+        }
         _ => return Err(bad_mp(format!("multipart reply type {t} is not supported"))),
     };
     Ok(MultipartReply { flags, body })

@@ -589,11 +589,21 @@ fn unsupported_things_get_the_right_error() {
         err_of(&b),
         OfpError::new(BadInstruction, bad_instruction::UNKNOWN_INST)
     );
-    // METER instruction.
-    let b = raw_flow_mod(0, &[], &[0, 6, 0, 8, 0, 0, 0, 1]);
+    // METER instruction: meter 1 runs first; meter 0 is invalid.
+    let mut insts = vec![0, 6, 0, 8, 0, 0, 0, 1];
+    insts.extend(apply(&OUTPUT_1));
+    let b = raw_flow_mod(0, &[], &insts);
+    match decode(&b).unwrap().1 {
+        Message::FlowMod(fm) => assert_eq!(
+            fm.actions,
+            vec![Action::Meter(1), Action::Output(PortNo(1))]
+        ),
+        m => panic!("{m:?}"),
+    }
+    let b = raw_flow_mod(0, &[], &[0, 6, 0, 8, 0, 0, 0, 0]);
     assert_eq!(
         err_of(&b),
-        OfpError::new(BadInstruction, bad_instruction::UNSUP_INST)
+        OfpError::new(MeterModFailed, flowtable::meter::code::INVALID_METER)
     );
     // goto_table backwards.
     let b = raw_flow_mod(3, &[], &[0, 1, 0, 8, 2, 0, 0, 0]);
@@ -1098,4 +1108,53 @@ fn tunnel_fields_decode_and_are_checked() {
     let st = [0xff, 0xff, 0, 16, 0, 0, 0x23, 0x20, 0, 2, 0, 0, 0, 0, 0, 9];
     let b = raw_flow_mod(0, &[], &apply(&st));
     assert_eq!(out(&b), "actions=set_tunnel:0x9");
+}
+
+/// METER_MOD as `ovs-ofctl -O OpenFlow13 add-meter BR
+/// meter=1,kbps,burst,bands=type=drop,rate=10000,burst_size=1000` sends
+/// it, and a dscp_remark band: decode, and encode back to the same bytes.
+#[test]
+fn meter_mod_golden() {
+    use crate::openflow::meter::{MeterMod, MeterModCommand};
+    use flowtable::meter::{flags, Band, BandKind, MeterSpec};
+    let wire: Vec<u8> = vec![
+        4, 29, 0, 48, 0, 0, 0, 9, // header: METER_MOD, len 48, xid 9
+        0, 0, 0, 5, 0, 0, 0, 1, // ADD, kbps|burst, meter 1
+        0, 1, 0, 16, 0, 0, 0x27, 0x10, 0, 0, 3, 0xe8, 0, 0, 0, 0, // drop 10000/1000
+        0, 2, 0, 16, 0, 0, 0x13, 0x88, 0, 0, 0, 0x64, 2, 0, 0, 0, // dscp_remark 5000/100/2
+    ];
+    let mm = MeterMod {
+        command: MeterModCommand::Add,
+        meter: MeterSpec {
+            id: 1,
+            flags: flags::KBPS | flags::BURST,
+            bands: vec![
+                Band {
+                    kind: BandKind::Drop,
+                    rate: 10000,
+                    burst_size: 1000,
+                },
+                Band {
+                    kind: BandKind::DscpRemark { prec_level: 2 },
+                    rate: 5000,
+                    burst_size: 100,
+                },
+            ],
+        },
+    };
+    let (h, m) = decode(&wire).unwrap();
+    assert_eq!(h.xid, 9);
+    assert_eq!(m, Message::MeterMod(mm.clone()));
+    assert_eq!(
+        encode(OFP13_VERSION, 9, &Message::MeterMod(mm)).unwrap(),
+        wire
+    );
+    // An experimenter band is BAD_BAND.
+    let mut bad = wire.clone();
+    bad[17] = 0xff;
+    bad[16] = 0xff;
+    assert_eq!(
+        err_of(&bad),
+        OfpError::new(ErrorType::MeterModFailed, flowtable::meter::code::BAD_BAND)
+    );
 }

@@ -346,6 +346,7 @@ fn port_cfg(name: &str, p: &Row, i: &Row) -> Result<PortConfig, String> {
         split_horizon: None,
         options,
         external_ids: smap(i, "external_ids"),
+        ..PortConfig::default()
     })
 }
 
@@ -1315,6 +1316,7 @@ mod tests {
             .into_iter()
             .collect(),
             external_ids: BTreeMap::new(),
+            ..PortConfig::default()
         };
         let mut want = cur.clone();
         want.tag = None;

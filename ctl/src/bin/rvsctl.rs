@@ -628,6 +628,9 @@ fn print_table(w: &mut dyn Write, cmd: &Cmd, reply: &Reply) {
                         if p.split_horizon != tunnel {
                             outln!(w, "        split_horizon: {}", p.split_horizon);
                         }
+                        for (k, v) in &p.qos {
+                            outln!(w, "        {k}: {v}");
+                        }
                         if !p.external_ids.is_empty() {
                             let o: Vec<String> = p
                                 .external_ids

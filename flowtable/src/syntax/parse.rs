@@ -937,6 +937,7 @@ const ACTION_NAMES: &[&str] = &[
     "resubmit",
     "goto_table",
     "note",
+    "meter",
 ];
 
 /// `output:PORT` and bare ports: reserved ports become their own actions.
@@ -1244,6 +1245,20 @@ fn parse_actions(
                     return Err(e("goto_table must be the last action".into()));
                 }
                 Action::GotoTable(t)
+            }
+            "meter" => {
+                // OpenFlow 1.3: 1..=OFPM_MAX (0xffff0000); the meter runs
+                // before the apply actions, so it comes first (ovs-ofctl:
+                // "instruction meter must be specified before
+                // apply_actions").
+                let id = parse_num(need_arg()?, 0xffff_0000, "meter id").map_err(e)?;
+                if id == 0 {
+                    return Err(e("meter id 0 is invalid (meters are 1..=4294901760)".into()));
+                }
+                if idx != 0 {
+                    return Err(e("meter must be the first action (OpenFlow runs the meter instruction before the others)".into()));
+                }
+                Action::Meter(id as u32)
             }
             "note" => Action::Note(pad_note(parse_note(it.arg.unwrap_or("")).map_err(e)?)),
             _ => {

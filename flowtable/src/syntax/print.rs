@@ -467,6 +467,9 @@ fn put_action(s: &mut String, a: &Action, m: &Match, namer: Option<PortNamer>) {
         Action::GotoTable(t) => {
             let _ = write!(s, "goto_table:{}", t.0);
         }
+        Action::Meter(id) => {
+            let _ = write!(s, "meter:{id}");
+        }
         Action::Note(bytes) => {
             s.push_str("note:");
             for (i, b) in bytes.iter().enumerate() {

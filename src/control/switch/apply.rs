@@ -521,6 +521,16 @@ impl Switch {
                                 ));
                             }
                         }
+                        let want_qos = wp.cfg.qos();
+                        for ((k, want), cur) in QosConfig::KEYS
+                            .into_iter()
+                            .zip(want_qos.values())
+                            .zip(p.qos.values())
+                        {
+                            if want != cur {
+                                settings.push((k.to_string(), want.to_string()));
+                            }
+                        }
                         let horizon = wp.cfg.split_horizon.unwrap_or(p.kind.is_tunnel());
                         if horizon != p.split_horizon {
                             settings.push(("split_horizon".to_string(), horizon.to_string()));

@@ -56,12 +56,17 @@ impl Switch {
             .map_err(|e| reject(ErrorKind::Internal, e.to_string()))?;
         flows.publish();
         let published = flows.shared();
+        let meters = flows.meters_shared();
         let normal = Bridge::new();
         let of = Arc::new(OfShared::default());
         of.set_sink(self.packet_in_sink.clone());
         self.worker.send(Command::AddBridge {
             id,
-            rt: Box::new(BridgeRt::new(name.to_string(), published, normal).with_of(of.clone())),
+            rt: Box::new(
+                BridgeRt::new(name.to_string(), published, normal)
+                    .with_of(of.clone())
+                    .with_meters(meters),
+            ),
         });
         let shared = Arc::new(PortShared::new(None));
         let vlan = VlanConfig::default();
@@ -75,6 +80,7 @@ impl Switch {
             shared: shared.clone(),
             vlan: vlan.clone(),
             split_horizon: false,
+            policers: Default::default(),
         });
         let mut ports = BTreeMap::new();
         ports.insert(
@@ -88,6 +94,7 @@ impl Switch {
                 peer: None,
                 tunnel: None,
                 split_horizon: false,
+                qos: QosConfig::default(),
                 external_ids: BTreeMap::new(),
                 shared,
                 mac: self.netdevs.mac(name).unwrap_or_default(),

@@ -51,11 +51,14 @@ use crate::datapath::xlate::BridgeRt;
 use crate::datapath::Command;
 use crate::netdev;
 use crate::port::{Kernel, Netdevs, PortIo, PortKind, TunnelPort};
+use crate::qos::QosConfig;
 use crate::tunnel::TunnelConfig;
 
 mod apply;
 mod bridges;
 mod flow_requests;
+mod meters;
+pub use meters::METER_FEATURES;
 mod openflow;
 pub use openflow::{apply_flow_mod, apply_flow_mods_atomic};
 mod persist;
@@ -117,6 +120,8 @@ struct PortState {
     tunnel: Option<TunnelConfig>,
     /// In NORMAL's split-horizon group (default: tunnel ports).
     split_horizon: bool,
+    /// Policing settings as given (0 = off / default).
+    qos: QosConfig,
     /// `external_ids:KEY=VALUE`: kept for management clients (libvirt,
     /// OpenStack, the OVSDB Interface row); no effect on forwarding.
     external_ids: BTreeMap<String, String>,

@@ -26,6 +26,11 @@ pub fn apply_flow_mod(
             OfpError::new(ErrorType::FlowModFailed, flow_mod_failed::TABLE_FULL)
         }
         FlowError::Overlap(_) => OfpError::new(ErrorType::FlowModFailed, flow_mod_failed::OVERLAP),
+        // Open vSwitch's answer to a flow using a meter it lacks.
+        FlowError::UnknownMeter(_) => OfpError::new(
+            ErrorType::MeterModFailed,
+            flowtable::meter::code::INVALID_METER,
+        ),
     };
     match fm.command {
         C::Add => {
@@ -36,6 +41,7 @@ pub fn apply_flow_mod(
             let filter = fm.filter();
             let strict = fm.command.is_strict();
             let reset = fm.flags & RESET_COUNTS != 0;
+            flows.check_actions(&fm.actions).map_err(flow_err)?;
             let n = flows.modify(&filter, strict, &fm.actions, None, reset);
             if n == 0 && of10 {
                 // 1.0 has no table id in flow mods: add to table 0.

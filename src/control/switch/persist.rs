@@ -39,6 +39,9 @@ pub fn port_settings(p: &PortConfig) -> Vec<(String, String)> {
     if let Some(on) = p.split_horizon {
         v.push(("split_horizon".into(), on.to_string()));
     }
+    for (k, val) in p.qos().settings() {
+        v.push((k.into(), val.to_string()));
+    }
     for (k, val) in &p.options {
         v.push((format!("options:{k}"), val.clone()));
     }
@@ -190,6 +193,11 @@ impl Switch {
                 self.add_port(&b.name, &p.name, &port_settings(p), false)
                     .map_err(err)?;
             }
+            for m in &b.meter {
+                let spec = flowtable::meter::parse_meter(&m.meter)
+                    .map_err(|e| format!("bridge {}: meter {:?}: {e}", b.name, m.meter))?;
+                self.set_meter(&b.name, spec, false).map_err(err)?;
+            }
             if let Some(flows) = &b.flow {
                 let text: Vec<&str> = flows.iter().map(|f| f.flow.as_str()).collect();
                 self.replace_flows(&b.name, &text.join("\n")).map_err(err)?;
@@ -254,6 +262,21 @@ impl Switch {
                                 .map(TunnelConfig::options)
                                 .unwrap_or_default(),
                             external_ids: p.external_ids.clone(),
+                            ingress_policing_rate: p.qos.ingress_policing_rate,
+                            ingress_policing_burst: p.qos.ingress_policing_burst,
+                            ingress_policing_kpkts_rate: p.qos.ingress_policing_kpkts_rate,
+                            ingress_policing_kpkts_burst: p.qos.ingress_policing_kpkts_burst,
+                            egress_rate: p.qos.egress_rate,
+                            egress_burst: p.qos.egress_burst,
+                        })
+                        .collect(),
+                    meter: b
+                        .flows
+                        .meters()
+                        .sorted()
+                        .iter()
+                        .map(|m| crate::config::MeterConfig {
+                            meter: m.spec.to_string(),
                         })
                         .collect(),
                     flow: with_flows.then(|| {

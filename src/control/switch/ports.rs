@@ -19,6 +19,9 @@ pub(super) struct PortSettings {
     peer: Option<String>,
     /// `split_horizon=true|false`.
     split_horizon: Option<bool>,
+    /// Policing settings (`ingress_policing_rate=…`, `egress_rate=…`),
+    /// validated, in the order given.
+    qos: Vec<(String, String)>,
     /// `options:KEY=VALUE` other than `options:peer`, without the prefix.
     options: BTreeMap<String, String>,
     /// `external_ids:KEY=VALUE`, without the prefix (empty: remove).
@@ -167,6 +170,12 @@ pub(super) fn parse_settings(
                     }
                 })
             }
+            _ if QosConfig::is_key(&key) => {
+                QosConfig::default()
+                    .set(&key, v)
+                    .map_err(|e| invalid(format!("{verb}: {e}")))?;
+                s.qos.push((key.clone(), v.clone()));
+            }
             _ if k.starts_with("external_ids:") || k.starts_with("external-ids:") => {
                 let o = &k["external_ids:".len()..];
                 if o.is_empty() {
@@ -188,15 +197,25 @@ pub(super) fn parse_settings(
                 return Err(invalid(format!(
                     "{verb}: unknown setting \"{k}\" (expected {})",
                     if allow_create {
-                        "type, tag, trunks, vlan_mode, ofport_request, peer, split_horizon, options:KEY or external_ids:KEY"
+                        "type, tag, trunks, vlan_mode, ofport_request, peer, split_horizon, ingress_policing_rate, ingress_policing_burst, ingress_policing_kpkts_rate, ingress_policing_kpkts_burst, egress_rate, egress_burst, options:KEY or external_ids:KEY"
                     } else {
-                        "tag, trunks, vlan_mode, peer, split_horizon, options:KEY or external_ids:KEY"
+                        "tag, trunks, vlan_mode, peer, split_horizon, ingress_policing_rate, ingress_policing_burst, ingress_policing_kpkts_rate, ingress_policing_kpkts_burst, egress_rate, egress_burst, options:KEY or external_ids:KEY"
                     }
                 )))
             }
         }
     }
     Ok(s)
+}
+
+/// `cur` with the policing settings of `s` applied (validated when
+/// parsed).
+fn qos_with(cur: QosConfig, s: &PortSettings, verb: &str) -> Result<QosConfig> {
+    let mut q = cur;
+    for (k, v) in &s.qos {
+        q.set(k, v).map_err(|e| invalid(format!("{verb}: {e}")))?;
+    }
+    Ok(q)
 }
 
 pub(super) fn vlan_from(
@@ -223,6 +242,7 @@ pub(super) fn port_info(p: &PortState) -> PortInfo {
             .map(TunnelConfig::options)
             .unwrap_or_default(),
         split_horizon: p.split_horizon,
+        qos: p.qos.settings().map(|(k, v)| (k.to_string(), v)).collect(),
         external_ids: p.external_ids.clone(),
         up: p.shared.is_up(),
         down_reason: p.shared.down_reason(),
@@ -326,6 +346,7 @@ impl Switch {
         }
         let tunnel = tunnel_from(kind, &s.options, &verb)?;
         let split_horizon = s.split_horizon.unwrap_or(kind.is_tunnel());
+        let qos = qos_with(QosConfig::default(), &s, &verb)?;
         let mut down = None;
         let io = match kind {
             PortKind::Tap | PortKind::Internal => {
@@ -407,6 +428,7 @@ impl Switch {
                 peer: s.peer.clone(),
                 tunnel,
                 split_horizon,
+                qos,
                 external_ids: s
                     .external_ids
                     .iter()
@@ -428,6 +450,7 @@ impl Switch {
             shared,
             vlan,
             split_horizon,
+            policers: qos.policers(),
         });
         if kind == PortKind::Patch {
             self.link_patch(name);
@@ -543,6 +566,8 @@ impl Switch {
         let tag = s.tag.unwrap_or(cur.tag);
         let trunks = s.trunks.clone().unwrap_or_else(|| cur.trunks.clone());
         let vlan = vlan_from(mode, tag, trunks, &verb)?;
+        let qos = qos_with(p.qos, &s, &verb)?;
+        let qos_changed = qos != p.qos;
         if s.peer.is_some() && p.kind != PortKind::Patch {
             return Err(invalid(format!("{verb}: peer= is only for patch ports")));
         }
@@ -583,6 +608,7 @@ impl Switch {
         };
         p.vlan = vlan.clone();
         p.vlan_mode_set = mode.is_some();
+        p.qos = qos;
         let new_io = tunnel.map(|(cfg, io)| {
             p.tunnel = Some(cfg);
             io
@@ -613,6 +639,13 @@ impl Switch {
                 bridge: id,
                 ofport: no,
                 on,
+            });
+        }
+        if qos_changed {
+            self.worker.send(Command::SetPolicers {
+                bridge: id,
+                ofport: no,
+                policers: qos.policers(),
             });
         }
         if let Some(io) = new_io {
