@@ -53,6 +53,7 @@ fn run(n: usize, rt: &BridgeRt, shared: &[Arc<PortShared>]) -> f64 {
                             owner: 0,
                             shared: s.clone(),
                             patch_peer: None,
+                            policers: Default::default(),
                         })
                     })
                     .collect();
@@ -90,6 +91,7 @@ fn run(n: usize, rt: &BridgeRt, shared: &[Arc<PortShared>]) -> f64 {
                         scratch: &mut scratch,
                         seg: &mut seg,
                         now_ms: 1,
+                        now_ns: 1_000_000,
                         w,
                         emc: &mut emc,
                         tx: &mut tx,
