@@ -178,6 +178,7 @@ fmb_step "ovs-vsctl add-br" 60 ovs-vsctl --db="unix:$OVS_DIR/db.sock" --timeout=
 sleep 1
 fmb_log "OVS: measuring"
 measure ovs ovs_police
+OVS_NOTE=$(grep -m1 -o 'adding cls_[a-z]* policing action failed: .*' "$OVS_DIR/ovs-vswitchd.log" || true)
 ovs_stop
 hosts_down
 
@@ -189,6 +190,10 @@ TABLE=$FMB_WORK/table.md
     echo "|---|---|---:|---:|---:|---:|"
     cat "$ROWS"
     echo
+    if [ -n "${OVS_NOTE:-}" ]; then
+        echo "OVS could not police here (ovs-vswitchd.log: \"$OVS_NOTE\"; this kernel has no tc matchall/basic classifier); a failed row is an iperf3 run that did not complete."
+        echo
+    fi
     fmb_env_md 2>/dev/null || true
 } > "$TABLE"
 cat "$TABLE"
