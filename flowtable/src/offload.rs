@@ -667,6 +667,17 @@ impl<'a> Segmenter<'a> {
         (self.end - self.hdr_end).div_ceil(self.seg_size).max(1)
     }
 
+    /// Bytes copied in front of each segment's payload (Ethernet through
+    /// the L4 header; through L3 for UFO).
+    pub fn header_len(&self) -> usize {
+        self.hdr_end
+    }
+
+    /// True for TSO (TCP) frames, the ones [`truncate_tso`] shortens.
+    pub fn is_tcp(&self) -> bool {
+        self.kind == Kind::Tcp
+    }
+
     /// Bytes of all segments together (Ethernet onwards): what the frame
     /// weighs on the wire once cut, each segment carrying its own copy
     /// of the headers.
@@ -766,6 +777,46 @@ impl<'a> Segmenter<'a> {
         self.done = last;
         Ok(Some(len))
     }
+}
+
+/// Shortens a TSO frame in place to its first `n` segments (as if the
+/// rest had been cut and dropped): the IP length and IPv4 header checksum
+/// are rewritten, and a partial TCP checksum (`NEEDS_CSUM`: the
+/// pseudo-header sum, which Linux senders take over the L4 length) is
+/// moved by the length change; FIN and PSH, which belong to the last
+/// segment, are cleared. Returns the new frame length; a frame with
+/// `n` or fewer segments is left alone (its length is returned).
+pub fn truncate_tso(frame: &mut [u8], hdr: &VirtioNetHdr, n: usize) -> Result<usize, OffloadError> {
+    let seg = Segmenter::new(frame, hdr, usize::MAX)?;
+    if seg.kind != Kind::Tcp {
+        return Err(OffloadError::UnsupportedGsoType(hdr.gso_kind()));
+    }
+    let (l3, l4, v4, end) = (seg.l3, seg.l4, seg.v4, seg.end);
+    let new_end = seg.hdr_end + n.max(1) * seg.seg_size;
+    if new_end >= end {
+        return Ok(frame.len());
+    }
+    let (old_l4, new_l4) = ((end - l4) as u16, (new_end - l4) as u16);
+    if v4 {
+        wr16(frame, l3 + 2, (new_end - l3) as u16);
+        wr16(frame, l3 + 10, 0);
+        let ihl = usize::from(frame.get(l3).copied().unwrap_or(0) & 0x0f) * 4;
+        let c = !csum_sum(frame.get(l3..l3 + ihl).unwrap_or_default());
+        wr16(frame, l3 + 10, c);
+    } else {
+        wr16(frame, l3 + 4, (new_end - l3 - 40) as u16);
+    }
+    // The segments kept are not the last: FIN and PSH belonged to it.
+    if let Some(f) = frame.get_mut(l4 + 13) {
+        *f &= !0x09;
+    }
+    if hdr.needs_csum() {
+        let at = usize::from(hdr.csum_start) + usize::from(hdr.csum_offset);
+        // One's complement: remove the old length, add the new one.
+        let c = add(add(rd16(frame, at), !old_l4), new_l4);
+        wr16(frame, at, c);
+    }
+    Ok(new_end)
 }
 
 /// Cuts `frame` as `hdr` says (see [`Segmenter::new`] for `mtu`), writing
@@ -939,6 +990,41 @@ mod tests {
             num_buffers: 0,
         };
         (f, hdr, l3, l4)
+    }
+
+    /// A TSO frame shortened to its first k segments is byte for byte the
+    /// frame built with that much payload (IP length, IPv4 checksum and
+    /// the partial TCP checksum included).
+    #[test]
+    fn truncate_tso_equals_the_shorter_frame() {
+        for v6 in [false, true] {
+            for vlans in [0, 1] {
+                for k in [1usize, 2, 5] {
+                    let mut long = tcp4(10_000);
+                    long.v6 = v6;
+                    long.vlans = vlans;
+                    if v6 {
+                        long.gso_type = VirtioNetHdr::GSO_TCPV6;
+                    }
+                    let (mut f, hdr, _, _) = build(&long);
+                    let mut short = long.clone();
+                    short.payload.truncate(k * 1448);
+                    short.tcp_flags &= !(TCP_FIN | TCP_PSH);
+                    let (want, _, _, _) = build(&short);
+                    let n = truncate_tso(&mut f, &hdr, k).unwrap();
+                    assert_eq!(&f[..n], &want[..], "v6={v6} vlans={vlans} k={k}");
+                }
+                // As many segments as it has, or more: unchanged.
+                let (mut f, hdr, _, _) = build(&tcp4(3000));
+                let len = f.len();
+                assert_eq!(truncate_tso(&mut f, &hdr, 3).unwrap(), len);
+            }
+        }
+        let mut udp = tcp4(5000);
+        udp.udp = true;
+        udp.gso_type = VirtioNetHdr::GSO_UDP_L4;
+        let (mut f, hdr, _, _) = build(&udp);
+        assert!(truncate_tso(&mut f, &hdr, 1).is_err(), "only TSO");
     }
 
     fn pseudo_sum(f: &[u8], l3: usize, v6: bool, proto: u8, l4_len: usize) -> u64 {

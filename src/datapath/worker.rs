@@ -65,6 +65,7 @@ use super::xlate::{self, BridgeRt, Slot, XlateCtx};
 use super::Command;
 use crate::packet::PacketBuf;
 use crate::port::{PortError, PortIo};
+use crate::qos::Verdict;
 
 /// Frames read from one port per turn.
 pub const BATCH: usize = 32;
@@ -746,11 +747,14 @@ impl Worker {
 
 /// True (and counted as `rx_dropped.policed`) if the ingress policer of
 /// `slot` drops `buf`, received at `now_ns` by worker `w`.
+///
+/// A TSO super-frame of which only some segments fit is cut to those and
+/// forwarded; it counts once as `policed` too.
 #[inline]
 fn policed(
     slots: &mut [Option<Slot>],
     slot: usize,
-    buf: &PacketBuf,
+    buf: &mut PacketBuf,
     now_ns: u64,
     w: usize,
 ) -> bool {
@@ -760,11 +764,11 @@ fn policed(
     let Some(ing) = sl.policers.ingress.as_mut() else {
         return false;
     };
-    if ing.admit(now_ns, buf.frame(), &buf.vnet) {
-        return false;
+    let v = ing.admit(now_ns, buf);
+    if v != Verdict::Pass {
+        sl.shared.w(w).rx_drop(RxDrop::Policed);
     }
-    sl.shared.w(w).rx_drop(RxDrop::Policed);
-    true
+    v == Verdict::Drop
 }
 
 /// Starts polling `io`'s fd as `slot`.

@@ -63,7 +63,9 @@ pub mod meter;
 
 use std::sync::Arc;
 
-use flowtable::offload::{Segmenter, VirtioNetHdr};
+use flowtable::offload::{truncate_tso, Segmenter, VirtioNetHdr};
+
+use crate::packet::PacketBuf;
 
 use bucket::Bucket;
 
@@ -224,17 +226,76 @@ pub struct Ingress {
     packets: Option<Bucket>,
 }
 
+/// What the ingress policer did with a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// It fits: forward it.
+    Pass,
+    /// A TSO super-frame of which only the first segments fit: it was cut
+    /// to those (forward it; the rest counts as policed).
+    Trimmed,
+    /// Over the rate: drop it.
+    Drop,
+}
+
 impl Ingress {
-    /// Whether a received frame passes at `now_ns`; takes its tokens if
-    /// it does.
+    /// Charges `n` packets and `len` bytes at `now_ns` if both buckets
+    /// hold them.
     #[inline]
-    pub fn admit(&mut self, now_ns: u64, frame: &[u8], vnet: &VirtioNetHdr) -> bool {
-        let (n, len) = frame_cost(frame, vnet);
+    fn charge(&mut self, now_ns: u64, n: u64, len: u64) -> bool {
         match (&mut self.bytes, &mut self.packets) {
             (Some(b), Some(p)) => Bucket::admit_both(b, len, p, n, now_ns),
             (Some(b), None) => b.admit(now_ns, len),
             (None, Some(p)) => p.admit(now_ns, n),
             (None, None) => true,
+        }
+    }
+
+    /// Polices a frame received at `now_ns`: takes its tokens if it fits.
+    /// A TSO super-frame that does not fit whole keeps the segments that
+    /// do (it is cut in place, as the wire would have carried them one by
+    /// one and the policer dropped the rest); other frames are all or
+    /// nothing.
+    #[inline]
+    pub fn admit(&mut self, now_ns: u64, buf: &mut PacketBuf) -> Verdict {
+        let vnet = buf.vnet;
+        let mut per_seg = None;
+        let (n, len) = if vnet.is_gso() {
+            match Segmenter::new(buf.frame(), &vnet, usize::MAX) {
+                Ok(s) => {
+                    if s.is_tcp() {
+                        per_seg = Some((s.header_len() + s.segment_size()) as u64);
+                    }
+                    (s.n_segments() as u64, s.wire_len() as u64)
+                }
+                Err(_) => (1, buf.len as u64),
+            }
+        } else {
+            (1, buf.len as u64)
+        };
+        if self.charge(now_ns, n, len) {
+            return Verdict::Pass;
+        }
+        let Some(per_seg) = per_seg else {
+            return Verdict::Drop;
+        };
+        let mut k = n - 1;
+        if let Some(b) = &self.bytes {
+            k = k.min(b.tokens(now_ns) / per_seg.max(1));
+        }
+        if let Some(p) = &self.packets {
+            k = k.min(p.tokens(now_ns));
+        }
+        if k == 0 {
+            return Verdict::Drop;
+        }
+        // Cast: k < n, a segment count of a 64 KiB frame.
+        match truncate_tso(buf.frame_mut(), &vnet, k as usize) {
+            Ok(new_len) if self.charge(now_ns, k, k * per_seg) => {
+                buf.len = new_len;
+                Verdict::Trimmed
+            }
+            _ => Verdict::Drop,
         }
     }
 }
@@ -356,9 +417,18 @@ mod tests {
         assert_eq!(frame_cost(&f[..20], &hdr), (1, 20));
     }
 
+    fn buf(frame: &[u8], hdr: VirtioNetHdr) -> PacketBuf {
+        let mut b = PacketBuf::new();
+        b.rx_space()[..frame.len()].copy_from_slice(frame);
+        b.set_received(frame.len());
+        b.vnet = hdr;
+        b
+    }
+
     #[test]
     fn a_packet_policer_sees_a_tso_frame_as_its_segments() {
-        // 1 kpps, 1 kpkts deep: a 45-segment TSO frame takes 45 tokens.
+        // 1 kpps, 1 kpkts deep: 45-segment TSO frames take 45 tokens
+        // each; the 23rd finds 10 left and is cut to 10 segments.
         let q = QosConfig {
             ingress_policing_kpkts_rate: 1,
             ingress_policing_kpkts_burst: 1,
@@ -366,8 +436,46 @@ mod tests {
         };
         let mut i = q.policers().ingress.unwrap();
         let (f, hdr) = tso_frame(64_000, 1448);
-        let n = (0..100).filter(|_| i.admit(0, &f, &hdr)).count();
-        assert_eq!(n, 1000 / 45);
+        let v: Vec<Verdict> = (0..30).map(|_| i.admit(0, &mut buf(&f, hdr))).collect();
+        assert!(v[..22].iter().all(|v| *v == Verdict::Pass));
+        assert_eq!(v[22], Verdict::Trimmed);
+        assert!(v[23..].iter().all(|v| *v == Verdict::Drop));
+        let mut b = buf(&f, hdr);
+        let mut i = q.policers().ingress.unwrap();
+        for _ in 0..22 {
+            i.admit(0, &mut buf(&f, hdr));
+        }
+        assert_eq!(i.admit(0, &mut b), Verdict::Trimmed);
+        assert_eq!(b.len, 54 + 10 * 1448);
+    }
+
+    #[test]
+    fn a_byte_policer_trims_tso_but_not_plain_frames() {
+        // 100 kbit/s (12,500 B/s), 100 kbit (12,500 bytes) deep: a 64 KB
+        // TSO frame (66,430 bytes as segments) passes by the oversized
+        // rule when the bucket is full and leaves 5.31 s of debt; 5.2 s
+        // later 11,070 bytes are back: the next one is cut to the 7
+        // segments (1502 bytes each) that fit.
+        let q = QosConfig {
+            ingress_policing_rate: 100,
+            ingress_policing_burst: 100,
+            ..QosConfig::default()
+        };
+        let mut i = q.policers().ingress.unwrap();
+        let (f, hdr) = tso_frame(64_000, 1448);
+        let s = 1_000_000_000;
+        assert_eq!(i.admit(s, &mut buf(&f, hdr)), Verdict::Pass);
+        assert_eq!(i.admit(s, &mut buf(&f, hdr)), Verdict::Drop);
+        let later = s + 5_200_000_000;
+        let mut b = buf(&f, hdr);
+        assert_eq!(i.admit(later, &mut b), Verdict::Trimmed);
+        assert_eq!(b.len, 54 + 7 * 1448);
+        // A plain frame bigger than what is left: dropped whole.
+        let plain = [0u8; 1500];
+        assert_eq!(
+            i.admit(later, &mut buf(&plain, VirtioNetHdr::NONE)),
+            Verdict::Drop
+        );
     }
 
     #[test]

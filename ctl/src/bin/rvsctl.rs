@@ -86,6 +86,9 @@ enum Cmd {
     /// [type=tap|system|internal|patch|vxlan|geneve|gre]
     /// [tag=VID] [trunks=V1,V2] [vlan_mode=MODE] [ofport_request=N]
     /// [peer=PORT] [split_horizon=true|false]
+    /// [ingress_policing_rate=KBPS ingress_policing_burst=KBIT
+    /// ingress_policing_kpkts_rate=KPPS ingress_policing_kpkts_burst=KPKTS
+    /// egress_rate=KBPS egress_burst=KBIT]
     /// [options:remote_ip=IP options:local_ip=IP options:key=VNI
     /// options:dst_port=PORT ...] [external_ids:KEY=VALUE ...].
     AddPort {
