@@ -225,3 +225,86 @@ fn ptcp_remote_serves_ovs_vsctl_and_a_second_unix_remote() {
     let mode = std::fs::metadata(&unix).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 }
+
+#[test]
+fn policing_columns_and_egress_policer_qos_reach_the_port() {
+    if !require_root() || !common::ovs::have_ovs() {
+        return;
+    }
+    let ns = Netns::new();
+    let (d, db) = start(&ns);
+    ok(&ns, &db, &["add-br", "br0"]);
+    ok(
+        &ns,
+        &db,
+        &[
+            "add-port",
+            "br0",
+            "pq0",
+            "--",
+            "set",
+            "Interface",
+            "pq0",
+            "type=internal",
+            "ingress_policing_rate=10000",
+            "ingress_policing_burst=1000",
+        ],
+    );
+    // OVS's egress-policer: cir in bytes/s, cbs in bytes.
+    ok(
+        &ns,
+        &db,
+        &[
+            "set",
+            "Port",
+            "pq0",
+            "qos=@q",
+            "--",
+            "--id=@q",
+            "create",
+            "QoS",
+            "type=egress-policer",
+            "other_config:cir=2500000",
+            "other_config:cbs=250000",
+        ],
+    );
+    let export = d.ok(&["export"]);
+    for want in [
+        "ingress_policing_rate = 10000",
+        "ingress_policing_burst = 1000",
+        "egress_rate = 20000",
+        "egress_burst = 2000",
+    ] {
+        assert!(export.contains(want), "{want} not in\n{export}");
+    }
+    // Clearing the QoS and the rate in the database clears them in rvs.
+    ok(
+        &ns,
+        &db,
+        &[
+            "clear",
+            "Port",
+            "pq0",
+            "qos",
+            "--",
+            "set",
+            "Interface",
+            "pq0",
+            "ingress_policing_rate=0",
+        ],
+    );
+    let export = d.ok(&["export"]);
+    assert!(!export.contains("egress_rate"), "{export}");
+    assert!(!export.contains("ingress_policing_rate"), "{export}");
+    // rvsctl's own setting shows in the Interface row.
+    d.ok(&["set", "port", "pq0", "ingress_policing_rate=5000"]);
+    let seen = poll(Duration::from_secs(3), || {
+        (ok(
+            &ns,
+            &db,
+            &["get", "Interface", "pq0", "ingress_policing_rate"],
+        ) == "5000")
+            .then_some(())
+    });
+    assert!(seen.is_some());
+}

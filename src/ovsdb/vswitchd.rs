@@ -294,7 +294,7 @@ impl DbView {
                         ifaces.len()
                     ))
                 } else if let Some(i) = iface {
-                    port_cfg(&pname, p, i)
+                    port_cfg(db, &pname, p, i)
                 } else {
                     Err("no interface row".to_string())
                 };
@@ -315,7 +315,35 @@ impl DbView {
 }
 
 /// The switch configuration a Port row with its Interface asks for.
-fn port_cfg(name: &str, p: &Row, i: &Row) -> Result<PortConfig, String> {
+/// An Interface integer column clamped to what the switch takes.
+fn uint(r: &Row, c: &str) -> u32 {
+    ints(r, c)
+        .first()
+        .map_or(0, |&v| v.clamp(0, i64::from(u32::MAX)) as u32)
+}
+
+/// The egress policer a Port's QoS row asks for (kbit/s, kbit): OVS's
+/// `egress-policer` with `other_config:cir` (bytes/s) and `cbs` (bytes).
+/// Other QoS types (`linux-noop`, `linux-htb`, …) police nothing.
+fn egress_policer(db: &Db, p: &Row) -> (u32, u32) {
+    let Some(q) = uuids(p, "qos").first().and_then(|u| db.row("QoS", u)) else {
+        return (0, 0);
+    };
+    if s(q, "type") != "egress-policer" {
+        return (0, 0);
+    }
+    let oc = smap(q, "other_config");
+    let kbit = |k: &str| -> u32 {
+        oc.get(k)
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(0, |bytes| {
+                (bytes * 8).div_ceil(1000).min(u64::from(u32::MAX)) as u32
+            })
+    };
+    (kbit("cir"), kbit("cbs"))
+}
+
+fn port_cfg(db: &Db, name: &str, p: &Row, i: &Row) -> Result<PortConfig, String> {
     if s(i, "name") != name {
         return Err(format!(
             "port {name}: its interface is named {} (rvs ports have one interface of the same name)",
@@ -335,6 +363,7 @@ fn port_cfg(name: &str, p: &Row, i: &Row) -> Result<PortConfig, String> {
         .and_then(Datum::as_str)
         .map(str::to_string);
     let ofport = ints(i, "ofport_request").first().map(|&o| o as u32);
+    let (egress_rate, egress_burst) = egress_policer(db, p);
     Ok(PortConfig {
         name: name.to_string(),
         kind: Some(kind.to_string()),
@@ -346,7 +375,12 @@ fn port_cfg(name: &str, p: &Row, i: &Row) -> Result<PortConfig, String> {
         split_horizon: None,
         options,
         external_ids: smap(i, "external_ids"),
-        ..PortConfig::default()
+        ingress_policing_rate: uint(i, "ingress_policing_rate"),
+        ingress_policing_burst: uint(i, "ingress_policing_burst"),
+        ingress_policing_kpkts_rate: uint(i, "ingress_policing_kpkts_rate"),
+        ingress_policing_kpkts_burst: uint(i, "ingress_policing_kpkts_burst"),
+        egress_rate,
+        egress_burst,
     })
 }
 
@@ -393,6 +427,34 @@ fn set_settings(cur: &PortConfig, want: &PortConfig) -> Vec<(String, String)> {
             "vlan_mode".into(),
             want.vlan_mode.clone().unwrap_or_default(),
         ));
+    }
+    for (k, c, w) in [
+        (
+            "ingress_policing_rate",
+            cur.ingress_policing_rate,
+            want.ingress_policing_rate,
+        ),
+        (
+            "ingress_policing_burst",
+            cur.ingress_policing_burst,
+            want.ingress_policing_burst,
+        ),
+        (
+            "ingress_policing_kpkts_rate",
+            cur.ingress_policing_kpkts_rate,
+            want.ingress_policing_kpkts_rate,
+        ),
+        (
+            "ingress_policing_kpkts_burst",
+            cur.ingress_policing_kpkts_burst,
+            want.ingress_policing_kpkts_burst,
+        ),
+        ("egress_rate", cur.egress_rate, want.egress_rate),
+        ("egress_burst", cur.egress_burst, want.egress_burst),
+    ] {
+        if c != w {
+            v.push((k.to_string(), w.to_string()));
+        }
     }
     for (what, c, w) in [
         ("options", &cur.options, &want.options),
@@ -845,6 +907,21 @@ impl Vswitchd {
             }
         }
         commit(db, ops, &mut out);
+        // The memos' `want` is what the database says now, read back:
+        // settings it has no column for (an egress policer set with
+        // rvsctl, split_horizon) then do not look like a change the
+        // database asks for at the next transaction.
+        let after = DbView::read(db);
+        for (name, m) in self.ports.iter_mut() {
+            if let Some(Ok(c)) = after.ports.get(name).map(|p| &p.cfg) {
+                m.want = c.clone();
+            }
+        }
+        for (name, m) in self.bridges.iter_mut() {
+            if let Some(b) = after.bridges.get(name) {
+                m.want = b.want.clone();
+            }
+        }
         self.synced = Some(generation);
         self.status(db, sw, false, &mut out);
         out
@@ -1267,6 +1344,10 @@ fn iface_row(p: &PortConfig) -> Value {
         "type": ovs_kind(p.kind.as_deref().unwrap_or("system")),
         "options": map_json(&options),
         "external_ids": map_json(&p.external_ids),
+        "ingress_policing_rate": p.ingress_policing_rate,
+        "ingress_policing_burst": p.ingress_policing_burst,
+        "ingress_policing_kpkts_rate": p.ingress_policing_kpkts_rate,
+        "ingress_policing_kpkts_burst": p.ingress_policing_kpkts_burst,
     })
 }
 
