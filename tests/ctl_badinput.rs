@@ -151,6 +151,24 @@ const USAGE: &[(&[&str], &str)] = &[
     // dump-ports BR [PORT]
     (&["dump-ports"], "<BRIDGE>"),
     (&["dump-ports", "BR", "P", "x"], "unexpected argument 'x'"),
+    // add-meter/mod-meter BR METER, del-meters/dump-meters/meter-stats BR [METER]
+    (&["add-meter"], "<BRIDGE>"),
+    (&["add-meter", "BR"], "<METER>"),
+    (
+        &["add-meter", "BR", "meter=1", "x"],
+        "unexpected argument 'x'",
+    ),
+    (&["mod-meter", "BR"], "<METER>"),
+    (&["del-meters"], "<BRIDGE>"),
+    (
+        &["del-meters", "BR", "meter=1", "x"],
+        "unexpected argument 'x'",
+    ),
+    (&["dump-meters"], "<BRIDGE>"),
+    (
+        &["meter-stats", "BR", "meter=1", "x"],
+        "unexpected argument 'x'",
+    ),
     // fdb-show BR, fdb-flush BR
     (&["fdb-show"], "<BRIDGE>"),
     (&["fdb-show", "BR", "x"], "unexpected argument 'x'"),
@@ -219,6 +237,11 @@ const VERBS: &[&str] = &[
     "replace-flows",
     "dump-flows",
     "dump-ports",
+    "add-meter",
+    "mod-meter",
+    "del-meters",
+    "dump-meters",
+    "meter-stats",
     "fdb-show",
     "fdb-flush",
     "pmd-stats-show",

@@ -203,6 +203,35 @@ pub enum Request {
         /// Bridge name.
         bridge: String,
     },
+    /// Add a meter, or with `modify` replace one (`add-meter`,
+    /// `mod-meter`; ovs-ofctl's syntax:
+    /// `meter=1,kbps,burst,bands=type=drop,rate=10000,burst_size=1000`).
+    AddMeter {
+        /// Bridge name.
+        bridge: String,
+        /// The meter in ovs-ofctl's syntax.
+        meter: String,
+        /// Replace an existing meter instead of adding a new one.
+        #[serde(default)]
+        modify: bool,
+    },
+    /// Delete meters and the flows that use them (`del-meters`).
+    DelMeters {
+        /// Bridge name.
+        bridge: String,
+        /// `meter=N`, `N` or `all`; empty: all.
+        #[serde(default)]
+        meter: String,
+    },
+    /// Meters with their configuration and statistics (`dump-meters`,
+    /// `meter-stats`).
+    DumpMeters {
+        /// Bridge name.
+        bridge: String,
+        /// `meter=N`, `N` or `all`; empty: all.
+        #[serde(default)]
+        meter: String,
+    },
     /// Datapath worker statistics (`pmd-stats-show`).
     PmdStatsShow {},
     /// The daemon's memory: resident, in use, per bridge (`memory-show`,
@@ -453,6 +482,11 @@ pub enum Reply {
         /// The entries.
         fdb: Vec<FdbEntry>,
     },
+    /// Meters (`dump-meters`, `meter-stats`), in id order.
+    Meters {
+        /// The meters.
+        meters: Vec<MeterInfo>,
+    },
     /// Datapath workers (`pmd-stats-show`).
     Workers {
         /// One entry per worker, by index.
@@ -554,6 +588,34 @@ pub struct BridgeInfo {
     pub mac_table_size: u32,
     /// Ports, LOCAL first then by ofport.
     pub ports: Vec<PortInfo>,
+}
+
+/// A meter with its statistics.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MeterInfo {
+    /// Meter id.
+    pub id: u32,
+    /// Its configuration in ovs-ofctl's syntax.
+    pub meter: String,
+    /// Flows that use it.
+    pub flow_count: u32,
+    /// Frames that entered it.
+    pub packet_in_count: u64,
+    /// Bytes that entered it.
+    pub byte_in_count: u64,
+    /// Milliseconds since it was added.
+    pub duration_ms: u64,
+    /// Per band, in order: frames and bytes it applied to.
+    pub bands: Vec<BandCount>,
+}
+
+/// What one meter band applied to.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BandCount {
+    /// Frames.
+    pub packets: u64,
+    /// Bytes.
+    pub bytes: u64,
 }
 
 /// A port, as `show` reports it.

@@ -390,7 +390,8 @@ fn answer(
                     let mid = params.get(1).cloned().unwrap_or(Value::Null);
                     let req = params.get(2).cloned().unwrap_or_else(|| json!({}));
                     let mut o = shared.ovsdb.lock().map_err(|_| poisoned())?;
-                    let initial = o.monitor(conn, mid, &req, kind, tx.clone())?;
+                    let mut sw = shared.switch.lock().map_err(|_| poisoned())?;
+                    let initial = o.monitor(&mut sw, conn, mid, &req, kind, tx.clone())?;
                     // Queued under the lock: no update can overtake it.
                     if !id.is_null() {
                         let _ = tx.send(reply(id, initial));

@@ -219,8 +219,11 @@ impl Ovsdb {
     }
 
     /// Registers a monitor; the initial contents (the reply's result).
+    /// A switch change not yet pulled in is pulled first, so a client
+    /// that connects right after `rvsctl add-br` sees the bridge.
     pub fn monitor(
         &mut self,
+        sw: &mut Switch,
         conn: u64,
         id: Value,
         requests: &Value,
@@ -229,6 +232,9 @@ impl Ovsdb {
     ) -> Result<Value, OvsdbError> {
         if self.monitors.iter().any(|m| m.conn == conn && m.id == id) {
             return Err(OvsdbError::new("duplicate monitor ID", id.to_string()));
+        }
+        if self.catch_up(sw) {
+            self.save_or_log();
         }
         let version = match kind {
             MonitorKind::Monitor => MonitorVersion::V1,

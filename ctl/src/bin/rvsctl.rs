@@ -166,6 +166,27 @@ enum Cmd {
         bridge: String,
         port: Option<String>,
     },
+    /// Add an OpenFlow meter, in ovs-ofctl's syntax:
+    /// add-meter BR 'meter=1,kbps,burst,bands=type=drop,rate=10000,burst_size=1000'.
+    AddMeter { bridge: String, meter: String },
+    /// Replace a meter's configuration (same syntax as add-meter).
+    ModMeter { bridge: String, meter: String },
+    /// Delete meters (all, or meter=N) and the flows that use them.
+    DelMeters {
+        bridge: String,
+        meter: Option<String>,
+    },
+    /// Meters' configurations (all, or meter=N).
+    DumpMeters {
+        bridge: String,
+        meter: Option<String>,
+    },
+    /// Meters' statistics: frames and bytes in, per band what it dropped
+    /// or remarked (all, or meter=N).
+    MeterStats {
+        bridge: String,
+        meter: Option<String>,
+    },
     /// MAC learning table.
     FdbShow { bridge: String },
     /// Empty the MAC learning table.
@@ -441,6 +462,21 @@ fn run(cli: &Cli) -> Result<(), Fail> {
             bridge: bridge.clone(),
             port: port.clone(),
         },
+        Cmd::AddMeter { bridge, meter } | Cmd::ModMeter { bridge, meter } => Request::AddMeter {
+            bridge: bridge.clone(),
+            meter: meter.clone(),
+            modify: matches!(cli.cmd, Cmd::ModMeter { .. }),
+        },
+        Cmd::DelMeters { bridge, meter } => Request::DelMeters {
+            bridge: bridge.clone(),
+            meter: meter.clone().unwrap_or_default(),
+        },
+        Cmd::DumpMeters { bridge, meter } | Cmd::MeterStats { bridge, meter } => {
+            Request::DumpMeters {
+                bridge: bridge.clone(),
+                meter: meter.clone().unwrap_or_default(),
+            }
+        }
         Cmd::FdbShow { bridge } => Request::FdbShow {
             bridge: bridge.clone(),
         },
@@ -655,6 +691,31 @@ fn print_table(w: &mut dyn Write, cmd: &Cmd, reply: &Reply) {
         }
         Reply::Ports { ports } => print_ports(w, ports),
         Reply::Fdb { fdb } => print_fdb(w, fdb, true),
+        Reply::Meters { meters } => {
+            for m in meters {
+                if matches!(cmd, Cmd::MeterStats { .. }) {
+                    outln!(
+                        w,
+                        "meter:{} flow_count:{} packet_in_count:{} byte_in_count:{} duration:{:.3}s bands:",
+                        m.id,
+                        m.flow_count,
+                        m.packet_in_count,
+                        m.byte_in_count,
+                        m.duration_ms as f64 / 1000.0
+                    );
+                    for (i, b) in m.bands.iter().enumerate() {
+                        outln!(
+                            w,
+                            "  {i}: packet_count:{} byte_count:{}",
+                            b.packets,
+                            b.bytes
+                        );
+                    }
+                } else {
+                    outln!(w, "{}", m.meter);
+                }
+            }
+        }
         Reply::Workers { workers } => print_workers(w, workers),
         Reply::Memory { memory } => print_memory(w, memory),
         Reply::Trace { trace } => print_trace(w, trace),

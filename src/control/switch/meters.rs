@@ -35,7 +35,51 @@ fn meter_reject(e: MeterChangeError, verb: &str) -> Reject {
     reject(kind, format!("{verb}: {e}"))
 }
 
+/// The meter id a `del-meters`/`dump-meters` filter names: `meter=N`,
+/// `N` or `all`; empty: all.
+pub(super) fn meter_filter(verb: &str, filter: &str) -> Result<u32> {
+    let f = filter.trim();
+    if f.is_empty() {
+        return Ok(OFPM_ALL);
+    }
+    let v = f.strip_prefix("meter=").unwrap_or(f);
+    flowtable::meter::parse_meter_id(v).map_err(|e| invalid(format!("{verb} {filter}: {e}")))
+}
+
 impl Switch {
+    /// `dump-meters` / `meter-stats`: configuration and statistics.
+    pub(super) fn dump_meters(&self, bridge: &str, filter: &str) -> Result<Reply> {
+        let id = meter_filter("dump-meters", filter)?;
+        self.bridge(bridge)?;
+        let configs = self.meter_configs(bridge, id).unwrap_or_default();
+        let stats = self.meter_stats(bridge, id).unwrap_or_default();
+        if id != OFPM_ALL && configs.is_empty() {
+            return Err(reject(
+                ErrorKind::NotFound,
+                format!("bridge {bridge} has no meter {id}"),
+            ));
+        }
+        let meters = configs
+            .iter()
+            .zip(stats.iter())
+            .map(|(c, s)| rvs_ctl::proto::MeterInfo {
+                id: c.id,
+                meter: c.to_string(),
+                flow_count: s.flow_count,
+                packet_in_count: s.packet_in_count,
+                byte_in_count: s.byte_in_count,
+                duration_ms: u64::from(s.duration_sec) * 1000
+                    + u64::from(s.duration_nsec) / 1_000_000,
+                bands: s
+                    .bands
+                    .iter()
+                    .map(|&(packets, bytes)| rvs_ctl::proto::BandCount { packets, bytes })
+                    .collect(),
+            })
+            .collect();
+        Ok(Reply::Meters { meters })
+    }
+
     /// Adds (or with `modify`, replaces) a meter of `bridge`.
     pub fn set_meter(&mut self, bridge: &str, spec: MeterSpec, modify: bool) -> Result<()> {
         let verb = if modify { "mod-meter" } else { "add-meter" };

@@ -53,6 +53,7 @@ use crate::netdev;
 use crate::port::{Kernel, Netdevs, PortIo, PortKind, TunnelPort};
 use crate::qos::QosConfig;
 use crate::tunnel::TunnelConfig;
+use meters::meter_filter;
 
 mod apply;
 mod bridges;
@@ -417,6 +418,7 @@ impl Switch {
                 | Request::DumpFlows { .. }
                 | Request::DumpPorts { .. }
                 | Request::FdbShow { .. }
+                | Request::DumpMeters { .. }
                 | Request::FdbFlush { .. }
                 | Request::PmdStatsShow {}
                 | Request::MemoryShow {}
@@ -603,6 +605,23 @@ impl Switch {
                 let fdb = fdb.into_iter().map(Into::into).collect();
                 Ok(Reply::Fdb { fdb })
             }
+            Request::AddMeter {
+                bridge,
+                meter,
+                modify,
+            } => {
+                let verb = if modify { "mod-meter" } else { "add-meter" };
+                let spec = flowtable::meter::parse_meter(&meter)
+                    .map_err(|e| invalid(format!("{verb} {bridge} {meter}: {e}")))?;
+                self.set_meter(&bridge, spec, modify)?;
+                Ok(Self::done("", 1))
+            }
+            Request::DelMeters { bridge, meter } => {
+                let id = meter_filter("del-meters", &meter)?;
+                let n = self.del_meters(&bridge, id)?;
+                Ok(Self::done(format!("deleted {n} meters"), n as u64))
+            }
+            Request::DumpMeters { bridge, meter } => self.dump_meters(&bridge, &meter),
             Request::PmdStatsShow {} => Ok(Reply::Workers {
                 workers: self.workers_info(),
             }),
