@@ -396,3 +396,51 @@ fn dscp_remark_band_raises_drop_precedence() {
         "band counts {band:?} < {remarked} remarked\n{st}"
     );
 }
+
+#[test]
+fn apply_adds_changes_and_removes_meters() {
+    if !require_root() {
+        return;
+    }
+    let d = common::Rvsd::start();
+    let br = d.add_br();
+    let dir = TempDir::new();
+    let f = dir.0.join("c.toml");
+    let cfg = |meters: &[&str], flow: &str| {
+        let mut t = format!("[[bridge]]\nname = \"{br}\"\n");
+        for m in meters {
+            t.push_str(&format!("[[bridge.meter]]\nmeter = \"{m}\"\n"));
+        }
+        t.push_str(&format!("[[bridge.flow]]\nflow = \"{flow}\"\n"));
+        std::fs::write(&f, t).unwrap();
+    };
+    let file = f.to_str().unwrap();
+    // A meter and the flow that uses it, in one apply.
+    cfg(
+        &["meter=3,kbps,bands=type=drop,rate=5000"],
+        "priority=5,ip,actions=meter:3,NORMAL",
+    );
+    let out = d.ok(&["apply", file]);
+    assert!(out.contains("meter=3"), "{out}");
+    assert!(d.ok(&["dump-meters", &br]).contains("rate=5000"));
+    assert!(d.ok(&["dump-flows", &br]).contains("meter:3"));
+    // Applying the export changes nothing.
+    let export = d.ok(&["export"]);
+    std::fs::write(&f, &export).unwrap();
+    let out = d.ok(&["apply", "--dry-run", file]);
+    assert!(
+        !out.contains("meter"),
+        "export does not apply cleanly:\n{out}"
+    );
+    // A changed rate, then no meter at all (and a flow without it).
+    cfg(
+        &["meter=3,kbps,bands=type=drop,rate=7000"],
+        "priority=5,ip,actions=meter:3,NORMAL",
+    );
+    d.ok(&["apply", file]);
+    assert!(d.ok(&["dump-meters", &br]).contains("rate=7000"));
+    cfg(&[], "priority=0,actions=NORMAL");
+    d.ok(&["apply", file]);
+    assert_eq!(d.ok(&["dump-meters", &br]), "");
+    assert!(!d.ok(&["dump-flows", &br]).contains("meter:3"));
+}

@@ -54,6 +54,14 @@ pub(super) enum Change {
         bridge: String,
         targets: Vec<String>,
     },
+    /// Make the bridge's meters `want` (ids in `del` go; deleting a meter
+    /// deletes the flows that use it, so this runs before the flows are
+    /// replaced).
+    SetMeters {
+        bridge: String,
+        want: Vec<flowtable::meter::MeterSpec>,
+        del: Vec<u32>,
+    },
     SetFailMode {
         bridge: String,
         mode: String,
@@ -108,6 +116,11 @@ impl Change {
             Change::SetFailMode { bridge, mode } => {
                 vec![format!("~ set-fail-mode {bridge} {mode}")]
             }
+            Change::SetMeters { bridge, want, del } => want
+                .iter()
+                .map(|m| format!("~ meter {bridge}: {m}"))
+                .chain(del.iter().map(|id| format!("- meter {bridge}: meter={id}")))
+                .collect(),
         }
     }
 }
@@ -566,6 +579,41 @@ impl Switch {
                     }
                 }
             }
+            // Meters before the flows that use them.
+            let mut want_meters = Vec::new();
+            for m in wb.map(|b| b.meter.as_slice()).unwrap_or_default() {
+                want_meters.push(flowtable::meter::parse_meter(&m.meter).map_err(|e| {
+                    invalid(format!("{origin}: bridge {bname}: meter {}: {e}", m.meter))
+                })?);
+            }
+            want_meters.sort_by_key(|m| m.id);
+            let cur_meters: Vec<flowtable::meter::MeterSpec> = cur
+                .map(|c| {
+                    c.flows
+                        .meters()
+                        .sorted()
+                        .iter()
+                        .map(|m| m.spec.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            if want_meters != cur_meters {
+                let del = cur_meters
+                    .iter()
+                    .map(|m| m.id)
+                    .filter(|id| !want_meters.iter().any(|w| w.id == *id))
+                    .collect();
+                let changed = want_meters
+                    .iter()
+                    .filter(|w| !cur_meters.contains(w))
+                    .cloned()
+                    .collect();
+                adds.push(Change::SetMeters {
+                    bridge: bname.clone(),
+                    want: changed,
+                    del,
+                });
+            }
             let want_text: Vec<String> = flows.iter().map(|f| syntax::fmt_flow(f, None)).collect();
             let cur_text: Vec<String> = match cur {
                 Some(c) => c
@@ -633,6 +681,16 @@ impl Switch {
                 bridge: bridge.clone(),
                 mode: mode.clone(),
             }),
+            Change::SetMeters { bridge, want, del } => {
+                for m in want {
+                    let exists = self.bridge(bridge)?.flows.meters().get(m.id).is_some();
+                    self.set_meter(bridge, m.clone(), exists)?;
+                }
+                for id in del {
+                    self.del_meters(bridge, *id)?;
+                }
+                Ok(Self::done("", 1))
+            }
         }
         .map(|_| ())
     }
