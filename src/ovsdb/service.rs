@@ -147,6 +147,8 @@ impl Ovsdb {
             self.save_or_log();
         }
         let outcome = self.db.transact(ops);
+        // A transaction that changed nothing (reads, failed ones) leaves
+        // the switch and the status columns to the periodic sync.
         if let TxnOutcome::Done { change, .. } = &outcome {
             if !change.is_empty() {
                 self.publish(vec![change.clone()]);
@@ -156,10 +158,6 @@ impl Ovsdb {
                     log::error!("ovsdb: {e}");
                     return Err(OvsdbError::new("I/O error", e.to_string()));
                 }
-            } else {
-                // Nothing changed, but `cur_cfg` may be awaited.
-                let status = self.vswitchd.tick(&mut self.db, sw, false);
-                self.publish(status);
             }
         }
         Ok(outcome)

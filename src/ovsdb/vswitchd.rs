@@ -492,15 +492,20 @@ impl Vswitchd {
     /// Database → switch: makes the switch what the database says.
     /// Returns the database commits it made (status columns).
     pub fn apply(&mut self, db: &mut Db, sw: &mut Switch) -> Vec<Change> {
+        self.reconcile(db, sw);
+        let mut out = Vec::new();
+        self.status(db, sw, false, &mut out);
+        out
+    }
+
+    /// [`Vswitchd::apply`] without the status commit.
+    fn reconcile(&mut self, db: &Db, sw: &mut Switch) {
         sw.begin_batch();
         self.apply_batch(db, sw);
         if let Err(e) = sw.end_batch() {
             log::error!("ovsdb: saving the switch's state: {e}");
         }
         self.synced = Some(sw.generation().load(std::sync::atomic::Ordering::Acquire));
-        let mut out = Vec::new();
-        self.status(db, sw, false, &mut out);
-        out
     }
 
     /// The switch requests of [`Vswitchd::apply`], in one batch.
@@ -609,16 +614,14 @@ impl Vswitchd {
                 .get(name.as_str())
                 .filter(|(br, _)| *br == p.bridge)
                 .map(|(_, c)| *c);
+            let add = || Request::AddPort {
+                bridge: p.bridge.clone(),
+                name: name.clone(),
+                settings: port_settings(want),
+                may_exist: false,
+            };
             let result = match cur {
-                None => ask(
-                    sw,
-                    Request::AddPort {
-                        bridge: p.bridge.clone(),
-                        name: name.clone(),
-                        settings: port_settings(want),
-                        may_exist: false,
-                    },
-                ),
+                None => ask(sw, add()),
                 Some(_)
                     if self
                         .ports
@@ -635,17 +638,7 @@ impl Vswitchd {
                         if_exists: true,
                     },
                 )
-                .and_then(|_| {
-                    ask(
-                        sw,
-                        Request::AddPort {
-                            bridge: p.bridge.clone(),
-                            name: name.clone(),
-                            settings: port_settings(want),
-                            may_exist: false,
-                        },
-                    )
-                }),
+                .and_then(|_| ask(sw, add())),
                 Some(c) => {
                     let settings = set_settings(c, want);
                     if settings.is_empty() {
@@ -812,7 +805,17 @@ impl Vswitchd {
                 Some(db_b) => {
                     let seen_same = self.bridges.get(&b.name).is_some_and(|m| m.seen == want);
                     if !seen_same && db_b.want != want {
-                        ops.extend(bridge_ops(db, db_b.uuid, &b.name, &want, &mut named));
+                        let keep = db
+                            .row("Bridge", &db_b.uuid)
+                            .map(|r| smap(r, "other_config"))
+                            .unwrap_or_default();
+                        ops.extend(bridge_ops(
+                            &uuid_json(db_b.uuid),
+                            &want,
+                            keep,
+                            db_b.want.controllers != want.controllers,
+                            &mut named,
+                        ));
                     }
                     uuid_json(db_b.uuid)
                 }
@@ -833,7 +836,13 @@ impl Vswitchd {
                     ops.push(json!({"op": "mutate", "table": "Open_vSwitch", "where": where_uuid(root),
                         "mutations": [["bridges", "insert", set_json([json!(["named-uuid", bname])])]]}));
                     let target = json!(["named-uuid", bname]);
-                    ops.extend(bridge_ops_named(&target, &b.name, &want, &mut named));
+                    ops.extend(bridge_ops(
+                        &target,
+                        &want,
+                        BTreeMap::new(),
+                        true,
+                        &mut named,
+                    ));
                     target
                 }
             };
@@ -930,12 +939,12 @@ impl Vswitchd {
     /// Retries what failed and refreshes status (and, with `stats`,
     /// `Interface.statistics`): the periodic sync.
     pub fn tick(&mut self, db: &mut Db, sw: &mut Switch, stats: bool) -> Vec<Change> {
-        let mut out = Vec::new();
-        if self.errors.keys().any(|k| !k.is_empty()) {
+        if !self.errors.is_empty() {
             // A netdev may have appeared: apply again (cheap when nothing
             // else differs; ports already made are left alone).
-            out.extend(self.apply(db, sw));
+            self.reconcile(db, sw);
         }
+        let mut out = Vec::new();
         self.status(db, sw, stats, &mut out);
         out
     }
@@ -951,22 +960,20 @@ impl Vswitchd {
                 }
             }
         }
+        // Port counters, per bridge, fetched only when some interface of
+        // it needs statistics now.
+        let mut port_bridge: HashMap<String, String> = HashMap::new();
         for b in sw.config_view().bridge {
             let d = b
                 .datapath_id
                 .as_deref()
                 .and_then(crate::control::switch::parse_dpid)
                 .unwrap_or_else(|| crate::control::switch::default_dpid(&b.name));
-            dpids.insert(b.name, d);
-        }
-        // Port counters, per bridge, fetched only when some interface of
-        // it needs statistics now.
-        let mut port_bridge: HashMap<String, String> = HashMap::new();
-        for b in sw.config_view().bridge {
             port_bridge.insert(b.name.clone(), b.name.clone());
             for p in b.port {
                 port_bridge.insert(p.name, b.name.clone());
             }
+            dpids.insert(b.name, d);
         }
         let mut counters: HashMap<String, PortStats> = HashMap::new();
         let mut fetched: BTreeSet<String> = BTreeSet::new();
@@ -1225,59 +1232,53 @@ fn netdev_columns(i: &Row, name: &str, row: &mut serde_json::Map<String, Value>)
     }
 }
 
-/// Updates of an existing Bridge row (and its Controller rows) so it
-/// says what the switch has.
+/// The other_config keys rvs manages on a Bridge row.
+const MANAGED_OTHER_CONFIG: [&str; 4] = [
+    "datapath-id",
+    "mac-aging-time",
+    "mac-table-size",
+    "vlan-limit",
+];
+
+/// The Bridge row `target` (a uuid or named-uuid) set to what the switch
+/// has: `fail_mode`, `other_config` (`keep`: its keys rvs does not
+/// manage) and, with `controllers`, new Controller rows for `want`'s
+/// targets.
 fn bridge_ops(
-    db: &Db,
-    uuid: Uuid,
-    name: &str,
+    target: &Value,
     want: &BridgeWant,
+    keep: BTreeMap<String, String>,
+    controllers: bool,
     named: &mut dyn FnMut(&str) -> String,
 ) -> Vec<Value> {
     let mut ops = Vec::new();
-    let row = db.row("Bridge", &uuid);
-    let cur_targets: Vec<String> = row
-        .map(|r| {
-            uuids(r, "controller")
-                .iter()
-                .filter_map(|c| db.row("Controller", c))
-                .map(|c| s(c, "target").to_string())
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut sorted = cur_targets.clone();
-    sorted.sort();
-    let target = uuid_json(uuid);
-    let mut ops2 = bridge_ops_named(&target, name, want, named);
-    if sorted == want.controllers {
-        ops2.retain(|o| o["op"] != "insert");
-        for o in &mut ops2 {
-            if let Some(r) = o.get_mut("row").and_then(Value::as_object_mut) {
-                r.remove("controller");
-            }
+    let mut other_config = keep;
+    other_config.retain(|k, _| !MANAGED_OTHER_CONFIG.contains(&k.as_str()));
+    other_config.extend(managed_other_config(want));
+    let mut row = serde_json::Map::new();
+    row.insert(
+        "fail_mode".into(),
+        if want.fail_secure {
+            json!("secure")
+        } else {
+            set_json([])
+        },
+    );
+    row.insert("other_config".into(), map_json(&other_config));
+    if controllers {
+        let mut refs = Vec::new();
+        for t in &want.controllers {
+            let c = named("c");
+            ops.push(
+                json!({"op": "insert", "table": "Controller", "uuid-name": c, "row": {"target": t}}),
+            );
+            refs.push(json!(["named-uuid", c]));
         }
+        row.insert("controller".into(), set_json(refs));
     }
-    // Keep other_config keys rvs does not manage.
-    if let Some(r) = row {
-        let mut oc = smap(r, "other_config");
-        for k in [
-            "datapath-id",
-            "mac-aging-time",
-            "mac-table-size",
-            "vlan-limit",
-        ] {
-            oc.remove(k);
-        }
-        oc.extend(managed_other_config(want));
-        for o in &mut ops2 {
-            if let Some(r) = o.get_mut("row").and_then(Value::as_object_mut) {
-                if r.contains_key("other_config") {
-                    r.insert("other_config".into(), map_json(&oc));
-                }
-            }
-        }
-    }
-    ops.extend(ops2);
+    ops.push(
+        json!({"op": "update", "table": "Bridge", "where": [["_uuid", "==", target]], "row": row}),
+    );
     ops
 }
 
@@ -1296,32 +1297,6 @@ fn managed_other_config(want: &BridgeWant) -> BTreeMap<String, String> {
         oc.insert("vlan-limit".to_string(), want.vlan_limit.to_string());
     }
     oc
-}
-
-/// Inserts the Controller rows of `want` and sets the bridge's columns.
-fn bridge_ops_named(
-    target: &Value,
-    _name: &str,
-    want: &BridgeWant,
-    named: &mut dyn FnMut(&str) -> String,
-) -> Vec<Value> {
-    let mut ops = Vec::new();
-    let mut refs = Vec::new();
-    for t in &want.controllers {
-        let c = named("c");
-        ops.push(
-            json!({"op": "insert", "table": "Controller", "uuid-name": c, "row": {"target": t}}),
-        );
-        refs.push(json!(["named-uuid", c]));
-    }
-    ops.push(
-        json!({"op": "update", "table": "Bridge", "where": [["_uuid", "==", target]], "row": {
-            "fail_mode": if want.fail_secure { json!("secure") } else { set_json([]) },
-            "controller": set_json(refs),
-            "other_config": map_json(&managed_other_config(want)),
-        }}),
-    );
-    ops
 }
 
 /// The Port row columns of a switch port.
