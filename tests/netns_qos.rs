@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -21,18 +20,6 @@ const LEN: u64 = 1400;
 const HDRS: u64 = 42;
 /// Seconds of traffic per run.
 const SECS: &str = "3";
-
-/// A one-shot iperf3 server in `srv` on `port`.
-fn server(srv: &Host, port: u16) -> Child {
-    Command::new("ip")
-        .args(["netns", "exec", &srv.ns.name, "iperf3", "-s", "-1", "-B"])
-        .arg(srv.ip())
-        .args(["-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("iperf3 server (apt-get install iperf3)")
-}
 
 /// Runs an iperf3 client in `cli` toward `srv` on `port` with `extra`
 /// arguments (a server must be listening); its JSON report.
@@ -66,7 +53,7 @@ fn client(cli: &Host, srv: &Host, port: u16, extra: &[&str]) -> serde_json::Valu
 /// reaped); the client's report.
 fn iperf(cli: &Host, srv: &Host, port: u16, extra: &[&str]) -> serde_json::Value {
     cli.assert_ping(srv.ip());
-    let mut s = server(srv, port);
+    let mut s = iperf3_server(srv, port);
     std::thread::sleep(Duration::from_millis(300));
     let v = client(cli, srv, port, extra);
     let _ = s.kill();
@@ -226,8 +213,8 @@ fn egress_policer_with_two_senders() {
     b.assert_ping(c.ip());
     let offered = (50_000_000 * LEN / (LEN + HDRS)).to_string();
     let args = ["-u", "-l", "1400", "-b", &offered];
-    let mut s1 = server(&c, 5201);
-    let mut s2 = server(&c, 5202);
+    let mut s1 = iperf3_server(&c, 5201);
+    let mut s2 = iperf3_server(&c, 5202);
     std::thread::sleep(Duration::from_millis(300));
     let (va, vb) = std::thread::scope(|s| {
         let ta = s.spawn(|| client(&a, &c, 5201, &args));

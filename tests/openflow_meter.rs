@@ -146,14 +146,7 @@ fn ofctl_meter_config_features_errors() {
 fn iperf_udp(cli: &Host, srv: &Host, mbps: u32, len: u32, secs: u32) -> serde_json::Value {
     cli.assert_ping(srv.ip());
     let port = 25000 + (std::process::id() % 20000) as u16;
-    let mut server = Command::new("ip")
-        .args(["netns", "exec", &srv.ns.name, "iperf3", "-s", "-1", "-B"])
-        .arg(srv.ip())
-        .args(["-p", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("iperf3 server");
+    let mut server = iperf3_server(srv, port);
     std::thread::sleep(Duration::from_millis(300));
     let o = cli.ns.exec_quiet(&[
         "timeout",

@@ -178,15 +178,7 @@ impl OvsSwitch {
 
     /// `ovs-vsctl ARGS` inside OVS's namespace; stdout.
     fn vsctl_out(&self, args: &[&str]) -> String {
-        let db = format!("--db={}", self.remote());
-        let out = self
-            .ovs
-            .cmd("ovs-vsctl")
-            .args([db.as_str(), "--timeout=20"])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let out = self.ovs.vsctl_output(args);
         assert!(
             out.status.success(),
             "ovs-vsctl {args:?}: {}",

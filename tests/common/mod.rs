@@ -1862,6 +1862,19 @@ pub fn assert_pings_and_counters(d: &Rvsd, br: &str, h1: &Host, h2: &Host) {
 /// only succeeds once the server acknowledged the end of the test, i.e. the
 /// TCP stream was delivered; the server's byte count is a snapshot taken
 /// at that moment and may trail the last few segments.
+/// A one-shot iperf3 server in `srv`'s namespace on its address and
+/// `port`, output discarded.
+pub fn iperf3_server(srv: &Host, port: u16) -> std::process::Child {
+    std::process::Command::new("ip")
+        .args(["netns", "exec", &srv.ns.name, "iperf3", "-s", "-1", "-B"])
+        .arg(srv.ip())
+        .args(["-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("iperf3 server (apt-get install iperf3)")
+}
+
 pub fn tcp_transfer(cli: &Host, srv: &Host, bytes: u64) -> (u64, u64) {
     // Both directions need ARP first.
     cli.assert_ping(srv.ip());
@@ -1870,14 +1883,7 @@ pub fn tcp_transfer(cli: &Host, srv: &Host, bytes: u64) -> (u64, u64) {
     // A few attempts, each with a fresh one-shot server: the client may
     // race the server's listen, and a failed attempt ends the server.
     for _ in 0..3 {
-        let mut server = std::process::Command::new("ip")
-            .args(["netns", "exec", &srv.ns.name, "iperf3", "-s", "-1", "-B"])
-            .arg(srv.ip())
-            .args(["-p", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("iperf3 server (apt-get install iperf3)");
+        let mut server = iperf3_server(srv, port);
         std::thread::sleep(Duration::from_millis(300));
         let o = cli.ns.exec_quiet(&[
             "timeout",
